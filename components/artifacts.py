@@ -1,0 +1,183 @@
+"""Artifacts passed between stages: frozen dataclasses that round-trip through JSON.
+
+They follow TFX's artifact contract (a type name and a URI, plus typed properties) without importing
+tfx, so Airflow's XCom can carry them as small JSON and the plain runner can pass them as objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from typing import Any, ClassVar, TypeVar
+
+A = TypeVar("A", bound="Artifact")
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEntry:
+    """One file of a checkpoint or an export, relative to its root."""
+
+    path: str
+    size: int
+    crc32c: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """Base: every artifact has a URI and a TFX-style type name."""
+
+    TYPE_NAME: ClassVar[str] = "Artifact"
+
+    uri: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.TYPE_NAME, **_encode(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: type[A], data: dict[str, Any]) -> A:
+        payload = dict(data)
+        type_name = payload.pop("type", cls.TYPE_NAME)
+        if type_name != cls.TYPE_NAME:
+            raise ValueError(f"expected a {cls.TYPE_NAME} artifact, got {type_name!r}")
+        return _decode(cls, payload)
+
+    @classmethod
+    def from_json(cls: type[A], text: str) -> A:
+        return cls.from_dict(json.loads(text))
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointArtifact(Artifact):
+    """A complete checkpoint: ``uri`` is its prefix (``.../model.ckpt-<step>``)."""
+
+    TYPE_NAME: ClassVar[str] = "Checkpoint"
+
+    model_name: str
+    step: int
+    files: tuple[FileEntry, ...] = ()
+    pinned_uri: str | None = None  # where the lease keeps it while the run needs it
+
+    @property
+    def readable_prefix(self) -> str:
+        """The prefix to read from: the pinned copy when there is one."""
+        return self.pinned_uri or self.uri
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdResult:
+    """One threshold's verdict and why."""
+
+    metric: str
+    passed: bool
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationArtifact(Artifact):
+    """Metrics of one checkpoint and the blessing decided from them (TFX's ModelEvaluation+ModelBlessing)."""
+
+    TYPE_NAME: ClassVar[str] = "ModelEvaluation"
+
+    checkpoint: CheckpointArtifact
+    metrics: dict[str, float]
+    blessed: bool
+    reasons: tuple[ThresholdResult, ...] = ()
+    source: str = "evaluate"  # or "logged": metrics read from training's eval event files
+
+    @property
+    def summary(self) -> str:
+        verdict = "blessed" if self.blessed else "not blessed"
+        return f"{verdict}: " + "; ".join(r.reason for r in self.reasons)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportArtifact(Artifact):
+    """An exported SavedModel (TFX's Model); ``uri`` is the version directory on local disk."""
+
+    TYPE_NAME: ClassVar[str] = "Model"
+
+    model_name: str
+    strategy: str
+    version: str
+    step: int
+    checkpoint_uri: str
+    tags: tuple[str, ...] = ()
+    signatures: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    warmup_records: int = 0
+    already_exported: bool = False
+    # For multi-graph exports (DistributedExporter): graph name -> directory, all sharing ``version``.
+    graphs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class PushedModelArtifact(Artifact):
+    """A version published at the destination (TFX's PushedModel); ``uri`` is the version's location."""
+
+    TYPE_NAME: ClassVar[str] = "PushedModel"
+
+    model_name: str
+    strategy: str
+    destination: str
+    version: str
+    step: int
+    manifest_uri: str
+    files: int = 0
+    bytes_total: int = 0
+    bytes_moved: int = 0
+    already_published: bool = False
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, tuples and dicts as plain JSON values."""
+    return _encode(value)
+
+
+def from_jsonable(tp: Any, data: Any) -> Any:
+    """The inverse of ``to_jsonable`` for the annotated type ``tp``."""
+    return _decode(tp, data)
+
+
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    return value
+
+
+def _decode(tp: Any, data: Any) -> Any:
+    """Rebuild ``data`` (plain JSON values) as an instance of the annotated type ``tp``."""
+    if data is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _decode(options[0], data) if len(options) == 1 else data
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp) if f.init}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{tp.__name__} has no field(s) {sorted(unknown)}")
+        return tp(**{k: _decode(hints[k], v) for k, v in data.items()})
+    if origin is tuple:
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        return tuple(_decode(item, v) for v in data)
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_decode(item, v) for v in data]
+    if origin is dict:
+        _, value_type = typing.get_args(tp) or (Any, Any)
+        return {k: _decode(value_type, v) for k, v in data.items()}
+    if tp is float and isinstance(data, int):
+        return float(data)
+    return data

@@ -1,0 +1,219 @@
+"""Load and validate model configs: YAML → typed dataclasses, with errors that name the field.
+
+Validation is driven by the dataclass annotations in ``schema.py`` so the reference and the checks
+cannot drift apart. Unknown keys are errors (a typo must not silently fall back to a default).
+Relative paths in path fields resolve against the config file's folder; ``${config_dir}`` in any
+string is replaced by that folder. Nothing here touches the model directory or the destination:
+loading a config does no I/O beyond reading the file itself (the DAG factory calls it at parse time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from components.config.errors import ConfigError
+from components.config.schema import PipelineConfig
+from components.imports import ImportPath, ImportPathError
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
+_PATH_FIELDS = {"model_dir", "destination.uri", "warmup.path", "staging_dir"}
+
+
+def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
+    """Read one YAML config file and validate it."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read the file: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, "", f"not valid YAML: {exc}") from exc
+    return parse_config(data, source=source, base_dir=Path(path).resolve().parent)
+
+
+def load_configs_dir(folder: str | os.PathLike[str]) -> dict[str, PipelineConfig | ConfigError]:
+    """Every ``*.yaml``/``*.yml`` in ``folder`` by file path; a broken file maps to its error."""
+    results: dict[str, PipelineConfig | ConfigError] = {}
+    for path in sorted(Path(folder).glob("*.y*ml")):
+        try:
+            results[str(path)] = load_config(path)
+        except ConfigError as exc:
+            results[str(path)] = exc
+    return results
+
+
+def parse_config(data: Any, *, source: str = "<memory>", base_dir: Path | None = None) -> PipelineConfig:
+    """Validate already-parsed YAML/JSON data."""
+    base = (base_dir or Path.cwd()).resolve()
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", f"expected a mapping of fields at the top level, got {_kind(data)}")
+    data = _substitute(data, str(base))
+    config = _build(PipelineConfig, data, "", source, base, skip={"source"})
+    config = dataclasses.replace(config, source=source)
+    _check_semantics(config)
+    return config
+
+
+def _build(cls: type, data: Any, prefix: str, source: str, base: Path, skip: set[str] = frozenset()) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(source, prefix, f"expected a mapping, got {_kind(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            source, _join(prefix, str(unknown[0])), f"unknown field; expected one of {sorted(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, field in fields.items():
+        path = _join(prefix, name)
+        if name not in data:
+            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+            if required:
+                raise ConfigError(source, path, "required field is missing")
+            continue
+        value = _coerce(hints[name], data[name], path, source, base)
+        if path in _PATH_FIELDS and isinstance(value, str):
+            value = _resolve_path(value, base)
+        values[name] = value
+    return cls(**values)
+
+
+def _coerce(tp: Any, value: Any, path: str, source: str, base: Path) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(options[0], value, path, source, base)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(source, path, f"expected one of {list(allowed)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path, source, base)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(source, path, f"expected a list, got {_kind(value)}")
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_coerce(item, v, f"{path}[{i}]", source, base) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(source, path, f"expected a mapping, got {_kind(value)}")
+        return dict(value)
+    if tp is ImportPath:
+        try:
+            return ImportPath(value)
+        except ImportPathError as exc:
+            raise ConfigError(source, path, str(exc)) from exc
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, path, f"expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, path, f"expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(source, path, f"expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(source, path, f"expected a non-empty string, got {value!r}")
+        return value
+    return value
+
+
+def _check_semantics(config: PipelineConfig) -> None:
+    source = config.source
+    if not _NAME.match(config.name):
+        raise ConfigError(
+            source, "name", f"{config.name!r} must be lowercase letters, digits, '_' or '-' (at most 63)"
+        )
+    if not config.strategies:
+        raise ConfigError(source, "strategies", "at least one export strategy is required")
+    seen: set[str] = set()
+    servables: dict[str, str] = {}
+    for i, strategy in enumerate(config.strategies):
+        if not _NAME.match(strategy.name):
+            raise ConfigError(
+                source,
+                f"strategies[{i}].name",
+                f"{strategy.name!r} becomes a directory and a task id: use lowercase letters, digits, '_' or '-'",
+            )
+        if strategy.name in seen:
+            raise ConfigError(source, f"strategies[{i}].name", f"duplicate strategy name {strategy.name!r}")
+        seen.add(strategy.name)
+        servable = strategy.servable or config.name
+        if not _NAME.match(servable):
+            raise ConfigError(source, f"strategies[{i}].servable", f"{servable!r} is not a valid folder name")
+        if servable in servables:
+            raise ConfigError(
+                source,
+                f"strategies[{i}].servable",
+                f"strategies {servables[servable]!r} and {strategy.name!r} would both publish to "
+                f"<destination>/{servable}/; give one of them its own servable name",
+            )
+        servables[servable] = strategy.name
+    evaluation = config.evaluation
+    if evaluation.source == "evaluate" and evaluation.input_fn is None and evaluation.thresholds:
+        raise ConfigError(
+            source, "evaluation.input_fn", "thresholds need metrics: set input_fn, or source: logged"
+        )
+    if evaluation.steps is not None and evaluation.steps <= 0:
+        raise ConfigError(source, "evaluation.steps", f"expected a positive integer, got {evaluation.steps}")
+    for i, threshold in enumerate(evaluation.thresholds):
+        if threshold.lower is None and threshold.upper is None and threshold.change is None:
+            raise ConfigError(
+                source, f"evaluation.thresholds[{i}]", "set at least one of lower, upper or change"
+            )
+    discovery = config.discovery
+    if discovery.policy == "every_nth" and not discovery.every_n_steps:
+        raise ConfigError(source, "discovery.every_n_steps", "policy every_nth needs a positive every_n_steps")
+    if discovery.max_per_run <= 0:
+        raise ConfigError(source, "discovery.max_per_run", "expected a positive integer")
+    warmup = config.warmup
+    if warmup.source != "none" and not warmup.path:
+        raise ConfigError(source, "warmup.path", f"warmup source {warmup.source!r} needs a path")
+    if warmup.num_records <= 0:
+        raise ConfigError(source, "warmup.num_records", "expected a positive integer")
+    if config.destination.keep <= 0:
+        raise ConfigError(source, "destination.keep", "expected a positive integer")
+
+
+def _substitute(value: Any, config_dir: str) -> Any:
+    if isinstance(value, str):
+        return value.replace("${config_dir}", config_dir)
+    if isinstance(value, list):
+        return [_substitute(v, config_dir) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, config_dir) for k, v in value.items()}
+    return value
+
+
+def _resolve_path(value: str, base: Path) -> str:
+    if "://" in value:
+        return value
+    return str((base / value).resolve()) if not os.path.isabs(value) else os.path.normpath(value)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )

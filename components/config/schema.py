@@ -1,0 +1,120 @@
+"""Typed, frozen model pipeline config.
+
+Field docs here are the config reference (README links to this file). Everything that can name code
+to import or a place to write lives here, in trusted config, never in a trigger's conf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from components.imports import ImportPath
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceiversConfig:
+    """Input receivers per mode, as import paths of zero-argument functions."""
+
+    predict: ImportPath  # serving_input_receiver_fn for the `serve` graph
+    train: ImportPath | None = None  # supervised receiver for the `train` graph
+    eval: ImportPath | None = None  # supervised receiver for the `eval` graph
+
+
+@dataclasses.dataclass(frozen=True)
+class ChangeThreshold:
+    """Change against the baseline (best version already published for this model)."""
+
+    direction: Literal["higher_is_better", "lower_is_better"]
+    absolute: float | None = None  # allowed change in the metric's units (e.g. -0.01 allows a small drop)
+    relative: float | None = None  # allowed change as a fraction of the baseline value
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdConfig:
+    """One blessing rule on one metric: absolute bounds and/or change against the baseline."""
+
+    metric: str
+    lower: float | None = None
+    upper: float | None = None
+    change: ChangeThreshold | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationConfig:
+    """How a checkpoint's metrics are obtained and judged."""
+
+    input_fn: ImportPath | None = None  # eval input_fn; called with input_fn_kwargs
+    input_fn_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    steps: int | None = None  # None: until input_fn is exhausted
+    source: Literal["evaluate", "logged"] = "evaluate"  # logged: read training's eval event files
+    thresholds: tuple[ThresholdConfig, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscoveryConfig:
+    """Which new checkpoints a run takes."""
+
+    policy: Literal["all_new", "latest", "every_nth"] = "all_new"
+    every_n_steps: int | None = None  # with every_nth: take steps divisible by this
+    max_per_run: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class StrategyConfig:
+    """One export strategy: its name (a directory and a task id), registered kind and parameters."""
+
+    name: str
+    kind: str
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    servable: str | None = None  # published under <destination>/<servable>/; default: the model name
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupConfig:
+    """TF Serving warmup requests injected into each export."""
+
+    source: Literal["none", "examples", "file", "json"] = "none"
+    path: str | None = None  # examples: TFRecord of tf.Example; file: TFRecord of PredictionLog; json
+    num_records: int = 100
+    signature: str = "serving_default"
+    truncate: bool = False  # more than 1000 records: truncate with a warning instead of failing
+
+
+@dataclasses.dataclass(frozen=True)
+class DestinationConfig:
+    """Where published versions go: ``<uri>/<model name>/<version>/``."""
+
+    uri: str
+    keep: int = 5  # newest published versions kept by retention (best and pinned are kept too)
+
+
+@dataclasses.dataclass(frozen=True)
+class AirflowConfig:
+    """How the model's DAG is scheduled and run."""
+
+    schedule: str | None = None  # cron, preset (@daily), "asset" (post-training stage) or null
+    owner: str = "exportflow"
+    tags: tuple[str, ...] = ()
+    retries: int = 2
+    max_active_runs: int = 1
+    pool: str | None = None  # bounds memory-heavy TF tasks across DAGs
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """One model's post-training pipeline."""
+
+    name: str
+    model_dir: str  # local path or gs:// URI holding the trainer's checkpoints
+    model_fn: ImportPath
+    receivers: ReceiversConfig
+    destination: DestinationConfig
+    strategies: tuple[StrategyConfig, ...]
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)  # passed to model_fn
+    evaluation: EvaluationConfig = EvaluationConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
+    warmup: WarmupConfig = WarmupConfig()
+    airflow: AirflowConfig = AirflowConfig()
+    staging_dir: str | None = None  # local scratch for exports; default under the destination
+    source: str = dataclasses.field(default="<memory>", compare=False)  # the file it came from

@@ -1,0 +1,1 @@
+"""Evaluation and blessing of checkpoints."""

@@ -1,0 +1,1 @@
+"""Export: turn a blessed checkpoint into SavedModels through pluggable export strategies."""

@@ -1,0 +1,27 @@
+"""Export's component spec: a blessed evaluation in, a SavedModel (Model artifact) out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from components.artifacts import EvaluationArtifact, ExportArtifact
+from components.component import ComponentSpec
+from components.config.schema import PipelineConfig, StrategyConfig
+from components.ledger import LedgerState
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportParams:
+    config: PipelineConfig
+    strategy: StrategyConfig
+    ledger: LedgerState
+    force: bool = False  # re-export even when a complete version exists
+    is_final: bool = False  # training said this is its last checkpoint (FinalExporter)
+
+
+SPEC = ComponentSpec(
+    name="export",
+    inputs={"evaluation": EvaluationArtifact},
+    outputs={"export": ExportArtifact},
+    parameters=ExportParams,
+)

@@ -1,0 +1,1 @@
+"""Publication of verified exports to the destination (local disk or blob storage)."""

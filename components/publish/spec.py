@@ -1,0 +1,25 @@
+"""Publish's component spec: an export (with warmup) in, a PushedModel out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from components.artifacts import EvaluationArtifact, ExportArtifact, PushedModelArtifact
+from components.component import ComponentSpec
+from components.config.schema import PipelineConfig, StrategyConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishParams:
+    config: PipelineConfig
+    strategy: StrategyConfig
+    evaluation: EvaluationArtifact | None = None
+    dry_run: bool = False  # write the manifest, publish nothing
+
+
+SPEC = ComponentSpec(
+    name="publish",
+    inputs={"export": ExportArtifact},
+    outputs={"pushed_model": PushedModelArtifact},
+    parameters=PublishParams,
+)
