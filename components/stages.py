@@ -1,0 +1,124 @@
+"""One function per stage, each taking and returning artifacts and keeping the ledger current.
+
+These are the seams the orchestrators share: the plain runner calls them in a loop, each Airflow task
+calls exactly one of them with artifacts rebuilt from XCom. Config and run options are passed in; the
+ledger is read and written here so a task that runs alone (a retry, another worker) sees the truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
+from components.config.schema import PipelineConfig, StrategyConfig
+from components.discovery.executor import discover
+from components.discovery.spec import DiscoveryParams
+from components.evaluation.executor import evaluate
+from components.evaluation.spec import EvaluationParams
+from components.export.executor import export
+from components.export.spec import ExportParams
+from components.ledger import Ledger
+from components.ledger.records import baseline_metrics, record_evaluation, record_export, record_publication
+from components.paths import work_dir
+from components.publish.executor import publish
+from components.publish.spec import PublishParams
+from components.warmup.executor import inject_warmup
+from components.warmup.spec import WarmupParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """What one run may choose among configured things (the manual trigger's form maps onto this)."""
+
+    checkpoint: int | None = None  # a step; None takes every new checkpoint
+    strategies: tuple[str, ...] | None = None  # a subset of the configured strategy names
+    force: bool = False  # re-export and re-publish even when already done
+    dry_run: bool = False  # do everything but publish
+    max_checkpoints: int | None = None
+    is_final: bool = False  # training reported its final checkpoint (FinalExporter)
+
+    def __post_init__(self) -> None:
+        if self.max_checkpoints is not None and self.max_checkpoints <= 0:
+            raise ValueError(f"max_checkpoints must be positive, got {self.max_checkpoints}")
+
+
+def ledger_of(config: PipelineConfig) -> Ledger:
+    return Ledger(config.destination.uri, config.name)
+
+
+def selected_strategies(config: PipelineConfig, options: RunOptions) -> tuple[StrategyConfig, ...]:
+    if options.strategies is None:
+        return config.strategies
+    configured = [s.name for s in config.strategies]
+    unknown = sorted(set(options.strategies) - set(configured))
+    if unknown:
+        raise ValueError(f"unknown strategies {unknown}; configured strategies: {configured}")
+    return tuple(s for s in config.strategies if s.name in options.strategies)
+
+
+def strategy_named(config: PipelineConfig, name: str) -> StrategyConfig:
+    for strategy in config.strategies:
+        if strategy.name == name:
+            return strategy
+    raise ValueError(f"{config.source}: no strategy named {name!r}; configured: {[s.name for s in config.strategies]}")
+
+
+def discover_stage(config: PipelineConfig, options: RunOptions) -> list[CheckpointArtifact]:
+    discovery = config.discovery
+    params = DiscoveryParams(
+        model_name=config.name,
+        model_dir=config.model_dir,
+        policy=discovery.policy,
+        every_n_steps=discovery.every_n_steps,
+        max_per_run=options.max_checkpoints or discovery.max_per_run,
+        only_step=options.checkpoint,
+        include_handled=options.force,
+    )
+    checkpoints = discover(params, ledger_of(config).load())
+    if not checkpoints:
+        log.info("%s: no new checkpoints in %s", config.name, config.model_dir)
+    return checkpoints
+
+
+def evaluate_stage(config: PipelineConfig, checkpoint: CheckpointArtifact) -> EvaluationArtifact:
+    ledger = ledger_of(config)
+    baseline = baseline_metrics(ledger.load(), config.evaluation.thresholds)
+    evaluation = evaluate(EvaluationParams(config, work_dir(config, "eval")), checkpoint, baseline)
+    record_evaluation(ledger, evaluation)
+    return evaluation
+
+
+def export_stage(
+    config: PipelineConfig, strategy_name: str, evaluation: EvaluationArtifact, options: RunOptions
+) -> ExportArtifact | None:
+    if strategy_name not in {s.name for s in selected_strategies(config, options)}:
+        log.info("strategy %s not selected for this run", strategy_name)
+        return None
+    ledger = ledger_of(config)
+    params = ExportParams(
+        config, strategy_named(config, strategy_name), ledger.load(), force=options.force, is_final=options.is_final
+    )
+    exported = export(params, evaluation)
+    if exported is not None:
+        record_export(ledger, exported)
+    return exported
+
+
+def warmup_stage(config: PipelineConfig, exported: ExportArtifact) -> ExportArtifact:
+    warmed = inject_warmup(WarmupParams(config), exported)
+    record_export(ledger_of(config), warmed)
+    return warmed
+
+
+def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: RunOptions) -> PushedModelArtifact:
+    ledger = ledger_of(config)
+    record = ledger.load().record(exported.step)
+    evaluation = record.evaluation if record else None
+    strategy = strategy_named(config, exported.strategy)
+    pushed = publish(PublishParams(config, strategy, evaluation, dry_run=options.dry_run), exported)
+    if not options.dry_run:
+        record_publication(ledger, pushed, exported.checkpoint_uri)
+    return pushed

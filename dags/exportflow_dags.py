@@ -1,0 +1,10 @@
+"""Airflow entry point: one export DAG per model config (``exportflow__<model>``).
+
+Parsing reads the YAML configs and nothing else: no TensorFlow, no storage client, no model files.
+"""
+
+from __future__ import annotations
+
+from exportflow_factory import build_dags, configs_folder
+
+globals().update(build_dags(configs_folder()))
