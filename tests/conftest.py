@@ -1,0 +1,138 @@
+"""Shared fixtures: a trained example model (once per session), configs pointing at it, a GCS emulator.
+
+Everything is real: the example Estimator trains for a few seconds, and the GCS fixture is
+gcp-storage-emulator's JSON API server on a loopback port.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    model_dir: Path
+    data_dir: Path
+    steps: tuple[int, ...]
+
+    @property
+    def eval_data(self) -> Path:
+        return self.data_dir / "eval.tfrecord"
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The example model trained to step 300 with checkpoints at 0, 100, 200, 300. Treat as read-only."""
+    from examples.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    steps = train(str(root / "model"), str(root / "data"), steps=300, checkpoint_every=100)
+    return TrainedModel(root / "model", root / "data", tuple(steps))
+
+
+@pytest.fixture
+def model_copy(trained_model: TrainedModel, tmp_path: Path) -> TrainedModel:
+    """A private copy of the trained model dir, for tests that damage or add checkpoints."""
+    target = tmp_path / "model"
+    shutil.copytree(trained_model.model_dir, target)
+    return dataclasses.replace(trained_model, model_dir=target)
+
+
+def example_config_dict(model: TrainedModel, destination: str | Path, **overrides: Any) -> dict[str, Any]:
+    """The example pipeline config as a dict, pointing at ``model`` and publishing to ``destination``."""
+    data = yaml.safe_load((PROJECT_ROOT / "examples" / "pipeline.yaml").read_text())
+    data["model_dir"] = str(model.model_dir)
+    data["evaluation"]["input_fn_kwargs"]["path"] = str(model.eval_data)
+    data["warmup"]["path"] = str(model.eval_data)
+    data["warmup"]["num_records"] = 10
+    data["destination"]["uri"] = str(destination)
+    for key, value in overrides.items():
+        data[key] = value
+    return data
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Any]:
+    """Write a config file into tmp_path and load it: ``make_config(model, destination, **overrides)``."""
+    from components.config import load_config
+
+    def make(model: TrainedModel, destination: str | Path | None = None, **overrides: Any):
+        dest = destination if destination is not None else tmp_path / "published"
+        path = tmp_path / "configs" / "example.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(example_config_dict(model, dest, **overrides)))
+        return load_config(path)
+
+    return make
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class GCSEmulator:
+    host: str  # "127.0.0.1:<port>", the STORAGE_EMULATOR_HOST value without scheme
+    server: Any
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}"
+
+    def client(self) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        return storage.Client(
+            project="exportflow-test",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.endpoint},
+        )
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[GCSEmulator]:
+    """gcp-storage-emulator serving the GCS JSON API on a loopback port, in memory."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    try:
+        yield GCSEmulator(f"127.0.0.1:{port}", server)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def gcs(gcs_server: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[GCSEmulator]:
+    """The emulator, wiped, with STORAGE_EMULATOR_HOST set and our cached storage clients reset."""
+    from components.storage import registry
+
+    gcs_server.server.wipe()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.endpoint)
+    registry._instances.clear()
+    yield gcs_server
+    registry._instances.clear()
+
+
+@pytest.fixture
+def gcs_bucket(gcs: GCSEmulator) -> str:
+    """A fresh bucket in the emulator; returns its name."""
+    gcs.client().create_bucket("exportflow-test-bucket")
+    return "exportflow-test-bucket"
