@@ -18,7 +18,7 @@ from components.config import ConfigError, PipelineConfig, load_configs_dir
 
 log = logging.getLogger(__name__)
 DAG_ID_PREFIX = "exportflow__"
-DEFAULT_CONFIGS = Path(__file__).resolve().parent / "configs"
+DEFAULT_CONFIGS = Path(__file__).resolve().parent.parent / "dags" / "configs"
 
 
 def configs_folder() -> str:
