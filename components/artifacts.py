@@ -96,6 +96,31 @@ class EvaluationArtifact(Artifact):
 
 
 @dataclasses.dataclass(frozen=True)
+class WarmupReplay:
+    """Warmup requests replayed on one graph of an export: what ran and how long it took."""
+
+    graph: str  # "" for a single-graph export, else the graph's name (e.g. "entry")
+    records: int
+    kinds: dict[str, int]  # request kind ("predict", "classify", ...) -> records
+    signatures: tuple[str, ...]
+    load_seconds: float  # loading the SavedModel under the serve tag
+    first_call_ms: float  # the cold request warmup exists to absorb
+    p50_ms: float | None = None  # of the records after the first; None with a single record
+    p99_ms: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupSummary:
+    """The warmup file written into an export, and its replay on every graph that carries one."""
+
+    source: str  # "examples", "file" or "json"
+    records: int  # records in the entry graph's file
+    replays: tuple[WarmupReplay, ...] = ()
+    truncated_from: int | None = None  # records available before truncation to TF Serving's limit
+    warnings: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class ExportArtifact(Artifact):
     """An exported SavedModel (TFX's Model); ``uri`` is the version directory on local disk."""
 
@@ -113,6 +138,7 @@ class ExportArtifact(Artifact):
     already_exported: bool = False
     # For multi-graph exports (DistributedExporter): graph name -> directory, all sharing ``version``.
     graphs: dict[str, str] = dataclasses.field(default_factory=dict)
+    warmup: WarmupSummary | None = None  # set by the warmup stage; goes into the manifest
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from components.config.errors import ConfigError
-from components.config.schema import PipelineConfig
+from components.config.schema import MAX_WARMUP_RECORDS, PipelineConfig
 from components.imports import ImportPath, ImportPathError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
@@ -184,13 +184,46 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(source, "discovery.every_n_steps", "policy every_nth needs a positive every_n_steps")
     if discovery.max_per_run <= 0:
         raise ConfigError(source, "discovery.max_per_run", "expected a positive integer")
-    warmup = config.warmup
+    _check_warmup(config)
+    if config.destination.keep <= 0:
+        raise ConfigError(source, "destination.keep", "expected a positive integer")
+
+
+def _check_warmup(config: PipelineConfig) -> None:
+    source, warmup = config.source, config.warmup
     if warmup.source != "none" and not warmup.path:
         raise ConfigError(source, "warmup.path", f"warmup source {warmup.source!r} needs a path")
     if warmup.num_records <= 0:
         raise ConfigError(source, "warmup.num_records", "expected a positive integer")
-    if config.destination.keep <= 0:
-        raise ConfigError(source, "destination.keep", "expected a positive integer")
+    if warmup.num_records > MAX_WARMUP_RECORDS and not warmup.truncate:
+        raise ConfigError(
+            source,
+            "warmup.num_records",
+            f"{warmup.num_records} is more than TF Serving's {MAX_WARMUP_RECORDS} warmup records (the "
+            "model would fail to load); lower it, or set warmup.truncate: true to keep the first "
+            f"{MAX_WARMUP_RECORDS}",
+        )
+    if warmup.heads and (len(warmup.heads) < 2 or len(set(warmup.heads)) != len(warmup.heads)):
+        raise ConfigError(
+            source,
+            "warmup.heads",
+            "expected two or more distinct signature names for MultiInference, got "
+            f"{list(warmup.heads)}; for one signature set warmup.signature instead",
+        )
+    for name, signature in warmup.graphs.items():
+        if not isinstance(name, str) or not name or name == "entry":
+            raise ConfigError(
+                source, "warmup.graphs", f"{name!r}: name another graph of the export (entry is always warm)"
+            )
+        if not isinstance(signature, str) or not signature:
+            raise ConfigError(
+                source, f"warmup.graphs.{name}", f"expected a signature name, got {signature!r}"
+            )
+    if warmup.source == "file" and (warmup.heads or warmup.graphs):
+        field = "warmup.heads" if warmup.heads else "warmup.graphs"
+        raise ConfigError(
+            source, field, "a warmup file is copied as it is; heads and graphs need source examples or json"
+        )
 
 
 def _substitute(value: Any, config_dir: str) -> Any:

@@ -70,15 +70,30 @@ class StrategyConfig:
     servable: str | None = None  # published under <destination>/<servable>/; default: the model name
 
 
+MAX_WARMUP_RECORDS = 1000  # TF Serving fails the model load on the 1001st warmup record
+
+
 @dataclasses.dataclass(frozen=True)
 class WarmupConfig:
-    """TF Serving warmup requests injected into each export."""
+    """TF Serving warmup requests (``assets.extra/tf_serving_warmup_requests``) injected into each export.
 
+    Every request is linted against the exported signatures and replayed on the loaded SavedModel before
+    the export may be published. Only this config picks the source; a manual trigger cannot.
+    """
+
+    # examples: requests built from eval tf.Examples; file: the user's TFRecord of PredictionLog, copied
+    # as is; json: TF Serving REST-style {"instances": [...]}, converted using the signature's inputs.
     source: Literal["none", "examples", "file", "json"] = "none"
     path: str | None = None  # examples: TFRecord of tf.Example; file: TFRecord of PredictionLog; json
-    num_records: int = 100
+    num_records: int = 100  # examples / json: requests to build (a file is used whole)
+    # The request kind follows this signature's method: Predict, Classify or Regress.
     signature: str = "serving_default"
     truncate: bool = False  # more than 1000 records: truncate with a warning instead of failing
+    # examples / json: two or more classify/regress signatures asked in one MultiInference request each
+    heads: tuple[str, ...] = ()
+    # Distributed exports: warmup always goes with the entry graph; these other graphs get their own,
+    # built for the named signature: {graph name: signature name}. examples / json only.
+    graphs: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

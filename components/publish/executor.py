@@ -28,7 +28,7 @@ def version_uri(params: PublishParams, version: str) -> str:
 
 
 def publish(params: PublishParams, export: ExportArtifact) -> PushedModelArtifact:
-    manifest = build_manifest(export, params.evaluation, params.strategy, {"warmup_records": export.warmup_records})
+    manifest = build_manifest(export, params.evaluation, params.strategy, {"warmup_records": export.warmup_records, "warmup": export.warmup})
     manifest_path = write_manifest(export.uri, manifest)
     target = version_uri(params, export.version)
     storage = storage_for(target)

@@ -6,10 +6,12 @@ import dataclasses
 
 from components.artifacts import ExportArtifact
 from components.component import ComponentSpec
-from components.config.schema import PipelineConfig
+from components.config.schema import MAX_WARMUP_RECORDS, PipelineConfig
 
 WARMUP_FILE = "tf_serving_warmup_requests"
-MAX_WARMUP_RECORDS = 1000  # TF Serving fails the model load on the 1001st record
+WARMUP_PATH = f"assets.extra/{WARMUP_FILE}"  # relative to a SavedModel (version) directory
+
+__all__ = ["MAX_WARMUP_RECORDS", "SPEC", "WARMUP_FILE", "WARMUP_PATH", "WarmupParams"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,5 +20,8 @@ class WarmupParams:
 
 
 SPEC = ComponentSpec(
-    name="warmup", inputs={"export": ExportArtifact}, outputs={"export": ExportArtifact}, parameters=WarmupParams
+    name="warmup",
+    inputs={"export": ExportArtifact},
+    outputs={"export": ExportArtifact},
+    parameters=WarmupParams,
 )
