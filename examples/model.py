@@ -5,6 +5,10 @@ Graph (``tf.compat.v1`` APIs, all variables via ``tf.compat.v1.get_variable``):
 * ``item_embedding``            [VOCAB_SIZE, embedding_dim]
 * ``hidden/kernel``, ``hidden/bias``   dense [8] -> relu [hidden_units]
 * ``logit/kernel``, ``logit/bias``     concat(hidden, embedding) -> logit [1]
+* ``item_bias/part_0`` .. ``part_3``    a per-item bias, an embedding of width 1 split into ``num_shards``
+  (4) shards (id ``i`` in shard ``i % 4``), added to the logit. Its lookups go through
+  :func:`components.export.context.sharded_embedding`, so a ``DistributedExporter`` puts each shard in
+  its own ``ps_<i>`` graph while training and ``StandaloneExporter`` keep it local.
 * ``global_step`` and, after training, the optimizer slots (``<var>/Adagrad`` or
   ``<var>/Adam``, ``<var>/Adam_1``, ``beta1_power``, ``beta2_power``).
 
@@ -33,6 +37,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "learning_rate": 0.05,
     "optimizer": "adagrad",  # or "adam"
     "vocab_size": VOCAB_SIZE,
+    "num_shards": 4,  # shards of the item_bias embedding
 }
 
 #: Receiver tensor key of the serialized tf.Example placeholder.
@@ -44,6 +49,8 @@ CLASSIFICATION_SIGNATURE = "classification"
 CLASS_NAMES = ("0", "1")
 #: Name of the embedding table variable.
 EMBEDDING_VARIABLE = "item_embedding"
+#: Name of the sharded per-item bias table (variables ``item_bias/part_<i>``).
+SHARDED_BIAS_TABLE = "item_bias"
 
 
 def _resolve_params(params: dict[str, Any] | None) -> dict[str, Any]:
@@ -68,6 +75,8 @@ def _make_optimizer(name: str, learning_rate: float):
 def model_fn(features, labels, mode, params=None):
     """Estimator ``model_fn``: returns a ``tf.estimator.EstimatorSpec`` for TRAIN, EVAL and PREDICT."""
     import tensorflow as tf
+
+    from components.export.context import sharded_embedding
 
     v1 = tf.compat.v1
     params = _resolve_params(params)
@@ -102,6 +111,16 @@ def model_fn(features, labels, mode, params=None):
         )
         logit_bias = v1.get_variable("bias", shape=[1], initializer=v1.zeros_initializer())
         logit = tf.reshape(tf.matmul(tower, logit_kernel) + logit_bias, [-1])
+
+    # Looked up locally when training and in a standalone export; from ps_<i> graphs when distributed.
+    item_bias = sharded_embedding(
+        SHARDED_BIAS_TABLE,
+        vocab_size,
+        1,
+        int(params["num_shards"]),
+        initializer=v1.truncated_normal_initializer(stddev=0.05),
+    )
+    logit = logit + tf.reshape(item_bias.lookup(item_id), [-1])
 
     logit = tf.identity(logit, name="logit")
     probability = tf.sigmoid(logit, name="probability")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from components.artifacts import EvaluationArtifact, ExportArtifact
 from components.component import ComponentSpec
@@ -17,6 +18,8 @@ class ExportParams:
     ledger: LedgerState
     force: bool = False  # re-export even when a complete version exists
     is_final: bool = False  # training said this is its last checkpoint (FinalExporter)
+    # Re-reads the ledger (for retention, which must see exports recorded after ``ledger`` was loaded).
+    ledger_source: Callable[[], LedgerState] | None = dataclasses.field(default=None, compare=False)
 
 
 SPEC = ComponentSpec(

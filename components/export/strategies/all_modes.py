@@ -1,37 +1,74 @@
-"""All-modes export (``export_all_saved_models``): TRAIN, EVAL and PREDICT graphs in one SavedModel."""
+"""Pipeline kind ``all_modes``: TRAIN, EVAL and PREDICT graphs of a checkpoint (see ``export/all_modes.py``).
+
+Params: ``layout`` (``combined`` | ``per_mode``), ``modes`` (a subset of ``train``/``eval``/``predict``;
+default: every mode with a configured receiver), plus the common options.
+"""
 
 from __future__ import annotations
 
-import os
-import shutil
+from typing import Any
 
 from components.estimator import build_estimator
-from components.export.errors import ExportError
+from components.export.all_modes import write_all_modes
+from components.export.errors import StrategyConfigError
+from components.export.graphs import estimator_model_fn
 from components.export.strategies.base import PipelineStrategy, StrategyContext
+from components.export.strategies.options import AllModesOptions, CommonOptions, parse_options
+from components.export.writing import Written
+
+_MODE_KEYS = {"train": "train", "eval": "eval", "predict": "infer"}
 
 
-class AllModesStrategy(PipelineStrategy):
-    """One SavedModel with tags ``train``/``eval``/``serve`` for the receivers the config names."""
+class OptionsStrategy(PipelineStrategy):
+    """A built-in strategy whose params parse into an options dataclass."""
 
-    def write(self, ctx: StrategyContext, export_dir: str) -> None:
-        import tensorflow as tf
+    options_class: type[CommonOptions] = CommonOptions
 
-        receivers = ctx.config.receivers
-        receiver_map = {tf.estimator.ModeKeys.PREDICT: receivers.predict.resolve()}
-        if receivers.train is not None:
-            receiver_map[tf.estimator.ModeKeys.TRAIN] = receivers.train.resolve()
-        if receivers.eval is not None:
-            receiver_map[tf.estimator.ModeKeys.EVAL] = receivers.eval.resolve()
+    def __init__(self, name: str, params: Any) -> None:
+        super().__init__(name, params)
+        self.options = parse_options(self.options_class, self.params, name)
+        self.exports_to_keep = self.options.exports_to_keep
+        self.verify = self.options.verify
+        self.version_scheme = self.options.version
+
+
+def receiver_map(ctx: StrategyContext, modes: tuple[str, ...] | None, strategy: str) -> dict[str, Any]:
+    """``{ModeKeys: receiver_fn}`` for ``modes`` (default: every configured receiver)."""
+    receivers = ctx.config.receivers
+    configured = {"predict": receivers.predict, "train": receivers.train, "eval": receivers.eval}
+    wanted = modes if modes is not None else tuple(m for m, path in configured.items() if path is not None)
+    unknown = sorted(set(wanted) - set(_MODE_KEYS))
+    if unknown or not wanted:
+        raise StrategyConfigError(
+            f"strategy {strategy!r}: modes must be a non-empty subset of {sorted(_MODE_KEYS)}, got {list(wanted)}"
+        )
+    missing = [m for m in wanted if configured[m] is None]
+    if missing:
+        raise StrategyConfigError(
+            f"strategy {strategy!r} exports modes {missing} but receivers.{missing[0]} is not configured"
+        )
+    return {_MODE_KEYS[m]: configured[m].resolve() for m in wanted}
+
+
+class AllModesStrategy(OptionsStrategy):
+    """One SavedModel with tags ``train``/``eval``/``serve`` (or one per mode) for the configured receivers."""
+
+    options_class = AllModesOptions
+
+    def write(self, ctx: StrategyContext, export_dir: str) -> Written:
+        options: AllModesOptions = self.options
+        receivers = receiver_map(ctx, options.modes, self.name)
         estimator = build_estimator(ctx.config, ctx.work_dir)
-        base = f"{export_dir}.base"
-        try:
-            written = estimator.experimental_export_all_saved_models(
-                base, receiver_map, checkpoint_path=ctx.checkpoint_path
-            )
-        except Exception as exc:  # the user's model_fn and receivers can raise anything
-            shutil.rmtree(base, ignore_errors=True)
-            raise ExportError(
-                f"strategy {self.name!r}: exporting {ctx.checkpoint_path} failed: {type(exc).__name__}: {exc}"
-            ) from exc
-        os.replace(os.fsdecode(written), export_dir)
-        shutil.rmtree(base, ignore_errors=True)
+        return write_all_modes(
+            estimator_model_fn(estimator),
+            export_dir,
+            receivers,
+            ctx.checkpoint_path,
+            layout=options.layout,
+            version=ctx.version,
+            assets_extra=options.assets_extra,
+            as_text=options.as_text,
+            strip_default_attrs=options.strip_default_attrs,
+            by_reference=options.by_reference,
+            seed=estimator.config.tf_random_seed,
+        )

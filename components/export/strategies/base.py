@@ -1,8 +1,14 @@
 """The contract every pipeline export strategy implements: decide, then write into a fresh folder.
 
-The export executor owns everything around a strategy — the temp folder, the atomic rename into the
-version folder, idempotency and verification — so a strategy only decides whether to export this
-checkpoint and writes one SavedModel (or a set of them) into the folder it is given.
+The export executor owns everything around a strategy — the version name, the temp folder, the atomic
+rename into the version folder, idempotency, verification and retention — so a strategy only decides
+whether to export this checkpoint and writes one SavedModel (or a set of them) into the folder it is
+given. ``write`` may return a :class:`Written` describing a set, how variables got there, or that it
+declined after all (an ``Exporter`` that returns ``None``).
+
+Options every built-in strategy accepts in its config ``params`` (see ``strategies/options.py``):
+``by_reference``, ``verify`` (``full`` | ``graph``), ``version`` (``step`` | ``timestamp``),
+``exports_to_keep``, ``as_text``, ``strip_default_attrs``, ``assets_extra``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 from components.artifacts import EvaluationArtifact
 from components.config.schema import PipelineConfig
+from components.export.writing import Written
 from components.ledger import LedgerState
 
 
@@ -25,8 +32,14 @@ class StrategyContext:
     evaluation: EvaluationArtifact
     checkpoint_path: str  # the readable (pinned) checkpoint prefix
     ledger: LedgerState
-    is_final: bool
+    is_final: bool  # training's asset event said final: true for this checkpoint (CheckpointArtifact.final)
     work_dir: str  # scratch folder for the Estimator
+    version: str = ""  # the version folder being written
+    strategy_name: str = ""
+
+    @property
+    def step(self) -> int:
+        return self.evaluation.checkpoint.step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +49,15 @@ class Decision:
 
 
 class PipelineStrategy(abc.ABC):
-    """A configured export strategy: ``name`` is its directory and task id, ``params`` its settings."""
+    """A configured export strategy: ``name`` is its directory and task id, ``params`` its settings.
+
+    The executor reads ``exports_to_keep``, ``verify`` and ``version_scheme`` from the instance; the
+    built-ins set them from their options.
+    """
+
+    exports_to_keep: int | None = None
+    verify: str = "full"
+    version_scheme: str = "step"
 
     def __init__(self, name: str, params: Mapping[str, Any]) -> None:
         self.name = name
@@ -47,5 +68,8 @@ class PipelineStrategy(abc.ABC):
         return Decision(True, "exports every blessed checkpoint")
 
     @abc.abstractmethod
-    def write(self, ctx: StrategyContext, export_dir: str) -> None:
-        """Write the SavedModel into ``export_dir`` (which does not exist yet)."""
+    def write(self, ctx: StrategyContext, export_dir: str) -> Written | None:
+        """Write the SavedModel (or a set) into ``export_dir`` (which does not exist yet)."""
+
+
+__all__ = ["Decision", "PipelineStrategy", "StrategyContext", "Written"]

@@ -1,0 +1,120 @@
+"""The one retention helper: keep the newest N version directories and remove crashed temp dirs.
+
+tf.estimator's exporters each carry their own garbage collection, count only 10-digit names and never
+remove the ``temp-<timestamp>`` folders a crash leaves behind. Every export path here (the pipeline's
+staging folders, ``LatestExporter``, ``BestExporter``, the library ``export_*`` functions) goes through
+:func:`apply_retention` instead:
+
+* **versions** are integer-named directories (any number of digits); the newest ``keep`` by number are
+  kept, plus any name in ``protect`` (e.g. exported but not yet published);
+* **temp dirs** are ours (``.tmp-<version>-<pid>``, see :func:`temp_dir_name`) or TensorFlow's
+  (``temp-<digits>``). Ours are removed when the process that made them is gone (a pid that is ours or
+  still alive is left alone); TensorFlow's and unrecognised ``.tmp-*`` ones when older than
+  ``stale_after`` seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Collection
+
+log = logging.getLogger(__name__)
+
+TEMP_PREFIX = ".tmp-"
+_OUR_TEMP = re.compile(r"^\.tmp-(?P<label>.+)-(?P<pid>\d+)$")
+_TF_TEMP = re.compile(r"^temp-\d+$")
+DEFAULT_STALE_AFTER = 6 * 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionResult:
+    kept: tuple[str, ...]
+    removed_versions: tuple[str, ...]
+    removed_temp_dirs: tuple[str, ...]
+
+
+def temp_dir_name(label: str) -> str:
+    """The temp folder name for ``label`` written by this process (recognised by retention)."""
+    return f"{TEMP_PREFIX}{label}-{os.getpid()}"
+
+
+def version_dirs(base: str) -> list[str]:
+    """Integer-named subdirectories of ``base``, oldest first (by number, not by string)."""
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return []
+    versions = [n for n in names if n.isdigit() and os.path.isdir(os.path.join(base, n))]
+    return sorted(versions, key=int)
+
+
+def apply_retention(
+    base: str,
+    keep: int | None = None,
+    *,
+    protect: Collection[str] = (),
+    stale_after: float = DEFAULT_STALE_AFTER,
+    now: float | None = None,
+) -> RetentionResult:
+    """Remove all but the newest ``keep`` versions (``None`` keeps all) and every crashed temp dir."""
+    if keep is not None and keep <= 0:
+        raise ValueError(f"keep must be a positive number of versions or None, got {keep!r}")
+    versions = version_dirs(base)
+    protected = {str(p) for p in protect}
+    doomed: list[str] = []
+    if keep is not None and len(versions) > keep:
+        doomed = [v for v in versions[: len(versions) - keep] if v not in protected]
+    for version in doomed:
+        shutil.rmtree(os.path.join(base, version), ignore_errors=True)
+        log.info("retention: removed version %s from %s (keeping the newest %s)", version, base, keep)
+    temps = _crashed_temp_dirs(base, stale_after, time.time() if now is None else now)
+    for name in temps:
+        shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+        log.info("retention: removed crashed temp dir %s from %s", name, base)
+    return RetentionResult(
+        kept=tuple(v for v in versions if v not in doomed),
+        removed_versions=tuple(doomed),
+        removed_temp_dirs=tuple(temps),
+    )
+
+
+def _crashed_temp_dirs(base: str, stale_after: float, now: float) -> list[str]:
+    try:
+        names = sorted(os.listdir(base))
+    except FileNotFoundError:
+        return []
+    crashed = []
+    for name in names:
+        path = os.path.join(base, name)
+        if not os.path.isdir(path):
+            continue
+        ours = _OUR_TEMP.match(name)
+        if ours:
+            if not _pid_alive(int(ours.group("pid"))):
+                crashed.append(name)
+            continue
+        if _TF_TEMP.match(name) or name.startswith(TEMP_PREFIX):
+            try:
+                age = now - os.stat(path).st_mtime
+            except FileNotFoundError:
+                continue
+            if age > stale_after:
+                crashed.append(name)
+    return crashed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
