@@ -139,6 +139,8 @@ class ExportArtifact(Artifact):
     # For multi-graph exports (DistributedExporter): graph name -> directory, all sharing ``version``.
     graphs: dict[str, str] = dataclasses.field(default_factory=dict)
     warmup: WarmupSummary | None = None  # set by the warmup stage; goes into the manifest
+    layout: str = "single"  # "single" SavedModel, or a set: "per_mode" (train/eval/predict), "distributed"
+    variables: str = "saved"  # how variables/ got there: "saved", or by reference: "hardlink" / "copy"
 
 
 @dataclasses.dataclass(frozen=True)

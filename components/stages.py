@@ -99,7 +99,12 @@ def export_stage(
         return None
     ledger = ledger_of(config)
     params = ExportParams(
-        config, strategy_named(config, strategy_name), ledger.load(), force=options.force, is_final=options.is_final
+        config,
+        strategy_named(config, strategy_name),
+        ledger.load(),
+        force=options.force,
+        is_final=options.is_final,
+        ledger_source=ledger.load,
     )
     exported = export(params, evaluation)
     if exported is not None:
