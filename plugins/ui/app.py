@@ -1,0 +1,326 @@
+"""The "Model exports" FastAPI app, mounted by the Airflow api-server under ``/exportflow``.
+
+Airflow mounts plugin apps as they are: it adds no authentication of its own. Every route here
+therefore resolves the caller with Airflow's own ``get_user`` (the ``GetUserDep`` dependency of the
+core API: a ``Bearer`` JWT, else the ``_token`` cookie the Airflow UI sets at login and the browser sends
+with the iframe's requests) and checks ``is_authorized_dag`` for the model's DAG with Airflow's own
+``requires_access_dag``. Without a valid login an HTML page redirects to Airflow's login form and a JSON
+endpoint answers 401; a token for a user who may not read the DAG's runs gets 403.
+
+Pages are rendered server-side (Jinja2 with autoescaping, inline SVG): nothing is loaded from a CDN.
+The JSON endpoints are documented in ``plugins/ui/API.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from components.config import ConfigError, PipelineConfig, load_configs_dir
+from components.errors import ExportflowError
+from components.ledger import Ledger
+from plugins.ui import chart as chart_layout
+from plugins.ui.history import ModelHistory, UnknownMetric, build_history, dag_id_for, jsonable
+from plugins.ui.manifest import ManifestView, manifest_view
+
+HERE = Path(__file__).resolve().parent
+API_DOC = "plugins/ui/API.md"
+
+
+async def current_user(request: Request) -> Any:
+    """Airflow's ``GetUserDep``, called explicitly so the heavy core-API modules load only when served."""
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+
+    return await get_user(request, None, await bearer_scheme(request))
+
+
+def authorize_model(request: Request, model: str, user: Any) -> None:
+    """Raise 403 unless ``user`` may read the runs of the model's DAG (Airflow's own check)."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    requires_access_dag("GET", DagAccessEntity.RUN, param_dag_id=dag_id_for(model))(request, user)
+
+
+def airflow_root() -> str:
+    """The Airflow UI's path prefix (from ``[api] base_url``), for links to DAGs and runs."""
+    from airflow.api_fastapi.app import API_ROOT_PATH
+
+    return API_ROOT_PATH
+
+
+def login_url(request: Request) -> str:
+    from airflow.api_fastapi.app import get_auth_manager
+
+    return get_auth_manager().get_url_login(next_url=str(request.url))
+
+
+def configs_folder() -> str:
+    from plugins.dag_factory import configs_folder as folder
+
+    return folder()
+
+
+class ModelCatalog:
+    """Model configs by name, re-read on every request so a new or edited config shows up at once."""
+
+    def __init__(self, folder: Callable[[], str]) -> None:
+        self._folder = folder
+
+    def load(self) -> tuple[dict[str, PipelineConfig], list[ConfigError]]:
+        configs: dict[str, PipelineConfig] = {}
+        errors: list[ConfigError] = []
+        for loaded in load_configs_dir(self._folder()).values():
+            if isinstance(loaded, ConfigError):
+                errors.append(loaded)
+            elif loaded.name not in configs:
+                configs[loaded.name] = loaded
+        return configs, errors
+
+    def get(self, model: str) -> PipelineConfig:
+        config = self.load()[0].get(model)
+        if config is None:
+            raise HTTPException(404, f"no model named {model!r} is configured in {self._folder()}")
+        return config
+
+
+def create_app(
+    catalog: ModelCatalog | None = None,
+    user_dependency: Callable[..., Any] = current_user,
+    authorize: Callable[[Request, str, Any], None] = authorize_model,
+) -> FastAPI:
+    """The app Airflow mounts. ``user_dependency`` and ``authorize`` are the seams tests may replace."""
+    catalog = catalog or ModelCatalog(configs_folder)
+    templates = _templates()
+    app = FastAPI(
+        title="exportflow: Model exports",
+        description=f"Export history per model, read from its ledger. Endpoints are documented in {API_DOC}.",
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN
+        redoc_url=None,
+        openapi_url=None,
+    )
+    User = Depends(user_dependency)  # the login every route requires
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refuse(request: Request, exc: StarletteHTTPException) -> Response:
+        """No login on a page: send the browser to Airflow's login form, which comes back here."""
+        if _wants_html(request):
+            if exc.status_code == 401:
+                return RedirectResponse(login_url(request), status_code=303, headers=_SECURITY_HEADERS)
+            title = _ERROR_TITLES.get(exc.status_code, "Something went wrong")
+            response = page(request, "error.html", status=exc.status_code, title=title, detail=exc.detail)
+            response.status_code = exc.status_code
+            return response
+        response = await http_exception_handler(request, exc)
+        response.headers.update(_SECURITY_HEADERS)
+        return response
+
+    def history_of(request: Request, model: str, user: Any, metric: str | None) -> ModelHistory:
+        authorize(request, model, user)
+        config = catalog.get(model)
+        try:
+            state = Ledger(config.destination.uri, config.name).load()
+        except ExportflowError as exc:
+            raise HTTPException(502, f"cannot read the ledger of {model}: {exc}") from exc
+        try:
+            return build_history(config, state, metric=metric, airflow_root=airflow_root())
+        except UnknownMetric as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    def manifest_of(history: ModelHistory, strategy: str, version: str) -> tuple[Any, Any, ManifestView]:
+        found = history.publication(strategy, version)
+        if found is None:
+            raise HTTPException(
+                404, f"{history.model} has no version {version!r} published by strategy {strategy!r}"
+            )
+        checkpoint, publication = found
+        try:  # the manifest's location comes from the ledger, never from the request
+            return checkpoint, publication, manifest_view(publication.manifest_uri)
+        except ExportflowError as exc:
+            raise HTTPException(502, str(exc)) from exc
+
+    def page(request: Request, template: str, **context: Any) -> HTMLResponse:
+        nonce = secrets.token_urlsafe(16)
+        html = templates.get_template(template).render(
+            request=request,
+            url=lambda name, **params: request.url_for(name, **params).path,
+            airflow_root=airflow_root(),
+            nonce=nonce,
+            **context,
+        )
+        headers = {**_SECURITY_HEADERS, "Content-Security-Policy": _CSP.format(nonce=nonce)}
+        return HTMLResponse(html, headers=headers)
+
+    @app.get("/", include_in_schema=False)
+    def root(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.url_for("index_page").path)
+
+    # --- HTML -------------------------------------------------------------------------------------------
+
+    @app.get("/ui/", response_class=HTMLResponse, name="index_page")
+    def index_page(request: Request, user: Any = User) -> HTMLResponse:
+        return page(request, "index.html", **_index(request, user, catalog, authorize))
+
+    @app.get("/ui/models/{model}", response_class=HTMLResponse, name="model_page")
+    def model_page(request: Request, model: str, metric: str | None = None, user: Any = User) -> HTMLResponse:
+        history = history_of(request, model, user, metric)
+        return page(request, "model.html", h=history, plot=chart_layout.plot(history.chart))
+
+    @app.get(
+        "/ui/models/{model}/versions/{strategy}/{version}", response_class=HTMLResponse, name="manifest_page"
+    )
+    def manifest_page(
+        request: Request, model: str, strategy: str, version: str, user: Any = User
+    ) -> HTMLResponse:
+        history = history_of(request, model, user, None)
+        checkpoint, publication, manifest = manifest_of(history, strategy, version)
+        return page(request, "manifest.html", h=history, checkpoint=checkpoint, pub=publication, m=manifest)
+
+    @app.get("/ui/icon.svg", include_in_schema=False, name="icon")
+    def icon(user: Any = User) -> Response:
+        return Response((HERE / "templates" / "icon.svg").read_bytes(), media_type="image/svg+xml")
+
+    # --- JSON (documented in API.md) ------------------------------------------------------------------
+
+    @app.get("/api/models", name="models_json")
+    def models_json(request: Request, user: Any = User) -> JSONResponse:
+        return _json(_index(request, user, catalog, authorize))
+
+    @app.get("/api/models/{model}", name="model_json")
+    def model_json(request: Request, model: str, metric: str | None = None, user: Any = User) -> JSONResponse:
+        return _json(jsonable(history_of(request, model, user, metric)))
+
+    @app.get("/api/models/{model}/versions/{strategy}/{version}/manifest", name="manifest_json")
+    def manifest_json(
+        request: Request, model: str, strategy: str, version: str, user: Any = User
+    ) -> JSONResponse:
+        return _json(manifest_of(history_of(request, model, user, None), strategy, version)[2].raw)
+
+    return app
+
+
+def _index(
+    request: Request, user: Any, catalog: ModelCatalog, authorize: Callable[[Request, str, Any], None]
+) -> dict[str, Any]:
+    """Every configured model the user may read, with a one-line summary from its ledger."""
+    configs, errors = catalog.load()
+    models = []
+    for name, config in sorted(configs.items()):
+        try:
+            authorize(request, name, user)
+        except HTTPException as exc:
+            if exc.status_code == 403:
+                continue
+            raise
+        models.append(_summary(request, config))
+    return {
+        "models": models,
+        "config_errors": [str(e) for e in errors],
+    }
+
+
+def _summary(request: Request, config: PipelineConfig) -> dict[str, Any]:
+    summary: dict[str, Any] = {
+        "model": config.name,
+        "dag_id": dag_id_for(config.name),
+        "destination": config.destination.uri,
+        "page_url": request.url_for("model_page", model=config.name).path,
+        "json_url": request.url_for("model_json", model=config.name).path,
+        "checkpoints": 0,
+        "evaluated": 0,
+        "blessed": 0,
+        "published": 0,
+        "latest_published": None,
+        "best_step": None,
+        "error": None,
+    }
+    try:
+        state = Ledger(config.destination.uri, config.name).load()
+        history = build_history(config, state, airflow_root=airflow_root())
+    except ExportflowError as exc:
+        summary["error"] = f"cannot read the ledger: {exc}"
+        return summary
+    rows = history.checkpoints
+    published = [r for r in rows if r.publications]
+    summary.update(
+        checkpoints=len(rows),
+        evaluated=sum(1 for r in rows if r.evaluated),
+        blessed=sum(1 for r in rows if r.blessed),
+        published=len(published),
+        latest_published=published[0].step if published else None,
+        best_step=history.best_step,
+    )
+    return summary
+
+
+def _json(data: Any) -> JSONResponse:
+    return JSONResponse(data, headers=_SECURITY_HEADERS)
+
+
+def _wants_html(request: Request) -> bool:
+    """Pages live under ``/ui/``; everything under ``/api/`` is JSON for scripts."""
+    return not request.url.path.startswith(f"{request.scope.get('root_path', '')}/api/")
+
+
+_ERROR_TITLES = {
+    400: "Bad request",
+    403: "Not allowed: you may not read this model's DAG runs",
+    404: "Not found",
+    502: "The model's ledger or manifest could not be read",
+}
+_SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# Nothing from elsewhere: no CDN, no remote fonts. Framed only by Airflow's own UI (same origin).
+_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; script-src 'nonce-{nonce}'; "
+    "connect-src 'self'; frame-ancestors 'self'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _templates() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        metric=format_metric, size=format_size, when=format_time, urlpart=lambda s: quote(str(s), safe="")
+    )
+    env.globals["to_json"] = lambda value: json.dumps(jsonable(value), indent=1, sort_keys=True)
+    return env
+
+
+def format_metric(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def format_size(num_bytes: int | None) -> str:
+    if not num_bytes:
+        return "—"
+    size = float(num_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{num_bytes} B"  # pragma: no cover - the loop always returns
+
+
+def format_time(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    return iso.replace("T", " ")[:19]  # stamped in UTC; the column header says so
