@@ -88,6 +88,8 @@ class EvaluationArtifact(Artifact):
     blessed: bool
     reasons: tuple[ThresholdResult, ...] = ()
     source: str = "evaluate"  # or "logged": metrics read from training's eval event files
+    # ISO 8601 UTC, stamped by the evaluate stage; not compared, so an identical re-evaluation is a no-op.
+    evaluated_at: str | None = dataclasses.field(default=None, compare=False)
 
     @property
     def summary(self) -> str:
@@ -159,6 +161,10 @@ class PushedModelArtifact(Artifact):
     bytes_total: int = 0
     bytes_moved: int = 0
     already_published: bool = False
+    # When and by which orchestrator run (an Airflow DAG run id; None for the plain runner) it was first
+    # published; stamped by the publish stage, shown by the UI plugin, not compared.
+    published_at: str | None = dataclasses.field(default=None, compare=False)
+    run_id: str | None = dataclasses.field(default=None, compare=False)
 
 
 def to_jsonable(value: Any) -> Any:

@@ -8,6 +8,7 @@ ledger is read and written here so a task that runs alone (a retry, another work
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
@@ -18,7 +19,7 @@ from components.evaluation.executor import evaluate
 from components.evaluation.spec import EvaluationParams
 from components.export.executor import export
 from components.export.spec import ExportParams
-from components.ledger import Ledger
+from components.ledger import CheckpointRecord, Ledger
 from components.ledger.records import baseline_metrics, record_evaluation, record_export, record_publication
 from components.paths import work_dir
 from components.publish.executor import publish
@@ -39,6 +40,7 @@ class RunOptions:
     dry_run: bool = False  # do everything but publish
     max_checkpoints: int | None = None
     is_final: bool = False  # training reported its final checkpoint (FinalExporter)
+    run_id: str | None = None  # the orchestrator's run (an Airflow DAG run id), recorded with publications
 
     def __post_init__(self) -> None:
         if self.max_checkpoints is not None and self.max_checkpoints <= 0:
@@ -87,6 +89,8 @@ def evaluate_stage(config: PipelineConfig, checkpoint: CheckpointArtifact) -> Ev
     ledger = ledger_of(config)
     baseline = baseline_metrics(ledger.load(), config.evaluation.thresholds)
     evaluation = evaluate(EvaluationParams(config, work_dir(config, "eval")), checkpoint, baseline)
+    if evaluation.evaluated_at is None:
+        evaluation = dataclasses.replace(evaluation, evaluated_at=_utc_now())
     record_evaluation(ledger, evaluation)
     return evaluation
 
@@ -125,5 +129,18 @@ def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: Run
     strategy = strategy_named(config, exported.strategy)
     pushed = publish(PublishParams(config, strategy, evaluation, dry_run=options.dry_run), exported)
     if not options.dry_run:
+        pushed = _stamped(pushed, record, options)
         record_publication(ledger, pushed, exported.checkpoint_uri)
     return pushed
+
+
+def _stamped(pushed: PushedModelArtifact, record: CheckpointRecord | None, options: RunOptions) -> PushedModelArtifact:
+    """When and by which run a version was published; a rerun that finds it published keeps the first stamp."""
+    earlier = record.publications.get(pushed.strategy) if record else None
+    if pushed.already_published and earlier and earlier.version == pushed.version and earlier.published_at:
+        return dataclasses.replace(pushed, published_at=earlier.published_at, run_id=earlier.run_id)
+    return dataclasses.replace(pushed, published_at=_utc_now(), run_id=options.run_id)
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

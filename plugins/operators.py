@@ -43,9 +43,12 @@ class _StageOperator(BaseOperator):
         return load_config(self.config_path)
 
     def run_options(self, context: Any, config):
+        import dataclasses
+
         from plugins.params import run_options_from_params
 
-        return run_options_from_params(context["params"], [s.name for s in config.strategies])
+        options = run_options_from_params(context["params"], [s.name for s in config.strategies])
+        return dataclasses.replace(options, run_id=context.get("run_id"))  # recorded with publications
 
     def execute(self, context: Any) -> Any:
         with _fail_fast_on_permanent_errors():
