@@ -64,7 +64,10 @@ def exports(trained_model, tmp_path_factory) -> dict[str, str]:
         dataset = tf.data.TFRecordDataset(str(trained_model.data_dir / "train.tfrecord")).batch(32)
         return dataset.map(lambda s: model._parse_batch(s, with_label=True))
 
-    for name, canned in (("classifier", tf.estimator.LinearClassifier), ("regressor", tf.estimator.LinearRegressor)):
+    for name, canned in (
+        ("classifier", tf.estimator.LinearClassifier),
+        ("regressor", tf.estimator.LinearRegressor),
+    ):
         estimator = canned(columns, model_dir=str(root / f"{name}_model"))
         estimator.train(input_fn, steps=5)
         out[name] = estimator.export_saved_model(str(root / name), receiver)
@@ -114,7 +117,9 @@ def read_file(export_dir: str) -> tuple[bytes, ...]:
 
 def snapshot(folder: str) -> dict[str, bytes]:
     return {
-        os.path.relpath(os.path.join(d, f), folder): Path(d, f).read_bytes() for d, _, fs in os.walk(folder) for f in fs
+        os.path.relpath(os.path.join(d, f), folder): Path(d, f).read_bytes()
+        for d, _, fs in os.walk(folder)
+        for f in fs
     }
 
 
@@ -183,8 +188,12 @@ def test_json_instances_for_a_parsing_receiver_are_typed_by_the_models_feature_s
             }
         )
     )
-    records = build.from_instances(graph, build.Target("example", "serving_default"), sources.read_instances(str(path)))
-    first, second = (tf.make_ndarray(p.predict_log.request.inputs["examples"]).tolist() for p in logs(records))
+    records = build.from_instances(
+        graph, build.Target("example", "serving_default"), sources.read_instances(str(path))
+    )
+    first, second = (
+        tf.make_ndarray(p.predict_log.request.inputs["examples"]).tolist() for p in logs(records)
+    )
     parsed = tf.io.parse_example(tf.constant(first), data.feature_spec())
     assert parsed["dense"].numpy().tolist() == [[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]]
     assert second == [serialized]
@@ -197,7 +206,9 @@ def test_json_instances_for_a_raw_receiver(exports, tmp_path):
     graph = read_serving_graph(exports["raw"])
     path = tmp_path / "instances.json"
     path.write_text(json.dumps({"instances": [{"dense": [0.25] * 8, "item_id": 11}] * 3}))
-    records = build.from_instances(graph, build.Target("example", "serving_default"), sources.read_instances(str(path)))
+    records = build.from_instances(
+        graph, build.Target("example", "serving_default"), sources.read_instances(str(path))
+    )
     request = logs(records)[0].predict_log.request
     assert tf.make_ndarray(request.inputs["dense"]).shape == (1, 8)
     assert tf.make_ndarray(request.inputs["item_id"]).tolist() == [11]
@@ -207,7 +218,10 @@ def test_json_instances_for_a_raw_receiver(exports, tmp_path):
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ('{"instances": [{"dense": [0.1], "item_id": 1}, {"dense": "abc", "item_id": 1}]}', r"instance 1: input 'dense'"),
+        (
+            '{"instances": [{"dense": [0.1], "item_id": 1}, {"dense": "abc", "item_id": 1}]}',
+            r"instance 1: input 'dense'",
+        ),
         ("[1, 2", r"is not JSON"),
         ('{"rows": []}', r'expected an object with "instances"'),
         ('{"instances": []}', r"expected a non-empty list of instances"),
@@ -218,7 +232,23 @@ def test_bad_json_instances_are_named(exports, tmp_path, text, error):
     path = tmp_path / "instances.json"
     path.write_text(text)
     with pytest.raises(WarmupSourceError, match=error):
-        build.from_instances(graph, build.Target("example", "serving_default"), sources.read_instances(str(path)))
+        build.from_instances(
+            graph, build.Target("example", "serving_default"), sources.read_instances(str(path))
+        )
+
+
+def test_sources_on_gcs_are_read_through_storage(gcs_bucket, trained_model, tmp_path):
+    from components.storage import storage_for
+
+    examples_uri = f"gs://{gcs_bucket}/warmup/eval.tfrecord"
+    instances_uri = f"gs://{gcs_bucket}/warmup/instances.json"
+    storage_for(examples_uri).upload_file(str(trained_model.eval_data), examples_uri)
+    storage_for(instances_uri).write_bytes(instances_uri, b'{"instances": [{"item_id": 1}]}')
+    assert sources.read_examples(examples_uri, 3) == eval_examples(trained_model, 3)
+    assert sources.read_instances(instances_uri) == [{"item_id": 1}]
+    assert sources.read_warmup_file(examples_uri).records[:3] == tuple(eval_examples(trained_model, 3))
+    with pytest.raises(WarmupSourceError, match="cannot read warmup source"):
+        sources.read_examples(f"gs://{gcs_bucket}/missing.tfrecord", 3)
 
 
 def test_eval_examples_file_problems_are_source_errors(tmp_path):
@@ -237,7 +267,9 @@ def test_eval_examples_file_problems_are_source_errors(tmp_path):
 
 def test_example_models_classification_signature_gets_classify_requests(exports, trained_model):
     graph = read_serving_graph(exports["example"])
-    records = build.from_examples(graph, build.Target("example", "classification"), eval_examples(trained_model, 4))
+    records = build.from_examples(
+        graph, build.Target("example", "classification"), eval_examples(trained_model, 4)
+    )
     request = logs(records)[0].classify_log.request
     assert (request.model_spec.name, request.model_spec.signature_name) == ("example", "classification")
     assert len(request.input.example_list.examples) == 1
@@ -274,13 +306,18 @@ def test_several_heads_make_multi_inference_requests(exports, trained_model):
 def test_multi_inference_heads_must_be_classify_or_regress(exports, trained_model):
     graph = read_serving_graph(exports["classifier"])
     target = build.Target("linear", "serving_default", heads=("classification", "predict"))
-    with pytest.raises(WarmupError, match=r"classify or regress signatures only; \['predict \(tensorflow/serving/predict\)'\]"):
+    with pytest.raises(
+        WarmupError,
+        match=r"classify or regress signatures only; \['predict \(tensorflow/serving/predict\)'\]",
+    ):
         build.from_examples(graph, target, eval_examples(trained_model, 1))
 
 
 def test_unknown_signature_lists_the_exports_signatures(exports, trained_model):
     graph = read_serving_graph(exports["example"])
-    with pytest.raises(WarmupError, match=r"no serving signature 'predict'; it has \['classification', 'serving_default'\]"):
+    with pytest.raises(
+        WarmupError, match=r"no serving signature 'predict'; it has \['classification', 'serving_default'\]"
+    ):
         build.from_examples(graph, build.Target("example", "predict"), eval_examples(trained_model, 1))
 
 
@@ -290,7 +327,9 @@ def test_unknown_signature_lists_the_exports_signatures(exports, trained_model):
 
 def test_replay_times_the_cold_first_call_apart_from_the_rest(exports, trained_model):
     graph = read_serving_graph(exports["example"])
-    records = build.from_examples(graph, build.Target("example", "serving_default"), eval_examples(trained_model, 50))
+    records = build.from_examples(
+        graph, build.Target("example", "serving_default"), eval_examples(trained_model, 50)
+    )
     stats = replay(graph, records, label="entry")
     assert stats.graph == "entry" and stats.records == 50
     assert stats.load_seconds > 0 and stats.first_call_ms > 0
@@ -308,7 +347,9 @@ def nan_checking_model(path: Path) -> str:
         y = tf.debugging.check_numerics(x * 2.0, "x must be finite")
         builder = tf.compat.v1.saved_model.Builder(str(path))
         signature = tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})
-        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map={"serving_default": signature})
+        builder.add_meta_graph_and_variables(
+            session, ["serve"], signature_def_map={"serving_default": signature}
+        )
         builder.save()
     return str(path)
 
@@ -317,7 +358,9 @@ def test_a_failing_record_is_named(tmp_path):
     graph = read_serving_graph(nan_checking_model(tmp_path / "nan_model"))
     instances = [1.0, 2.0, 3.0, float("nan"), 4.0]
     records = build.from_instances(graph, build.Target("nan", "serving_default"), instances)
-    with pytest.raises(WarmupReplayError, match=r"warmup record 3 \(predict on signature\(s\) \['serving_default'\]\)") as caught:
+    with pytest.raises(
+        WarmupReplayError, match=r"warmup record 3 \(predict on signature\(s\) \['serving_default'\]\)"
+    ) as caught:
         replay(graph, records)
     assert caught.value.record == 3
     assert "x must be finite" in str(caught.value)
@@ -336,7 +379,12 @@ def test_inject_writes_the_file_atomically_and_records_stats(export_copy, make_c
     assert len(records) == 10 and warmed.warmup_records == 10
     assert set(snapshot(export.uri)) - set(before) == {WARMUP_PATH}  # no temp file left behind
     summary = warmed.warmup
-    assert (summary.source, summary.records, summary.truncated_from, summary.warnings) == ("examples", 10, None, ())
+    assert (summary.source, summary.records, summary.truncated_from, summary.warnings) == (
+        "examples",
+        10,
+        None,
+        (),
+    )
     (stats,) = summary.replays
     assert (stats.graph, stats.records, stats.kinds) == ("", 10, {"predict": 10})
     assert ExportArtifact.from_json(warmed.to_json()) == warmed  # XCom carries it
@@ -352,18 +400,26 @@ def test_servable_name_is_the_model_name_on_requests(export_copy, make_config, t
     assert {p.predict_log.request.model_spec.name for p in logs(read_file(export.uri))} == {"example-serving"}
 
 
-def test_user_file_is_linted_replayed_and_copied_as_is(export_copy, make_config, trained_model, exports, tmp_path):
+def test_user_file_is_linted_replayed_and_copied_as_is(
+    export_copy, make_config, trained_model, exports, tmp_path
+):
     graph = read_serving_graph(exports["example"])
-    records = build.from_examples(graph, build.Target("example", "classification"), eval_examples(trained_model, 7))
+    records = build.from_examples(
+        graph, build.Target("example", "classification"), eval_examples(trained_model, 7)
+    )
     user_file = tmp_path / "warmup_requests"
     user_file.write_bytes(tfrecord.encode(records))
     export = export_copy()
-    warmed = inject_warmup(WarmupParams(warmup_config(make_config, trained_model, source="file", path=str(user_file))), export)
+    warmed = inject_warmup(
+        WarmupParams(warmup_config(make_config, trained_model, source="file", path=str(user_file))), export
+    )
     assert Path(export.uri, WARMUP_PATH).read_bytes() == user_file.read_bytes()
     assert warmed.warmup.replays[0].kinds == {"classify": 7}
 
 
-def test_bad_user_file_lists_every_problem_and_leaves_the_export_untouched(export_copy, make_config, trained_model, tmp_path):
+def test_bad_user_file_lists_every_problem_and_leaves_the_export_untouched(
+    export_copy, make_config, trained_model, tmp_path
+):
     user_file = tmp_path / "warmup_requests"
     shutil.copy(trained_model.eval_data, user_file)  # tf.Examples, not PredictionLogs (serving#1562)
     export = export_copy()
@@ -376,15 +432,44 @@ def test_bad_user_file_lists_every_problem_and_leaves_the_export_untouched(expor
     assert snapshot(export.uri) == before
 
 
-def test_json_source_beyond_1000_truncates_with_a_warning_when_asked(export_copy, make_config, trained_model, tmp_path):
+def test_an_exports_own_warmup_file_is_checked_even_with_source_none(
+    export_copy, make_config, trained_model, exports
+):
+    """An exporter's warmup_file / assets_extra may already have put one there: nothing ships unchecked."""
+    graph = read_serving_graph(exports["example"])
+    records = build.from_examples(
+        graph, build.Target("example", "serving_default"), eval_examples(trained_model, 4)
+    )
+    config = warmup_config(make_config, trained_model, source="none")
+    export = export_copy()
+    own = Path(export.uri, WARMUP_PATH)
+    own.parent.mkdir(exist_ok=True)
+    own.write_bytes(tfrecord.encode(records))
+    before = snapshot(export.uri)
+    warmed = warmup_stage(config, export)
+    assert (warmed.warmup.source, warmed.warmup_records, warmed.warmup.replays[0].records) == ("export", 4, 4)
+    assert snapshot(export.uri) == before  # checked, not rewritten
+
+    shutil.copy(trained_model.eval_data, own)  # tf.Examples where PredictionLogs belong
+    with pytest.raises(WarmupLintError, match="record 0: log_type"):
+        warmup_stage(config, export)
+
+
+def test_json_source_beyond_1000_truncates_with_a_warning_when_asked(
+    export_copy, make_config, trained_model, tmp_path
+):
     path = tmp_path / "instances.json"
     path.write_text(json.dumps({"instances": [{"dense": [0.1] * 8, "item_id": i} for i in range(1001)]}))
-    config = warmup_config(make_config, trained_model, source="json", path=str(path), num_records=1001, truncate=True)
+    config = warmup_config(
+        make_config, trained_model, source="json", path=str(path), num_records=1001, truncate=True
+    )
     export = export_copy()
     warmed = inject_warmup(WarmupParams(config), export)
     assert len(read_file(export.uri)) == 1000
     assert (warmed.warmup_records, warmed.warmup.truncated_from) == (1000, 1001)
-    assert warmed.warmup.warnings == ("file: records: expected at most 1000, found 1001; truncated to the first 1000 (warning)",)
+    assert warmed.warmup.warnings == (
+        "file: records: expected at most 1000, found 1001; truncated to the first 1000 (warning)",
+    )
 
 
 def test_variables_by_reference_are_never_written(export_copy, make_config, trained_model, tmp_path):
@@ -440,7 +525,9 @@ def serve_removed(source: str, target: Path) -> str:
     return str(target)
 
 
-def test_distributed_export_warms_the_entry_graph_and_the_ones_asked(exports, make_config, trained_model, tmp_path):
+def test_distributed_export_warms_the_entry_graph_and_the_ones_asked(
+    exports, make_config, trained_model, tmp_path
+):
     entry = shutil.copytree(exports["example"], tmp_path / "set" / "entry")
     ps_0 = shutil.copytree(exports["raw"], tmp_path / "set" / "ps_0")
     ps_1 = shutil.copytree(exports["raw"], tmp_path / "set" / "ps_1")
@@ -453,7 +540,9 @@ def test_distributed_export_warms_the_entry_graph_and_the_ones_asked(exports, ma
         checkpoint_uri="/ckpt",
         graphs={"entry": str(entry), "ps_0": str(ps_0), "ps_1": str(ps_1)},
     )
-    warmed = inject_warmup(WarmupParams(warmup_config(make_config, trained_model, graphs={"ps_0": "serving_default"})), export)
+    warmed = inject_warmup(
+        WarmupParams(warmup_config(make_config, trained_model, graphs={"ps_0": "serving_default"})), export
+    )
     assert [(r.graph, r.records) for r in warmed.warmup.replays] == [("entry", 10), ("ps_0", 10)]
     assert list(logs(read_file(str(entry)))[0].predict_log.request.inputs) == ["examples"]
     assert sorted(logs(read_file(str(ps_0)))[0].predict_log.request.inputs) == ["dense", "item_id"]
@@ -465,7 +554,12 @@ def test_graph_sets_without_an_entry_use_their_only_serving_graph(exports, tmp_p
     predict = str(tmp_path / "predict")
     shutil.copytree(exports["example"], predict)
     export = ExportArtifact(
-        uri=str(tmp_path), model_name="m", strategy="per_mode", version="1", step=1, checkpoint_uri="/c",
+        uri=str(tmp_path),
+        model_name="m",
+        strategy="per_mode",
+        version="1",
+        step=1,
+        checkpoint_uri="/c",
         graphs={"train": trained_only, "predict": predict},
     )
     assert warmup_targets(export, {}, "serving_default") == [("predict", predict, "serving_default")]
@@ -483,8 +577,13 @@ def test_a_failure_on_any_graph_writes_no_file_anywhere(exports, make_config, tr
     entry = shutil.copytree(exports["example"], tmp_path / "set" / "entry")
     ps_0 = shutil.copytree(exports["raw"], tmp_path / "set" / "ps_0")
     export = ExportArtifact(
-        uri=str(tmp_path / "set"), model_name="example", strategy="all_modes", version="1", step=1,
-        checkpoint_uri="/c", graphs={"entry": str(entry), "ps_0": str(ps_0)},
+        uri=str(tmp_path / "set"),
+        model_name="example",
+        strategy="all_modes",
+        version="1",
+        step=1,
+        checkpoint_uri="/c",
+        graphs={"entry": str(entry), "ps_0": str(ps_0)},
     )
     config = warmup_config(make_config, trained_model, graphs={"ps_0": "lookup"})
     with pytest.raises(WarmupError, match="no serving signature 'lookup'"):
@@ -496,7 +595,9 @@ def test_a_failure_on_any_graph_writes_no_file_anywhere(exports, make_config, tr
 # The stage in the pipeline: manifest, ledger, and a failing record stops publication.
 
 
-def test_pipeline_publishes_the_warmup_file_and_its_stats_in_the_manifest(make_config, trained_model, tmp_path):
+def test_pipeline_publishes_the_warmup_file_and_its_stats_in_the_manifest(
+    make_config, trained_model, tmp_path
+):
     config = make_config(trained_model, tmp_path / "published")
     report = run_pipeline(config, RunOptions(checkpoint=STEP))
     (exported,) = report.exports

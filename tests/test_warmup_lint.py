@@ -61,7 +61,9 @@ def classify(serialized: list[bytes], signature: str = "classification", name: s
     request.model_spec.CopyFrom(model_pb2.ModelSpec(name=name, signature_name=signature))
     request.input.CopyFrom(
         input_pb2.Input(
-            example_list=input_pb2.ExampleList(examples=[example_pb2.Example.FromString(s) for s in serialized])
+            example_list=input_pb2.ExampleList(
+                examples=[example_pb2.Example.FromString(s) for s in serialized]
+            )
         )
     )
     return log.SerializeToString()
@@ -147,7 +149,9 @@ def test_truncated_file(graph, tmp_path):
 
 
 def test_wrong_signature_name(graph):
-    problem = only_error(lint_records([predict(signature="predict")], graph, model_name=MODEL, truncate=False))
+    problem = only_error(
+        lint_records([predict(signature="predict")], graph, model_name=MODEL, truncate=False)
+    )
     assert problem.record == 0
     assert problem.field == "predict_log.request.model_spec.signature_name"
     assert problem.expected == "a signature of the export: ['classification', 'serving_default']"
@@ -178,7 +182,9 @@ def test_wrong_dtype(graph):
 def test_wrong_shape(graph):
     import tensorflow as tf
 
-    record = predict({"examples": tf.make_tensor_proto([examples(1)], dtype=tf.string)})  # [1, 1], not [batch]
+    record = predict(
+        {"examples": tf.make_tensor_proto([examples(1)], dtype=tf.string)}
+    )  # [1, 1], not [batch]
     problem = only_error(lint_records([record], graph, model_name=MODEL, truncate=False))
     assert (problem.field, problem.expected, problem.found) == (
         "predict_log.request.inputs['examples'].tensor_shape",
@@ -190,7 +196,9 @@ def test_wrong_shape(graph):
 def test_empty_batch_warms_nothing(graph):
     import tensorflow as tf
 
-    record = predict({"examples": tf.make_tensor_proto(np.array([], dtype=object), dtype=tf.string, shape=[0])})
+    record = predict(
+        {"examples": tf.make_tensor_proto(np.array([], dtype=object), dtype=tf.string, shape=[0])}
+    )
     problem = only_error(lint_records([record], graph, model_name=MODEL, truncate=False))
     assert problem.expected == "a batch of at least one example"
 
@@ -228,7 +236,10 @@ def test_session_run_and_streamed_logs_are_rejected(graph):
     streamed = prediction_log_pb2.PredictionLog()
     streamed.predict_streamed_log.request.add()
     report = lint_records(
-        [session_run.SerializeToString(), streamed.SerializeToString()], graph, model_name=MODEL, truncate=False
+        [session_run.SerializeToString(), streamed.SerializeToString()],
+        graph,
+        model_name=MODEL,
+        truncate=False,
     )
     assert [(p.record, p.field) for p in report.errors] == [(0, "log_type"), (1, "log_type")]
     assert report.errors[0].found.startswith("session_run_log: TF Serving's warmup fails the model load")

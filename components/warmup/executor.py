@@ -2,69 +2,108 @@
 
 Nothing is written until every graph's records have passed lint and replay, so a failure leaves the export
 in staging exactly as the export stage left it, and the raised ``WarmupError`` stops its publication.
+With ``source: none`` nothing is built, but a warmup file the export already carries (an exporter's
+``warmup_file`` or ``assets_extra``) is still linted and replayed: nothing ships unchecked.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from typing import Any
 
 from components.artifacts import ExportArtifact, WarmupReplay, WarmupSummary
 from components.config.schema import PipelineConfig, WarmupConfig
 from components.warmup import build, sources
 from components.warmup.errors import WarmupLintError
-from components.warmup.inject import warmup_targets, write_warmup
+from components.warmup.inject import ENTRY_GRAPH, warmup_targets, write_warmup
 from components.warmup.lint import LintReport, lint_records, lint_scan
 from components.warmup.replay import replay
-from components.warmup.signatures import read_serving_graph
-from components.warmup.spec import WarmupParams
+from components.warmup.signatures import ServingGraph, read_serving_graph
+from components.warmup.spec import WARMUP_PATH, WarmupParams
 
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Checked:
+    label: str
+    export_dir: str
+    report: LintReport
+    stats: WarmupReplay
+    rewrite: bool  # False: the export's own file passed as it is
+
+
 def inject_warmup(params: WarmupParams, export: ExportArtifact) -> ExportArtifact:
-    config = params.config
-    warmup = config.warmup
-    if warmup.source == "none":
-        return export
+    config, warmup = params.config, params.config.warmup
     model_name = servable_name(config, export.strategy)
-    payload = _read_source(warmup)
-    checked: list[tuple[str, str, LintReport, WarmupReplay]] = []
-    for label, export_dir, signature in warmup_targets(export, warmup.graphs, warmup.signature):
-        graph = read_serving_graph(export_dir)
-        target = build.Target(model_name, signature, warmup.heads if not label or label == "entry" else ())
-        report = _lint(warmup, graph, target, payload)
-        where = f"{export.strategy} step {export.step}" + (f" graph {label!r}" if label else "")
-        for problem in report.warnings:
-            log.warning("warmup for %s: %s", where, problem)
-        if report.errors:
-            raise WarmupLintError(where, report.errors)
-        checked.append((label, export_dir, report, replay(graph, report.records, label=label)))
-    for label, export_dir, report, stats in checked:
-        path = write_warmup(export_dir, report.records)
-        log.info(
-            "wrote %d warmup requests into %s (first call %.1f ms, p50 %s ms after it)",
-            len(report.records),
-            path,
-            stats.first_call_ms,
-            stats.p50_ms,
-        )
-    entry = checked[0][2]
+    checked: list[_Checked] = []
+    if warmup.source == "none":
+        for label, export_dir in _graphs(export):
+            if os.path.exists(os.path.join(export_dir, WARMUP_PATH)):
+                graph = read_serving_graph(export_dir)
+                scan = sources.read_warmup_file(os.path.join(export_dir, WARMUP_PATH))
+                report = lint_scan(scan, graph, model_name=model_name, truncate=warmup.truncate)
+                rewrite = len(report.records) != len(scan.records)
+                checked.append(_check(export, label, graph, report, rewrite))
+        if not checked:
+            return export
+    else:
+        payload = _read_source(warmup)
+        for label, export_dir, signature in warmup_targets(export, warmup.graphs, warmup.signature):
+            graph = read_serving_graph(export_dir)
+            heads = warmup.heads if not checked else ()  # MultiInference heads belong to the entry graph
+            report = _requests(warmup, graph, build.Target(model_name, signature, heads), payload)
+            checked.append(_check(export, label, graph, report, rewrite=True))
+    for item in checked:
+        if item.rewrite:
+            path = write_warmup(item.export_dir, item.report.records)
+            log.info("wrote %d warmup requests into %s", len(item.report.records), path)
+    entry = checked[0]
     summary = WarmupSummary(
-        source=warmup.source,
-        records=len(entry.records),
-        replays=tuple(stats for *_, stats in checked),
-        truncated_from=entry.found if entry.found > len(entry.records) else None,
-        warnings=tuple(str(p) for p in entry.warnings),
+        source=warmup.source if warmup.source != "none" else "export",
+        records=len(entry.report.records),
+        replays=tuple(item.stats for item in checked),
+        truncated_from=entry.report.found if entry.report.found > len(entry.report.records) else None,
+        warnings=tuple(str(p) for p in entry.report.warnings),
     )
-    return dataclasses.replace(export, warmup_records=len(entry.records), warmup=summary)
+    return dataclasses.replace(export, warmup_records=summary.records, warmup=summary)
 
 
 def servable_name(config: PipelineConfig, strategy: str) -> str:
     """The model name TF Serving serves the export under: the strategy's servable, else the model's."""
     configured = next((s for s in config.strategies if s.name == strategy), None)
     return (configured.servable if configured else None) or config.name
+
+
+def _check(
+    export: ExportArtifact, label: str, graph: ServingGraph, report: LintReport, rewrite: bool
+) -> _Checked:
+    """Lint errors stop here, with every problem listed; then the records replay on the loaded model."""
+    where = f"the {export.strategy} export of step {export.step}" + (f", graph {label!r}" if label else "")
+    for problem in report.warnings:
+        log.warning("warmup for %s: %s", where, problem)
+    if report.errors:
+        raise WarmupLintError(where, report.errors)
+    stats = replay(graph, report.records, label=label)
+    log.info(
+        "warmup for %s: %d requests replayed; first %.1f ms, then p50 %s ms, p99 %s ms",
+        where,
+        stats.records,
+        stats.first_call_ms,
+        stats.p50_ms,
+        stats.p99_ms,
+    )
+    return _Checked(label, graph.export_dir, report, stats, rewrite)
+
+
+def _graphs(export: ExportArtifact) -> list[tuple[str, str]]:
+    """Every graph of the export, the entry graph first."""
+    graphs = sorted(
+        ((n, p) for n, p in export.graphs.items() if n), key=lambda g: (g[0] != ENTRY_GRAPH, g[0])
+    )
+    return graphs or [("", export.uri)]
 
 
 def _read_source(warmup: WarmupConfig) -> Any:
@@ -75,7 +114,8 @@ def _read_source(warmup: WarmupConfig) -> Any:
     return sources.read_instances(warmup.path)[: warmup.num_records]
 
 
-def _lint(warmup: WarmupConfig, graph, target: build.Target, payload: Any) -> LintReport:
+def _requests(warmup: WarmupConfig, graph: ServingGraph, target: build.Target, payload: Any) -> LintReport:
+    """The linted requests for one graph: the user's file as read, or requests built from the source."""
     if warmup.source == "file":
         return lint_scan(payload, graph, model_name=target.model_name, truncate=warmup.truncate)
     # More than 1000 only with truncate (the config loader checks): lint truncates and warns with the counts.

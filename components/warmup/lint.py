@@ -146,13 +146,14 @@ class _RecordChecker:
         self.model_name = model_name
         self.kinds: Counter[str] = Counter()
         self.signatures: set[str] = set()
+        self.index = 0  # the record being checked, and its problems
+        self.problems: list[LintProblem] = []
 
     def check(self, index: int, record: bytes) -> list[LintProblem]:
         from google.protobuf.message import DecodeError
         from tensorflow_serving.apis import prediction_log_pb2
 
-        self.problems: list[LintProblem] = []
-        self.index = index
+        self.index, self.problems = index, []
         try:
             log = prediction_log_pb2.PredictionLog.FromString(record)
         except DecodeError:

@@ -9,9 +9,11 @@ cold start warmup exists to absorb, so it is timed apart from the rest.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from components.artifacts import WarmupReplay
 from components.warmup.errors import WarmupReplayError
@@ -21,23 +23,14 @@ from components.warmup.signatures import DEFAULT_SIGNATURE, SERVE_TAG, ServingGr
 def replay(graph: ServingGraph, records: Sequence[bytes], *, label: str = "") -> WarmupReplay:
     """Load ``graph``'s SavedModel and run every record; raise ``WarmupReplayError`` naming a failing one."""
     import numpy as np
-    import tensorflow as tf
 
     kinds: Counter[str] = Counter()
     signatures: set[str] = set()
     latencies: list[float] = []
-    with tf.Graph().as_default() as tf_graph, tf.compat.v1.Session(graph=tf_graph) as session:
-        started = time.perf_counter()
-        try:
-            tf.compat.v1.saved_model.loader.load(session, [SERVE_TAG], graph.export_dir)
-        except Exception as exc:  # TF raises a zoo of types for SavedModels that do not load
-            raise WarmupReplayError(
-                f"{graph.export_dir} does not load under tag {SERVE_TAG!r}: {type(exc).__name__}: {exc}", None
-            ) from exc
-        load_seconds = time.perf_counter() - started
+    with serving_session(graph) as (session, load_seconds):
         for index, record in enumerate(records):
             started = time.perf_counter()
-            kind, names = _run(session, graph, record, index)
+            kind, names = run_record(session, graph, record, index)
             latencies.append((time.perf_counter() - started) * 1000.0)
             kinds[kind] += 1
             signatures.update(names)
@@ -54,8 +47,24 @@ def replay(graph: ServingGraph, records: Sequence[bytes], *, label: str = "") ->
     )
 
 
-def _run(session, graph: ServingGraph, record: bytes, index: int) -> tuple[str, list[str]]:
-    """Run one record; returns its kind and the signatures it asked."""
+@contextlib.contextmanager
+def serving_session(graph: ServingGraph) -> Iterator[tuple[Any, float]]:
+    """A fresh session with the SavedModel loaded under the serve tag, and the seconds loading took."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default() as tf_graph, tf.compat.v1.Session(graph=tf_graph) as session:
+        started = time.perf_counter()
+        try:
+            tf.compat.v1.saved_model.loader.load(session, [SERVE_TAG], graph.export_dir)
+        except Exception as exc:  # TF raises a zoo of types for SavedModels that do not load
+            raise WarmupReplayError(
+                f"{graph.export_dir} does not load under tag {SERVE_TAG!r}: {type(exc).__name__}: {exc}", None
+            ) from exc
+        yield session, time.perf_counter() - started
+
+
+def run_record(session, graph: ServingGraph, record: bytes, index: int) -> tuple[str, list[str]]:
+    """Run one record on a ``serving_session``; returns its kind and the signatures it asked."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 

@@ -70,10 +70,6 @@ def read_instances(path: str) -> list[Any]:
     return data
 
 
-def describe_frame_error(error: tfrecord.FrameError) -> str:
-    return _describe(error)
-
-
 def _describe(error: tfrecord.FrameError) -> str:
     if error.kind == "not_tfrecord":
         return f"not a TFRecord file ({error.detail} at byte 0)"
