@@ -61,6 +61,7 @@ class CheckpointArtifact(Artifact):
     step: int
     files: tuple[FileEntry, ...] = ()
     pinned_uri: str | None = None  # where the lease keeps it while the run needs it
+    final: bool = False  # training reported this as its final checkpoint (FinalExporter exports only these)
 
     @property
     def readable_prefix(self) -> str:
@@ -75,6 +76,9 @@ class ThresholdResult:
     metric: str
     passed: bool
     reason: str
+    kind: str = ""  # "lower" | "upper" | "change" | "none" (no thresholds configured)
+    value: float | None = None  # the checkpoint's metric value
+    bound: float | None = None  # the bound, or for a change check the baseline's value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +94,11 @@ class EvaluationArtifact(Artifact):
     source: str = "evaluate"  # or "logged": metrics read from training's eval event files
     # ISO 8601 UTC, stamped by the evaluate stage; not compared, so an identical re-evaluation is a no-op.
     evaluated_at: str | None = dataclasses.field(default=None, compare=False)
+    # Which configuration produced it (components.evaluation.digest): the ledger's "handled" and metric
+    # reuse after a restart key on these. None in ledgers written before they were recorded.
+    config_digest: str | None = None
+    metrics_digest: str | None = None
+    baseline_step: int | None = None  # the published checkpoint that change thresholds compared against
 
     @property
     def summary(self) -> str:
@@ -159,8 +168,11 @@ class PushedModelArtifact(Artifact):
     manifest_uri: str
     files: int = 0
     bytes_total: int = 0
-    bytes_moved: int = 0
+    bytes_moved: int = 0  # through the publishing worker (uploads)
     already_published: bool = False
+    bytes_copied: int = 0  # duplicated by the store itself (server-side copy, hard link)
+    marker_uri: str | None = None  # the commit marker: present means complete and verified
+    graph_uris: dict[str, str] = dataclasses.field(default_factory=dict)  # graph ("" if single) -> version dir
     # When and by which orchestrator run (an Airflow DAG run id; None for the plain runner) it was first
     # published; stamped by the publish stage, shown by the UI plugin, not compared.
     published_at: str | None = dataclasses.field(default=None, compare=False)

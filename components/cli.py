@@ -53,6 +53,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _retention(args: argparse.Namespace) -> int:
+    from components.config import load_config
+    from components.publish.retention import format_reports, retention_for_config
+
+    print(format_reports(retention_for_config(load_config(args.config), dry_run=args.dry_run)))
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from components.config import load_config
 
@@ -79,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="do everything but publish")
     run.set_defaults(func=_run)
 
+    retention = sub.add_parser("retention", help="delete old published versions (keeps newest, best, pinned, current)")
+    retention.add_argument("--config", required=True, help="the model's YAML config")
+    retention.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    retention.set_defaults(func=_retention)
+
     validate = sub.add_parser("validate", help="validate model configs")
     validate.add_argument("configs", nargs="+")
     validate.set_defaults(func=_validate)
@@ -90,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide C++ start-up noise (CUDA probing)
     warnings.filterwarnings("ignore", category=FutureWarning, module="google.api_core")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("tensorflow").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    if sys.stderr.isatty():
+        from components.publish.progress import install_progress_bar
+
+        install_progress_bar(sys.stderr)
     try:
         return args.func(args)
     except ExportflowError as exc:

@@ -13,6 +13,7 @@ import logging
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config.schema import PipelineConfig, StrategyConfig
+from components.discovery.errors import DiscoveryError
 from components.discovery.executor import discover
 from components.discovery.spec import DiscoveryParams
 from components.evaluation.executor import evaluate
@@ -23,6 +24,7 @@ from components.ledger import CheckpointRecord, Ledger
 from components.ledger.records import baseline_metrics, record_evaluation, record_export, record_publication
 from components.paths import work_dir
 from components.publish.executor import publish
+from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
 from components.warmup.executor import inject_warmup
 from components.warmup.spec import WarmupParams
@@ -35,11 +37,12 @@ class RunOptions:
     """What one run may choose among configured things (the manual trigger's form maps onto this)."""
 
     checkpoint: int | None = None  # a step; None takes every new checkpoint
+    steps: tuple[int, ...] | None = None  # steps named by training's asset events (every coalesced event)
+    final_steps: tuple[int, ...] = ()  # steps whose asset event said final: true
     strategies: tuple[str, ...] | None = None  # a subset of the configured strategy names
     force: bool = False  # re-export and re-publish even when already done
     dry_run: bool = False  # do everything but publish
     max_checkpoints: int | None = None
-    is_final: bool = False  # training reported its final checkpoint (FinalExporter)
     run_id: str | None = None  # the orchestrator's run (an Airflow DAG run id), recorded with publications
 
     def __post_init__(self) -> None:
@@ -79,7 +82,20 @@ def discover_stage(config: PipelineConfig, options: RunOptions) -> list[Checkpoi
         only_step=options.checkpoint,
         include_handled=options.force,
     )
-    checkpoints = discover(params, ledger_of(config).load())
+    state = ledger_of(config).load()
+    if options.steps is None:
+        checkpoints = discover(params, state)
+    else:  # an asset-triggered run handles exactly the steps its events name, each once
+        checkpoints = []
+        handled = set() if options.force else state.handled_steps()
+        for step in sorted(set(options.steps) - handled):
+            try:
+                checkpoints += discover(dataclasses.replace(params, only_step=step), state)
+            except DiscoveryError as exc:  # e.g. the trainer's retention deleted it since the event
+                log.warning("skipping step %d named by an asset event: %s", step, exc)
+    checkpoints = [
+        dataclasses.replace(c, final=True) if c.step in options.final_steps else c for c in checkpoints
+    ]
     if not checkpoints:
         log.info("%s: no new checkpoints in %s", config.name, config.model_dir)
     return checkpoints
@@ -107,7 +123,7 @@ def export_stage(
         strategy_named(config, strategy_name),
         ledger.load(),
         force=options.force,
-        is_final=options.is_final,
+        is_final=evaluation.checkpoint.final,
         ledger_source=ledger.load,
     )
     exported = export(params, evaluation)
@@ -127,10 +143,13 @@ def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: Run
     record = ledger.load().record(exported.step)
     evaluation = record.evaluation if record else None
     strategy = strategy_named(config, exported.strategy)
-    pushed = publish(PublishParams(config, strategy, evaluation, dry_run=options.dry_run), exported)
+    pushed = publish(
+        PublishParams(config, strategy, evaluation, dry_run=options.dry_run, force=options.force), exported
+    )
     if not options.dry_run:
         pushed = _stamped(pushed, record, options)
         record_publication(ledger, pushed, exported.checkpoint_uri)
+        retire_old_versions(config, strategy.servable or config.name)
     return pushed
 
 

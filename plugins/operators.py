@@ -1,48 +1,44 @@
-"""One operator per stage; each loads the model's config and calls the matching stage function.
+"""One operator per stage; each names its stage and inputs, and ``components.stage_entry`` does the work.
 
 Config (trusted) comes from the file the DAG factory named; run options come from the run's params
-(validated against the form's schema). Artifacts travel as small JSON dicts through XCom. An error that
-a retry cannot fix (bad config, corrupt checkpoint) fails the task without retrying.
+(validated against the form's schema) and, for asset-triggered runs, from every triggering event.
+Artifacts travel as small JSON dicts through XCom. An error a retry cannot fix (bad config, corrupt
+checkpoint) fails the task at once; transient ones are retried with backoff. With
+``airflow.runtime: external_python`` the stage runs in a separate interpreter that receives only its
+request.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from typing import Any
+import json
+import subprocess
+from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
 
-@contextlib.contextmanager
-def _fail_fast_on_permanent_errors() -> Iterator[None]:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from components.errors import ExportflowError
-
-    try:
-        yield
-    except ExportflowError as exc:
-        if exc.retryable:
-            raise
-        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+class StageFailed(Exception):
+    """A stage failed in an external interpreter with an error a retry may fix."""
 
 
 class _StageOperator(BaseOperator):
-    """Shared plumbing: the config path, the run options, permanent-error handling."""
+    """Shared plumbing: config path, run options, the stage call, permanent-error handling."""
 
+    stage: ClassVar[str]
     ui_color = "#e8f0fe"
 
     def __init__(self, *, config_path: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.config_path = config_path
 
-    def load_config(self):
-        from components.config import load_config
+    def stage_inputs(self) -> dict[str, Any]:
+        return {}
 
-        return load_config(self.config_path)
+    def label(self) -> str:
+        """Shown as the mapped task instance's name (``map_index_template``)."""
+        return ""
 
-    def run_options(self, context: Any, config):
+    def run_options(self, context: Any, config: Any) -> Any:
         import dataclasses
 
         from plugins.params import run_options_from_params
@@ -51,44 +47,99 @@ class _StageOperator(BaseOperator):
         return dataclasses.replace(options, run_id=context.get("run_id"))  # recorded with publications
 
     def execute(self, context: Any) -> Any:
-        with _fail_fast_on_permanent_errors():
-            config = self.load_config()
-            return self.run_stage(config, self.run_options(context, config), context)
+        from airflow.sdk.exceptions import AirflowFailException
 
-    def run_stage(self, config, options, context: Any) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+        from components.config import load_config
+        from components.errors import ExportflowError
+        from components.stage_entry import StageRequest
+
+        context["exportflow_label"] = self.label()
+        try:
+            config = load_config(self.config_path)
+            request = StageRequest(self.stage, self.config_path, self.run_options(context, config), self.stage_inputs())
+            if config.airflow.runtime == "external_python":
+                return self._call_external(config.airflow.python, request)
+            from components.stage_entry import call_stage
+
+            return call_stage(request)
+        except ExportflowError as exc:
+            if exc.retryable:
+                raise
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:  # invalid run options: retrying cannot help
+            raise AirflowFailException(str(exc)) from exc
+
+    def _call_external(self, python: str, request: Any) -> Any:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from components.stage_entry import encode_request
+
+        self.log.info("running stage %s in %s", request.stage, python)
+        process = subprocess.run(
+            [python, "-m", "components.stage_entry"],
+            input=encode_request(request),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        for line in process.stderr.splitlines():
+            self.log.info("[%s] %s", request.stage, line)
+        lines = process.stdout.strip().splitlines()
+        answer = json.loads(lines[-1]) if lines else {}
+        if process.returncode == 0 and "result" in answer:
+            return answer["result"]
+        if "error" in answer:
+            message = f"{answer['error']}: {answer['message']}"
+            if answer.get("retryable"):
+                raise StageFailed(message)
+            raise AirflowFailException(message)
+        raise StageFailed(f"stage {request.stage} exited with {process.returncode} in {python}")
 
 
 class DiscoverCheckpointsOperator(_StageOperator):
-    """Complete, new checkpoints → a list of Checkpoint artifacts (the evaluate task maps over it)."""
+    """Complete, new checkpoints → Checkpoint artifacts (the evaluate task maps over them).
 
-    def run_stage(self, config, options, context):
-        from components.stages import discover_stage
+    In an asset-triggered run it takes exactly the checkpoints named by *every* triggering event
+    (events coalesce when training writes faster than exports run), marking those flagged final.
+    """
 
-        checkpoints = discover_stage(config, options)
-        self.log.info("discovered steps %s", [c.step for c in checkpoints])
-        return [c.to_dict() for c in checkpoints]
+    stage = "discover"
+
+    def run_options(self, context: Any, config: Any) -> Any:
+        import dataclasses
+
+        from plugins.params import refuse_unknown_params, steps_from_asset_events
+
+        refuse_unknown_params(context["params"])
+        options = super().run_options(context, config)
+        events = context.get("triggering_asset_events") or {}
+        steps, final_steps = steps_from_asset_events(events)
+        if steps and options.checkpoint is None:
+            self.log.info("asset events name steps %s (final: %s)", steps, final_steps)
+            options = dataclasses.replace(options, steps=steps, final_steps=final_steps)
+        return options
 
 
 class EvaluateCheckpointOperator(_StageOperator):
     """One checkpoint → its ModelEvaluation with blessing and reasons (recorded in the ledger)."""
 
+    stage = "evaluate"
+
     def __init__(self, *, checkpoint: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.checkpoint = checkpoint
 
-    def run_stage(self, config, options, context):
-        from components.artifacts import CheckpointArtifact
-        from components.stages import evaluate_stage
+    def stage_inputs(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint}
 
-        evaluation = evaluate_stage(config, CheckpointArtifact.from_dict(self.checkpoint))
-        self.log.info("step %d: %s", evaluation.checkpoint.step, evaluation.summary)
-        return evaluation.to_dict()
+    def label(self) -> str:
+        return str(self.checkpoint.get("step"))
 
 
 class ExportStrategyOperator(_StageOperator):
     """Run one registered export strategy for one evaluation; mapped per checkpoint × strategy."""
 
+    stage = "export"
     ui_color = "#fce8e6"
 
     def __init__(self, *, strategy: str, evaluation: dict[str, Any], **kwargs: Any) -> None:
@@ -96,53 +147,56 @@ class ExportStrategyOperator(_StageOperator):
         self.strategy = strategy
         self.evaluation = evaluation
 
-    def run_stage(self, config, options, context):
-        from components.artifacts import EvaluationArtifact
-        from components.stages import export_stage
+    def stage_inputs(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "evaluation": self.evaluation}
 
-        evaluation = EvaluationArtifact.from_dict(self.evaluation)
-        exported = export_stage(config, self.strategy, evaluation, options)
-        return exported.to_dict() if exported is not None else None
+    def label(self) -> str:
+        return f"{self.strategy} @ step {self.evaluation['checkpoint']['step']}"
 
 
-class InjectWarmupOperator(_StageOperator):
-    """Write TF Serving warmup requests into one export (passes through when nothing was exported)."""
+class _ExportConsumer(_StageOperator):
+    """Warmup and publish: one export in; nothing to do when the strategy declined upstream."""
 
     def __init__(self, *, export: dict[str, Any] | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.export = export
 
-    def run_stage(self, config, options, context):
-        from components.artifacts import ExportArtifact
-        from components.stages import warmup_stage
+    def stage_inputs(self) -> dict[str, Any]:
+        return {"export": self.export}
 
+    def label(self) -> str:
         if self.export is None:
-            self.log.info("nothing was exported upstream; nothing to warm up")
+            return "nothing exported"
+        return f"{self.export['strategy']} @ step {self.export['step']}"
+
+    def execute(self, context: Any) -> Any:
+        if self.export is None:
+            context["exportflow_label"] = self.label()
+            self.log.info("the strategy exported nothing upstream; nothing to %s", self.stage)
             return None
-        return warmup_stage(config, ExportArtifact.from_dict(self.export)).to_dict()
+        return super().execute(context)
 
 
-class PublishExportOperator(_StageOperator):
-    """Publish one export to the destination (passes through when nothing was exported)."""
+class InjectWarmupOperator(_ExportConsumer):
+    """Write TF Serving warmup requests into one export."""
 
+    stage = "warmup"
+
+
+class PublishExportOperator(_ExportConsumer):
+    """Publish one export to the destination."""
+
+    stage = "publish"
     ui_color = "#e6f4ea"
-
-    def __init__(self, *, export: dict[str, Any] | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.export = export
-
-    def run_stage(self, config, options, context):
-        from components.artifacts import ExportArtifact
-        from components.stages import publish_stage
-
-        if self.export is None:
-            self.log.info("nothing was exported upstream; nothing to publish")
-            return None
-        return publish_stage(config, ExportArtifact.from_dict(self.export), options).to_dict()
 
 
 class ReportRunOperator(_StageOperator):
-    """Log what this run published; its return value is the run's summary."""
+    """Log what the run published and emit one asset event per newly published version.
+
+    Events go to ``<destination>/<model>`` through the DAG's alias (one task can add several events
+    that way), with extra ``{version, step, metrics, strategy, uri}`` for rollout DAGs. A run that
+    published nothing new emits nothing.
+    """
 
     template_fields = ("pushed",)  # resolves the upstream XComArg
 
@@ -150,13 +204,29 @@ class ReportRunOperator(_StageOperator):
         super().__init__(**kwargs)
         self.pushed = pushed
 
-    def run_stage(self, config, options, context):
+    def execute(self, context: Any) -> Any:
         from components.artifacts import PushedModelArtifact
+        from components.config import load_config
+        from components.stages import ledger_of
+        from plugins.assets import published_alias, published_asset
 
+        config = load_config(self.config_path)
+        dry_run = bool(context["params"].get("dry_run"))
         pushed = [PushedModelArtifact.from_dict(p) for p in (self.pushed or []) if p]
         for p in pushed:
-            state = "already published" if p.already_published else "published"
-            self.log.info("%s %s step %d → %s (%s)", p.strategy, p.version, p.step, p.uri, state)
+            state = "dry run" if dry_run else "already published" if p.already_published else "published"
+            self.log.info("%s version %s (step %d) → %s: %s", p.strategy, p.version, p.step, p.uri, state)
         if not pushed:
             self.log.info("this run published nothing")
+        new = [p for p in pushed if not p.already_published and not dry_run]
+        if new:
+            ledger = ledger_of(config).load()
+            alias_events = context["outlet_events"][published_alias(config.name)]
+            target = published_asset(config.destination.uri, config.name)
+            for p in new:
+                record = ledger.record(p.step)
+                metrics = dict(record.evaluation.metrics) if record and record.evaluation else {}
+                extra = {"version": p.version, "step": p.step, "strategy": p.strategy, "uri": p.uri,
+                         "manifest_uri": p.manifest_uri, "metrics": metrics}
+                alias_events.add(target, extra=extra)
         return [p.to_dict() for p in pushed]

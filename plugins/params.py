@@ -71,3 +71,35 @@ def run_options_from_params(params: Mapping[str, Any], strategy_names: Sequence[
         dry_run=bool(params.get("dry_run", False)),
         max_checkpoints=params.get("max_checkpoints"),
     )
+
+
+FORM_FIELDS = frozenset({"checkpoint", "strategies", "force", "dry_run", "max_checkpoints"})
+
+
+def refuse_unknown_params(params: Mapping[str, Any]) -> None:
+    """A trigger's conf may only fill the form's fields: anything else (an import path, a destination,
+    a model_dir) is refused rather than silently ignored, so nobody believes it took effect."""
+    unknown = sorted(set(params) - FORM_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"trigger conf has fields {unknown} that this DAG does not accept; allowed: {sorted(FORM_FIELDS)}. "
+            "Code, model_dir and destination come only from the model's config file."
+        )
+
+
+def steps_from_asset_events(events: Mapping[Any, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Every step named by every triggering asset event (coalesced events included), and the final ones.
+
+    Training emits ``extra={"checkpoint": <prefix>, "step": <int>, "final": <bool>}``.
+    """
+    steps: set[int] = set()
+    final: set[int] = set()
+    for asset_events in events.values():
+        for event in asset_events:
+            extra = getattr(event, "extra", None) or {}
+            step = extra.get("step")
+            if isinstance(step, int) and not isinstance(step, bool) and step >= 0:
+                steps.add(step)
+                if extra.get("final") is True:
+                    final.add(step)
+    return tuple(sorted(steps)), tuple(sorted(final))

@@ -38,7 +38,8 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(source, "", f"not valid YAML: {exc}") from exc
-    return parse_config(data, source=source, base_dir=Path(path).resolve().parent)
+    config = parse_config(data, source=source, base_dir=Path(path).resolve().parent)
+    return dataclasses.replace(config, source_text=text)
 
 
 def load_configs_dir(folder: str | os.PathLike[str]) -> dict[str, PipelineConfig | ConfigError]:
@@ -58,7 +59,7 @@ def parse_config(data: Any, *, source: str = "<memory>", base_dir: Path | None =
     if not isinstance(data, dict):
         raise ConfigError(source, "", f"expected a mapping of fields at the top level, got {_kind(data)}")
     data = _substitute(data, str(base))
-    config = _build(PipelineConfig, data, "", source, base, skip={"source"})
+    config = _build(PipelineConfig, data, "", source, base, skip={"source", "source_text"})
     config = dataclasses.replace(config, source=source)
     _check_semantics(config)
     return config
@@ -185,6 +186,7 @@ def _check_semantics(config: PipelineConfig) -> None:
     if discovery.max_per_run <= 0:
         raise ConfigError(source, "discovery.max_per_run", "expected a positive integer")
     _check_warmup(config)
+    _check_airflow(config)
     if config.destination.keep <= 0:
         raise ConfigError(source, "destination.keep", "expected a positive integer")
 
@@ -250,3 +252,34 @@ def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}.get(
         type(value), type(value).__name__
     )
+
+
+_PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*,/\-?LW#]+$")
+
+
+def _check_airflow(config: PipelineConfig) -> None:
+    source, airflow = config.source, config.airflow
+    schedule = airflow.schedule
+    if schedule is not None and schedule != "asset" and schedule not in _PRESETS:
+        fields = schedule.split()
+        if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
+            raise ConfigError(
+                source,
+                "airflow.schedule",
+                f"{schedule!r} is not a cron expression (e.g. '0 */6 * * *'), a preset "
+                f"({', '.join(sorted(_PRESETS))}), 'asset' or null",
+            )
+    for name in ("retries", "retry_delay_seconds"):
+        if getattr(airflow, name) < 0:
+            raise ConfigError(source, f"airflow.{name}", "expected zero or a positive integer")
+    for name in ("max_active_runs", "max_active_tf_tasks"):
+        if getattr(airflow, name) <= 0:
+            raise ConfigError(source, f"airflow.{name}", "expected a positive integer")
+    for field in dataclasses.fields(airflow.timeouts):
+        if getattr(airflow.timeouts, field.name) <= 0:
+            raise ConfigError(source, f"airflow.timeouts.{field.name}", "expected a positive number of minutes")
+    if airflow.runtime == "external_python" and not airflow.python:
+        raise ConfigError(
+            source, "airflow.python", "runtime external_python needs the interpreter path, e.g. /opt/venv/bin/python"
+        )

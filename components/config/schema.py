@@ -48,7 +48,9 @@ class EvaluationConfig:
     input_fn_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     steps: int | None = None  # None: until input_fn is exhausted
     source: Literal["evaluate", "logged"] = "evaluate"  # logged: read training's eval event files
-    thresholds: tuple[ThresholdConfig, ...] = ()
+    # With source logged: training's eval summaries, relative to model_dir (BestExporter's default).
+    event_file_pattern: str = "eval/*.tfevents.*"
+    thresholds: tuple[ThresholdConfig, ...] = ()  # none: every checkpoint is blessed, and says so
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,10 @@ class DiscoveryConfig:
     policy: Literal["all_new", "latest", "every_nth"] = "all_new"
     every_n_steps: int | None = None  # with every_nth: take steps divisible by this
     max_per_run: int = 10
+    # Where chosen checkpoints are pinned (hard links / server-side copies) while a run needs them;
+    # default <model_dir>/.exportflow-leases. Keep it on the model_dir's filesystem or bucket.
+    lease_dir: str | None = None
+    lease_ttl_hours: float = 24.0  # leases older than this are stale (their run died) and removed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,22 +104,53 @@ class WarmupConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DestinationConfig:
-    """Where published versions go: ``<uri>/<model name>/<version>/``."""
+    """Where published versions go: ``<uri>/<servable>/<version>/`` (see components/publish/protocol.py).
+
+    Credentials for ``gs://``: Application Default Credentials unless ``credentials_path`` names a
+    service-account key file (its contents are never logged); the emulator (``STORAGE_EMULATOR_HOST``)
+    is used anonymously.
+    """
 
     uri: str
     keep: int = 5  # newest published versions kept by retention (best and pinned are kept too)
+    pinned: tuple[int, ...] = ()  # versions retention never deletes
+    project: str | None = None  # GCS project; default: the credentials' project
+    credentials_path: str | None = None  # service-account key file; default: Application Default Credentials
+    parallelism: int = 8  # concurrent transfers while publishing
+    chunk_mib: int = 32  # resumable upload chunk size in MiB (so always a multiple of 256 KiB)
+    timeout_s: float = 120.0  # seconds to wait for any one response from the store
+    retry_deadline_s: float = 300.0  # seconds one request keeps retrying transient errors (never 401/403)
+    hard_links: bool = True  # local destination on the export's filesystem: hard-link instead of copying
+
+
+@dataclasses.dataclass(frozen=True)
+class StageTimeouts:
+    """Execution timeout of each stage's task, in minutes."""
+
+    discover: int = 10
+    evaluate: int = 120
+    export: int = 120
+    warmup: int = 30
+    publish: int = 120
+    report: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
 class AirflowConfig:
     """How the model's DAG is scheduled and run."""
 
-    schedule: str | None = None  # cron, preset (@daily), "asset" (post-training stage) or null
+    schedule: str | None = None  # cron ("0 * * * *"), preset ("@daily"), "asset" (after training) or null
     owner: str = "exportflow"
     tags: tuple[str, ...] = ()
-    retries: int = 2
+    retries: int = 2  # for transient errors; a permanent error (bad config, corrupt checkpoint) fails at once
+    retry_delay_seconds: int = 30  # first retry delay; doubles on each retry
     max_active_runs: int = 1
-    pool: str | None = None  # bounds memory-heavy TF tasks across DAGs
+    pool: str | None = None  # an Airflow pool bounding memory-heavy TF tasks across DAGs
+    max_active_tf_tasks: int = 1  # evaluate/export/warmup task instances at once within one run
+    timeouts: StageTimeouts = StageTimeouts()
+    runtime: Literal["in_process", "external_python"] = "in_process"  # where the TF stages run
+    python: str | None = None  # the interpreter for runtime external_python (a venv with exportflow)
+    gcp_conn_id: str | None = None  # Airflow connection for GCS (needs the `google` extra); else ADC
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,3 +170,4 @@ class PipelineConfig:
     airflow: AirflowConfig = AirflowConfig()
     staging_dir: str | None = None  # local scratch for exports; default under the destination
     source: str = dataclasses.field(default="<memory>", compare=False)  # the file it came from
+    source_text: str = dataclasses.field(default="", compare=False, repr=False)  # that file's text

@@ -1,0 +1,73 @@
+"""Run one DAG with ``dag.test()`` in this (fresh) interpreter and print a JSON summary.
+
+Used by tests through ``run_dag_test`` below, so each run gets a clean ``sys.modules`` and its own
+AIRFLOW_HOME: ``python tests/support/dag_test_run.py <dags folder> <dag id> <conf json>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def airflow_env(home: Path, configs_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
+        EXPORTFLOW_CONFIGS_DIR=str(configs_dir),
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    env.update(extra)
+    return env
+
+
+def migrate(env: dict[str, str]) -> None:
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+
+
+def run_dag_test(env: dict[str, str], dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's state, task states by (task_id, map_index), rendered map indexes and any error."""
+    result = subprocess.run(
+        [sys.executable, __file__, str(ROOT / "dags"), dag_id, json.dumps(conf or {})],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{\"summary\"")]
+    if not lines:
+        raise RuntimeError(f"dag test of {dag_id} printed no summary (exit {result.returncode}):\n{result.stderr[-4000:]}")
+    summary = json.loads(lines[-1])["summary"]
+    summary["output"] = result.stdout + result.stderr
+    return summary
+
+
+def _main() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    folder, dag_id, conf = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    dag = DagBag(dag_folder=folder).get_dag(dag_id)
+    try:
+        run = dag.test(run_conf=conf or None)
+    except Exception as exc:  # noqa: BLE001 - reported to the test, which asserts on it
+        print(json.dumps({"summary": {"state": None, "error": f"{type(exc).__name__}: {exc}"}}))
+        return
+    tasks = {
+        f"{ti.task_id}[{ti.map_index}]": {"state": str(ti.state), "label": ti.rendered_map_index}
+        for ti in run.get_task_instances()
+    }
+    print(json.dumps({"summary": {"state": str(run.state), "run_id": run.run_id, "tasks": tasks, "error": None}}))
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,181 @@
+"""The export DAGs on a real Airflow: parsing, the form, and runs through ``dag.test()``.
+
+Every run goes through Airflow's own machinery (DagBag, params validation, mapped task expansion,
+XCom, the task runner) in a fresh interpreter with its own SQLite metadata DB.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.ledger import Ledger
+from tests.conftest import example_config_dict
+from tests.support.dag_test_run import airflow_env, migrate, run_dag_test
+
+ROOT = Path(__file__).resolve().parent.parent
+DAG_ID = "exportflow__example"
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow")
+    migrate(airflow_env(home, home))
+    return home
+
+
+def write_configs(folder: Path, configs: dict[str, dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in configs.items():
+        (folder / f"{name}.yaml").write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return folder
+
+
+def published(destination: Path, model: str = "example") -> list[str]:
+    folder = destination / model
+    return sorted((p.name for p in folder.iterdir() if p.name.isdigit()), key=int) if folder.exists() else []
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+PARSE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+def describe(dag):
+    tasks = {t.task_id: {"max_active_tis_per_dagrun": t.max_active_tis_per_dagrun, "pool": t.pool,
+                         "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                         "retries": t.retries, "owner": t.owner} for t in dag.tasks}
+    params = {k: {**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description} for k in dag.params}
+    return {"schedule": str(dag.schedule), "tags": sorted(dag.tags), "doc_md": dag.doc_md,
+            "max_active_runs": dag.max_active_runs, "tasks": tasks, "params": params}
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))
+print(json.dumps({"dags": {d: describe(bag.dags[d]) for d in bag.dag_ids},
+                  "errors": {k: str(v) for k, v in bag.import_errors.items()}, "heavy": heavy}))
+"""
+
+
+def parse(home: Path, configs: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE, str(ROOT / "dags")],
+        env=airflow_env(home, configs),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_one_dag_per_config_and_broken_configs_become_import_errors(airflow_home, trained_model, tmp_path) -> None:
+    base = example_config_dict(trained_model, tmp_path / "published")
+    configs = {
+        "alpha": {**base, "name": "alpha", "airflow": {"schedule": "0 */6 * * *", "tags": ["team-a"], "owner": "ml-platform"}},
+        "beta": {**base, "name": "beta", "airflow": {"schedule": "asset", "pool": "tf_pool", "max_active_tf_tasks": 2}},
+        "gamma": {**base, "name": "gamma", "airflow": {"schedule": "@daily", "timeouts": {"export": 45}}},
+        "delta": {**base, "name": "delta"},
+        "broken_field": {**base, "name": "broken", "evaluation": {**base["evaluation"], "steps": "ten"}},
+        "broken_cron": {**base, "name": "cronless", "airflow": {"schedule": "every morning"}},
+    }
+    parsed = parse(airflow_home, write_configs(tmp_path / "configs", configs))
+
+    assert sorted(parsed["dags"]) == [f"exportflow__{n}" for n in ("alpha", "beta", "delta", "gamma")]
+    (error,) = parsed["errors"].values()
+    assert str(tmp_path / "configs" / "broken_field.yaml") + ": evaluation.steps: expected an integer, got 'ten'" in error
+    assert str(tmp_path / "configs" / "broken_cron.yaml") + ": airflow.schedule: 'every morning' is not a cron" in error
+    assert "2 exportflow model config(s) are invalid" in error
+    assert parsed["heavy"] == []
+
+    alpha, beta, gamma, delta = (parsed["dags"][f"exportflow__{n}"] for n in ("alpha", "beta", "gamma", "delta"))
+    assert alpha["schedule"] == "0 */6 * * *" and gamma["schedule"] == "@daily" and delta["schedule"] == "None"
+    assert "Asset" in beta["schedule"] or "asset" in beta["schedule"].lower()
+    assert alpha["tags"] == ["exportflow", "team-a"]
+    assert all(t["owner"] == "ml-platform" for t in alpha["tasks"].values())
+    assert "```yaml" in alpha["doc_md"] and "0 */6 * * *" in alpha["doc_md"]
+    assert alpha["max_active_runs"] == 1
+    for task in ("evaluate", "export", "warmup"):
+        assert beta["tasks"][task]["max_active_tis_per_dagrun"] == 2 and beta["tasks"][task]["pool"] == "tf_pool"
+        assert alpha["tasks"][task]["max_active_tis_per_dagrun"] == 1
+    assert gamma["tasks"]["export"]["timeout"] == 45 * 60
+    assert alpha["tasks"]["discover"]["timeout"] == 10 * 60
+    form = alpha["params"]
+    assert set(form) == {"checkpoint", "strategies", "force", "dry_run", "max_checkpoints"}
+    assert all(field.get("title") and field.get("description") for field in form.values())
+    assert form["strategies"]["items"]["enum"] == ["all_modes"]
+
+
+# --- runs -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def example_env(airflow_home, trained_model, tmp_path):
+    def make(**overrides):
+        destination = tmp_path / "published"
+        config = example_config_dict(trained_model, destination, **overrides)
+        configs = write_configs(tmp_path / "configs", {"example": config})
+        return airflow_env(airflow_home, configs), destination
+
+    return make
+
+
+def test_manual_run_with_form_choices_publishes_the_chosen_checkpoint(example_env) -> None:
+    env, destination = example_env()
+    summary = run_dag_test(env, DAG_ID, {"checkpoint": 200, "strategies": ["all_modes"]})
+    assert summary["error"] is None and summary["state"] == "success", summary["output"][-3000:]
+    assert published(destination) == ["200"]
+    assert summary["tasks"]["export[0]"]["label"] == "all_modes @ step 200"
+    state = Ledger(str(destination), "example").load()
+    assert sorted(int(s) for s in state.checkpoints) == [200]
+    assert set(state.record(200).publications) == {"all_modes"}
+
+
+def test_dry_run_does_everything_but_publish(example_env) -> None:
+    env, destination = example_env()
+    summary = run_dag_test(env, DAG_ID, {"checkpoint": 300, "dry_run": True})
+    assert summary["state"] == "success", summary["output"][-3000:]
+    assert published(destination) == []
+    record = Ledger(str(destination), "example").load().record(300)
+    assert record.evaluation is not None and "all_modes" in record.exports and record.publications == {}
+
+
+@pytest.mark.parametrize(
+    "conf",
+    [{"checkpoint": "latest"}, {"strategies": ["not_configured"]}, {"max_checkpoints": 0}, {"force": "yes"}],
+    ids=["checkpoint-not-int", "unknown-strategy", "zero-cap", "force-not-bool"],
+)
+def test_invalid_form_values_are_refused_before_any_task_runs(example_env, conf) -> None:
+    env, destination = example_env()
+    summary = run_dag_test(env, DAG_ID, conf)
+    assert summary["state"] is None
+    assert "ParamValidationError" in summary["error"] or "Invalid input" in summary["error"]
+    assert not destination.exists()
+
+
+def test_trigger_conf_cannot_name_code_or_a_destination(example_env, tmp_path) -> None:
+    env, destination = example_env()
+    elsewhere = tmp_path / "elsewhere"
+    summary = run_dag_test(env, DAG_ID, {"model_fn": "os:system", "destination": str(elsewhere)})
+    assert summary["state"] == "failed"
+    assert summary["tasks"]["discover[-1]"]["state"] == "failed"
+    assert "trigger conf has fields ['destination', 'model_fn'] that this DAG does not accept" in summary["output"]
+    assert not elsewhere.exists() and published(destination) == []
+
+
+def test_scheduled_dag_runs_on_its_cron(example_env) -> None:
+    env, destination = example_env(airflow={"schedule": "0 */6 * * *"})
+    summary = run_dag_test(env, DAG_ID, {})
+    assert summary["state"] == "success", summary["output"][-3000:]
+    assert published(destination) == ["100", "200", "300"]
+
+
+def test_external_python_runtime_runs_stages_in_a_separate_interpreter(example_env) -> None:
+    env, destination = example_env(airflow={"runtime": "external_python", "python": sys.executable})
+    summary = run_dag_test(env, DAG_ID, {"checkpoint": 300})
+    assert summary["state"] == "success", summary["output"][-3000:]
+    assert published(destination) == ["300"]
+    for stage in ("discover", "evaluate", "export", "warmup", "publish"):
+        assert f"running stage {stage} in {sys.executable}" in summary["output"]
