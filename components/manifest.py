@@ -2,6 +2,10 @@
 
 It lists every other file of the export with its size and CRC32C, so publication can verify what it
 copied and a reader can tell exactly which checkpoint, metrics, strategy and TF build made the version.
+A multi-graph export has one manifest per graph folder.
+
+The manifest is written once per export folder and then only read: its bytes identify the version's
+content (the commit marker records its CRC32C), so a rerun must find the very same manifest.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from typing import Any
 
 from components.artifacts import EvaluationArtifact, ExportArtifact, FileEntry, from_jsonable, to_jsonable
@@ -18,6 +23,7 @@ from components.storage import crc32c_of_file
 
 MANIFEST_PATH = "assets.extra/export_manifest.json"
 MANIFEST_VERSION = 1
+_DATA_SHARD = re.compile(r"^variables/variables\.data-(\d{5})-of-(\d{5})$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,11 +55,44 @@ def list_export_files(export_dir: str) -> list[FileEntry]:
         dirs.sort()
         for name in sorted(files):
             path = os.path.join(folder, name)
-            rel = os.path.relpath(path, export_dir)
-            if rel == MANIFEST_PATH:
+            rel = os.path.relpath(path, export_dir).replace(os.sep, "/")
+            if rel == MANIFEST_PATH or name.startswith(f"{os.path.basename(MANIFEST_PATH)}.tmp"):
                 continue
             entries.append(FileEntry(path=rel, size=os.path.getsize(path), crc32c=crc32c_of_file(path)))
     return entries
+
+
+def missing_savedmodel_files(paths: list[str] | tuple[str, ...]) -> list[str]:
+    """What a SavedModel with these files lacks: the graph, the variables index, or data shards."""
+    present = set(paths)
+    missing = []
+    if not present & {"saved_model.pb", "saved_model.pbtxt"}:
+        missing.append("saved_model.pb")
+    shards = [m for m in (_DATA_SHARD.match(p) for p in present) if m]
+    if shards and "variables/variables.index" not in present:
+        missing.append("variables/variables.index")
+    if "variables/variables.index" in present and not shards:
+        missing.append("variables/variables.data-00000-of-00001")
+    for total in {int(m.group(2)) for m in shards}:
+        for index in range(total):
+            name = f"variables/variables.data-{index:05d}-of-{total:05d}"
+            if name not in present:
+                missing.append(name)
+    return missing
+
+
+def tensorflow_version() -> str:
+    """The installed TF's version, from package metadata (importing TF takes seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in ("tensorflow", "tensorflow-cpu", "tf-nightly"):
+        try:
+            return version(distribution)
+        except PackageNotFoundError:
+            continue
+    import tensorflow as tf
+
+    return tf.__version__
 
 
 def build_manifest(
@@ -61,9 +100,9 @@ def build_manifest(
     evaluation: EvaluationArtifact | None,
     strategy: StrategyConfig,
     extra: dict[str, Any] | None = None,
+    root: str | None = None,
 ) -> Manifest:
-    import tensorflow as tf
-
+    """The manifest of ``root`` (default: the export's folder; one graph's folder for multi-graph)."""
     digest_source = json.dumps(to_jsonable(export.signatures), sort_keys=True).encode()
     return Manifest(
         manifest_version=MANIFEST_VERSION,
@@ -75,10 +114,10 @@ def build_manifest(
         metrics=dict(export.metrics),
         blessed=evaluation.blessed if evaluation else True,
         blessing_reasons=tuple(r.reason for r in evaluation.reasons) if evaluation else (),
-        tensorflow_version=tf.__version__,
+        tensorflow_version=tensorflow_version(),
         signatures=dict(export.signatures),
         signature_digest=hashlib.sha256(digest_source).hexdigest()[:16],
-        files=tuple(list_export_files(export.uri)),
+        files=tuple(list_export_files(root or export.uri)),
         extra=dict(extra or {}),
     )
 
@@ -87,12 +126,24 @@ def write_manifest(export_dir: str, manifest: Manifest) -> str:
     """Write atomically; returns the manifest's path."""
     path = os.path.join(export_dir, MANIFEST_PATH)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
+    tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(to_jsonable(manifest), handle, indent=1, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
     os.replace(tmp, path)
     return path
 
 
 def read_manifest(data: bytes) -> Manifest:
     return from_jsonable(Manifest, json.loads(data))
+
+
+def read_manifest_file(export_dir: str) -> Manifest | None:
+    """The manifest already in ``export_dir``, or None when there is none yet."""
+    path = os.path.join(export_dir, MANIFEST_PATH)
+    try:
+        with open(path, "rb") as handle:
+            return read_manifest(handle.read())
+    except FileNotFoundError:
+        return None

@@ -1,80 +1,210 @@
 """Publish one export to ``<destination>/<servable>/<version>/`` so serving never sees a partial version.
 
-Order: every file but ``saved_model.pb`` (each verified by size and CRC32C against the manifest), then
-the manifest, then ``saved_model.pb`` — the file TF Serving keys on — last. Files already present with
-the right checksum are not copied again, so a rerun of a complete version moves no bytes and a rerun
-after a crash finishes the partial version.
+This executor prepares the inputs — the export's manifest (written once, then only verified), the
+storage back-end and transfer settings from the destination config — and hands them to the publish
+protocol (``protocol.py``, which documents the order of writes, the lease and the commit marker).
+A multi-graph export (``ExportArtifact.graphs``) publishes as one all-or-nothing set.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
-from components.artifacts import ExportArtifact, FileEntry, PushedModelArtifact
-from components.manifest import MANIFEST_PATH, build_manifest, write_manifest
-from components.publish.errors import ChecksumMismatch, PublishError
+from components.artifacts import ExportArtifact, FileEntry, PushedModelArtifact, to_jsonable
+from components.config.schema import DestinationConfig
+from components.manifest import (
+    MANIFEST_PATH,
+    build_manifest,
+    missing_savedmodel_files,
+    read_manifest_file,
+    write_manifest,
+)
+from components.publish.errors import DestinationError, ExportIncomplete
+from components.publish.protocol import (
+    ENTRY_GRAPH,
+    GraphSource,
+    Layout,
+    PublishSettings,
+    layout_for,
+    publish_version,
+)
 from components.publish.spec import PublishParams
-from components.storage import Storage, StorageError, storage_for
+from components.publish.transfer import Observer
+from components.storage import InvalidStorageOptions, Storage, StorageOptions, crc32c_of_file, storage_for
+from components.storage.base import MiB
 
 log = logging.getLogger(__name__)
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def storage_options(destination: DestinationConfig) -> StorageOptions:
+    """The back-end options a destination config asks for (errors name the config field)."""
+    if destination.parallelism <= 0:
+        raise DestinationError(f"destination.parallelism must be positive, got {destination.parallelism}")
+    if destination.chunk_mib <= 0:
+        raise DestinationError(f"destination.chunk_mib must be positive, got {destination.chunk_mib}")
+    try:
+        return StorageOptions(
+            project=destination.project,
+            credentials_path=destination.credentials_path,
+            timeout=destination.timeout_s,
+            retry_deadline=destination.retry_deadline_s,
+            chunk_size=destination.chunk_mib * MiB,
+            pool_size=max(16, destination.parallelism + 4),
+        )
+    except InvalidStorageOptions as exc:
+        raise DestinationError(f"destination: {exc} (see timeout_s, retry_deadline_s)") from exc
+
+
+def destination_storage(destination: DestinationConfig) -> Storage:
+    return storage_for(destination.uri, storage_options(destination))
+
+
+def publish_settings(destination: DestinationConfig) -> PublishSettings:
+    return PublishSettings(parallelism=destination.parallelism, link_local=destination.hard_links)
+
+
+def servable_of(params: PublishParams) -> str:
+    return params.strategy.servable or params.config.name
+
+
+def version_layout(params: PublishParams, export: ExportArtifact, storage: Storage | None = None) -> Layout:
+    storage = storage or destination_storage(params.config.destination)
+    graphs = sorted(export.graphs) if export.graphs else [None]
+    return layout_for(storage, params.config.destination.uri, servable_of(params), export.version, graphs)
 
 
 def version_uri(params: PublishParams, version: str) -> str:
     destination = params.config.destination.uri
-    servable = params.strategy.servable or params.config.name
-    return storage_for(destination).join(destination, servable, version)
+    return storage_for(destination).join(destination, servable_of(params), version)
 
 
-def publish(params: PublishParams, export: ExportArtifact) -> PushedModelArtifact:
-    manifest = build_manifest(export, params.evaluation, params.strategy, {"warmup_records": export.warmup_records, "warmup": export.warmup})
-    manifest_path = write_manifest(export.uri, manifest)
-    target = version_uri(params, export.version)
-    storage = storage_for(target)
+def publish(
+    params: PublishParams,
+    export: ExportArtifact,
+    *,
+    storage: Storage | None = None,
+    observer: Observer | None = None,
+) -> PushedModelArtifact:
+    """Publish ``export``; ``storage`` and ``observer`` are seams for tests and tools."""
+    storage = storage or destination_storage(params.config.destination)
+    layout = version_layout(params, export, storage)  # validates names and the target before any write
+    sources = prepare_sources(params, export)
+    primary = layout.graph_dir(ENTRY_GRAPH if ENTRY_GRAPH in layout.graphs else layout.graphs[0])
     base = PushedModelArtifact(
-        uri=target,
+        uri=primary,
         model_name=export.model_name,
         strategy=export.strategy,
         destination=params.config.destination.uri,
         version=export.version,
         step=export.step,
-        manifest_uri=storage.join(target, MANIFEST_PATH),
-        files=len(manifest.files) + 1,
-        bytes_total=manifest.total_bytes + os.path.getsize(manifest_path),
+        manifest_uri=storage.join(primary, MANIFEST_PATH),
+        files=sum(len(s.files) for s in sources),
+        bytes_total=sum(s.total_bytes for s in sources),
+        marker_uri=layout.marker,
+        graph_uris={g or "": layout.graph_dir(g) for g in layout.graphs},
     )
     if params.dry_run:
-        log.info("dry run: would publish %s to %s", export.uri, target)
+        log.info("dry run: would publish %s to %s", export.uri, base.uri)
         return base
-    try:
-        moved = _copy_in_order(storage, export.uri, target, manifest.files)
-    except StorageError as exc:
-        raise PublishError(f"publishing {export.uri} to {target} failed: {exc}") from exc
-    pushed = PushedModelArtifact(**{**base.__dict__, "bytes_moved": moved, "already_published": moved == 0})
-    log.info("published %s (%d files, %d bytes moved)", target, pushed.files, moved)
+    outcome = publish_version(
+        storage,
+        destination=params.config.destination.uri,
+        servable=servable_of(params),
+        version=export.version,
+        graphs=sources,
+        marker_info=_marker_info(params, export),
+        checkpoint_uri=export.checkpoint_uri,
+        settings=publish_settings(params.config.destination),
+        force=params.force,
+        observer=observer,
+    )
+    pushed = PushedModelArtifact(
+        **{
+            **base.__dict__,
+            "bytes_moved": outcome.bytes_moved,
+            "bytes_copied": outcome.bytes_copied,
+            "already_published": outcome.already_published,
+        }
+    )
+    if outcome.already_published:
+        log.info("%s is already published (0 bytes moved)", pushed.uri)
+    else:
+        log.info(
+            "published %s (%d files, %d bytes uploaded, %d bytes copied by the store)",
+            pushed.uri, pushed.files, outcome.bytes_moved, outcome.bytes_copied,
+        )
     return pushed
 
 
-def _copy_in_order(storage: Storage, source_dir: str, target: str, files: tuple[FileEntry, ...]) -> int:
-    graph = [f for f in files if f.path in SAVED_MODEL_FILES]
-    rest = [f for f in files if f.path not in SAVED_MODEL_FILES]
-    if not graph:
-        raise PublishError(f"{source_dir} has no saved_model.pb; refusing to publish")
-    manifest_entry = FileEntry(MANIFEST_PATH, os.path.getsize(os.path.join(source_dir, MANIFEST_PATH)))
-    moved = 0
-    for entry in [*rest, manifest_entry, *graph]:
-        moved += _copy_verified(storage, os.path.join(source_dir, entry.path), storage.join(target, entry.path), entry)
-    return moved
+def prepare_sources(params: PublishParams, export: ExportArtifact) -> tuple[GraphSource, ...]:
+    """Each graph folder with its manifest: written now if absent, else checked against the folder."""
+    folders: dict[str | None, str] = dict(export.graphs) if export.graphs else {None: export.uri}
+    sources = []
+    for name in sorted(folders, key=lambda g: g or ""):
+        folder = folders[name]
+        if not os.path.isdir(folder):
+            raise ExportIncomplete(f"export folder {folder} does not exist (graph {name or 'main'} of {export.uri})")
+        sources.append(GraphSource(name, folder, _manifest_files(params, export, folder)))
+    return tuple(sources)
 
 
-def _copy_verified(storage: Storage, local_path: str, uri: str, entry: FileEntry) -> int:
-    existing = storage.stat(uri)
-    if existing is not None and existing.size == entry.size and (
-        entry.crc32c is None or storage.checksum(uri) == entry.crc32c
-    ):
-        return 0
-    storage.upload_file(local_path, uri)
-    if entry.crc32c is not None and storage.checksum(uri) != entry.crc32c:
-        storage.delete(uri)
-        raise ChecksumMismatch(f"{uri} does not match the manifest's crc32c {entry.crc32c}")
-    return entry.size
+def _manifest_files(params: PublishParams, export: ExportArtifact, folder: str) -> tuple[FileEntry, ...]:
+    try:
+        manifest = read_manifest_file(folder)
+    except (ValueError, TypeError) as exc:
+        raise ExportIncomplete(f"{os.path.join(folder, MANIFEST_PATH)} is not a readable manifest: {exc}") from exc
+    if manifest is None:
+        manifest = build_manifest(
+            export, params.evaluation, params.strategy, _manifest_extra(export), root=folder
+        )
+        missing = missing_savedmodel_files([f.path for f in manifest.files])
+        if missing:
+            raise ExportIncomplete(
+                f"export {folder} is not a complete SavedModel: missing {', '.join(missing)}; nothing was published"
+            )
+        write_manifest(folder, manifest)
+    else:
+        problems = _check_against_manifest(folder, manifest.files)
+        if problems:
+            raise ExportIncomplete(
+                f"export {folder} no longer matches its manifest: {'; '.join(problems[:5])}"
+                f"{' ...' if len(problems) > 5 else ''}; nothing was published"
+            )
+    path = os.path.join(folder, MANIFEST_PATH)
+    return (*manifest.files, FileEntry(MANIFEST_PATH, os.path.getsize(path), crc32c_of_file(path)))
+
+
+def _check_against_manifest(folder: str, files: tuple[FileEntry, ...]) -> list[str]:
+    """Presence and size of every listed file (content is checked end to end when it is sent)."""
+    problems = []
+    for entry in files:
+        try:
+            size = os.path.getsize(os.path.join(folder, entry.path))
+        except FileNotFoundError:
+            problems.append(f"{entry.path} is missing")
+            continue
+        if size != entry.size:
+            problems.append(f"{entry.path} has {size} bytes, the manifest says {entry.size}")
+    return problems
+
+
+def _manifest_extra(export: ExportArtifact) -> dict[str, Any]:
+    extra: dict[str, Any] = {"warmup_records": export.warmup_records}
+    warmup = getattr(export, "warmup", None)  # the warmup stage's summary, when it ran
+    if warmup is not None:
+        extra["warmup"] = to_jsonable(warmup)
+    return extra
+
+
+def _marker_info(params: PublishParams, export: ExportArtifact) -> dict[str, Any]:
+    """What retention and the UI read from the commit marker without opening the manifest."""
+    return {
+        "model": export.model_name,
+        "strategy": export.strategy,
+        "step": export.step,
+        "checkpoint": export.checkpoint_uri,
+        "metrics": dict(export.metrics),
+        "blessed": params.evaluation.blessed if params.evaluation else True,
+    }

@@ -15,6 +15,7 @@ class PublishParams:
     strategy: StrategyConfig
     evaluation: EvaluationArtifact | None = None
     dry_run: bool = False  # write the manifest, publish nothing
+    force: bool = False  # replace a published version of the same number whose content differs
 
 
 SPEC = ComponentSpec(

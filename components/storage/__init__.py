@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
-from components.storage.base import ObjectInfo, Storage, crc32c_of_bytes, crc32c_of_file
-from components.storage.errors import ObjectNotFound, PreconditionFailed, StorageError, UnsupportedScheme
-from components.storage.registry import storage_for
+from components.storage.base import (
+    ObjectInfo,
+    ProgressCallback,
+    Storage,
+    StorageOptions,
+    crc32c_of_bytes,
+    crc32c_of_file,
+)
+from components.storage.errors import (
+    BucketNotFound,
+    InvalidStorageOptions,
+    InvalidURI,
+    ObjectNotFound,
+    PreconditionFailed,
+    StorageError,
+    StorageFull,
+    TransientStorageError,
+    UnsupportedScheme,
+    UploadChecksumMismatch,
+    UploadSessionLost,
+)
+from components.storage.registry import scheme_of, storage_for
 
 __all__ = [
+    "BucketNotFound",
+    "InvalidStorageOptions",
+    "InvalidURI",
     "ObjectInfo",
     "ObjectNotFound",
     "PreconditionFailed",
+    "ProgressCallback",
     "Storage",
     "StorageError",
+    "StorageFull",
+    "StorageOptions",
+    "TransientStorageError",
     "UnsupportedScheme",
+    "UploadChecksumMismatch",
+    "UploadSessionLost",
     "crc32c_of_bytes",
     "crc32c_of_file",
+    "scheme_of",
     "storage_for",
 ]

@@ -2,14 +2,24 @@
 
 URIs are plain strings: a local absolute path, or ``scheme://bucket/key``. Every back-end reports
 sizes and CRC32C (base64, as GCS does) so checksums can be compared across back-ends.
+
+Writes take ``if_generation_match``: ``0`` creates only if absent, a generation replaces only that
+generation (compare-and-swap). Callers that always send one can retry a write safely, which is why
+the GCS back-end passes the SDK's retry policy on them.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol, runtime_checkable
+
+MiB = 1024 * 1024
+UPLOAD_CHUNK_QUANTUM = 256 * 1024  # resumable upload chunks must be multiples of this
+
+# Called with the number of bytes newly sent since the previous call (never negative).
+ProgressCallback = Callable[[int], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +30,38 @@ class ObjectInfo:
     size: int
     crc32c: str | None = None
     generation: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageOptions:
+    """How a back-end talks to its store. Hashable: back-ends are cached per (scheme, options).
+
+    Credentials: GCS uses Application Default Credentials unless ``credentials_path`` names a
+    service-account key file; with ``STORAGE_EMULATOR_HOST`` set it is anonymous. The key's contents are
+    never logged nor put into an error message.
+    """
+
+    project: str | None = None
+    credentials_path: str | None = None
+    connect_timeout: float = 10.0  # seconds to open a connection
+    timeout: float = 120.0  # seconds to wait for any one response (or to push one chunk)
+    retry_deadline: float = 300.0  # seconds one call keeps retrying transient errors
+    retry_initial_delay: float = 1.0  # first back-off, doubling up to 60 s
+    chunk_size: int = 32 * MiB  # resumable upload chunk; files above 8 MiB upload in chunks
+    pool_size: int = 16  # HTTP connections kept per host (>= the transfer parallelism)
+
+    def __post_init__(self) -> None:
+        from components.storage.errors import InvalidStorageOptions
+
+        if self.chunk_size <= 0 or self.chunk_size % UPLOAD_CHUNK_QUANTUM:
+            raise InvalidStorageOptions(
+                f"chunk_size {self.chunk_size} must be a positive multiple of 256 KiB ({UPLOAD_CHUNK_QUANTUM})"
+            )
+        for name in ("connect_timeout", "timeout", "retry_deadline", "retry_initial_delay"):
+            if getattr(self, name) <= 0:
+                raise InvalidStorageOptions(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.pool_size <= 0:
+            raise InvalidStorageOptions(f"pool_size must be positive, got {self.pool_size!r}")
 
 
 @runtime_checkable
@@ -36,6 +78,11 @@ class Storage(Protocol):
         """Immediate children names below ``prefix`` (files and folders), without recursion."""
         ...
 
+    def list_files(self, prefix: str) -> list[ObjectInfo]:
+        """The files (objects) immediately below ``prefix`` with their sizes, folders left out, in one
+        listing: no per-file stat on GCS (sizes come in the list response)."""
+        ...
+
     def stat(self, uri: str) -> ObjectInfo | None: ...
 
     def checksum(self, uri: str) -> str:
@@ -48,19 +95,36 @@ class Storage(Protocol):
         """Content and generation, or None when absent (for compare-and-swap updates)."""
         ...
 
-    def write_bytes(self, uri: str, data: bytes, *, if_generation_match: int | None = None) -> None:
+    def write_bytes(self, uri: str, data: bytes, *, if_generation_match: int | None = None) -> ObjectInfo:
         """Write atomically; ``if_generation_match=0`` creates only if absent."""
         ...
 
-    def upload_file(self, local_path: str, uri: str, *, if_generation_match: int | None = None) -> None: ...
+    def upload_file(
+        self,
+        local_path: str,
+        uri: str,
+        *,
+        if_generation_match: int | None = None,
+        crc32c: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        """Upload a local file. With ``crc32c`` the store rejects content that does not match it.
+
+        Returns the stored object with the CRC32C the store computed (or this process, for local disk).
+        """
+        ...
 
     def download_file(self, uri: str, local_path: str) -> None: ...
 
-    def copy(self, src_uri: str, dst_uri: str) -> None:
-        """Copy within the back-end (server-side on GCS, hard link or copy on local disk)."""
+    def copy(self, src_uri: str, dst_uri: str, *, if_generation_match: int | None = None) -> ObjectInfo:
+        """Copy within the back-end: server-side on GCS (no bytes through this process); on local disk a
+        hard link when on the same filesystem (then ``crc32c`` is None: the bytes are the source's), else
+        a copy."""
         ...
 
-    def delete(self, uri: str) -> None: ...
+    def delete(self, uri: str, *, if_generation_match: int | None = None) -> None:
+        """Delete; absent is fine. With a generation, only that generation is deleted."""
+        ...
 
     def delete_prefix(self, prefix: str) -> int: ...
 

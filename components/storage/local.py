@@ -1,17 +1,53 @@
-"""Local filesystem back-end: atomic writes by temp file + rename, copies by hard link when possible."""
+"""Local filesystem back-end: atomic writes by temp file + rename, copies by hard link when possible.
+
+* Every write goes to ``.tmp-<name>-<random>`` in the target's folder, is fsynced, then appears in one
+  step: ``os.replace`` (unconditional), ``os.link`` (``if_generation_match=0``: create-if-absent, no lock
+  file needed — the kernel refuses an existing name), or a compare-and-swap under an ``flock`` taken on
+  the file being replaced. A killed writer leaves at most a ``.tmp-*`` file, never a partial object.
+* The generation of a file is derived from its mtime and inode: every replace makes a new inode.
+* A full disk, a quota or a file-size limit (ENOSPC, EDQUOT, EFBIG) raises ``StorageFull``.
+"""
 
 from __future__ import annotations
 
+import base64
 import errno
 import fcntl
 import os
+import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from components.storage.base import ObjectInfo, crc32c_of_file
-from components.storage.errors import ObjectNotFound, PreconditionFailed, StorageError
+from components.storage.base import ObjectInfo, ProgressCallback, crc32c_of_file
+from components.storage.errors import (
+    BucketNotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    StorageError,
+    StorageFull,
+    UploadChecksumMismatch,
+)
+
+TEMP_PREFIX = ".tmp-"
+_COPY_CHUNK = 8 * 1024 * 1024
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def generation_of(info: os.stat_result) -> int:
+    """A positive number that changes whenever the file at a path is replaced (new inode or new mtime)."""
+    return (info.st_mtime_ns << 24) | (info.st_ino & 0xFFFFFF) or 1
+
+
+def _os_error(action: str, path: str, exc: OSError) -> StorageError:
+    message = f"cannot {action} {path}: {exc.strerror or exc}"
+    if exc.errno in _FULL:
+        return StorageFull(message)
+    if isinstance(exc, FileNotFoundError):
+        return ObjectNotFound(message)
+    return StorageError(message)
 
 
 class LocalStorage:
@@ -21,21 +57,22 @@ class LocalStorage:
 
     @staticmethod
     def _path(uri: str) -> str:
-        return uri[len("file://") :] if uri.startswith("file://") else uri
+        return uri.removeprefix("file://")
 
     def join(self, base: str, *parts: str) -> str:
         return os.path.join(self._path(base), *parts)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         root = self._path(prefix)
-        for folder, _dirs, files in os.walk(root):
+        for folder, dirs, files in os.walk(root):
+            dirs.sort()
             for name in sorted(files):
                 path = os.path.join(folder, name)
                 try:
                     info = os.stat(path)
                 except FileNotFoundError:
                     continue  # removed while listing
-                yield ObjectInfo(uri=path, size=info.st_size, generation=info.st_mtime_ns)
+                yield ObjectInfo(uri=path, size=info.st_size, generation=generation_of(info))
 
     def list_names(self, prefix: str) -> list[str]:
         try:
@@ -45,6 +82,23 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot list {prefix}: {exc.strerror}") from exc
 
+    def list_files(self, prefix: str) -> list[ObjectInfo]:
+        infos = []
+        try:
+            with os.scandir(self._path(prefix)) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_file():
+                            info = entry.stat()  # fstatat on the open folder: no path walk per file
+                            infos.append(ObjectInfo(entry.path, info.st_size, generation=generation_of(info)))
+                    except FileNotFoundError:
+                        continue  # removed while listing
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {prefix}: {exc.strerror}") from exc
+        return infos
+
     def stat(self, uri: str) -> ObjectInfo | None:
         path = self._path(uri)
         try:
@@ -53,7 +107,7 @@ class LocalStorage:
             return None
         except OSError as exc:
             raise StorageError(f"cannot stat {uri}: {exc.strerror}") from exc
-        return ObjectInfo(uri=path, size=info.st_size, generation=info.st_mtime_ns)
+        return ObjectInfo(uri=path, size=info.st_size, generation=generation_of(info))
 
     def checksum(self, uri: str) -> str:
         try:
@@ -75,46 +129,96 @@ class LocalStorage:
         path = self._path(uri)
         try:
             with open(path, "rb") as handle:
-                generation = os.fstat(handle.fileno()).st_mtime_ns
+                generation = generation_of(os.fstat(handle.fileno()))
                 return handle.read(), generation
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise StorageError(f"cannot read {uri}: {exc.strerror}") from exc
 
-    def write_bytes(self, uri: str, data: bytes, *, if_generation_match: int | None = None) -> None:
+    def write_bytes(self, uri: str, data: bytes, *, if_generation_match: int | None = None) -> ObjectInfo:
+        from components.storage.base import crc32c_of_bytes
+
         path = self._path(uri)
-        self._atomic_write(path, lambda handle: handle.write(data), if_generation_match)
+        generation = self._atomic_write(path, lambda handle: handle.write(data), if_generation_match)
+        return ObjectInfo(path, len(data), crc32c_of_bytes(data), generation)
 
-    def upload_file(self, local_path: str, uri: str, *, if_generation_match: int | None = None) -> None:
-        def copy_into(handle) -> None:
-            with open(local_path, "rb") as source:
-                shutil.copyfileobj(source, handle, 8 * 1024 * 1024)
+    def upload_file(
+        self,
+        local_path: str,
+        uri: str,
+        *,
+        if_generation_match: int | None = None,
+        crc32c: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> ObjectInfo:
+        """Copy ``local_path`` in, computing its CRC32C on the way; a mismatch with ``crc32c`` leaves nothing."""
+        import google_crc32c
 
-        self._atomic_write(self._path(uri), copy_into, if_generation_match)
+        path = self._path(uri)
+        checksum = google_crc32c.Checksum()
+        size = 0
+
+        def copy_into(handle: BinaryIO) -> None:
+            nonlocal size
+            try:
+                with open(local_path, "rb") as source:
+                    while chunk := source.read(_COPY_CHUNK):
+                        checksum.update(chunk)
+                        handle.write(chunk)
+                        size += len(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
+            except FileNotFoundError as exc:
+                if not os.path.exists(local_path):
+                    raise ObjectNotFound(f"{local_path} does not exist") from exc
+                raise
+            if crc32c is not None:
+                actual = base64.b64encode(checksum.digest()).decode("ascii")
+                if actual != crc32c:
+                    raise UploadChecksumMismatch(f"{local_path} has crc32c {actual}, expected {crc32c}")
+
+        generation = self._atomic_write(path, copy_into, if_generation_match)
+        return ObjectInfo(path, size, base64.b64encode(checksum.digest()).decode("ascii"), generation)
 
     def download_file(self, uri: str, local_path: str) -> None:
         self.upload_file(self._path(uri), local_path)
 
-    def copy(self, src_uri: str, dst_uri: str) -> None:
-        """Hard link when on the same filesystem (O(1)), else an atomic copy."""
+    def copy(self, src_uri: str, dst_uri: str, *, if_generation_match: int | None = None) -> ObjectInfo:
+        """Hard link when on the same filesystem (O(1), ``crc32c`` None), else an atomic copy."""
         src, dst = self._path(src_uri), self._path(dst_uri)
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        tmp = f"{dst}.tmp-{os.getpid()}"
+        folder = os.path.dirname(dst) or "."
         try:
-            os.link(src, tmp)
+            os.makedirs(folder, exist_ok=True)
+            if if_generation_match == 0:
+                os.link(src, dst)  # create-if-absent in one step
+            else:
+                tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.path.basename(dst)}-{secrets.token_hex(4)}")
+                os.link(src, tmp)
+                try:
+                    self._install(tmp, dst, if_generation_match)
+                except BaseException:
+                    _remove_quietly(tmp)
+                    raise
+            info = os.stat(dst)
+        except FileExistsError as exc:
+            raise PreconditionFailed(f"{dst_uri} already exists") from exc
         except FileNotFoundError as exc:
             raise ObjectNotFound(f"{src_uri} does not exist") from exc
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise StorageError(f"cannot link {src_uri} to {dst_uri}: {exc.strerror}") from exc
-            self.upload_file(src, dst)
-            return
-        os.replace(tmp, dst)
+                raise _os_error(f"link {src_uri} to", dst_uri, exc) from exc
+            return self.upload_file(src, dst, if_generation_match=if_generation_match)
+        return ObjectInfo(dst, info.st_size, None, generation_of(info))
 
-    def delete(self, uri: str) -> None:
+    def delete(self, uri: str, *, if_generation_match: int | None = None) -> None:
+        path = self._path(uri)
         try:
-            os.remove(self._path(uri))
+            if if_generation_match is None:
+                os.remove(path)
+            else:
+                with _locked(path, if_generation_match):
+                    os.remove(path)
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -126,38 +230,82 @@ class LocalStorage:
         shutil.rmtree(root, ignore_errors=True)
         return count
 
-    def _atomic_write(self, path: str, write, if_generation_match: int | None) -> None:
+    def _atomic_write(
+        self, path: str, write: Callable[[BinaryIO], object], if_generation_match: int | None
+    ) -> int:
         folder = os.path.dirname(path) or "."
         try:
             os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.path.basename(path)}-", dir=folder)
+        except FileNotFoundError as exc:
+            raise BucketNotFound(f"cannot write {path}: {exc.strerror}") from exc
         except OSError as exc:
-            raise StorageError(f"cannot write {path}: {exc.strerror}") from exc
+            raise _os_error("write", path, exc) from exc
         try:
             with os.fdopen(fd, "wb") as handle:
                 write(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-            if if_generation_match is None:
-                os.replace(tmp, path)
-            else:
-                self._replace_if_generation(tmp, path, if_generation_match)
+            os.chmod(tmp, 0o644)
+            self._install(tmp, path, if_generation_match)
+            return generation_of(os.stat(path))
         except BaseException as exc:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+            _remove_quietly(tmp)
             if isinstance(exc, OSError) and not isinstance(exc, StorageError):
-                raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+                raise _os_error("write", path, exc) from exc
             raise
 
     @staticmethod
-    def _replace_if_generation(tmp: str, path: str, expected: int) -> None:
-        """Compare-and-swap under an advisory lock, so two processes cannot both win."""
-        with open(f"{path}.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                current = os.stat(path).st_mtime_ns
-            except FileNotFoundError:
-                current = 0
-            if current != expected:
-                raise PreconditionFailed(f"{path} changed (generation {current}, expected {expected})")
+    def _install(tmp: str, path: str, if_generation_match: int | None) -> None:
+        """Move the finished temp file to ``path`` under the requested precondition."""
+        if if_generation_match is None:
             os.replace(tmp, path)
+        elif if_generation_match == 0:
+            try:
+                os.link(tmp, path)
+            except FileExistsError as exc:
+                raise PreconditionFailed(f"{path} already exists") from exc
+            os.remove(tmp)
+        else:
+            with _locked(path, if_generation_match):
+                os.replace(tmp, path)
+
+
+class _locked:
+    """Hold an ``flock`` on the file at ``path`` and check it is still generation ``expected``.
+
+    The lock sits on the inode being replaced, so two writers that both saw ``expected`` serialise here
+    and the second one finds a new inode. No lock file is left behind.
+    """
+
+    def __init__(self, path: str, expected: int) -> None:
+        self.path, self.expected = path, expected
+        self.fd: int | None = None
+
+    def __enter__(self) -> None:
+        try:
+            self.fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise PreconditionFailed(f"{self.path} is gone (expected generation {self.expected})") from exc
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        locked = os.fstat(self.fd)
+        if current is None or current.st_ino != locked.st_ino or generation_of(current) != self.expected:
+            found = generation_of(current) if current is not None else 0
+            self.__exit__()
+            raise PreconditionFailed(f"{self.path} changed (generation {found}, expected {self.expected})")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,336 @@
+"""Retention at the destination: keep the N newest published versions, the best, the pinned and the
+current one; never touch a version another run is publishing.
+
+A version's state comes from the destination itself (the publish protocol's bookkeeping), not from the
+ledger, so retention is right even when several pipelines or a human touched the folder:
+
+* **published** — its commit marker exists and every graph holds ``saved_model.pb``. These are the
+  candidates: the ``keep`` newest (by version number), the best by the configured metric, every pinned
+  version and the current one stay; the rest go.
+* **publishing** — a live lease (not expired; on this host, its process is alive): skipped, whatever it is.
+* **loadable, unmarked** — ``saved_model.pb`` but no marker (published by another tool, or a run died
+  between its last graph and its marker): kept and reported; a publish rerun commits it.
+* **not loadable** — no ``saved_model.pb`` and no live lease: an abandoned partial upload, or a removal
+  that was interrupted. Nothing can serve it; it is deleted.
+
+The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
+forward or back, see ``mark_current``) and is never deleted. *Best* is judged by the first evaluation
+threshold that has a ``change`` rule (its metric and direction), else by ``loss``, lower is better —
+tf.estimator's BestExporter default — when the markers carry it.
+
+Deleting takes the version's lease first (so a publisher of the same version waits or fails fast), then
+removes ``saved_model.pb`` (entry graph first) so no host can newly load it, then everything else, then
+the marker. A dry run lists the decisions and deletes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from components.config.schema import PipelineConfig
+from components.publish.errors import PublishError, PublishInProgress
+from components.publish.protocol import (
+    BOOKKEEPING,
+    CURRENT,
+    GRAPH_FILES,
+    LEASE_SUFFIX,
+    MARKER_SUFFIX,
+    Lease,
+    check_segment,
+    json_object,
+    lease_is_live,
+    read_marker,
+    unpublish,
+)
+from components.storage import PreconditionFailed, Storage, StorageError
+
+log = logging.getLogger(__name__)
+RETIRE_LEASE_TTL = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BestRule:
+    metric: str
+    higher_is_better: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionPolicy:
+    keep: int
+    pinned: frozenset[str] = frozenset()
+    best: BestRule | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep <= 0:
+            raise ValueError(f"keep must be a positive number of versions, got {self.keep}")
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionView:
+    """What the destination holds for one version number."""
+
+    version: str
+    graphs: tuple[str | None, ...]  # graph folders that hold the version (None: <base>/<version>)
+    loadable: tuple[str | None, ...]  # those of them with saved_model.pb
+    marker: dict[str, Any] | None = None
+    lease: dict[str, Any] | None = None  # only a live one
+
+    @property
+    def marked_graphs(self) -> tuple[str | None, ...]:
+        return tuple(g.get("name") for g in (self.marker or {}).get("graphs", []))
+
+    @property
+    def complete(self) -> bool:
+        """Marked, and every graph the marker lists holds saved_model.pb."""
+        return self.marker is not None and set(self.marked_graphs) <= set(self.loadable)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    version: str
+    action: Literal["keep", "delete", "skip"]
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionReport:
+    servable: str
+    base: str
+    decisions: tuple[Decision, ...]
+    dry_run: bool
+    deleted: tuple[str, ...] = ()
+
+    @property
+    def doomed(self) -> tuple[str, ...]:
+        return tuple(d.version for d in self.decisions if d.action == "delete")
+
+
+@dataclasses.dataclass(frozen=True)
+class Survey:
+    views: dict[str, VersionView]
+    current: str | None
+    stale_leases: tuple[tuple[str, int], ...]  # (uri, generation) of leases whose holder is gone
+
+
+def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
+    """Every version under ``base``, the current one, and leases left behind by killed runs."""
+    graphs_of: dict[str, list[str | None]] = {}
+    names = storage.list_names(base)
+    for name in names:
+        if name.isdigit():
+            graphs_of.setdefault(name, []).append(None)
+        elif not name.startswith("."):
+            try:
+                children = storage.list_names(storage.join(base, name))
+            except StorageError:
+                continue  # a plain file beside the versions
+            for child in children:
+                if child.isdigit():
+                    graphs_of.setdefault(child, []).append(name)
+    markers: dict[str, dict[str, Any] | None] = {}
+    leases: dict[str, dict[str, Any]] = {}
+    stale: list[tuple[str, int]] = []
+    bookkeeping = storage.join(base, BOOKKEEPING)
+    for name in storage.list_names(bookkeeping):
+        if name.endswith(MARKER_SUFFIX):
+            version = name[: -len(MARKER_SUFFIX)]
+            markers[version] = read_marker(storage, storage.join(bookkeeping, name))
+        elif name.endswith(LEASE_SUFFIX):
+            version = name[: -len(LEASE_SUFFIX)]
+            found = storage.read_versioned(storage.join(bookkeeping, name))
+            if found is None:
+                continue
+            lease = json_object(found[0])
+            if lease is not None and lease_is_live(lease, now):
+                leases[version] = lease
+            else:
+                stale.append((storage.join(bookkeeping, name), found[1]))
+    views = {}
+    for version in set(graphs_of) | set(markers) | set(leases):
+        graphs = tuple(graphs_of.get(version, ()))
+        loadable = tuple(g for g in graphs if _has_graph_file(storage, base, g, version))
+        views[version] = VersionView(version, graphs, loadable, markers.get(version), leases.get(version))
+    return Survey(views, read_current(storage, base), tuple(stale))
+
+
+def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str | None) -> list[Decision]:
+    """What to do with each version (newest first). Pure: no I/O."""
+    decisions: dict[str, Decision] = {}
+    published: list[VersionView] = []
+    for view in views.values():
+        if view.lease is not None:
+            decisions[view.version] = Decision(
+                view.version, "skip", f"{view.lease.get('purpose', 'publish')} in progress by {view.lease.get('owner')}"
+            )
+        elif view.complete:
+            published.append(view)
+        elif view.version == current:
+            decisions[view.version] = Decision(view.version, "keep", "current (marked as served)")
+        elif view.marker is None and view.loadable:
+            decisions[view.version] = Decision(
+                view.version, "keep", "loadable but not committed: rerun publish to commit it, or remove it by hand"
+            )
+        elif view.marker is not None:
+            decisions[view.version] = Decision(view.version, "delete", "marked but not loadable (an interrupted removal)")
+        else:
+            decisions[view.version] = Decision(
+                view.version, "delete", "abandoned partial upload (no saved_model.pb, no marker, no live lease)"
+            )
+    published.sort(key=lambda v: int(v.version), reverse=True)
+    best = _best(published, policy.best)
+    for rank, view in enumerate(published):
+        reasons = []
+        if rank < policy.keep:
+            reasons.append(f"one of the {policy.keep} newest")
+        if best is not None and view.version == best:
+            reasons.append(f"best by {policy.best.metric}")  # type: ignore[union-attr]
+        if view.version in policy.pinned:
+            reasons.append("pinned")
+        if view.version == current:
+            reasons.append("current (marked as served)")
+        if reasons:
+            decisions[view.version] = Decision(view.version, "keep", ", ".join(reasons))
+        else:
+            decisions[view.version] = Decision(
+                view.version, "delete", f"older than the {policy.keep} newest published versions"
+            )
+    return sorted(decisions.values(), key=lambda d: int(d.version), reverse=True)
+
+
+def apply_retention(
+    storage: Storage,
+    destination: str,
+    servable: str,
+    policy: RetentionPolicy,
+    *,
+    dry_run: bool = False,
+) -> RetentionReport:
+    check_segment("servable", servable)
+    base = storage.join(destination, servable)
+    found = survey(storage, base)
+    views = found.views
+    decisions = decide(views, policy, found.current)
+    deleted = []
+    final = []
+    if not dry_run:
+        for uri, generation in found.stale_leases:
+            try:
+                storage.delete(uri, if_generation_match=generation)  # left by a killed run
+            except PreconditionFailed:
+                pass  # renewed or taken over meanwhile: someone is alive
+    for decision in decisions:
+        if decision.action != "delete" or dry_run:
+            final.append(decision)
+            continue
+        view = views[decision.version]
+        try:
+            lease = Lease.acquire(storage, storage.join(base, BOOKKEEPING, f"{view.version}{LEASE_SUFFIX}"), RETIRE_LEASE_TTL, "retire")
+        except PublishInProgress as exc:
+            final.append(Decision(view.version, "skip", f"became busy: {exc}"))
+            continue
+        try:
+            graphs = set(view.graphs) | set(view.marked_graphs)
+            unpublish(storage, base, view.version, sorted(graphs, key=lambda g: g or ""))
+        finally:
+            lease.release()
+        deleted.append(view.version)
+        final.append(decision)
+        log.info("retention: deleted %s version %s (%s)", base, view.version, decision.reason)
+    return RetentionReport(servable, base, tuple(final), dry_run, tuple(deleted))
+
+
+def best_rule(config: PipelineConfig) -> BestRule:
+    rule = next((t for t in config.evaluation.thresholds if t.change is not None), None)
+    if rule is None:
+        return BestRule("loss", higher_is_better=False)
+    return BestRule(rule.metric, rule.change.direction == "higher_is_better")  # type: ignore[union-attr]
+
+
+def policy_for(config: PipelineConfig) -> RetentionPolicy:
+    destination = config.destination
+    return RetentionPolicy(
+        keep=destination.keep, pinned=frozenset(str(v) for v in destination.pinned), best=best_rule(config)
+    )
+
+
+def servables_of(config: PipelineConfig) -> list[str]:
+    return sorted({s.servable or config.name for s in config.strategies})
+
+
+def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> list[RetentionReport]:
+    """Apply (or with ``dry_run`` only plan) retention for every servable the config publishes."""
+    from components.publish.executor import destination_storage
+
+    storage = destination_storage(config.destination)
+    policy = policy_for(config)
+    try:
+        return [
+            apply_retention(storage, config.destination.uri, servable, policy, dry_run=dry_run)
+            for servable in servables_of(config)
+        ]
+    except StorageError as exc:
+        raise PublishError(f"retention at {config.destination.uri} failed: {exc}") from exc
+
+
+def retire_old_versions(config: PipelineConfig, servable: str) -> RetentionReport | None:
+    """Retention after a publish: a failure here is logged, never fails the publish."""
+    from components.publish.executor import destination_storage
+
+    try:
+        report = apply_retention(destination_storage(config.destination), config.destination.uri, servable, policy_for(config))
+    except (PublishError, StorageError) as exc:
+        log.warning("retention of %s/%s skipped: %s", config.destination.uri, servable, exc)
+        return None
+    return report
+
+
+def mark_current(storage: Storage, destination: str, servable: str, version: str | None) -> None:
+    """Record which version serving uses (None clears it); retention never deletes it."""
+    uri = storage.join(destination, check_segment("servable", servable), BOOKKEEPING, CURRENT)
+    if version is None:
+        storage.delete(uri)
+    else:
+        storage.write_bytes(uri, f"{int(version)}\n".encode())
+
+
+def read_current(storage: Storage, base: str) -> str | None:
+    found = storage.read_versioned(storage.join(base, BOOKKEEPING, CURRENT))
+    if found is None:
+        return None
+    text = found[0].decode("utf-8", "replace").strip()
+    return text if text.isdigit() else None
+
+
+def format_reports(reports: Iterable[RetentionReport]) -> str:
+    lines = []
+    for report in reports:
+        verb = "would delete" if report.dry_run else "deleted"
+        lines.append(f"{report.base}:")
+        for decision in report.decisions:
+            action = {"keep": "keep", "skip": "skip", "delete": verb}[decision.action]
+            lines.append(f"  {decision.version:>12}  {action:<12}  {decision.reason}")
+        if not report.decisions:
+            lines.append("  (no versions)")
+    return "\n".join(lines)
+
+
+def _best(published: list[VersionView], rule: BestRule | None) -> str | None:
+    if rule is None:
+        return None
+    scored = [
+        (float(v.marker["metrics"][rule.metric]), v.version)  # type: ignore[index]
+        for v in published
+        if isinstance((v.marker or {}).get("metrics"), dict) and rule.metric in v.marker["metrics"]  # type: ignore[index]
+    ]
+    if not scored:
+        return None
+    pick = max if rule.higher_is_better else min
+    return pick(scored, key=lambda s: (s[0], int(s[1])) if rule.higher_is_better else (s[0], -int(s[1])))[1]
+
+
+def _has_graph_file(storage: Storage, base: str, graph: str | None, version: str) -> bool:
+    folder = storage.join(base, graph, version) if graph else storage.join(base, version)
+    return any(storage.stat(storage.join(folder, name)) is not None for name in GRAPH_FILES)
