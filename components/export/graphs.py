@@ -61,7 +61,14 @@ def estimator_model_fn(estimator: Any) -> ModelFnCall:
     """An Estimator's model_fn with its params and RunConfig bound, as tf.estimator calls it on export."""
 
     def call(features: Any, labels: Any, mode: str) -> Any:
-        return estimator.model_fn(features, labels, mode, estimator.config)
+        try:
+            return estimator.model_fn(features, labels, mode, estimator.config)
+        except ValueError as exc:
+            if "should return an EstimatorSpec" in str(exc):  # tf.estimator's own check of the result
+                raise EstimatorSpecError(
+                    f"model_fn did not return a tf.estimator.EstimatorSpec in mode {mode_label(mode)}"
+                ) from exc
+            raise
 
     return call
 
@@ -126,6 +133,10 @@ def build_mode_graph(
         except ExportflowError:
             raise
         except Exception as exc:  # the user's model_fn meets the receiver's features here
+            if _raised_by_estimator_spec(exc):
+                raise EstimatorSpecError(
+                    f"model_fn built an invalid EstimatorSpec for mode {mode_label(mode)}: {exc}"
+                ) from exc
             raise ReceiverMismatchError(
                 f"model_fn failed in mode {mode_label(mode)} on the features of receiver {name} "
                 f"{describe_features(receiver.features)}: {type(exc).__name__}: {exc}. The receiver must "
@@ -236,6 +247,16 @@ def plain_mode_graph(graph: Any, signature_def_map: Mapping[str, Any], tags: lis
             local_init_op=local_init_op,
             assets_collection=tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.ASSET_FILEPATHS),
         )
+
+
+def _raised_by_estimator_spec(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from tf.estimator.EstimatorSpec's own validation (e.g. "Missing loss.")."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    return last is not None and last.replace(os.sep, "/").endswith("tensorflow_estimator/python/estimator/model_fn.py")
 
 
 def _call_receiver(receiver_fn: Callable[[], Any], name: str, mode: str) -> Any:

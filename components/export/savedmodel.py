@@ -4,8 +4,9 @@ An export is either one SavedModel (``saved_model.pb`` at its root) or a **set**
 per graph in ``<root>/<graph>/`` plus ``<root>/export_set.json`` naming the graphs (per-mode exports,
 DistributedExporter). Verification comes in two depths:
 
-* ``full`` — load every MetaGraph with its variables in a fresh session (restores every variable, so it
-  costs a read of the variables per tag);
+* ``full`` — the ``graph`` checks, then load every MetaGraph with its variables in a fresh session
+  (restores every variable, so it costs a read of the variables per tag; restoring alone would not
+  notice a variable of the wrong shape, which the index check does);
 * ``graph`` — import every MetaGraph into a fresh graph, resolve every signature tensor, and check that
   every variable the graph holds is in ``variables/variables.index`` with the same dtype and shape. It
   reads the index only, so it stays O(number of variables) for exports whose variables are placed by
@@ -34,16 +35,19 @@ def read_saved_model_proto(export_dir: str):
     proto = saved_model_pb2.SavedModel()
     pb = os.path.join(export_dir, "saved_model.pb")
     pbtxt = os.path.join(export_dir, "saved_model.pbtxt")
-    if os.path.exists(pb):
-        with open(pb, "rb") as handle:
-            proto.ParseFromString(handle.read())
-    elif os.path.exists(pbtxt):
-        from google.protobuf import text_format
+    from google.protobuf import message, text_format
 
-        with open(pbtxt, encoding="utf-8") as handle:
-            text_format.Parse(handle.read(), proto)
-    else:
-        raise VerificationError(f"{export_dir} holds no saved_model.pb or saved_model.pbtxt")
+    try:
+        if os.path.exists(pb):
+            with open(pb, "rb") as handle:
+                proto.ParseFromString(handle.read())
+        elif os.path.exists(pbtxt):
+            with open(pbtxt, encoding="utf-8") as handle:
+                text_format.Parse(handle.read(), proto)
+        else:
+            raise VerificationError(f"{export_dir} holds no saved_model.pb or saved_model.pbtxt")
+    except (message.DecodeError, text_format.ParseError, UnicodeDecodeError) as exc:
+        raise VerificationError(f"{export_dir}: the SavedModel proto does not parse: {exc}") from exc
     return proto
 
 
@@ -104,8 +108,8 @@ def verify_loads(
 ) -> dict[str, tuple[str, ...]]:
     """Load every MetaGraph (or the given tags) in a fresh graph and return the signatures by tag.
 
-    ``restore=True`` loads with variables (``loader.load``); ``restore=False`` imports the graph and
-    checks variables against the index only (see the module docstring).
+    Always imports the graph and checks variables against the index; ``restore=True`` then also loads
+    with variables (``loader.load``). See the module docstring.
     """
     import tensorflow as tf
 
@@ -118,12 +122,13 @@ def verify_loads(
             )
         try:
             with tf.Graph().as_default() as graph:
-                if restore:
-                    config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
-                    with tf.compat.v1.Session(graph=graph, config=config) as session:
-                        tf.compat.v1.saved_model.loader.load(session, tag_set.split(","), export_dir)
-                else:
-                    _import_and_check(graph, found[tag_set], export_dir)
+                _import_and_check(graph, found[tag_set], export_dir)
+            if restore:
+                # Restoring does not check shapes (resource variables take whatever is assigned), so the
+                # index check above runs first; the load proves every tensor reads and the init ops run.
+                config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+                with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph, config=config) as session:
+                    tf.compat.v1.saved_model.loader.load(session, tag_set.split(","), export_dir)
         except VerificationError:
             raise
         except Exception as exc:  # TF raises a zoo of types for broken SavedModels

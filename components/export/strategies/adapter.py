@@ -52,7 +52,13 @@ class ExportStrategyAdapter(OptionsStrategy):
                 )
             target = ImportPath(options.target).resolve()
             if not is_adaptable(target) and callable(target):
-                target = target(**options.target_kwargs)
+                try:
+                    target = target(**options.target_kwargs)
+                except Exception as exc:  # the user's factory; its error is the config's fault
+                    raise StrategyConfigError(
+                        f"strategy {name!r}: factory {options.target} failed with target_kwargs "
+                        f"{options.target_kwargs}: {type(exc).__name__}: {exc}"
+                    ) from exc
         elif options.target:
             raise StrategyConfigError(
                 f"strategy {name!r}: params.target is not allowed for a registered kind"

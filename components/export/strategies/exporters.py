@@ -52,10 +52,10 @@ class _ServingStrategy(OptionsStrategy):
     def exporter(self, ctx: StrategyContext, **extra: Any) -> ServingExporter:
         options = self.options
         return self.exporter_class(
-            self.name,
-            ctx.config.receivers.predict.resolve(),
-            options.assets_extra,
-            options.as_text,
+            name=self.name,
+            serving_input_receiver_fn=ctx.config.receivers.predict.resolve(),
+            assets_extra=options.assets_extra,
+            as_text=options.as_text,
             exports_to_keep=None,  # the executor applies retention to the staging folder
             by_reference=options.by_reference,
             strip_default_attrs=options.strip_default_attrs,
