@@ -256,7 +256,9 @@ def _raised_by_estimator_spec(exc: BaseException) -> bool:
     while tb is not None:
         last = tb.tb_frame.f_code.co_filename
         tb = tb.tb_next
-    return last is not None and last.replace(os.sep, "/").endswith("tensorflow_estimator/python/estimator/model_fn.py")
+    return last is not None and last.replace(os.sep, "/").endswith(
+        "tensorflow_estimator/python/estimator/model_fn.py"
+    )
 
 
 def _call_receiver(receiver_fn: Callable[[], Any], name: str, mode: str) -> Any:

@@ -127,7 +127,10 @@ def verify_loads(
                 # Restoring does not check shapes (resource variables take whatever is assigned), so the
                 # index check above runs first; the load proves every tensor reads and the init ops run.
                 config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
-                with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph, config=config) as session:
+                with (
+                    tf.Graph().as_default() as graph,
+                    tf.compat.v1.Session(graph=graph, config=config) as session,
+                ):
                     tf.compat.v1.saved_model.loader.load(session, tag_set.split(","), export_dir)
         except VerificationError:
             raise
