@@ -1,0 +1,450 @@
+"""The Docker image and compose stack, checked statically: no Docker engine runs on this machine.
+
+What can be checked without building or starting anything is checked against the real thing: versions
+against uv.lock, every command against the parser of the program that will run it (Airflow's CLI, the
+emulator's, our own), every AIRFLOW__* variable against Airflow's config schema, every ${VAR} against
+the example .env, every copied or mounted path against the repository, and the init job's password
+snippet by running it. The health-check script is unit-tested here and run against live components in
+tests/test_celery_executor.py.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "api-server",
+    "scheduler",
+    "dag-processor",
+    "triggerer",
+    "worker-1",
+    "worker-2",
+}
+SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "gcs"}
+
+
+@cache
+def lock_versions() -> dict[str, str]:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return {package["name"]: package["version"] for package in lock["package"] if "version" in package}
+
+
+@cache
+def pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+@cache
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs with comments dropped and line continuations joined."""
+    logical, pending = [], ""
+    for line in path.read_text().splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.rstrip().endswith("\\"):
+            pending += line.rstrip()[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1].strip()) for text in logical]
+
+
+def python_minor() -> str:
+    match = re.search(r">=\s*(3\.\d+)", pyproject()["project"]["requires-python"])
+    assert match, pyproject()["project"]["requires-python"]
+    return match.group(1)
+
+
+def image_tag() -> str:
+    return f"exportflow-airflow:{pyproject()['project']['version']}"
+
+
+def load_healthcheck():
+    spec = importlib.util.spec_from_file_location("exportflow_docker_healthcheck", DOCKER / "healthcheck.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def airflow_env(service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in compose()["services"][service]["environment"].items()}
+
+
+# --- the image -----------------------------------------------------------------------------------
+
+
+def test_image_is_the_official_airflow_image_of_the_locked_airflow_and_python() -> None:
+    instructions = dockerfile_instructions(DOCKER / "Dockerfile")
+    (base,) = [args for name, args in instructions if name == "FROM"]
+    assert base == f"apache/airflow:{lock_versions()['apache-airflow']}-python{python_minor()}"
+    assert base == "apache/airflow:3.3.2-python3.11"
+
+
+def test_image_installs_the_lock_hash_checked_as_the_airflow_user_with_a_healthcheck() -> None:
+    instructions = dockerfile_instructions(DOCKER / "Dockerfile")
+    users = [args for name, args in instructions if name == "USER"]
+    assert users[-1] == "airflow" and instructions[-1] == ("USER", "airflow")
+    runs = " && ".join(args for name, args in instructions if name == "RUN")
+    assert "uv export --frozen --no-dev --no-emit-project" in runs  # exactly the lock, never re-resolved
+    assert "pip install --no-cache-dir --require-hashes -r" in runs
+    assert "pip install --no-cache-dir --no-deps ." in runs  # the project itself adds no dependency
+    # every RUN that installs runs as airflow (pip into the image's environment, as the image documents)
+    current = "root"
+    for name, args in instructions:
+        current = args if name == "USER" else current
+        if name == "RUN" and "pip install" in args:
+            assert current == "airflow", args
+
+    (healthcheck,) = [args for name, args in instructions if name == "HEALTHCHECK"]
+    assert re.search(r"--interval=\d+s", healthcheck) and re.search(r"--timeout=\d+s", healthcheck)
+    command = json.loads(healthcheck.split("CMD", 1)[1])
+    copied = [args.split()[-2:] for name, args in instructions if name == "COPY" and "--from" not in args]
+    assert ["docker/healthcheck.py", command[-1]] in copied
+
+
+def test_image_extras_exist_and_the_lock_export_holds_what_the_stack_needs() -> None:
+    instructions = dockerfile_instructions(DOCKER / "Dockerfile")
+    (extras_arg,) = [
+        args for name, args in instructions if name == "ARG" and args.startswith("EXPORTFLOW_EXTRAS=")
+    ]
+    flags = shlex.split(extras_arg.split("=", 1)[1])[0].split()
+    extras = flags[1::2]
+    assert flags[::2] == ["--extra"] * len(extras) and set(extras) <= set(
+        pyproject()["project"]["optional-dependencies"]
+    )
+    assert {"celery", "kubernetes"} <= set(extras)
+
+    uv = os.environ.get("UV") or "uv"  # `uv run` tells its children where it is
+    exported = subprocess.run(
+        [uv, "export", "--frozen", "--no-dev", "--no-emit-project", *flags, "--format", "requirements-txt"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pins = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", exported, flags=re.MULTILINE))
+    locked = lock_versions()
+    for name in (
+        "apache-airflow",
+        "tensorflow",
+        "apache-airflow-providers-celery",
+        "celery",
+        "redis",
+        "psycopg2-binary",
+        "asyncpg",
+        "apache-airflow-providers-cncf-kubernetes",
+        "google-cloud-storage",
+    ):
+        assert pins.get(name) == locked[name], name
+    assert "--hash=sha256:" in exported  # what --require-hashes needs
+    assert "pytest" not in pins and "gcp-storage-emulator" not in pins  # no dev tools in the image
+
+
+def test_uv_in_the_image_is_the_version_ci_uses() -> None:
+    instructions = dockerfile_instructions(DOCKER / "Dockerfile")
+    (uv_copy,) = [args for name, args in instructions if name == "COPY" and "astral-sh/uv" in args]
+    ci_version = re.search(r'"uv==([\d.]+)"', (ROOT / ".ci" / "run").read_text()).group(1)
+    assert f"ghcr.io/astral-sh/uv:{ci_version} " in uv_copy
+
+
+def test_every_copied_path_exists_and_is_not_ignored() -> None:
+    ignore = [
+        line.strip()
+        for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    sources = []
+    for name, args in dockerfile_instructions(DOCKER / "Dockerfile"):
+        if name == "COPY" and "--from" not in args:
+            parts = [p for p in args.split() if not p.startswith("--")]
+            sources += parts[:-1]
+    assert {"pyproject.toml", "uv.lock", "components", "plugins", "examples", "docker/healthcheck.py"} <= set(
+        sources
+    )
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert not any(
+            fnmatch.fnmatch(source, pattern) or source.startswith(pattern + "/") for pattern in ignore
+        )
+    # what the wheel packages (hatch) is exactly what the image copies before `pip install .`
+    packages = set(pyproject()["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+    assert packages <= set(sources)
+
+
+def test_image_tag_follows_the_project_version_everywhere() -> None:
+    env = dotenv_example()
+    assert env["EXPORTFLOW_IMAGE"] == image_tag()
+    assert compose()["x-airflow-common"]["image"] == f"${{EXPORTFLOW_IMAGE:-{image_tag()}}}"
+    template = yaml.safe_load((DOCKER / "kubernetes" / "pod_template.yaml").read_text())
+    assert template["spec"]["containers"][0]["image"] == image_tag()
+    assert f"-t {image_tag()} " in (DOCKER / "Dockerfile").read_text()
+
+
+def test_gcs_emulator_image_runs_the_locked_emulator_version() -> None:
+    version = lock_versions()["gcp-storage-emulator"]
+    instructions = dockerfile_instructions(DOCKER / "gcs-emulator" / "Dockerfile")
+    assert ("ARG", f"GCP_STORAGE_EMULATOR_VERSION={version}") in instructions
+    assert compose()["services"]["gcs"]["image"] == f"exportflow-gcs-emulator:{version}"
+
+
+# --- the compose stack ---------------------------------------------------------------------------
+
+
+def dotenv_example() -> dict[str, str]:
+    pairs = {}
+    for line in (DOCKER / ".env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def test_stack_has_every_component_and_the_airflow_ones_share_the_image() -> None:
+    services = compose()["services"]
+    assert set(services) == SERVICES
+    common = compose()["x-airflow-common"]
+    assert (
+        DOCKER / common["build"]["context"] / common["build"]["dockerfile"]
+    ).resolve() == DOCKER / "Dockerfile"
+    for name in AIRFLOW_SERVICES:
+        assert services[name]["image"] == common["image"], name
+        assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+    for name, service in services.items():
+        for dependency in service.get("depends_on", {}):
+            assert dependency in services and dependency != name, (name, dependency)
+    for name in ("postgres", "redis"):
+        image = services[name]["image"]
+        assert ":" in image and not image.endswith(":latest"), image  # pinned
+
+
+def test_every_airflow_command_is_accepted_by_the_locked_airflow_cli() -> None:
+    from airflow.cli.cli_parser import get_parser
+
+    parser = get_parser()
+    services = compose()["services"]
+    commands = {name: services[name]["command"] for name in AIRFLOW_SERVICES - {"airflow-init"}}
+    assert commands["api-server"] == ["api-server"] and commands["dag-processor"] == ["dag-processor"]
+    init_script = services["airflow-init"]["command"][-1]
+    commands["airflow-init"] = shlex.split(
+        next(line for line in init_script.splitlines() if line.startswith("airflow "))
+    )[1:]
+    assert commands["airflow-init"] == ["db", "migrate"]
+    healthcheck = load_healthcheck()
+    for component in healthcheck.JOB_TYPES:
+        commands[f"healthcheck {component}"] = [
+            "jobs",
+            "check",
+            "--job-type",
+            healthcheck.JOB_TYPES[component],
+            "--local",
+        ]
+    for name, command in commands.items():
+        try:
+            parser.parse_args(command)
+        except SystemExit as exc:  # argparse's way of refusing
+            raise AssertionError(f"{name}: `airflow {' '.join(command)}` is not a valid command") from exc
+
+
+def test_workers_are_two_distinct_celery_nodes_on_distinct_hosts() -> None:
+    services = compose()["services"]
+    healthcheck = load_healthcheck()
+    workers = [services["worker-1"], services["worker-2"]]
+    hosts = [w["hostname"] for w in workers]
+    nodes = [healthcheck.celery_node_name(w["command"][2:], w["hostname"]) for w in workers]
+    assert len(set(hosts)) == 2 and len(set(nodes)) == 2
+    assert nodes == ["worker-1@exportflow-worker-1", "worker-2@exportflow-worker-2"]
+    for worker in workers:
+        assert healthcheck.component_of(worker["command"])[0] == "celery worker"
+        assert worker["environment"]["DUMB_INIT_SETSID"] == "0"  # warm shutdown on SIGTERM
+        assert "api-server" in worker["depends_on"]  # tasks talk to the Execution API
+
+
+def test_every_airflow_setting_is_a_real_option() -> None:
+    from airflow.configuration import conf
+
+    names = set()
+    for service in AIRFLOW_SERVICES:
+        names |= {k for k in airflow_env(service) if k.startswith("AIRFLOW__")}
+    assert len(names) > 10
+    described = conf.configuration_description  # core's config.yml plus every provider's (celery...)
+    for name in sorted(names):
+        _, section, key = name.split("__", 2)
+        options = described.get(section.lower(), {}).get("options", {})
+        assert key.lower() in options, f"{name}: no such Airflow option"
+
+
+def test_settings_point_at_the_services_of_the_stack() -> None:
+    from sqlalchemy.engine import make_url
+
+    services = compose()["services"]
+    env = airflow_env("scheduler")
+    database = make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    postgres = services["postgres"]["environment"]
+    assert (database.host, database.username, database.database) == (
+        "postgres",
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_DB"],
+    )
+    assert database.password == postgres["POSTGRES_PASSWORD"] == "${POSTGRES_PASSWORD}"
+    assert database.drivername == "postgresql+psycopg2"
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/")
+    api_port = services["api-server"]["ports"][0].split(":")[-1]
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://api-server:{api_port}/execution/"
+    gcs_command = services["gcs"]["command"]
+    assert env["STORAGE_EMULATOR_HOST"] == f"http://gcs:{gcs_command[gcs_command.index('--port') + 1]}"
+
+
+def test_every_variable_is_defined_in_the_example_env_and_every_example_is_used() -> None:
+    text = (DOCKER / "compose.yaml").read_text()
+    used = re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)(:?-[^}]*)?\}", text)
+    defined = dotenv_example()
+    for name, default in used:
+        assert name in defined or default, f"${{{name}}} has neither a default nor a line in .env.example"
+    assert set(defined) <= {name for name, _ in used}, "a variable in .env.example that compose never reads"
+    assert {"AIRFLOW_JWT_SECRET", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"} <= set(defined)
+    assert not (DOCKER / ".env").exists() or ".env" in (ROOT / ".gitignore").read_text()
+
+
+def split_volume(spec: str) -> tuple[str, str, bool]:
+    """(source, target, source came from a variable) of a short-syntax volume, ${VAR:-default} resolved."""
+    from_variable = "${" in spec.split(":/")[0]
+    resolved = re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", spec)
+    source, target = resolved.split(":")[:2]
+    return source, target, from_variable
+
+
+def test_mounted_folders_exist_and_named_volumes_are_declared() -> None:
+    declared = set(compose()["volumes"])
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source, target, from_variable = split_volume(volume)
+            if source.startswith(".") and not from_variable:  # a variable's default may be made later
+                assert (DOCKER / source).is_dir(), (name, source)
+            elif not source.startswith("."):
+                assert source in declared, (name, source)
+            assert target.startswith("/"), (name, target)
+    mounts = {split_volume(v)[1]: split_volume(v)[0] for v in compose()["x-airflow-common"]["volumes"]}
+    assert (DOCKER / mounts["/opt/airflow/dags"] / "exportflow_dags.py").is_file()
+    assert (DOCKER / mounts["/opt/airflow/plugins"] / "dag_factory.py").is_file()
+    assert mounts["/data/staging"] in declared  # one staging volume shared by every worker
+
+
+def test_stack_config_is_valid_and_publishes_to_the_emulator_bucket(tmp_path: Path) -> None:
+    from components.config import load_config
+
+    env = airflow_env("worker-1")
+    mounts = {split_volume(v)[1]: split_volume(v)[0] for v in compose()["x-airflow-common"]["volumes"]}
+    configs = DOCKER / mounts[env["EXPORTFLOW_CONFIGS_DIR"]]
+    (path,) = sorted(configs.glob("*.yaml"))
+    config = load_config(path)
+    gcs_command = compose()["services"]["gcs"]["command"]
+    bucket = gcs_command[gcs_command.index("--default-bucket") + 1]
+    assert config.destination.uri.startswith(f"gs://{bucket}/")
+    assert config.staging_dir in mounts and config.model_dir.startswith("/data/workspace/")
+    assert config.airflow.max_active_tf_tasks == 2  # one TF task per worker
+
+
+def test_gcs_emulator_command_is_accepted_by_the_emulator() -> None:
+    from gcp_storage_emulator.__main__ import prepare_args_parser
+
+    gcs = compose()["services"]["gcs"]
+    args = prepare_args_parser()[0].parse_args(gcs["command"])
+    assert (args.subcommand, args.host, args.no_store_on_disk) == ("start", "0.0.0.0", True)
+    assert gcs["ports"] == [f"{args.port}:{args.port}"]
+    assert f":{args.port}/" in " ".join(gcs["healthcheck"]["test"])
+
+
+def test_init_job_migrates_and_writes_the_admin_password_where_the_api_server_reads_it(
+    tmp_path: Path,
+) -> None:
+    init = compose()["services"]["airflow-init"]
+    assert init["entrypoint"] == "/bin/bash" and init["command"][0] == "-euc"
+    assert init["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    script = init["command"][1].replace("\\\n", " ")
+    (line,) = [line for line in script.splitlines() if line.strip().startswith("python -c")]
+    words = shlex.split(line)
+    code, target = words[2], words[words.index(">") + 1]
+    assert target == airflow_env("api-server")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]
+    written = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "AIRFLOW_ADMIN_USER": "ops", "AIRFLOW_ADMIN_PASSWORD": 'pa"ss word'},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(written) == {"ops": 'pa"ss word'}  # quotes and spaces survive
+    mounted = {split_volume(v)[1] for v in compose()["x-airflow-common"]["volumes"]}
+    assert os.path.dirname(target) in mounted  # the api-server sees what the init job wrote
+    assert (
+        airflow_env("api-server")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "${AIRFLOW_ADMIN_USER}:admin"
+    )
+
+
+# --- the health check ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "component"),
+    [
+        (["/usr/bin/dumb-init", "--", "/entrypoint", "api-server"], ("api-server", [])),
+        (
+            ["/usr/bin/dumb-init", "--", "/entrypoint", "celery", "worker", "-H", "w@%h"],
+            ("celery worker", ["-H", "w@%h"]),
+        ),
+        (["airflow", "scheduler"], ("scheduler", [])),
+        (["/usr/bin/dumb-init", "--", "/entrypoint", "db", "migrate"], ("db", ["migrate"])),
+        (["/usr/bin/dumb-init", "--", "/entrypoint"], ("none", [])),
+    ],
+)
+def test_healthcheck_finds_the_component_in_the_containers_command(argv, component) -> None:
+    assert load_healthcheck().component_of(argv) == component
+
+
+def test_healthcheck_expands_celery_node_names_like_celery() -> None:
+    healthcheck = load_healthcheck()
+    assert (
+        healthcheck.celery_node_name(["--celery-hostname", "w1@%h"], "box.example.com")
+        == "w1@box.example.com"
+    )
+    assert healthcheck.celery_node_name(["-H", "%n-w@%d"], "box.example.com") == "box-w@example.com"
+    assert healthcheck.celery_node_name([], "box") == "celery@box"
+
+
+def test_healthcheck_reports_unhealthy_components_and_unknown_commands() -> None:
+    from tests.conftest import free_port
+
+    healthcheck = load_healthcheck()
+    port = free_port()  # nothing listens there
+    healthy, reason = healthcheck.check(["api-server"], {"AIRFLOW__API__PORT": str(port)})
+    assert not healthy and f"127.0.0.1:{port}" in reason
+    healthy, reason = healthcheck.check(
+        ["scheduler"], {"AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(port)}
+    )
+    assert not healthy and "/health" in reason
+    assert healthcheck.check(["webserver"], {}) == (
+        False,
+        "unknown component 'webserver': pass the container's command as arguments",
+    )
+    assert healthcheck.check(["db", "migrate"], {})[0] is True

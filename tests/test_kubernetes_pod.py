@@ -1,0 +1,250 @@
+"""The Kubernetes route, checked offline: no cluster runs here.
+
+``docker/kubernetes/pod_template.yaml`` is loaded the way the KubernetesExecutor and the
+KubernetesPodOperator load it (the cncf.kubernetes provider's own code), the pods they would submit are
+rendered for a real export task, and every rendered pod is checked against the Kubernetes API's object
+model (the official client's generated models: unknown or mistyped fields do not survive a round trip)
+plus the rules the API server would enforce on names, references and resource quantities.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "docker" / "kubernetes" / "pod_template.yaml"
+IMAGE = "registry.example.com/ml/exportflow-airflow:0.1.0"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def serialize(pod: Any) -> dict[str, Any]:
+    from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(pod)
+
+
+def assert_valid_pod(manifest: dict[str, Any]) -> None:
+    """What the API server would refuse: unknown/mistyped fields, bad names, dangling references, quantities."""
+    from kubernetes.client import ApiClient, Configuration, V1Pod
+    from kubernetes.utils import parse_quantity
+
+    # The client's models validate required fields and enums on construction; anything they do not
+    # know (a typo, a field at the wrong level, a string where an int belongs) changes the round trip.
+    model = ApiClient(configuration=Configuration())._ApiClient__deserialize_model(manifest, V1Pod)
+    assert serialize(model) == manifest
+
+    spec = manifest["spec"]
+    volumes = {v["name"] for v in spec.get("volumes", [])}
+    assert len(volumes) == len(spec.get("volumes", [])), "volume names must be unique"
+    names = [c["name"] for c in spec["containers"]]
+    for container in spec["containers"]:
+        assert DNS_LABEL.match(container["name"]), container["name"]
+        mounts = container.get("volumeMounts", [])
+        assert {m["name"] for m in mounts} <= volumes, "every volumeMount names a volume of the pod"
+        assert len({m["mountPath"] for m in mounts}) == len(mounts), "mount paths must be unique"
+        for env in container.get("env", []):
+            assert ENV_NAME.match(env["name"]), env["name"]
+            field = env.get("valueFrom", {}).get("resourceFieldRef")
+            if field:
+                assert field.get("containerName", container["name"]) in names
+        resources = container.get("resources", {})
+        for resource, request in resources.get("requests", {}).items():
+            limit = resources.get("limits", {}).get(resource)
+            assert limit is None or parse_quantity(request) <= parse_quantity(limit), resource
+        for quantity in (*resources.get("requests", {}).values(), *resources.get("limits", {}).values()):
+            parse_quantity(quantity)  # raises on a malformed quantity
+    for volume in spec.get("volumes", []):
+        assert DNS_LABEL.match(volume["name"]), volume["name"]
+
+
+def base_container(manifest: dict[str, Any]) -> dict[str, Any]:
+    (base,) = [c for c in manifest["spec"]["containers"] if c["name"] == "base"]
+    return base
+
+
+# --- the template itself -------------------------------------------------------------------------
+
+
+def test_template_is_a_valid_pod_with_a_base_container_sized_for_tensorflow() -> None:
+    from kubernetes.utils import parse_quantity
+
+    manifest = yaml.safe_load(TEMPLATE.read_text())
+    assert (manifest["apiVersion"], manifest["kind"]) == ("v1", "Pod")
+    assert_valid_pod(manifest)
+
+    base = base_container(manifest)  # the KubernetesExecutor runs the task in the container named "base"
+    requests, limits = base["resources"]["requests"], base["resources"]["limits"]
+    assert parse_quantity(requests["cpu"]) >= 2 and parse_quantity(requests["memory"]) >= parse_quantity(
+        "4Gi"
+    )
+    assert requests["memory"] == limits["memory"]  # Guaranteed memory: TF exports are not evicted mid-write
+    assert "ephemeral-storage" in requests  # exports are staged on local disk before publishing
+    env = {e["name"]: e for e in base["env"]}
+    assert env["TF_NUM_INTRAOP_THREADS"]["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
+    mounts = {m["mountPath"]: m["name"] for m in base["volumeMounts"]}
+    volumes = {v["name"]: v for v in manifest["spec"]["volumes"]}
+    assert "persistentVolumeClaim" in volumes[mounts["/data/staging"]]  # shared by export, warmup, publish
+    assert manifest["spec"]["restartPolicy"] == "Never"
+    assert manifest["spec"]["securityContext"]["runAsUser"] == 50000  # the image's airflow user
+
+
+def test_template_staging_and_configs_paths_match_the_compose_stack() -> None:
+    """The same image runs under compose and Kubernetes: the folders its config expects must exist in both."""
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    compose_targets = {re.search(r":(/[^:]*)", v).group(1) for v in compose["x-airflow-common"]["volumes"]}
+    pod_targets = {
+        m["mountPath"] for m in base_container(yaml.safe_load(TEMPLATE.read_text()))["volumeMounts"]
+    }
+    assert {"/data/staging", "/opt/exportflow/configs"} <= compose_targets & pod_targets
+    config = yaml.safe_load((ROOT / "docker" / "configs" / "example.yaml").read_text())
+    assert config["staging_dir"] == "/data/staging"
+
+
+def test_a_broken_template_is_caught_by_the_validation() -> None:
+    """The checks above can fail: a misplaced field, a dangling mount and a bad quantity are each caught."""
+    good = yaml.safe_load(TEMPLATE.read_text())
+
+    misplaced = yaml.safe_load(TEMPLATE.read_text())
+    misplaced["spec"]["containers"][0]["resource"] = misplaced["spec"]["containers"][0].pop("resources")
+    dangling = yaml.safe_load(TEMPLATE.read_text())
+    dangling["spec"]["containers"][0]["volumeMounts"].append({"name": "nowhere", "mountPath": "/x"})
+    bad_quantity = yaml.safe_load(TEMPLATE.read_text())
+    bad_quantity["spec"]["containers"][0]["resources"]["limits"]["memory"] = "6 gigs"
+    inverted = yaml.safe_load(TEMPLATE.read_text())
+    inverted["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "8"
+
+    assert_valid_pod(good)
+    for broken in (misplaced, dangling, inverted):
+        with pytest.raises(AssertionError):
+            assert_valid_pod(broken)
+    with pytest.raises(ValueError):
+        assert_valid_pod(bad_quantity)
+
+
+# --- what the KubernetesExecutor would submit ----------------------------------------------------
+
+
+def export_task_workload():
+    """The workload the scheduler hands the executor for one mapped export task instance."""
+    from airflow.executors.workloads import BundleInfo, ExecuteTask, TaskInstanceDTO
+
+    ti = TaskInstanceDTO(
+        id=uuid.uuid4(),
+        task_id="export",
+        dag_id="exportflow__example",
+        run_id="manual__2026-11-21T00:00:00+00:00",
+        try_number=1,
+        dag_version_id=uuid.uuid4(),
+        map_index=2,
+        queue="default",
+        pool_slots=1,
+        priority_weight=1,
+    )
+    return ExecuteTask(
+        token="not-a-real-token",
+        dag_rel_path="exportflow_dags.py",
+        bundle_info=BundleInfo(name="dags-folder", version=None),
+        log_path="dag_id=exportflow__example/task_id=export/map_index=2/attempt=1.log",
+        ti=ti,
+    )
+
+
+def test_kubernetes_executor_renders_a_valid_pod_for_an_export_task(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.providers.cncf.kubernetes.executors.kubernetes_executor_utils import (
+        get_base_pod_from_template,
+    )
+    from airflow.providers.cncf.kubernetes.kube_config import KubeConfig
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator, workload_to_command_args
+
+    monkeypatch.setenv("AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE", str(TEMPLATE))
+    monkeypatch.setenv("AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE", "exportflow")
+    kube_config = KubeConfig()
+    assert kube_config.pod_template_file == str(TEMPLATE)
+
+    workload = export_task_workload()
+    args = workload_to_command_args(workload)
+    pod = PodGenerator.construct_pod(
+        namespace=kube_config.kube_namespace,
+        scheduler_job_id="7",
+        pod_id="exportflow-example-export",
+        dag_id=workload.ti.dag_id,
+        task_id=workload.ti.task_id,
+        kube_image=IMAGE,
+        try_number=workload.ti.try_number,
+        map_index=workload.ti.map_index,
+        date=None,
+        run_id=workload.ti.run_id,
+        args=args,
+        pod_override_object=None,
+        base_worker_pod=get_base_pod_from_template(None, kube_config),
+    )
+    manifest = serialize(pod)
+    assert_valid_pod(manifest)
+
+    template = yaml.safe_load(TEMPLATE.read_text())
+    base = base_container(manifest)
+    assert base["image"] == IMAGE  # the executor's image setting wins over the template's default
+    assert base["args"][:3] == ["python", "-m", "airflow.sdk.execution_time.execute_workload"]
+    assert base["resources"] == base_container(template)["resources"]  # TF sizing survives the merge
+    assert {"name": "AIRFLOW_IS_K8S_EXECUTOR_POD", "value": "True"} in base["env"]
+    assert {e["name"] for e in base_container(template)["env"]} <= {e["name"] for e in base["env"]}
+    assert manifest["spec"]["volumes"] == template["spec"]["volumes"]
+    labels = manifest["metadata"]["labels"]
+    assert (labels["dag_id"], labels["task_id"], labels["map_index"]) == (
+        "exportflow__example",
+        "export",
+        "2",
+    )
+    assert labels["app.kubernetes.io/name"] == "exportflow"
+    assert manifest["metadata"]["namespace"] == "exportflow"
+
+
+# --- what a KubernetesPodOperator would submit -----------------------------------------------------
+
+
+def test_kubernetes_pod_operator_runs_the_cli_in_the_image_with_the_template(tmp_path: Path) -> None:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from components.cli import build_parser
+
+    # building the request asks the hook whether it runs in a cluster; a kubeconfig that points nowhere
+    # answers that without any API call
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "none", "user": {"token": "none"}}],
+                "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+                "current-context": "none",
+            }
+        )
+    )
+    arguments = ["run", "--config", "/opt/exportflow/configs/example.yaml", "--strategy", "all_modes"]
+    operator = KubernetesPodOperator(
+        task_id="export_example",
+        name="exportflow-export",
+        namespace="exportflow",
+        image=IMAGE,
+        cmds=["exportflow"],
+        arguments=arguments,
+        pod_template_file=str(TEMPLATE),
+        config_file=str(kubeconfig),
+    )
+    manifest = serialize(operator.build_pod_request_obj(context=None))
+    assert_valid_pod(manifest)
+
+    base = base_container(manifest)
+    assert (base["image"], base["command"], base["args"]) == (IMAGE, ["exportflow"], arguments)
+    assert build_parser().parse_args(base["args"]).command == "run"  # a command line our CLI accepts
+    assert base["resources"] == base_container(yaml.safe_load(TEMPLATE.read_text()))["resources"]
+    assert manifest["metadata"]["name"].startswith("exportflow-export")
