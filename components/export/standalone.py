@@ -72,8 +72,8 @@ class ContextExporter(abc.ABC):
         import tensorflow as tf
 
         estimator = tf.estimator.Estimator(
-            model_fn=self._raw_model_fn, model_dir=self._model_dir, params=self._params
-        )
+            model_fn=self._raw_model_fn, model_dir=self._model_dir, params=self._params or None
+        )  # None, not {}: tf.estimator refuses params for a model_fn that takes none
         return estimator_model_fn(estimator), estimator.config.tf_random_seed
 
     def checkpoint(self, checkpoint_path: str | None) -> str:
