@@ -549,6 +549,39 @@ def test_distributed_export_warms_the_entry_graph_and_the_ones_asked(
     assert not Path(ps_1, WARMUP_PATH).exists()
 
 
+def test_distributed_exporter_set_is_warmed_through_its_route_and_shard_lookups(
+    make_config, trained_model, tmp_path
+):
+    """The real DistributedExporter: the entry graph also takes rows looked up on ps_<i> graphs."""
+    config = make_config(
+        trained_model,
+        tmp_path / "published",
+        strategies=[{"name": "distributed", "kind": "distributed", "params": {}}],
+        warmup={
+            "source": "examples",
+            "path": str(trained_model.eval_data),
+            "num_records": 12,
+            "graphs": {"ps_0": "lookup_item_bias", "ps_1": "lookup_item_bias"},
+        },
+    )
+    (exported,) = run_pipeline(config, RunOptions(checkpoint=STEP)).exports
+    assert exported.layout == "distributed" and {"entry", "ps_0", "ps_1", "ps_2"} <= set(exported.graphs)
+    replays = {r.graph: r for r in exported.warmup.replays}
+    assert list(replays) == ["entry", "ps_0", "ps_1"]
+    assert replays["entry"].records == 12 and replays["entry"].signatures == ("serving_default",)
+    entry_request = logs(read_file(exported.graphs["entry"]))[0].predict_log.request
+    assert {"examples", "item_bias/ps_0", "item_bias/ps_1"} <= set(entry_request.inputs)
+    assert replays["ps_0"].signatures == ("lookup_item_bias",) and replays["ps_0"].records >= 1
+    assert not Path(exported.graphs["ps_2"], WARMUP_PATH).exists()
+    published = tmp_path / "published" / "example"
+    assert (
+        Path(published, "entry", str(STEP), WARMUP_PATH).read_bytes()
+        == Path(exported.graphs["entry"], WARMUP_PATH).read_bytes()
+    )
+    assert Path(published, "ps_1", str(STEP), WARMUP_PATH).exists()
+    assert not Path(published, "ps_2", str(STEP), WARMUP_PATH).exists()
+
+
 def test_graph_sets_without_an_entry_use_their_only_serving_graph(exports, tmp_path):
     trained_only = serve_removed(exports["example"], tmp_path / "train")
     predict = str(tmp_path / "predict")

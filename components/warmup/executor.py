@@ -8,14 +8,15 @@ With ``source: none`` nothing is built, but a warmup file the export already car
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
-from typing import Any
+from typing import Any, Self
 
 from components.artifacts import ExportArtifact, WarmupReplay, WarmupSummary
 from components.config.schema import PipelineConfig, WarmupConfig
-from components.warmup import build, sources
+from components.warmup import build, routed, sources
 from components.warmup.errors import WarmupLintError
 from components.warmup.inject import ENTRY_GRAPH, warmup_targets, write_warmup
 from components.warmup.lint import LintReport, lint_records, lint_scan
@@ -51,11 +52,11 @@ def inject_warmup(params: WarmupParams, export: ExportArtifact) -> ExportArtifac
             return export
     else:
         payload = _read_source(warmup)
-        for label, export_dir, signature in warmup_targets(export, warmup.graphs, warmup.signature):
-            graph = read_serving_graph(export_dir)
-            heads = warmup.heads if not checked else ()  # MultiInference heads belong to the entry graph
-            report = _requests(warmup, graph, build.Target(model_name, signature, heads), payload)
-            checked.append(_check(export, label, graph, report, rewrite=True))
+        with _Requests(warmup, export, model_name, payload) as requests:
+            for label, export_dir, signature in warmup_targets(export, warmup.graphs, warmup.signature):
+                graph = read_serving_graph(export_dir)
+                report = requests.for_graph(label, graph, signature, entry=not checked)
+                checked.append(_check(export, label, graph, report, rewrite=True))
     for item in checked:
         if item.rewrite:
             path = write_warmup(item.export_dir, item.report.records)
@@ -114,13 +115,45 @@ def _read_source(warmup: WarmupConfig) -> Any:
     return sources.read_instances(warmup.path)[: warmup.num_records]
 
 
-def _requests(warmup: WarmupConfig, graph: ServingGraph, target: build.Target, payload: Any) -> LintReport:
-    """The linted requests for one graph: the user's file as read, or requests built from the source."""
-    if warmup.source == "file":
-        return lint_scan(payload, graph, model_name=target.model_name, truncate=warmup.truncate)
-    # More than 1000 only with truncate (the config loader checks): lint truncates and warns with the counts.
-    if warmup.source == "examples":
-        records = build.from_examples(graph, target, payload)
-    else:
-        records = build.from_instances(graph, target, payload)
-    return lint_records(records, graph, model_name=target.model_name, truncate=warmup.truncate)
+class _Requests:
+    """Linted requests per graph: the user's file as read, or requests built from the source.
+
+    A distributed entry graph also takes the rows its shards look up: its requests are built for the
+    receiver's inputs, then completed by a ``Router`` — which also makes the requests of any ps graph the
+    config asks to warm, from the ids the entry routes to it.
+    """
+
+    def __init__(self, warmup: WarmupConfig, export: ExportArtifact, model_name: str, payload: Any) -> None:
+        self.warmup, self.export, self.model_name, self.payload = warmup, export, model_name, payload
+        self.lookups = routed.remote_lookups(export) if warmup.source != "file" else []
+        self._stack = contextlib.ExitStack()
+        self._router: routed.Router | None = None
+        self._receiver_records: list[bytes] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def for_graph(self, label: str, graph: ServingGraph, signature: str, *, entry: bool) -> LintReport:
+        warmup, model_name = self.warmup, self.model_name
+        if warmup.source == "file":
+            return lint_scan(self.payload, graph, model_name=model_name, truncate=warmup.truncate)
+        shard = any(lookup.graph == label and lookup.signature == signature for lookup in self.lookups)
+        if shard and self._router is not None:
+            records = self._router.shard_requests(self._receiver_records, label, model_name)
+        else:
+            target = build.Target(model_name, signature, warmup.heads if entry else ())
+            routing = entry and not target.heads and routed.needs_routing(graph, signature, self.lookups)
+            receiver = routed.receiver_graph(graph, signature, self.lookups) if routing else graph
+            if warmup.source == "examples":
+                records = build.from_examples(receiver, target, self.payload)
+            else:
+                records = build.from_instances(receiver, target, self.payload)
+            if routing:
+                self._router = self._stack.enter_context(routed.Router(self.export, graph, self.lookups))
+                self._receiver_records = records
+                records = self._router.with_rows(records)
+        # More than 1000 only with truncate (the config loader checks): lint truncates, warns with the counts.
+        return lint_records(records, graph, model_name=model_name, truncate=warmup.truncate)

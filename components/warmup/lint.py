@@ -250,9 +250,7 @@ class _RecordChecker:
                 if key in signature.parsed:
                     for position, serialized in enumerate(values.reshape(-1)):
                         self._example(serialized, f"{where}[{position}]", signature.parsed[key])
-        if len(set(batch.values())) > 1:
-            self._add(f"{field}.inputs", "one batch size (first dimension) across inputs", str(batch))
-        elif 0 in batch.values():
+        if batch and not any(batch.values()):  # (inputs routed per shard may differ in their first dimension)
             self._add(
                 f"{field}.inputs", "a batch of at least one example", "a batch of 0 (nothing is warmed)"
             )
