@@ -222,6 +222,7 @@ def test_json_instances_for_a_raw_receiver(exports, tmp_path):
             '{"instances": [{"dense": [0.1], "item_id": 1}, {"dense": "abc", "item_id": 1}]}',
             r"instance 1: input 'dense'",
         ),
+        ('{"instances": [0.5]}', r"instance 0: expected an object with the inputs \['dense', 'item_id'\]"),
         ("[1, 2", r"is not JSON"),
         ('{"rows": []}', r'expected an object with "instances"'),
         ('{"instances": []}', r"expected a non-empty list of instances"),
@@ -249,6 +250,23 @@ def test_sources_on_gcs_are_read_through_storage(gcs_bucket, trained_model, tmp_
     assert sources.read_warmup_file(examples_uri).records[:3] == tuple(eval_examples(trained_model, 3))
     with pytest.raises(WarmupSourceError, match="cannot read warmup source"):
         sources.read_examples(f"gs://{gcs_bucket}/missing.tfrecord", 3)
+
+
+@pytest.mark.parametrize(
+    ("instance", "error"),
+    [
+        (
+            {"b64": "not base64!"},
+            r"item 0 of the warmup source does not convert for signature 'classification'",
+        ),
+        ({"b64": "aGVsbG8="}, r"item 0 of the warmup source does not convert"),  # "hello": not a tf.Example
+        ({"item_id": 2.5}, r"instance 0: feature 'item_id' is a int64_list"),
+    ],
+)
+def test_bad_instances_for_a_parsing_receiver(exports, tmp_path, instance, error):
+    graph = read_serving_graph(exports["example"])
+    with pytest.raises(WarmupSourceError, match=error):
+        build.from_instances(graph, build.Target("example", "classification"), [instance])
 
 
 def test_eval_examples_file_problems_are_source_errors(tmp_path):

@@ -36,42 +36,55 @@ def from_examples(graph: ServingGraph, target: Target, examples: Sequence[bytes]
     """One request per serialized tf.Example."""
     from tensorflow.core.example import example_pb2
 
-    signatures = _signatures(graph, target)
-    head = signatures[0]
-    records = []
-    for index, serialized in enumerate(examples):
-        if target.heads or head.kind in MULTI_KINDS:
-            records.append(_input_request(target, signatures, example_pb2.Example.FromString(serialized)))
-        elif head.example_input is not None:
-            records.append(
-                _predict(
-                    target, head, {head.example_input: _tensor(head.inputs[head.example_input], [serialized])}
-                )
-            )
-        else:
-            example = example_pb2.Example.FromString(serialized)
-            tensors = {key: _tensor_from_feature(spec, example, index) for key, spec in head.inputs.items()}
-            records.append(_predict(target, head, tensors))
-    return records
+    return _requests(
+        graph,
+        target,
+        examples,
+        example=lambda item, features, index: example_pb2.Example.FromString(item),
+        serialized=lambda item, key, features, index: item,
+        tensors=lambda signature, item, index: {
+            key: _tensor_from_feature(spec, example_pb2.Example.FromString(item), index)
+            for key, spec in signature.inputs.items()
+        },
+    )
 
 
 def from_instances(graph: ServingGraph, target: Target, instances: Sequence[Any]) -> list[bytes]:
     """One request per JSON instance (TF Serving REST "instances" row), converted by the signature's inputs."""
+    return _requests(
+        graph,
+        target,
+        instances,
+        example=_example_from_instance,
+        serialized=_serialized_example,
+        tensors=_tensors_from_instance,
+    )
+
+
+def _requests(
+    graph: ServingGraph, target: Target, items: Sequence[Any], *, example, serialized, tensors
+) -> list[bytes]:
+    """One request per item, of the kind the target signature (or heads) takes; converters per source."""
+    from google.protobuf.message import DecodeError
+
     signatures = _signatures(graph, target)
     head = signatures[0]
     records = []
-    for index, instance in enumerate(instances):
-        if target.heads or head.kind in MULTI_KINDS:
-            features = head.parsed.get(next(iter(head.inputs)), ())
-            records.append(
-                _input_request(target, signatures, _example_from_instance(instance, features, index))
-            )
-        elif head.example_input is not None:
-            key = head.example_input
-            serialized = _serialized_example(instance, key, head.parsed[key], index)
-            records.append(_predict(target, head, {key: _tensor(head.inputs[key], [serialized])}))
-        else:
-            records.append(_predict(target, head, _tensors_from_instance(head, instance, index)))
+    for index, item in enumerate(items):
+        try:
+            if target.heads or head.kind in MULTI_KINDS:
+                features = head.parsed.get(next(iter(head.inputs)), ())
+                records.append(_input_request(target, signatures, example(item, features, index)))
+            elif head.example_input is not None:
+                key = head.example_input
+                proto = _tensor(head.inputs[key], [serialized(item, key, head.parsed[key], index)])
+                records.append(_predict(target, head, {key: proto}))
+            else:
+                records.append(_predict(target, head, tensors(head, item, index)))
+        except (DecodeError, TypeError, ValueError) as exc:
+            raise WarmupSourceError(
+                f"item {index} of the warmup source does not convert for signature {head.name!r}: {exc}"
+            ) from exc
     return records
 
 
