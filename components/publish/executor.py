@@ -192,9 +192,8 @@ def _check_against_manifest(folder: str, files: tuple[FileEntry, ...]) -> list[s
 
 def _manifest_extra(export: ExportArtifact) -> dict[str, Any]:
     extra: dict[str, Any] = {"warmup_records": export.warmup_records}
-    warmup = getattr(export, "warmup", None)  # the warmup stage's summary, when it ran
-    if warmup is not None:
-        extra["warmup"] = to_jsonable(warmup)
+    if export.warmup is not None:  # the warmup stage's summary
+        extra["warmup"] = to_jsonable(export.warmup)
     return extra
 
 

@@ -306,6 +306,7 @@ class _Run:
         if existing_marker is not None and self._marker_matches(existing_marker):
             if self._all_present():
                 log.info("%s version %s is already published; nothing to move", layout.base, layout.version)
+                Lease.clear_stale(storage, layout.lease)  # a run killed after its marker leaves one
                 return self._outcome([], already=True)
             log.warning("%s version %s is marked published but objects are missing; repairing", layout.base, layout.version)
         self.lease = Lease.acquire(storage, layout.lease, self.settings.lease_ttl, "publish")
@@ -604,14 +605,15 @@ class Lease:
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         body = _lease_body(owner, ttl, purpose)
         for _attempt in range(5):
-            try:
-                info = storage.write_bytes(uri, body, if_generation_match=0)
-                return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
-            except PreconditionFailed:
-                pass
+            # Look first, then create-if-absent: the precondition closes the race on real GCS; the look
+            # keeps a store that ignores preconditions (the emulator) from silently taking a live lease.
             found = storage.read_versioned(uri)
             if found is None:
-                continue  # released meanwhile: try to create it again
+                try:
+                    info = storage.write_bytes(uri, body, if_generation_match=0)
+                    return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
+                except PreconditionFailed:
+                    continue  # created meanwhile: look at it
             data, generation = found
             holder = json_object(data)
             if holder is not None and lease_is_live(holder):
@@ -626,6 +628,19 @@ class Lease:
             except PreconditionFailed:
                 continue
         raise PublishInProgress(f"{uri}: the lease kept changing hands; retry later")
+
+    @staticmethod
+    def clear_stale(storage: Storage, uri: str) -> None:
+        """Remove the lease at ``uri`` if its holder is gone (never a live one)."""
+        found = storage.read_versioned(uri)
+        if found is None:
+            return
+        holder = json_object(found[0])
+        if holder is None or not lease_is_live(holder):
+            try:
+                storage.delete(uri, if_generation_match=found[1])
+            except PreconditionFailed:
+                pass  # renewed or taken over meanwhile
 
     def renew(self) -> None:
         with self._lock:

@@ -1,0 +1,303 @@
+"""The publish protocol on local disk and on the real GCS emulator, with synthetic exports (no TF).
+
+Order of writes, verification, idempotent reruns, resume after a failure, conflicts, leases, dedupe by
+server-side copy / hard link, dry runs and progress. The emulator does not enforce generation
+preconditions (real GCS does); nothing here claims to prove them on GCS — the lease tests show the
+look-before-create that keeps a live lease from being taken even there.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from components.artifacts import FileEntry
+from components.manifest import MANIFEST_PATH
+from components.publish.errors import PublishInProgress, VersionConflict
+from components.publish.executor import destination_storage, publish
+from components.publish.progress import Progress, ProgressBar, bar_log
+from components.publish.protocol import GRAPH_FILES, lease_uri
+from components.publish.transfer import PublishEvent
+from components.storage import crc32c_of_file, storage_for
+from tests.support.publishing import (
+    assert_nothing_partial_is_loadable,
+    loadable_versions,
+    make_config,
+    make_export,
+    params_for,
+    relative_objects,
+)
+
+
+@pytest.fixture(params=["local", "gcs"])
+def destination(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "local":
+        return str(tmp_path / "published")
+    return f"gs://{request.getfixturevalue('gcs_bucket')}/models"
+
+
+def manifest_entries(folder: str) -> dict[str, FileEntry]:
+    data = json.loads(Path(folder, MANIFEST_PATH).read_text())
+    entries = {f["path"]: FileEntry(f["path"], f["size"], f["crc32c"]) for f in data["files"]}
+    path = os.path.join(folder, MANIFEST_PATH)
+    entries[MANIFEST_PATH] = FileEntry(MANIFEST_PATH, os.path.getsize(path), crc32c_of_file(path))
+    return entries
+
+
+def assert_published_exactly(destination: str, version_dir: str, export_dir: str) -> None:
+    """The version folder holds exactly the export's files, each with the manifest's size and CRC32C."""
+    storage = storage_for(destination)
+    objects = relative_objects(storage, version_dir)
+    expected = manifest_entries(export_dir)
+    assert set(objects) == set(expected)
+    for path, entry in expected.items():
+        info = objects[path]
+        crc = info.crc32c or storage.checksum(info.uri)
+        assert (info.size, crc) == (entry.size, entry.crc32c), path
+
+
+def test_publish_verifies_everything_then_a_rerun_moves_nothing(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path, hard_links=False)
+    export = make_export(tmp_path / "staging")
+    pushed = publish(params_for(config), export)
+    storage = storage_for(destination)
+    assert pushed.uri == storage.join(destination, "example", "300")
+    assert_published_exactly(destination, pushed.uri, export.uri)
+    assert pushed.bytes_moved == pushed.bytes_total > 0 and not pushed.already_published
+    marker = json.loads(storage.read_bytes(pushed.marker_uri))
+    assert marker["version"] == "300" and marker["step"] == 300 and marker["metrics"]["auc"] > 0
+    assert storage.stat(lease_uri(storage, storage.join(destination, "example"), "300")) is None
+    before = {p: (i.generation, i.size) for p, i in relative_objects(storage, storage.join(destination, "example")).items()}
+
+    again = publish(params_for(config), export)
+
+    assert again.already_published and again.bytes_moved == 0 and again.bytes_copied == 0
+    after = {p: (i.generation, i.size) for p, i in relative_objects(storage, storage.join(destination, "example")).items()}
+    assert after == before  # not one object rewritten, marker included
+
+
+def test_writes_come_in_protocol_order_for_a_multi_graph_set(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path, parallelism=3)
+    export = make_export(tmp_path / "staging", graphs=("entry", "ps_0", "ps_1"))
+    events: list[PublishEvent] = []
+    pushed = publish(params_for(config), export, observer=events.append)
+    names = [e.uri.rsplit("/300/", 1)[-1] if "/300/" in e.uri else e.kind for e in events]
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "lease" and kinds[-1] == "marker"
+    first_graph = min(i for i, n in enumerate(names) if n in GRAPH_FILES)
+    assert all(n not in GRAPH_FILES for n in names[:first_graph])
+    assert sum(n == MANIFEST_PATH for n in names[:first_graph]) == 3  # every manifest before any graph
+    graph_uris = [e.uri for e in events if e.uri.endswith("/saved_model.pb")]
+    assert [u.split("/")[-3] for u in graph_uris] == ["ps_0", "ps_1", "entry"]  # entry graph last
+    storage = storage_for(destination)
+    assert pushed.uri == storage.join(destination, "example", "entry", "300")
+    for graph in ("entry", "ps_0", "ps_1"):
+        assert_published_exactly(destination, pushed.graph_uris[graph], export.graphs[graph])
+    assert loadable_versions(storage, storage.join(destination, "example")) == ["entry/300", "ps_0/300", "ps_1/300"]
+
+
+class Interrupted(Exception):
+    """Raised by a test observer to stop a publish part-way, like a crash that still runs cleanup."""
+
+
+def test_a_rerun_after_an_interruption_reuses_what_matches(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path, hard_links=False, parallelism=1)
+    export = make_export(tmp_path / "staging")
+    done: list[PublishEvent] = []
+
+    def stop_after_three(event: PublishEvent) -> None:
+        done.append(event)
+        if len(done) == 4:  # the lease, then three files
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        publish(params_for(config), export, observer=stop_after_three)
+    storage = storage_for(destination)
+    base = storage.join(destination, "example")
+    assert loadable_versions(storage, base) == []
+    kept = sum(e.size for e in done[1:])
+    assert kept > 0
+
+    pushed = publish(params_for(config), export)
+
+    assert pushed.bytes_moved == pushed.bytes_total - kept  # the three verified files were not sent again
+    assert_published_exactly(destination, pushed.uri, export.uri)
+
+
+def test_a_wrong_object_in_an_unpublished_version_is_replaced(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path)
+    export = make_export(tmp_path / "staging")
+    storage = storage_for(destination)
+    wrong = storage.join(destination, "example", "300", "variables", "variables.index")
+    storage.write_bytes(wrong, b"left over from something else", if_generation_match=0)
+    pushed = publish(params_for(config), export)
+    assert_published_exactly(destination, pushed.uri, export.uri)
+
+
+def test_a_loadable_version_with_other_content_is_never_rewritten_unless_forced(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path)
+    first = make_export(tmp_path / "a", seed=1)
+    second = make_export(tmp_path / "b", seed=2)
+    publish(params_for(config), first)
+    storage = storage_for(destination)
+    base = storage.join(destination, "example")
+    before = {p: (i.size, i.generation) for p, i in relative_objects(storage, base).items()}
+
+    with pytest.raises(VersionConflict, match="never rewritten in place"):
+        publish(params_for(config), second)
+    assert {p: (i.size, i.generation) for p, i in relative_objects(storage, base).items()} == before
+
+    pushed = publish(params_for(config, force=True), second)
+    assert_published_exactly(destination, pushed.uri, second.uri)
+    marker = json.loads(storage.read_bytes(pushed.marker_uri))
+    assert marker["graphs"][0]["manifest_crc32c"] == manifest_entries(second.uri)[MANIFEST_PATH].crc32c
+
+
+def _write_lease(destination: str, pid: int, expires_in: float) -> str:
+    storage = storage_for(destination)
+    uri = lease_uri(storage, storage.join(destination, "example"), "300")
+    body = {"owner": f"{socket.gethostname()}:{pid}:test", "host": socket.gethostname(), "pid": pid,
+            "purpose": "publish", "expires_at": time.time() + expires_in}
+    storage.write_bytes(uri, json.dumps(body).encode(), if_generation_match=0)
+    return uri
+
+
+def test_a_second_publisher_of_the_same_version_fails_fast(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path)
+    uri = _write_lease(destination, os.getppid(), expires_in=600)  # a live process on this host
+    with pytest.raises(PublishInProgress, match="in progress by"):
+        publish(params_for(config), make_export(tmp_path / "staging"))
+    storage = storage_for(destination)
+    assert list(relative_objects(storage, storage.join(destination, "example"))) == [uri.rsplit("/example/", 1)[1]]
+
+
+@pytest.mark.parametrize("how", ["dead process", "expired"])
+def test_a_stale_lease_is_taken_over(destination: str, tmp_path: Path, how: str) -> None:
+    if how == "dead process":
+        child = subprocess.Popen(["true"])
+        child.wait()
+        _write_lease(destination, child.pid, expires_in=600)
+    else:
+        _write_lease(destination, os.getppid(), expires_in=-1)
+    config = make_config(destination, tmp_path)
+    export = make_export(tmp_path / "staging")
+    pushed = publish(params_for(config), export)
+    assert_published_exactly(destination, pushed.uri, export.uri)
+    storage = storage_for(destination)
+    assert storage.stat(lease_uri(storage, storage.join(destination, "example"), "300")) is None
+
+
+def test_unchanged_files_of_a_new_version_are_copied_by_the_store(gcs_bucket: str, tmp_path: Path) -> None:
+    destination = f"gs://{gcs_bucket}/models"
+    config = make_config(destination, tmp_path)
+    publish(params_for(config), make_export(tmp_path / "staging", step=300, seed=7))
+    newer = make_export(tmp_path / "staging", step=400, seed=7)  # same bytes, new version
+    pushed = publish(params_for(config), newer)
+    manifest = manifest_entries(newer.uri)[MANIFEST_PATH]
+    assert pushed.bytes_moved == manifest.size  # only the manifest (it names the new version) was sent
+    assert pushed.bytes_copied == pushed.bytes_total - manifest.size
+    assert_published_exactly(destination, pushed.uri, newer.uri)
+
+
+def test_variables_by_reference_to_a_checkpoint_in_the_bucket_move_no_variable_bytes(
+    gcs_bucket: str, tmp_path: Path
+) -> None:
+    destination = f"gs://{gcs_bucket}/models"
+    export = make_export(tmp_path / "staging", checkpoint_uri=f"gs://{gcs_bucket}/train/model.ckpt-300")
+    storage = storage_for(destination)
+    for suffix in ("index", "data-00000-of-00002", "data-00001-of-00002"):  # the trainer's checkpoint
+        storage.upload_file(
+            os.path.join(export.uri, "variables", f"variables.{suffix}"),
+            f"gs://{gcs_bucket}/train/model.ckpt-300.{suffix}",
+            if_generation_match=0,
+        )
+    variables = sum(os.path.getsize(p) for p in Path(export.uri, "variables").iterdir())
+
+    pushed = publish(params_for(make_config(destination, tmp_path)), export)
+
+    assert pushed.bytes_copied == variables
+    assert pushed.bytes_moved == pushed.bytes_total - variables
+    assert_published_exactly(destination, pushed.uri, export.uri)
+
+
+def test_local_publish_links_the_export_and_copies_when_asked_not_to(tmp_path: Path) -> None:
+    export = make_export(tmp_path / "staging")
+    linked = publish(params_for(make_config(str(tmp_path / "linked"), tmp_path)), export)
+    copied = publish(params_for(make_config(str(tmp_path / "copied"), tmp_path, hard_links=False)), export)
+    for relative in ("saved_model.pb", "variables/variables.data-00000-of-00002"):
+        source = os.stat(os.path.join(export.uri, relative))
+        assert os.stat(os.path.join(linked.uri, relative)).st_ino == source.st_ino  # O(1): no bytes copied
+        assert os.stat(os.path.join(copied.uri, relative)).st_ino != source.st_ino
+    assert linked.bytes_moved == 0 and linked.bytes_copied == linked.bytes_total
+    assert copied.bytes_moved == copied.bytes_total
+    assert_published_exactly(str(tmp_path / "copied"), copied.uri, export.uri)
+
+
+def test_a_local_copy_dedupes_against_an_earlier_version_by_hard_link(tmp_path: Path) -> None:
+    destination = str(tmp_path / "published")
+    config = make_config(destination, tmp_path, hard_links=False)
+    first = publish(params_for(config), make_export(tmp_path / "staging", step=300, seed=3))
+    second = publish(params_for(config), make_export(tmp_path / "staging", step=400, seed=3))
+    relative = "variables/variables.data-00000-of-00002"
+    assert os.stat(os.path.join(first.uri, relative)).st_ino == os.stat(os.path.join(second.uri, relative)).st_ino
+    assert second.bytes_moved < first.bytes_moved
+
+
+def test_dry_run_writes_the_manifest_and_nothing_at_the_destination(destination: str, tmp_path: Path) -> None:
+    export = make_export(tmp_path / "staging")
+    pushed = publish(params_for(make_config(destination, tmp_path), dry_run=True), export)
+    assert Path(export.uri, MANIFEST_PATH).exists()
+    assert pushed.bytes_moved == 0
+    storage = storage_for(destination)
+    assert list(storage.list(storage.join(destination, "example"))) == []
+
+
+def test_progress_is_logged_with_rate_and_eta_and_drawn_as_a_bar(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = iter(float(t) for t in range(100))
+    progress = Progress("publish x", 4 * 1024 * 1024, 2, log_every=1.0, clock=lambda: next(clock))
+    screen = io.StringIO()
+    handler = ProgressBar(screen)
+    bar_log.addHandler(handler)
+    bar_log.setLevel(logging.INFO)
+    caplog.set_level(logging.INFO, logger="components.publish.transfer")
+    try:
+        progress.add_bytes(1024 * 1024)
+        progress.add_bytes(1024 * 1024)
+        progress.object_done()
+        snapshot = progress.snapshot()
+        progress.finish()
+    finally:
+        bar_log.removeHandler(handler)
+    assert snapshot.bytes_done == 2 * 1024 * 1024 and snapshot.rate > 0 and snapshot.eta is not None
+    assert "MiB/s" in caplog.text and "ETA" in caplog.text and "1/2 objects" in caplog.text
+    assert "%" in screen.getvalue() and screen.getvalue().endswith("\n")
+
+
+def test_a_real_publish_logs_progress(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="components.publish")
+    config = make_config(str(tmp_path / "published"), tmp_path, hard_links=False)
+    publish(params_for(config), make_export(tmp_path / "staging"))
+    assert "100%" in caplog.text and "7/7 objects" in caplog.text
+
+
+def test_the_configured_back_end_uses_the_destination_options(gcs: object, tmp_path: Path) -> None:
+    config = make_config("gs://bucket/models", tmp_path, timeout_s=7.0, retry_deadline_s=9.0, chunk_mib=4, parallelism=20)
+    storage = destination_storage(config.destination)
+    assert storage.options.timeout == 7.0 and storage.options.retry_deadline == 9.0
+    assert storage.options.chunk_size == 4 * 1024 * 1024 and storage.options.pool_size >= 20
+
+
+def test_nothing_partial_is_ever_loadable_after_the_happy_path(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path)
+    for step in (100, 200):
+        publish(params_for(config), make_export(tmp_path / "staging", step=step, seed=step))
+    storage = storage_for(destination)
+    assert assert_nothing_partial_is_loadable(storage, storage.join(destination, "example")) == ["100", "200"]
