@@ -312,3 +312,27 @@ def test_unblessed_and_unselected_are_not_exported(all_kinds, trained_model):
         is None
     )
     assert entries(staging_dir(config, "latest")) == ["300"]
+
+
+def test_export_strategy_operator_runs_a_registered_strategy(all_kinds, trained_model, tmp_path):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from plugins.operators import ExportStrategyOperator
+
+    config, _, exported = all_kinds
+    evaluation = evaluation_for(trained_model, 300, auc=0.8, loss=0.5).to_dict()
+    operator = ExportStrategyOperator(
+        task_id="export", config_path=config.source, strategy="contrib", evaluation=evaluation
+    )
+    assert operator.label() == "contrib @ step 300"  # the mapped task instance's name
+    context = {"params": {}}
+    result = operator.execute(context)
+    assert result["uri"] == exported["contrib"].uri and result["already_exported"] is True
+    assert context["exportflow_label"] == "contrib @ step 300"
+
+    bad = write_config(trained_model, tmp_path, strategies=[{"name": "newest", "kind": "newest"}])
+    operator = ExportStrategyOperator(
+        task_id="export", config_path=str(bad), strategy="newest", evaluation=evaluation
+    )
+    with pytest.raises(AirflowFailException, match="unknown export strategy kind 'newest'; known kinds"):
+        operator.execute({"params": {}})
