@@ -307,3 +307,38 @@ def test_a_different_model_name_is_only_a_warning(graph):
         "'example'",
         "'other'",
     )
+
+
+def test_context_features_merge_into_each_example_as_tf_serving_merges_them(graph):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from components.warmup.replay import replay
+
+    def with_context(context_features: dict, example_features: dict) -> bytes:
+        log = prediction_log_pb2.PredictionLog()
+        request = log.classify_log.request
+        request.model_spec.name, request.model_spec.signature_name = MODEL, "classification"
+        inputs = request.input.example_list_with_context
+        for target, features in (
+            (inputs.context, context_features),
+            (inputs.examples.add(), example_features),
+        ):
+            for key, values in features.items():
+                feature = target.features.feature[key]
+                (feature.float_list if key == "dense" else feature.int64_list).value.extend(values)
+        return log.SerializeToString()
+
+    split = with_context({"item_id": [3]}, {"dense": [0.5] * 8})  # the context supplies item_id
+    overridden = with_context(
+        {"dense": [0.5] * 7}, {"dense": [0.5] * 8, "item_id": [3]}
+    )  # the example's wins
+    missing = with_context({"dense": [0.5] * 8}, {"dense": [0.5] * 8})  # nobody supplies item_id
+    report = lint_records([split, overridden, missing], graph, model_name=MODEL, truncate=False)
+    problem = only_error(report)
+    assert problem.record == 2
+    assert (
+        problem.field
+        == "classify_log.request.input.example_list_with_context.examples[0].features['item_id']"
+    )
+    assert (problem.expected, problem.found) == ("int64_list with 1 value(s)", "no such feature")
+    assert replay(graph, [split, overridden]).kinds == {"classify": 2}

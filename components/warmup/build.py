@@ -148,6 +148,23 @@ def _input_request(target: Target, signatures: list[SignatureSpec], example) -> 
     return log.SerializeToString()
 
 
+def serialized_examples(model_input) -> list[bytes]:
+    """The examples of a request's ``Input`` as TF Serving feeds them: context bytes, then each example's.
+
+    (Appending an example's bytes to its context's merges the two feature maps; on a shared key the
+    example's feature wins, as protobuf map merging goes.)
+    """
+    kind = model_input.WhichOneof("kind")
+    if kind is None:
+        return []
+    context = (
+        model_input.example_list_with_context.context.SerializeToString()
+        if kind == "example_list_with_context"
+        else b""
+    )
+    return [context + example.SerializeToString() for example in getattr(model_input, kind).examples]
+
+
 def _tensor(spec: TensorSpec, values: Any):
     import tensorflow as tf
 

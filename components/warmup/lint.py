@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from components.warmup import tfrecord
+from components.warmup.build import serialized_examples
 from components.warmup.signatures import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
@@ -334,8 +335,7 @@ class _RecordChecker:
         return False
 
     def _input(self, model_input, field: str, features: tuple[FeatureSpec, ...]) -> None:
-        kind = model_input.WhichOneof("kind")
-        examples = list(getattr(model_input, kind).examples) if kind else []
+        examples = serialized_examples(model_input)
         if not examples:
             self._add(
                 field,
@@ -343,16 +343,9 @@ class _RecordChecker:
                 "an empty input",
             )
             return
-        context = (
-            model_input.example_list_with_context.context.SerializeToString()
-            if kind == "example_list_with_context"
-            else b""
-        )
-        for position, example in enumerate(examples):
-            # TF Serving appends each example's bytes to the context's, so the context's features merge in.
-            self._example(
-                context + example.SerializeToString(), f"{field}.{kind}.examples[{position}]", features
-            )
+        kind = model_input.WhichOneof("kind")
+        for position, serialized in enumerate(examples):
+            self._example(serialized, f"{field}.{kind}.examples[{position}]", features)
 
     def _example(self, serialized: bytes, field: str, features: tuple[FeatureSpec, ...]) -> None:
         """A serialized tf.Example against the features the model's ParseExample op reads."""

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from components.artifacts import WarmupReplay
+from components.warmup.build import serialized_examples
 from components.warmup.errors import WarmupReplayError
 from components.warmup.signatures import DEFAULT_SIGNATURE, SERVE_TAG, ServingGraph, SignatureSpec
 
@@ -76,17 +77,16 @@ def run_record(session, graph: ServingGraph, record: bytes, index: int) -> tuple
         if kind == "predict":
             names = [request.model_spec.signature_name or DEFAULT_SIGNATURE]
             _predict(session, graph.signatures[names[0]], request)
-        elif kind in ("classify", "regress"):
-            names = [request.model_spec.signature_name or DEFAULT_SIGNATURE]
-            signature = graph.signatures[names[0]]
-            outputs = _run_examples(session, [signature], request.input)
-            _check_outputs(signature, kind, outputs, _count(request.input))
-        elif kind == "multi_inference":
-            names = [t.model_spec.signature_name or DEFAULT_SIGNATURE for t in request.tasks]
+        elif kind in ("classify", "regress", "multi_inference"):
+            if kind == "multi_inference":
+                names = [t.model_spec.signature_name or DEFAULT_SIGNATURE for t in request.tasks]
+            else:
+                names = [request.model_spec.signature_name or DEFAULT_SIGNATURE]
             heads = [graph.signatures[n] for n in names]
-            outputs = _run_examples(session, heads, request.input)
+            examples = serialized_examples(request.input)
+            outputs = _run_examples(session, heads, examples)
             for head in heads:
-                _check_outputs(head, head.kind, outputs, _count(request.input))
+                _check_outputs(head, head.kind, outputs, len(examples))
         else:
             raise ValueError(f"{kind} records are not replayed by TF Serving's warmup")
     except (tf.errors.OpError, ValueError, TypeError, KeyError) as exc:
@@ -117,25 +117,14 @@ def _predict(session, signature: SignatureSpec, request) -> dict:
     return session.run({key: signature.outputs[key].name for key in wanted}, feed_dict=feeds)
 
 
-def _run_examples(session, signatures: Sequence[SignatureSpec], model_input) -> dict:
-    """Feed the Input's examples (context bytes first, as TF Serving does) to the heads' shared input."""
+def _run_examples(session, signatures: Sequence[SignatureSpec], examples: list[bytes]) -> dict:
+    """Feed serialized examples to the heads' shared input; fetch every head's outputs."""
     import numpy as np
 
-    kind = model_input.WhichOneof("kind")
-    examples = getattr(model_input, kind).examples if kind else []
-    context = (
-        model_input.example_list_with_context.context.SerializeToString()
-        if kind == "example_list_with_context"
-        else b""
-    )
-    serialized = np.array([context + e.SerializeToString() for e in examples], dtype=object)
     fetches = {f"{s.name}/{key}": spec.name for s in signatures for key, spec in s.outputs.items()}
-    return session.run(fetches, feed_dict={signatures[0].inputs["inputs"].name: serialized})
-
-
-def _count(model_input) -> int:
-    kind = model_input.WhichOneof("kind")
-    return len(getattr(model_input, kind).examples) if kind else 0
+    return session.run(
+        fetches, feed_dict={signatures[0].inputs["inputs"].name: np.array(examples, dtype=object)}
+    )
 
 
 def _check_outputs(signature: SignatureSpec, kind: str, outputs: dict, examples: int) -> None:

@@ -103,16 +103,17 @@ class ServingGraph:
 
 
 def has_serve_graph(export_dir: str) -> bool:
-    return any(SERVE_TAG in m.meta_info_def.tags for m in _read_proto(export_dir).meta_graphs)
+    return _serve_meta_graph(_read_proto(export_dir)) is not None
 
 
 def read_serving_graph(export_dir: str) -> ServingGraph:
     proto = _read_proto(export_dir)
-    meta_graph = next((m for m in proto.meta_graphs if SERVE_TAG in m.meta_info_def.tags), None)
+    meta_graph = _serve_meta_graph(proto)
     if meta_graph is None:
         tags = [sorted(m.meta_info_def.tags) for m in proto.meta_graphs]
         raise WarmupError(
-            f"{export_dir} has no MetaGraph tagged {SERVE_TAG!r} (it has {tags}); TF Serving cannot load it"
+            f"{export_dir} has no MetaGraph tagged exactly [{SERVE_TAG!r}] (it has {tags}); TF Serving "
+            "loads that tag set by default"
         )
     nodes = {node.name: node for node in meta_graph.graph_def.node}
     parsed_by_node = _parsed_features(nodes)
@@ -132,6 +133,11 @@ def read_serving_graph(export_dir: str) -> ServingGraph:
             parsed=parsed,
         )
     return ServingGraph(export_dir, signatures)
+
+
+def _serve_meta_graph(proto):
+    """The MetaGraph TF Serving loads by default: the one whose tag set is exactly ``{"serve"}``."""
+    return next((m for m in proto.meta_graphs if set(m.meta_info_def.tags) == {SERVE_TAG}), None)
 
 
 def _read_proto(export_dir: str):
