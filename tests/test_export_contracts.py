@@ -488,6 +488,8 @@ def test_entry_points_register_strategies_and_adapt_contrib_objects(plugins):
     assert isinstance(factory.target, LatestExporter) and factory.verify == "graph"
     with pytest.raises(StrategyConfigError, match="unknown parameter"):
         create_strategy("contrib", "c", {"keep": 3})  # the adapter validates its own options
+    with pytest.raises(StrategyConfigError, match=r"unknown parameter\(s\) \['by_reference'\]"):
+        create_strategy("contrib", "c", {"by_reference": True})  # the user's code writes the variables
 
 
 def test_entry_point_collisions_and_failures_are_errors_naming_the_providers(plugins):

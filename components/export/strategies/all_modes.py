@@ -13,7 +13,7 @@ from components.export.all_modes import write_all_modes
 from components.export.errors import StrategyConfigError
 from components.export.graphs import estimator_model_fn
 from components.export.strategies.base import PipelineStrategy, StrategyContext
-from components.export.strategies.options import AllModesOptions, CommonOptions, parse_options
+from components.export.strategies.options import AllModesOptions, BaseOptions, parse_options
 from components.export.writing import Written
 
 _MODE_KEYS = {"train": "train", "eval": "eval", "predict": "infer"}
@@ -22,7 +22,7 @@ _MODE_KEYS = {"train": "train", "eval": "eval", "predict": "infer"}
 class OptionsStrategy(PipelineStrategy):
     """A built-in strategy whose params parse into an options dataclass."""
 
-    options_class: type[CommonOptions] = CommonOptions
+    options_class: type[BaseOptions] = BaseOptions
 
     def __init__(self, name: str, params: Any) -> None:
         super().__init__(name, params)

@@ -6,9 +6,10 @@ whether to export this checkpoint and writes one SavedModel (or a set of them) i
 given. ``write`` may return a :class:`Written` describing a set, how variables got there, or that it
 declined after all (an ``Exporter`` that returns ``None``).
 
-Options every built-in strategy accepts in its config ``params`` (see ``strategies/options.py``):
-``by_reference``, ``verify`` (``full`` | ``graph``), ``version`` (``step`` | ``timestamp``),
-``exports_to_keep``, ``as_text``, ``strip_default_attrs``, ``assets_extra``.
+Options in a strategy config's ``params`` (see ``strategies/options.py``): every kind takes ``verify``
+(``full`` | ``graph``), ``version`` (``step`` | ``timestamp``) and ``exports_to_keep``; the kinds that
+write SavedModels themselves also take ``by_reference``, ``as_text``, ``strip_default_attrs`` and
+``assets_extra``, plus their own (``layout``, ``max_steps``, ``metric``, ``include_graphs``, ...).
 """
 
 from __future__ import annotations

@@ -18,12 +18,20 @@ O = TypeVar("O")
 
 
 @dataclasses.dataclass(frozen=True)
-class CommonOptions:
-    by_reference: bool = False  # place the checkpoint files as variables/ (see by_reference.py)
+class BaseOptions:
+    """What the executor reads from every strategy."""
+
     # full: load each tag with its variables; graph: import each tag and check variables against the index
     verify: Literal["full", "graph"] = "full"
     version: Literal["step", "timestamp"] = "step"
     exports_to_keep: int | None = None  # staged versions kept (unpublished ones are never removed)
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonOptions(BaseOptions):
+    """What every built-in strategy that writes SavedModels itself accepts."""
+
+    by_reference: bool = False  # place the checkpoint files as variables/ (see by_reference.py)
     as_text: bool = False
     strip_default_attrs: bool = True
     assets_extra: dict[str, str] = dataclasses.field(default_factory=dict)  # relative key -> source file
@@ -70,7 +78,9 @@ class DistributedOptions(StandaloneOptions):
 
 
 @dataclasses.dataclass(frozen=True)
-class AdapterOptions(CommonOptions):
+class AdapterOptions(BaseOptions):
+    """The user's ExportStrategy / Exporter writes the SavedModel, so only the executor's options apply."""
+
     target: str | None = None  # import path of an ExportStrategy, an Exporter or a factory of one
     target_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)  # passed to a factory target
     max_steps: int | None = None  # with is_final, defines "final" for an Exporter's is_the_final_export
