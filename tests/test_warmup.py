@@ -543,21 +543,25 @@ def serve_removed(source: str, target: Path) -> str:
     return str(target)
 
 
-def test_distributed_export_warms_the_entry_graph_and_the_ones_asked(
-    exports, make_config, trained_model, tmp_path
-):
-    entry = shutil.copytree(exports["example"], tmp_path / "set" / "entry")
-    ps_0 = shutil.copytree(exports["raw"], tmp_path / "set" / "ps_0")
-    ps_1 = shutil.copytree(exports["raw"], tmp_path / "set" / "ps_1")
-    export = ExportArtifact(
+def graph_set(tmp_path: Path, **sources: str) -> ExportArtifact:
+    """A multi-graph export whose graphs are copies of the given exports."""
+    graphs = {name: str(shutil.copytree(source, tmp_path / "set" / name)) for name, source in sources.items()}
+    return ExportArtifact(
         uri=str(tmp_path / "set"),
         model_name="example",
         strategy="all_modes",
         version=str(STEP),
         step=STEP,
         checkpoint_uri="/ckpt",
-        graphs={"entry": str(entry), "ps_0": str(ps_0), "ps_1": str(ps_1)},
+        graphs=graphs,
     )
+
+
+def test_distributed_export_warms_the_entry_graph_and_the_ones_asked(
+    exports, make_config, trained_model, tmp_path
+):
+    export = graph_set(tmp_path, entry=exports["example"], ps_0=exports["raw"], ps_1=exports["raw"])
+    entry, ps_0, ps_1 = (export.graphs[name] for name in ("entry", "ps_0", "ps_1"))
     warmed = inject_warmup(
         WarmupParams(warmup_config(make_config, trained_model, graphs={"ps_0": "serving_default"})), export
     )
@@ -625,17 +629,8 @@ def test_graph_sets_without_an_entry_use_their_only_serving_graph(exports, tmp_p
 
 
 def test_a_failure_on_any_graph_writes_no_file_anywhere(exports, make_config, trained_model, tmp_path):
-    entry = shutil.copytree(exports["example"], tmp_path / "set" / "entry")
-    ps_0 = shutil.copytree(exports["raw"], tmp_path / "set" / "ps_0")
-    export = ExportArtifact(
-        uri=str(tmp_path / "set"),
-        model_name="example",
-        strategy="all_modes",
-        version="1",
-        step=1,
-        checkpoint_uri="/c",
-        graphs={"entry": str(entry), "ps_0": str(ps_0)},
-    )
+    export = graph_set(tmp_path, entry=exports["example"], ps_0=exports["raw"])
+    entry, ps_0 = export.graphs["entry"], export.graphs["ps_0"]
     config = warmup_config(make_config, trained_model, graphs={"ps_0": "lookup"})
     with pytest.raises(WarmupError, match="no serving signature 'lookup'"):
         inject_warmup(WarmupParams(config), export)
