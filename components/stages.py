@@ -13,15 +13,24 @@ import logging
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config.schema import PipelineConfig, StrategyConfig
+from components.discovery import lease
 from components.discovery.errors import DiscoveryError
 from components.discovery.executor import discover
 from components.discovery.spec import DiscoveryParams
+from components.errors import ExportflowError
+from components.evaluation.digest import config_digest
 from components.evaluation.executor import evaluate
 from components.evaluation.spec import EvaluationParams
 from components.export.executor import export
 from components.export.spec import ExportParams
 from components.ledger import CheckpointRecord, Ledger
-from components.ledger.records import baseline_metrics, record_evaluation, record_export, record_publication
+from components.ledger.records import (
+    baseline,
+    ranking_rule,
+    record_evaluation,
+    record_export,
+    record_publication,
+)
 from components.paths import work_dir
 from components.publish.executor import publish
 from components.publish.retention import retire_old_versions
@@ -81,21 +90,29 @@ def discover_stage(config: PipelineConfig, options: RunOptions) -> list[Checkpoi
         max_per_run=options.max_checkpoints or discovery.max_per_run,
         only_step=options.checkpoint,
         include_handled=options.force,
+        config_digest=config_digest(config),
     )
     state = ledger_of(config).load()
-    if options.steps is None:
-        checkpoints = discover(params, state)
-    else:  # an asset-triggered run handles exactly the steps its events name, each once
-        checkpoints = []
-        handled = set() if options.force else state.handled_steps()
-        for step in sorted(set(options.steps) - handled):
+    checkpoints = discover(params, state)
+    if options.steps is not None:
+        # Asset-triggered: Airflow links to a run only the events that arrived before it was queued,
+        # so events are hints, not the list: every new checkpoint is taken by policy (above), plus
+        # each step an event names even where the policy would skip it.
+        seen = {c.step for c in checkpoints}
+        handled = set() if options.force else state.handled_steps(params.config_digest)
+        for step in sorted(set(options.steps) - handled - seen):
             try:
                 checkpoints += discover(dataclasses.replace(params, only_step=step), state)
             except DiscoveryError as exc:  # e.g. the trainer's retention deleted it since the event
                 log.warning("skipping step %d named by an asset event: %s", step, exc)
+        checkpoints.sort(key=lambda c: c.step)
     checkpoints = [
         dataclasses.replace(c, final=True) if c.step in options.final_steps else c for c in checkpoints
     ]
+    # Pinned for the run: one hold per strategy, each released by that strategy's publish.
+    root, ttl = lease.lease_settings(config)
+    holders = [s.name for s in selected_strategies(config, options)]
+    checkpoints = lease.pin_all(checkpoints, root, holders, ttl)
     if not checkpoints:
         log.info("%s: no new checkpoints in %s", config.name, config.model_dir)
     return checkpoints
@@ -103,11 +120,19 @@ def discover_stage(config: PipelineConfig, options: RunOptions) -> list[Checkpoi
 
 def evaluate_stage(config: PipelineConfig, checkpoint: CheckpointArtifact) -> EvaluationArtifact:
     ledger = ledger_of(config)
-    baseline = baseline_metrics(ledger.load(), config.evaluation.thresholds)
-    evaluation = evaluate(EvaluationParams(config, work_dir(config, "eval")), checkpoint, baseline)
-    if evaluation.evaluated_at is None:
-        evaluation = dataclasses.replace(evaluation, evaluated_at=_utc_now())
+    state = ledger.load()
+    record = state.record(checkpoint.step)
+    params = EvaluationParams(config, work_dir(config, "eval"))
+    previous = record.evaluation if record else None  # a restarted run reuses its metrics
+    try:
+        evaluation = evaluate(params, checkpoint, baseline(state, config.evaluation.thresholds), previous)
+    except ExportflowError as exc:
+        if not exc.retryable:  # a retry would fail the same way: nothing reads the checkpoint again
+            lease.release(checkpoint)
+        raise
     record_evaluation(ledger, evaluation)
+    if not evaluation.blessed:
+        lease.release(checkpoint)  # no strategy exports it: nothing reads it again
     return evaluation
 
 
@@ -148,8 +173,9 @@ def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: Run
     )
     if not options.dry_run:
         pushed = _stamped(pushed, record, options)
-        record_publication(ledger, pushed, exported.checkpoint_uri)
+        record_publication(ledger, pushed, exported.checkpoint_uri, ranking_rule(config.evaluation.thresholds))
         retire_old_versions(config, strategy.servable or config.name)
+    lease.release(evaluation.checkpoint if evaluation else None, holder=exported.strategy)
     return pushed
 
 

@@ -129,7 +129,10 @@ def build_dag(config: PipelineConfig) -> DAG:
         doc_md=_doc_md(config),
     ) as dag:
         discover = DiscoverCheckpointsOperator(
-            task_id="discover", execution_timeout=timedelta(minutes=minutes.discover), **common
+            task_id="discover",
+            execution_timeout=timedelta(minutes=minutes.discover),
+            inlets=_schedule(config) if airflow.schedule == "asset" else [],
+            **common,
         )
         evaluate = EvaluateCheckpointOperator.partial(
             task_id="evaluate",

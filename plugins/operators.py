@@ -96,6 +96,9 @@ class _StageOperator(BaseOperator):
         raise StageFailed(f"stage {request.stage} exited with {process.returncode} in {python}")
 
 
+RECENT_EVENTS = 500  # asset events read back by an asset-triggered discover
+
+
 class DiscoverCheckpointsOperator(_StageOperator):
     """Complete, new checkpoints → Checkpoint artifacts (the evaluate task maps over them).
 
@@ -112,7 +115,15 @@ class DiscoverCheckpointsOperator(_StageOperator):
 
         refuse_unknown_params(context["params"])
         options = super().run_options(context, config)
-        events = context.get("triggering_asset_events") or {}
+        events = dict(context.get("triggering_asset_events") or {})
+        if config.airflow.schedule == "asset":
+            # Airflow links to a run only the events queued before it; read the asset's recent events
+            # too, so a step or a `final` flag announced a moment later is not lost (the ledger
+            # filters out steps already handled).
+            from plugins.assets import model_dir_asset
+
+            asset = model_dir_asset(config.model_dir)
+            events[asset] = [*events.get(asset, []), *context["inlet_events"][asset].ascending(False).limit(RECENT_EVENTS)]
         steps, final_steps = steps_from_asset_events(events)
         if steps and options.checkpoint is None:
             self.log.info("asset events name steps %s (final: %s)", steps, final_steps)
