@@ -263,3 +263,20 @@ def test_local_read_of_a_missing_file_is_object_not_found(tmp_path: Path) -> Non
     with pytest.raises(ObjectNotFound):
         LocalStorage().upload_file(str(tmp_path / "missing"), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_local_sync_flushes_files_and_reports_a_vanished_one(tmp_path: Path) -> None:
+    storage = LocalStorage()
+    written = storage.upload_file(str(blob_file(tmp_path, 1000)), str(tmp_path / "out" / "a.bin"), if_generation_match=0)
+    storage.sync([written.uri])
+    with pytest.raises(ObjectNotFound):
+        storage.sync([str(tmp_path / "out" / "gone.bin")])
+
+
+def test_file_uris_work_as_local_destinations(tmp_path: Path) -> None:
+    from components.publish.executor import publish
+    from tests.support.publishing import make_config, make_export, params_for
+
+    pushed = publish(params_for(make_config(f"file://{tmp_path}/published", tmp_path)), make_export(tmp_path / "staging"))
+    assert pushed.uri == str(tmp_path / "published" / "example" / "300")
+    assert (tmp_path / "published" / "example" / "300" / "saved_model.pb").exists()

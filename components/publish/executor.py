@@ -75,11 +75,6 @@ def version_layout(params: PublishParams, export: ExportArtifact, storage: Stora
     return layout_for(storage, params.config.destination.uri, servable_of(params), export.version, graphs)
 
 
-def version_uri(params: PublishParams, version: str) -> str:
-    destination = params.config.destination.uri
-    return storage_for(destination).join(destination, servable_of(params), version)
-
-
 def publish(
     params: PublishParams,
     export: ExportArtifact,

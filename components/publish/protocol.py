@@ -30,9 +30,10 @@ ready signal and writes it only when everything else is there and verified:
 5. **Data, then manifests.** Every file except ``saved_model.pb`` and the manifest, on a bounded pool:
    server-side copy when an identical object exists (``dedupe``), else upload; each verified by size and
    CRC32C against the manifest. Then each graph's ``assets.extra/export_manifest.json``.
-6. **Verify, then graphs.** List every version directory again; every file must be there with the
-   manifest's size (and CRC32C where the store lists it). Then ``saved_model.pb`` of each graph: the
-   *other* graphs (ps shards) first, in name order, the ``entry`` graph last.
+6. **Flush, verify, then graphs.** Make every object durable (local disk: one batch of fsyncs; GCS
+   acknowledges only durable writes). List every version directory again; every file must be there
+   with the manifest's size (and CRC32C where the store lists it). Then ``saved_model.pb`` of each
+   graph: the *other* graphs (ps shards) first, in name order, the ``entry`` graph last; then flush them.
 7. **Commit.** Write ``<version>.published.json`` (create-only), then release the lease.
 
 Crash anywhere: before 6 no ``saved_model.pb`` exists, so nothing is loadable; a rerun takes over the
@@ -236,7 +237,7 @@ def layout_for(
     if len(set(names)) != len(names) or (None in names and len(names) > 1):
         raise DestinationError(f"graph names {list(names)} must be distinct, or a single unnamed graph")
     layout = Layout(storage, destination, servable, version, names)
-    root = destination.rstrip("/") + "/"
+    root = storage.join(destination, "")  # normalised, with a trailing separator (file:// stripped)
     for target in [layout.marker, layout.lease, *(layout.graph_dir(g) for g in names)]:
         if not target.startswith(root) or "/../" in target:
             raise DestinationError(f"{target} is outside the configured destination {destination}")
@@ -347,14 +348,25 @@ class _Run:
         results += run_transfers(
             storage, manifests, parallelism=self.settings.parallelism, progress=progress, observer=self.observer
         )
+        storage.sync(self._targets(graph_files=False))  # durable before anything makes them loadable
         self._verify_before_graphs()
         self.lease.check()  # type: ignore[union-attr]
         for transfer in sorted(graph_files, key=lambda t: graph_order(self._graph_names()).index(self._graph_of(t))):
             self.graph_written = True
             results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
+        storage.sync(self._targets(graph_files=True))
         progress.finish()
         self._write_marker(marker_info)
         return results
+
+    def _targets(self, *, graph_files: bool) -> list[str]:
+        """Every object of the version: its graph files, or all the others."""
+        return [
+            self.storage.join(self.layout.graph_dir(g.name), f.path)
+            for g in self.graphs
+            for f in g.files
+            if (f.path in GRAPH_FILES) == graph_files
+        ]
 
     # ---------------------------------------------------------------------------- inventory & plan
     def _graph_names(self) -> list[str | None]:

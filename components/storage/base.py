@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
 MiB = 1024 * 1024
@@ -111,10 +111,16 @@ class Storage(Protocol):
         """Upload a local file. With ``crc32c`` the store rejects content that does not match it.
 
         Returns the stored object with the CRC32C the store computed (or this process, for local disk).
+        Durable only after ``sync``.
         """
         ...
 
     def download_file(self, uri: str, local_path: str) -> None: ...
+
+    def sync(self, uris: Iterable[str]) -> None:
+        """Make these objects durable. Uploads and copies may return before their bytes are on stable
+        storage (local disk: not fsynced, so many files share one flush); ``write_bytes`` is durable."""
+        ...
 
     def copy(self, src_uri: str, dst_uri: str, *, if_generation_match: int | None = None) -> ObjectInfo:
         """Copy within the back-end: server-side on GCS (no bytes through this process); on local disk a

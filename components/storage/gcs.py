@@ -21,7 +21,7 @@ import io
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from components.storage.base import ObjectInfo, ProgressCallback, StorageOptions
@@ -367,6 +367,9 @@ class GCSStorage:
         tmp = f"{local_path}.part"
         self._blob(uri).download_to_filename(tmp, checksum="crc32c", timeout=self.timeout, retry=self.retry)
         os.replace(tmp, local_path)
+
+    def sync(self, uris: Iterable[str]) -> None:
+        """Nothing to do: GCS acknowledges a write only once it is durable."""
 
     @_wrap_errors()
     def copy(self, src_uri: str, dst_uri: str, *, if_generation_match: int | None = None) -> ObjectInfo:

@@ -5,6 +5,8 @@
   file needed — the kernel refuses an existing name), or a compare-and-swap under an ``flock`` taken on
   the file being replaced. A killed writer leaves at most a ``.tmp-*`` file, never a partial object.
 * The generation of a file is derived from its mtime and inode: every replace makes a new inode.
+* ``write_bytes`` fsyncs before the file appears; uploads and copies do not — the caller flushes a
+  whole batch with ``sync`` at its durability point (one flush for many files, as ``cp && sync``).
 * A full disk, a quota or a file-size limit (ENOSPC, EDQUOT, EFBIG) raises ``StorageFull``.
 """
 
@@ -17,7 +19,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -140,7 +142,7 @@ class LocalStorage:
         from components.storage.base import crc32c_of_bytes
 
         path = self._path(uri)
-        generation = self._atomic_write(path, lambda handle: handle.write(data), if_generation_match)
+        generation = self._atomic_write(path, lambda handle: handle.write(data), if_generation_match, durable=True)
         return ObjectInfo(path, len(data), crc32c_of_bytes(data), generation)
 
     def upload_file(
@@ -178,11 +180,25 @@ class LocalStorage:
                 if actual != crc32c:
                     raise UploadChecksumMismatch(f"{local_path} has crc32c {actual}, expected {crc32c}")
 
-        generation = self._atomic_write(path, copy_into, if_generation_match)
+        generation = self._atomic_write(path, copy_into, if_generation_match, durable=False)
         return ObjectInfo(path, size, base64.b64encode(checksum.digest()).decode("ascii"), generation)
 
     def download_file(self, uri: str, local_path: str) -> None:
         self.upload_file(self._path(uri), local_path)
+
+    def sync(self, uris: Iterable[str]) -> None:
+        """fsync every file, then every folder holding one (so the names are durable too)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        paths = sorted({self._path(u) for u in uris})
+        folders = sorted({os.path.dirname(p) for p in paths})
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="fsync") as pool:
+            for failure in pool.map(_fsync_path, [*paths]):
+                if failure is not None:
+                    raise failure
+            for failure in pool.map(_fsync_path, folders):
+                if failure is not None:
+                    raise failure
 
     def copy(self, src_uri: str, dst_uri: str, *, if_generation_match: int | None = None) -> ObjectInfo:
         """Hard link when on the same filesystem (O(1), ``crc32c`` None), else an atomic copy."""
@@ -231,7 +247,7 @@ class LocalStorage:
         return count
 
     def _atomic_write(
-        self, path: str, write: Callable[[BinaryIO], object], if_generation_match: int | None
+        self, path: str, write: Callable[[BinaryIO], object], if_generation_match: int | None, *, durable: bool
     ) -> int:
         folder = os.path.dirname(path) or "."
         try:
@@ -245,7 +261,8 @@ class LocalStorage:
             with os.fdopen(fd, "wb") as handle:
                 write(handle)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             os.chmod(tmp, 0o644)
             self._install(tmp, path, if_generation_match)
             return generation_of(os.stat(path))
@@ -302,6 +319,18 @@ class _locked:
         if self.fd is not None:
             os.close(self.fd)  # releases the flock
             self.fd = None
+
+
+def _fsync_path(path: str) -> StorageError | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return _os_error("flush", path, exc)
+    return None
 
 
 def _remove_quietly(path: str) -> None:

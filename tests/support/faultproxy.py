@@ -12,7 +12,9 @@ what to do with it:
 * ``DropResponse()`` — forward the request, let the server answer, swallow the answer and reset the
   client: the server did the work but the client never hears of it;
 * ``Respond(status)`` — answer with that HTTP status and a JSON error body without forwarding (a 503
-  from an overloaded front end, a 403 from IAM).
+  from an overloaded front end, a 403 from IAM);
+* ``Delay(seconds)`` — wait, then forward normally: a crude model of a round trip to a far server (the
+  server is idle meanwhile, so concurrent requests overlap their delays).
 
 A stall never holds a half-forwarded request, so a single-threaded server behind the proxy (the
 emulator) is never blocked by it. Bounded: at most ``max_connections`` at once (more wait in the
@@ -54,7 +56,12 @@ class Respond:
     status: int
 
 
-Fault = Reset | Stall | DropResponse | Respond
+@dataclasses.dataclass(frozen=True)
+class Delay:
+    seconds: float
+
+
+Fault = Reset | Stall | DropResponse | Respond | Delay
 Plan = Callable[[int, bytes], Fault | None]
 
 
@@ -136,7 +143,7 @@ class FaultProxy:
             client.settimeout(self._timeout)
             head = _read_head(client)
             fault = self.plan(number, head) if head else None
-            if fault is not None:
+            if fault is not None and not isinstance(fault, Delay):
                 with self._lock:
                     self.applied.append(Applied(number, fault, head.split(b"\r\n", 1)[0].decode("latin-1")))
             if isinstance(fault, Stall):
@@ -151,6 +158,8 @@ class FaultProxy:
                     f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
                 )
                 return
+            if isinstance(fault, Delay):
+                self._stopping.wait(fault.seconds)
             upstream = socket.create_connection(self.upstream, timeout=self._timeout)
             limit = fault.after_bytes if isinstance(fault, Reset) else None
             if limit is not None and len(head) >= limit:
@@ -234,3 +243,24 @@ def _reset(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def main() -> None:
+    """``python -m tests.support.faultproxy HOST:PORT --delay-ms N``: a delaying proxy in its own process
+    (for benchmarks); prints its address, serves until stdin closes."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("upstream")
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    host, port = args.upstream.rsplit(":", 1)
+    delay = Delay(args.delay_ms / 1000)
+    with FaultProxy((host, int(port)), lambda _n, _head: delay, max_connections=64) as proxy:
+        print(proxy.address, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Publishing a 64-file, 1 GiB export: GCS (emulator) and local disk, baselines and ours in one run.
+
+GCS, against gcp-storage-emulator running as its own process (in memory, on loopback):
+
+* baseline: a sequential loop of ``blob.upload_from_filename`` (SDK defaults) — what a script does;
+* reference: the SDK's own ``transfer_manager.upload_many_from_filenames`` (8 threads);
+* ours: ``publish`` — manifest check, lease, 8 parallel verified transfers, graph file last, marker;
+* ours again on the same version: bytes moved (goal 0) and time;
+* the same three through a loopback proxy that delays every request by ``--rtt-ms`` (a crude model of a
+  far server: the emulator answers on loopback in well under a millisecond, real GCS does not).
+
+Local disk (export and destination on one filesystem; ``sync`` before every run; median of runs):
+
+* ``cp -r`` vs ours copying (``hard_links: false``: CRC32C of every byte, fsync, rename, verify);
+* ``cp -r && sync`` — the baseline that is as durable as ours;
+* ours by reference (``hard_links: true``): hard links, O(files), no bytes copied.
+
+    uv run python bench/bench_publish.py [--rtt-ms 20] [--runs 3]
+
+The emulator is one Python process serving one request at a time (``http.server.HTTPServer``, not a
+threading server) and computes CRC32C and MD5 of every upload in Python-called C: parallel clients
+queue at its socket, so no client can go much faster than the sequential loop there. The ratio that
+matters for real GCS is the one with latency, where parallel requests overlap their round trips.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MiB = 1024 * 1024
+FILES = 64
+TOTAL = 1024 * MiB
+BUCKET = "bench"
+
+
+def make_export(folder: Path) -> Path:
+    """A SavedModel-shaped folder: graph, index, 60 variable shards, two assets — 64 files, 1 GiB."""
+    shards = FILES - 4
+    small = {"saved_model.pb": 2 * MiB, "variables/variables.index": 1 * MiB, "assets/vocab.txt": 1 * MiB,
+             "assets.extra/tf_serving_warmup_requests": 1 * MiB}
+    shard_size = (TOTAL - sum(small.values())) // shards
+    files = {**small, **{f"variables/variables.data-{i:05d}-of-{shards:05d}": shard_size for i in range(shards)}}
+    for relative, size in files.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.writelines(os.urandom(MiB) for _ in range(size // MiB))
+            handle.write(os.urandom(size % MiB))
+    return folder
+
+
+def config_for(destination: str, base: Path, **fields: Any) -> Any:
+    from components.config.loader import parse_config
+
+    return parse_config(
+        {
+            "name": "bench", "model_dir": str(base / "model"), "model_fn": "examples.model:model_fn",
+            "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
+            "destination": {"uri": destination, **fields},
+            "strategies": [{"name": "all_modes", "kind": "all_modes"}],
+        },
+        base_dir=base,
+    )
+
+
+def export_artifact(folder: Path) -> Any:
+    from components.artifacts import ExportArtifact
+
+    return ExportArtifact(uri=str(folder), model_name="bench", strategy="all_modes", version="1", step=1,
+                          checkpoint_uri=str(folder.parent / "model" / "model.ckpt-1"))
+
+
+def publish_to(destination: str, export: Any, base: Path, **fields: Any) -> Any:
+    from components.publish.executor import publish
+    from components.publish.spec import PublishParams
+
+    config = config_for(destination, base, **fields)
+    return publish(PublishParams(config, config.strategies[0]), export)
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = action()
+    return time.perf_counter() - start, result
+
+
+# -------------------------------------------------------------------------------------------- GCS
+@contextlib.contextmanager
+def emulator() -> Iterator[str]:
+    from tests.conftest import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1",
+         "--port", str(port), "--in-memory", "--default-bucket", BUCKET, "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    address = f"127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://{address}/", timeout=1).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("the GCS emulator did not start") from None
+            time.sleep(0.1)  # polling a process we started, with a deadline
+    try:
+        yield address
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wipe(address: str) -> None:
+    urllib.request.urlopen(f"http://{address}/wipe?keep-buckets=true", timeout=60).read()
+
+
+def fresh_clients() -> None:
+    from components.storage import registry
+
+    registry._instances.clear()
+
+
+def sequential_sdk(export: Path, prefix: str) -> float:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    bucket = storage.Client(project="bench", credentials=AnonymousCredentials()).bucket(BUCKET)
+    files = sorted(p for p in export.rglob("*") if p.is_file())
+    start = time.perf_counter()
+    for path in files:
+        bucket.blob(f"{prefix}/{path.relative_to(export)}").upload_from_filename(str(path))
+    return time.perf_counter() - start
+
+
+def transfer_manager_sdk(export: Path, prefix: str) -> float:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+    from google.cloud.storage import transfer_manager
+
+    bucket = storage.Client(project="bench", credentials=AnonymousCredentials()).bucket(BUCKET)
+    names = [str(p.relative_to(export)) for p in sorted(export.rglob("*")) if p.is_file()]
+    start = time.perf_counter()
+    results = transfer_manager.upload_many_from_filenames(
+        bucket, names, source_directory=str(export), blob_name_prefix=f"{prefix}/", max_workers=8,
+        worker_type=transfer_manager.THREAD,
+    )
+    elapsed = time.perf_counter() - start
+    failures = [r for r in results if isinstance(r, Exception)]
+    if failures:
+        raise failures[0]
+    return elapsed
+
+
+def gcs_rows(export: Path, base: Path, address: str, label: str) -> list[tuple[str, str]]:
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://{address}"
+    rows = []
+    fresh_clients()
+    wipe(address)
+    sequential = sequential_sdk(export, "seq")
+    rows.append((f"{label}: sequential upload_from_filename", f"{sequential:7.2f} s  {TOTAL / MiB / sequential:7.1f} MiB/s"))
+    wipe(address)
+    manager = transfer_manager_sdk(export, "tm")
+    rows.append((f"{label}: SDK transfer_manager, 8 threads", f"{manager:7.2f} s  ratio vs sequential {sequential / manager:5.2f}x"))
+    wipe(address)
+    fresh_clients()
+    ours, pushed = timed(lambda: publish_to(f"gs://{BUCKET}/models", export_artifact(export), base))
+    assert pushed.bytes_moved >= TOTAL
+    rows.append((f"{label}: ours (8 parallel, verified, ordered)", f"{ours:7.2f} s  ratio vs sequential {sequential / ours:5.2f}x (goal >= 3x)"))
+    again, repeat = timed(lambda: publish_to(f"gs://{BUCKET}/models", export_artifact(export), base))
+    rows.append((f"{label}: ours, same version again", f"{again:7.2f} s  bytes moved {repeat.bytes_moved} (goal 0), already published: {repeat.already_published}"))
+    wipe(address)
+    return rows
+
+
+@contextlib.contextmanager
+def delaying_proxy(address: str, milliseconds: float) -> Iterator[str]:
+    """Our loopback fault proxy in its own process (so it takes no CPU from the client), delaying
+    every request by ``milliseconds`` before forwarding it."""
+    process = subprocess.Popen(
+        [sys.executable, "-W", "ignore", "-m", "tests.support.faultproxy", address, "--delay-ms", str(milliseconds)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        yield process.stdout.readline().strip()  # type: ignore[union-attr]
+    finally:
+        process.stdin.close()  # type: ignore[union-attr]
+        process.wait(timeout=60)
+
+
+# ------------------------------------------------------------------------------------------ local
+def median_of(runs: int, prepare: Callable[[], None], action: Callable[[], Any]) -> float:
+    times = []
+    for _ in range(runs):
+        prepare()
+        subprocess.run(["sync"], check=True)
+        times.append(timed(action)[0])
+    return statistics.median(times)
+
+
+def local_rows(export: Path, base: Path, runs: int) -> list[tuple[str, str]]:
+    target = base / "local"
+
+    def clear() -> None:
+        shutil.rmtree(target, ignore_errors=True)
+
+    cp = median_of(runs, clear, lambda: subprocess.run(["cp", "-r", str(export), str(target)], check=True))
+    cp_sync = median_of(runs, clear, lambda: subprocess.run(["sh", "-c", f"cp -r '{export}' '{target}' && sync"], check=True))
+    copying = median_of(runs, clear, lambda: publish_to(str(target), export_artifact(export), base, hard_links=False))
+    linking = median_of(runs, clear, lambda: publish_to(str(target), export_artifact(export), base, hard_links=True))
+    pushed = publish_to(str(target), export_artifact(export), base, hard_links=True)
+    same_inode = os.stat(export / "saved_model.pb").st_ino == os.stat(Path(pushed.uri) / "saved_model.pb").st_ino
+    clear()
+    return [
+        ("local: cp -r", f"{cp:7.2f} s"),
+        ("local: cp -r && sync", f"{cp_sync:7.2f} s"),
+        ("local: ours copying (crc32c, fsync, verify)", f"{copying:7.2f} s  speed vs cp -r {cp / copying:5.2f}x (goal >= 0.8x), vs cp -r && sync {cp_sync / copying:5.2f}x"),
+        ("local: ours by reference (hard links)", f"{linking:7.3f} s  bytes copied {pushed.bytes_moved}, same inode {same_inode}, speed vs cp -r {cp / linking:5.0f}x"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rtt-ms", type=float, default=20.0, help="per-request delay of the latency run (0: skip)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per local measurement (median)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench-publish-", dir=os.environ.get("BENCH_TMP")) as tmp:
+        base = Path(tmp)
+        print(f"making a {FILES}-file, {TOTAL // MiB} MiB export in {base} ...", flush=True)
+        export = make_export(base / "export")
+        from components.publish.executor import prepare_sources
+        from components.publish.spec import PublishParams
+
+        config = config_for(str(base / "unused"), base)
+        manifest_time, _ = timed(lambda: prepare_sources(PublishParams(config, config.strategies[0]), export_artifact(export)))
+        rows = [("manifest (size + crc32c of every file, once per export)", f"{manifest_time:7.2f} s")]
+        rows += local_rows(export, base, args.runs)
+        with emulator() as address:
+            rows += gcs_rows(export, base, address, "gcs emulator")
+            if args.rtt_ms > 0:
+                with delaying_proxy(address, args.rtt_ms) as proxied:
+                    rows += gcs_rows(export, base, proxied, f"emulator + {args.rtt_ms:.0f} ms/request")
+    width = max(len(name) for name, _ in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
