@@ -10,8 +10,10 @@ request.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -19,6 +21,31 @@ from airflow.sdk import BaseOperator
 
 class StageFailed(Exception):
     """A stage failed in an external interpreter with an error a retry may fix."""
+
+
+@contextlib.contextmanager
+def gcp_credentials(conn_id: str | None) -> Iterator[None]:
+    """Make an Airflow connection's Google credentials the Application Default Credentials for a stage.
+
+    Without ``gcp_conn_id`` the stage uses ADC as the worker has them. With it, the google provider
+    (the ``google`` extra) exposes the connection's key as ``GOOGLE_APPLICATION_CREDENTIALS`` for the
+    stage's duration only — a temporary file for inline keys — so in-process and external-python
+    stages alike authenticate through ADC. The key never appears in logs or XCom.
+    """
+    if conn_id is None:
+        yield
+        return
+    try:
+        from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
+    except ImportError as exc:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(
+            f"airflow.gcp_conn_id is {conn_id!r} but the Google provider is not installed; "
+            "install exportflow with the `google` extra, or remove gcp_conn_id to use ADC"
+        ) from exc
+    with GoogleBaseHook(gcp_conn_id=conn_id).provide_gcp_credential_file_as_context():
+        yield
 
 
 class _StageOperator(BaseOperator):
@@ -57,11 +84,12 @@ class _StageOperator(BaseOperator):
         try:
             config = load_config(self.config_path)
             request = StageRequest(self.stage, self.config_path, self.run_options(context, config), self.stage_inputs())
-            if config.airflow.runtime == "external_python":
-                return self._call_external(config.airflow.python, request)
-            from components.stage_entry import call_stage
+            with gcp_credentials(config.airflow.gcp_conn_id):
+                if config.airflow.runtime == "external_python":
+                    return self._call_external(config.airflow.python, request)
+                from components.stage_entry import call_stage
 
-            return call_stage(request)
+                return call_stage(request)
         except ExportflowError as exc:
             if exc.retryable:
                 raise
