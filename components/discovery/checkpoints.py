@@ -1,4 +1,12 @@
-"""Pure parsing of checkpoint file names and the ``checkpoint`` state file (no I/O here)."""
+"""Pure parsing of checkpoint file names and the ``checkpoint`` state file (no I/O here).
+
+A checkpoint ``<prefix>-<step>`` is complete by name when ``<prefix>-<step>.index`` and every
+``<prefix>-<step>.data-NNNNN-of-MMMMM`` for NNNNN in 0..MMMMM-1 exist, none of them empty. TensorFlow
+writes shards into a ``<prefix>_temp*`` folder (or ``*.tempstate*`` files) and the index last, so
+temp names never match these patterns; a shard of zero bytes is one that was created but not yet
+written. Whether a shard holds every byte the index points at is checked later, from the index
+(``components.discovery.integrity``).
+"""
 
 from __future__ import annotations
 
@@ -7,32 +15,57 @@ import re
 
 _INDEX = re.compile(r"^(?P<prefix>.+)-(?P<step>\d+)\.index$")
 _SHARD = re.compile(r"^(?P<prefix>.+)-(?P<step>\d+)\.data-(?P<shard>\d{5})-of-(?P<total>\d{5})$")
-_STATE_LINE = re.compile(r'^\s*(all_)?model_checkpoint_path:\s*"(?P<path>[^"]+)"\s*$')
+_STATE_LINE = re.compile(r'^\s*(all_model_checkpoint_paths|model_checkpoint_path):\s*"(?P<path>[^"]+)"\s*$')
+STATE_FILE = "checkpoint"
+
+
+def shard_name(prefix: str, shard: int, total: int) -> str:
+    return f"{prefix}.data-{shard:05d}-of-{total:05d}"
 
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointFiles:
-    """The files seen for one checkpoint prefix."""
+    """The files seen for one checkpoint prefix, with their sizes."""
 
     prefix: str  # file-name prefix, e.g. "model.ckpt-300"
     step: int
     index_size: int | None = None
     shards: dict[int, int] = dataclasses.field(default_factory=dict)  # shard number -> size
     shard_total: int | None = None
+    mixed_totals: bool = False  # shards claim different shard counts (two writers): never complete
 
     @property
     def complete(self) -> bool:
-        return (
-            self.index_size is not None
-            and self.index_size > 0
-            and self.shard_total is not None
-            and set(self.shards) == set(range(self.shard_total))
-        )
+        return not self.missing()
 
-    def file_names(self) -> list[str]:
-        names = [f"{self.prefix}.index"]
-        names += [f"{self.prefix}.data-{i:05d}-of-{self.shard_total:05d}" for i in sorted(self.shards)]
-        return names
+    def missing(self) -> list[str]:
+        """What keeps this checkpoint from being complete (file names, or a phrase), empty when complete."""
+        problems = []
+        if self.index_size is None:
+            problems.append(f"{self.prefix}.index")
+        elif self.index_size == 0:
+            problems.append(f"{self.prefix}.index (empty)")
+        if self.mixed_totals:
+            problems.append("data shards with different shard counts")
+        elif self.shard_total is None:
+            problems.append(f"{self.prefix}.data-*")
+        else:
+            for shard in range(self.shard_total):
+                size = self.shards.get(shard)
+                if size is None:
+                    problems.append(shard_name(self.prefix, shard, self.shard_total))
+                elif size == 0:
+                    problems.append(f"{shard_name(self.prefix, shard, self.shard_total)} (empty)")
+        return problems
+
+    def file_sizes(self) -> list[tuple[str, int]]:
+        """``(file name, size)`` of the index and every shard, index first."""
+        files = [(f"{self.prefix}.index", self.index_size or 0)]
+        if self.shard_total is not None:
+            files += [
+                (shard_name(self.prefix, i, self.shard_total), self.shards[i]) for i in sorted(self.shards)
+            ]
+        return files
 
 
 def group_checkpoint_files(names_and_sizes: dict[str, int]) -> dict[str, CheckpointFiles]:
@@ -47,15 +80,16 @@ def group_checkpoint_files(names_and_sizes: dict[str, int]) -> dict[str, Checkpo
             prefix = f"{match['prefix']}-{match['step']}"
             current = groups.get(prefix) or CheckpointFiles(prefix, int(match["step"]))
             total = int(match["total"])
-            if current.shard_total not in (None, total):
-                total = max(total, current.shard_total)  # mixed shard counts: never complete
+            mixed = current.mixed_totals or current.shard_total not in (None, total)
             shards = {**current.shards, int(match["shard"]): size}
-            groups[prefix] = dataclasses.replace(current, shards=shards, shard_total=total)
+            groups[prefix] = dataclasses.replace(
+                current, shards=shards, shard_total=total, mixed_totals=mixed
+            )
     return groups
 
 
 def parse_state_file(text: str) -> list[str]:
-    """Checkpoint paths named by a ``checkpoint`` state file, oldest first, without duplicates."""
+    """Checkpoint paths named by a ``checkpoint`` state file, in file order, without duplicates."""
     paths: list[str] = []
     for line in text.splitlines():
         if match := _STATE_LINE.match(line):
@@ -63,6 +97,12 @@ def parse_state_file(text: str) -> list[str]:
             if path not in paths:
                 paths.append(path)
     return paths
+
+
+def step_of(prefix: str) -> int | None:
+    """The global step at the end of a checkpoint prefix (``model.ckpt-300`` → 300)."""
+    match = re.search(r"-(\d+)$", prefix)
+    return int(match.group(1)) if match else None
 
 
 def basename(path: str) -> str:

@@ -1,84 +1,169 @@
-"""Find complete checkpoints in the model directory and choose the new ones by policy."""
+"""Find complete checkpoints in the model directory and choose the new ones by policy.
+
+Cost: one listing of the model directory with sizes (``Storage.list_files``: on GCS one paged list
+call with ``delimiter="/"`` whose response carries every size, so no per-object request however many
+files a checkpoint has), plus one read of the small ``checkpoint`` state file. Nothing here pins or
+writes; ``components.discovery.lease`` pins what a run takes.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 
 from components.artifacts import CheckpointArtifact, FileEntry
-from components.discovery.checkpoints import CheckpointFiles, basename, group_checkpoint_files, parse_state_file
-from components.discovery.errors import DiscoveryError, ModelDirError
+from components.discovery.checkpoints import (
+    STATE_FILE,
+    CheckpointFiles,
+    basename,
+    group_checkpoint_files,
+    parse_state_file,
+    step_of,
+)
+from components.discovery.errors import (
+    CheckpointVanished,
+    DiscoveryError,
+    IncompleteCheckpoint,
+    ModelDirError,
+)
 from components.discovery.spec import DiscoveryParams
 from components.ledger import LedgerState
-from components.storage import Storage, StorageError, storage_for
+from components.storage import ObjectNotFound, Storage, StorageError, storage_for
 
 log = logging.getLogger(__name__)
 
 
-def list_complete_checkpoints(model_dir: str, storage: Storage | None = None) -> list[CheckpointFiles]:
-    """Complete checkpoints, those named by the state file first (oldest first), then the rest by step."""
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """What one listing of a model directory shows."""
+
+    model_dir: str
+    complete: dict[int, CheckpointFiles]  # by step; on a clash the prefix the state file names wins
+    incomplete: dict[str, CheckpointFiles]  # by prefix: index or shards missing or empty
+    named: tuple[str, ...]  # prefixes the state file names, in its order
+    named_missing: tuple[str, ...]  # named by the state file, but no file of theirs is left
+
+    @property
+    def steps(self) -> list[int]:
+        return sorted(self.complete)
+
+    def describe_steps(self, limit: int = 20) -> str:
+        steps = self.steps
+        shown = ", ".join(map(str, steps[-limit:]))
+        return f"{len(steps)} complete: " + (f"..., {shown}" if len(steps) > limit else shown or "none")
+
+
+def list_checkpoints(model_dir: str, storage: Storage | None = None) -> Listing:
+    """List ``model_dir`` once and sort its checkpoints into complete, incomplete and named-but-gone."""
     storage = storage or storage_for(model_dir)
     try:
-        names = storage.list_names(model_dir)
-        if not names:
-            raise ModelDirError(
-                f"model_dir {model_dir} is missing or empty; point model_dir at the trainer's output folder"
-            )
-        sizes = {}
-        for name in names:
-            if ".index" in name or ".data-" in name:
-                info = storage.stat(storage.join(model_dir, name))
-                if info is not None:
-                    sizes[name] = info.size
-        state_text = ""
-        if "checkpoint" in names:
-            state_text = storage.read_bytes(storage.join(model_dir, "checkpoint")).decode("utf-8", "replace")
+        files = storage.list_files(model_dir)
     except StorageError as exc:
-        raise ModelDirError(f"cannot read model_dir {model_dir}: {exc}") from exc
-    groups = group_checkpoint_files(sizes)
-    complete = {prefix: files for prefix, files in groups.items() if files.complete}
-    for prefix, files in groups.items():
-        if not files.complete:
-            log.info("ignoring incomplete checkpoint %s (index or data shards missing)", prefix)
-    named = [basename(p) for p in parse_state_file(state_text)]
-    ordered = [complete[p] for p in named if p in complete]
-    missing_named = [p for p in named if p not in complete]
-    if missing_named:
-        log.warning("state file names checkpoints that are gone or incomplete: %s", missing_named)
-    rest = sorted((f for p, f in complete.items() if p not in named), key=lambda f: f.step)
-    return ordered + rest
-
-
-def discover(params: DiscoveryParams, ledger: LedgerState, storage: Storage | None = None) -> list[CheckpointArtifact]:
-    """New complete checkpoints for this model, ordered by step, chosen by the policy and capped."""
-    storage = storage or storage_for(params.model_dir)
-    found = list_complete_checkpoints(params.model_dir, storage)
-    by_step = {files.step: files for files in found}
-    if params.only_step is not None:
-        if params.only_step not in by_step:
-            raise DiscoveryError(
-                f"checkpoint step {params.only_step} is not a complete checkpoint in {params.model_dir}; "
-                f"complete steps: {sorted(by_step)}"
+        raise ModelDirError(f"cannot list model_dir {model_dir}: {exc}") from exc
+    if not files:
+        raise ModelDirError(_missing_or_empty(model_dir, storage))
+    sizes = {basename(info.uri): info.size for info in files}
+    state_text = ""
+    if STATE_FILE in sizes:
+        state_uri = storage.join(model_dir, STATE_FILE)
+        try:
+            state_text = storage.read_bytes(state_uri).decode("utf-8", "replace")
+        except ObjectNotFound:
+            log.info(
+                "%s disappeared while listing (the trainer rewrites it); using the listing alone", state_uri
             )
-        chosen = [by_step[params.only_step]]
+        except StorageError as exc:
+            raise ModelDirError(f"cannot read the checkpoint state file {state_uri}: {exc}") from exc
+    groups = group_checkpoint_files(sizes)
+    named = tuple(dict.fromkeys(basename(p) for p in parse_state_file(state_text)))
+    complete: dict[int, CheckpointFiles] = {}
+    for prefix in [*(p for p in named if p in groups), *sorted(p for p in groups if p not in named)]:
+        files_of = groups[prefix]
+        if files_of.complete and files_of.step not in complete:
+            complete[files_of.step] = files_of
+    incomplete = {p: f for p, f in groups.items() if not f.complete}
+    for prefix, files_of in sorted(incomplete.items()):
+        log.info("ignoring incomplete checkpoint %s: missing %s", prefix, ", ".join(files_of.missing()))
+    named_missing = tuple(p for p in named if p not in groups)
+    if named_missing:
+        log.warning(
+            "the state file in %s names checkpoints whose files are gone: %s",
+            model_dir,
+            ", ".join(named_missing),
+        )
+    return Listing(model_dir, complete, incomplete, named, named_missing)
+
+
+def _missing_or_empty(model_dir: str, storage: Storage) -> str:
+    hint = "point model_dir at the trainer's output folder (where model.ckpt-<step>.index files appear)"
+    try:
+        names = storage.list_names(model_dir)
+    except StorageError:
+        names = []
+    if names:
+        return (
+            f"model_dir {model_dir} holds folders only ({', '.join(names[:5])}), no checkpoint files; {hint}"
+        )
+    if "://" in model_dir:
+        return f"model_dir {model_dir} has no objects (missing or empty); {hint}"
+    if not os.path.exists(model_dir):
+        return f"model_dir {model_dir} does not exist; {hint}"
+    return f"model_dir {model_dir} is empty; {hint}"
+
+
+def choose(listing: Listing, params: DiscoveryParams, handled: set[int]) -> list[CheckpointFiles]:
+    """The checkpoints a run takes, ordered by step: new ones by policy, capped; or the one step asked for."""
+    if params.only_step is not None:
+        return [_requested(listing, params.only_step)]
+    steps = listing.steps
+    if params.policy == "latest":
+        chosen = steps[-1:] if steps and (params.include_handled or steps[-1] not in handled) else []
     else:
-        handled = set() if params.include_handled else ledger.handled_steps()
-        candidates = sorted((f for f in found if f.step not in handled), key=lambda f: f.step)
-        if params.policy == "latest":
-            candidates = candidates[-1:]
-        elif params.policy == "every_nth":
-            candidates = [f for f in candidates if f.step % (params.every_n_steps or 1) == 0]
-        chosen = candidates[-params.max_per_run :] if params.policy != "all_new" else candidates[: params.max_per_run]
-    return [_artifact(params, storage, files) for files in chosen]
+        candidates = [s for s in steps if params.include_handled or s not in handled]
+        if params.policy == "every_nth":
+            candidates = [s for s in candidates if s % (params.every_n_steps or 1) == 0]
+        chosen = candidates[: params.max_per_run]  # oldest first, so a backlog drains in order
+    return [listing.complete[s] for s in chosen]
 
 
-def _artifact(params: DiscoveryParams, storage: Storage, files: CheckpointFiles) -> CheckpointArtifact:
-    entries = []
-    for name in files.file_names():
-        size = files.index_size if name.endswith(".index") else files.shards[int(name.split(".data-")[1][:5])]
-        entries.append(FileEntry(path=name, size=size or 0))
+def _requested(listing: Listing, step: int) -> CheckpointFiles:
+    if step in listing.complete:
+        return listing.complete[step]
+    where = listing.model_dir
+    partial = [f for f in listing.incomplete.values() if f.step == step]
+    if partial:
+        raise IncompleteCheckpoint(
+            f"checkpoint {where}/{partial[0].prefix} is incomplete: missing {', '.join(partial[0].missing())}"
+        )
+    gone = [p for p in listing.named_missing if step_of(p) == step]
+    if gone:
+        raise CheckpointVanished(
+            f"checkpoint {where}/{gone[0]} is named by the state file but its files are gone "
+            "(the trainer's keep_checkpoint_max deleted it?); choose another step"
+        )
+    raise DiscoveryError(f"no checkpoint with step {step} in {where}; {listing.describe_steps()}")
+
+
+def discover(
+    params: DiscoveryParams, ledger: LedgerState, storage: Storage | None = None
+) -> list[CheckpointArtifact]:
+    """New complete checkpoints for this model and configuration, ordered by step, chosen by the policy."""
+    storage = storage or storage_for(params.model_dir)
+    listing = list_checkpoints(params.model_dir, storage)
+    handled = set() if params.include_handled else ledger.handled_steps(params.config_digest)
+    return [
+        checkpoint_artifact(params.model_name, params.model_dir, files, storage)
+        for files in choose(listing, params, handled)
+    ]
+
+
+def checkpoint_artifact(
+    model_name: str, model_dir: str, files: CheckpointFiles, storage: Storage
+) -> CheckpointArtifact:
     return CheckpointArtifact(
-        uri=storage.join(params.model_dir, files.prefix),
-        model_name=params.model_name,
+        uri=storage.join(model_dir, files.prefix),
+        model_name=model_name,
         step=files.step,
-        files=tuple(entries),
+        files=tuple(FileEntry(path=name, size=size) for name, size in files.file_sizes()),
     )

@@ -17,7 +17,16 @@ class DiscoveryParams:
     every_n_steps: int | None = None
     max_per_run: int = 10
     only_step: int | None = None  # a manual trigger's chosen checkpoint
-    include_handled: bool = False  # force: re-take checkpoints the ledger already published
+    include_handled: bool = False  # force: re-take checkpoints the ledger already handled
+    # "New" means not handled under this configuration (components.evaluation.digest.config_digest);
+    # None counts a checkpoint as handled whatever configuration handled it.
+    config_digest: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_per_run <= 0:
+            raise ValueError(f"max_per_run must be positive, got {self.max_per_run}")
+        if self.policy == "every_nth" and not (self.every_n_steps and self.every_n_steps > 0):
+            raise ValueError("policy every_nth needs a positive every_n_steps")
 
 
 SPEC = ComponentSpec(

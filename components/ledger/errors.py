@@ -11,3 +11,7 @@ class LedgerError(ExportflowError):
 
 class LedgerConflict(RetryableError, LedgerError):
     """Concurrent updates kept winning over ours; the run may retry."""
+
+
+class LedgerUnavailable(RetryableError, LedgerError):
+    """The store holding the ledger failed transiently (network, 5xx); the run may retry."""

@@ -1,18 +1,60 @@
-"""Ledger updates for each stage's outcome, and the baseline read back for blessing."""
+"""Ledger updates for each stage's outcome, and what blessing and strategies read back from it.
+
+Every ``record_*`` is one atomic ``Ledger.update`` whose change is a pure function of the state, so it
+can be re-applied when a concurrent run wrote first.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 from components.artifacts import EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config.schema import ThresholdConfig
-from components.ledger.ledger import Ledger
-from components.ledger.schema import CheckpointRecord, LedgerState
+from components.ledger.ledger import Ledger, utc_now
+from components.ledger.schema import BestRecord, CheckpointRecord, LedgerState
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingRule:
+    """How checkpoints are ranked: by a metric, in a direction."""
+
+    metric: str
+    direction: str  # "higher_is_better" | "lower_is_better"
+
+    def key(self, value: float) -> float:
+        return value if self.direction == "higher_is_better" else -value
+
+
+# BestExporter's default: lower loss is better.
+DEFAULT_RANKING = RankingRule("loss", "lower_is_better")
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """The best checkpoint already published: what change thresholds compare against."""
+
+    step: int
+    metrics: dict[str, float]
+
+
+def ranking_rule(thresholds: Sequence[ThresholdConfig]) -> RankingRule | None:
+    """The first change threshold's metric and direction; None when no change threshold is configured."""
+    rule = next((t for t in thresholds if t.change is not None), None)
+    return None if rule is None else RankingRule(rule.metric, rule.change.direction)
 
 
 def _record_for(state: LedgerState, step: int, uri: str) -> CheckpointRecord:
-    return state.record(step) or CheckpointRecord(step=step, uri=uri)
+    """The step's record, or a new one first seen now (a checkpoint enters the ledger with its first
+    outcome, so a checkpoint that fails before any outcome leaves the ledger as it was)."""
+    return state.record(step) or CheckpointRecord(step=step, uri=uri, first_seen=utc_now())
+
+
+def _changed(state: LedgerState, old: CheckpointRecord, new: CheckpointRecord) -> LedgerState:
+    if new == old and state.record(new.step) is not None:
+        return state
+    return state.with_record(dataclasses.replace(new, updated_at=utc_now()))
 
 
 def record_evaluation(ledger: Ledger, evaluation: EvaluationArtifact) -> LedgerState:
@@ -20,7 +62,7 @@ def record_evaluation(ledger: Ledger, evaluation: EvaluationArtifact) -> LedgerS
 
     def change(state: LedgerState) -> LedgerState:
         record = _record_for(state, checkpoint.step, checkpoint.uri)
-        return state.with_record(dataclasses.replace(record, evaluation=evaluation))
+        return _changed(state, record, dataclasses.replace(record, evaluation=evaluation))
 
     return ledger.update(change)
 
@@ -29,31 +71,89 @@ def record_export(ledger: Ledger, export: ExportArtifact) -> LedgerState:
     def change(state: LedgerState) -> LedgerState:
         record = _record_for(state, export.step, export.checkpoint_uri)
         exports = {**record.exports, export.strategy: export}
-        return state.with_record(dataclasses.replace(record, exports=exports))
+        return _changed(state, record, dataclasses.replace(record, exports=exports))
 
     return ledger.update(change)
 
 
-def record_publication(ledger: Ledger, pushed: PushedModelArtifact, checkpoint_uri: str) -> LedgerState:
+def record_publication(
+    ledger: Ledger, pushed: PushedModelArtifact, checkpoint_uri: str, rule: RankingRule | None = None
+) -> LedgerState:
+    """Record a publication and refresh the strategy's best-so-far (by ``rule``, default lower loss)."""
+
     def change(state: LedgerState) -> LedgerState:
         record = _record_for(state, pushed.step, checkpoint_uri)
         publications = {**record.publications, pushed.strategy: pushed}
-        return state.with_record(dataclasses.replace(record, publications=publications))
+        state = _changed(state, record, dataclasses.replace(record, publications=publications))
+        best = best_record(state, rule or DEFAULT_RANKING, pushed.strategy)
+        if best is not None and best != state.best.get(pushed.strategy):
+            state = dataclasses.replace(state, best={**state.best, pushed.strategy: best})
+        return state
 
     return ledger.update(change)
 
 
-def baseline_metrics(state: LedgerState, thresholds: Sequence[ThresholdConfig]) -> dict[str, float] | None:
-    """Metrics of the best published checkpoint, judged by the first change threshold's metric."""
-    rule = next((t for t in thresholds if t.change is not None), None)
+def best_published(
+    state: LedgerState, rule: RankingRule, strategy: str | None = None
+) -> CheckpointRecord | None:
+    """The best checkpoint published (by ``strategy``, or by any) under ``rule``.
+
+    Ranked by the rule's metric among publications that have it (ties: the later step); when none has
+    it, the latest published step.
+    """
     published = [
-        r for r in state.checkpoints.values() if r.publications and r.evaluation and r.evaluation.metrics
+        r
+        for r in state.checkpoints.values()
+        if (r.publications if strategy is None else strategy in r.publications)
     ]
-    if rule is None or not published:
+    if not published:
         return None
-    candidates = [r for r in published if rule.metric in r.evaluation.metrics]
-    if not candidates:
+    ranked = [r for r in published if _metric(r, rule.metric) is not None]
+    if not ranked:
+        return max(published, key=lambda r: r.step)
+    return max(ranked, key=lambda r: (rule.key(_metric(r, rule.metric)), r.step))
+
+
+def best_record(state: LedgerState, rule: RankingRule, strategy: str) -> BestRecord | None:
+    record = best_published(state, rule, strategy)
+    if record is None:
         return None
-    sign = 1.0 if rule.change.direction == "higher_is_better" else -1.0
-    best = max(candidates, key=lambda r: sign * r.evaluation.metrics[rule.metric])
-    return dict(best.evaluation.metrics)
+    value = _metric(record, rule.metric)
+    earlier = state.best.get(strategy)
+    candidate = BestRecord(
+        step=record.step,
+        version=record.publications[strategy].version,
+        metric=rule.metric if value is not None else None,
+        direction=rule.direction if value is not None else None,
+        value=value,
+        at=utc_now(),
+    )
+    if earlier is not None and earlier == candidate:
+        return earlier  # unchanged: keep when it became best
+    return candidate
+
+
+def baseline(state: LedgerState, thresholds: Sequence[ThresholdConfig]) -> Baseline | None:
+    """The best published checkpoint by the first change threshold (None without one or without any)."""
+    rule = ranking_rule(thresholds)
+    if rule is None:
+        return None
+    record = best_published(state, rule)
+    if record is None or _metric(record, rule.metric) is None:
+        return None
+    return Baseline(step=record.step, metrics=dict(record.evaluation.metrics))
+
+
+def baseline_metrics(state: LedgerState, thresholds: Sequence[ThresholdConfig]) -> dict[str, float] | None:
+    """Metrics of ``baseline(state, thresholds)``."""
+    found = baseline(state, thresholds)
+    return None if found is None else found.metrics
+
+
+def _metric(record: CheckpointRecord, name: str) -> float | None:
+    if record.evaluation is None:
+        return None
+    value = record.evaluation.metrics.get(name)
+    if value is None or math.isnan(value):
+        return None
+    return float(value)

@@ -1,20 +1,60 @@
-"""The ledger's documented schema (version 1), as frozen dataclasses stored as JSON.
+"""The ledger's documented schema (version 2), as frozen dataclasses stored as JSON.
 
-``ledger.json`` at ``<destination>/.exportflow/<model>/ledger.json``::
+One JSON file per model at the destination, ``<destination>/.exportflow/<model>/ledger.json`` — not in
+Airflow's database, not in memory — so a restarted process, a retried task or another worker reads the
+same truth. Readers (the UI plugin, reports) should read it through ``Ledger.load`` or at least accept
+unknown keys; every field added later has a default. Times are ISO 8601 UTC strings
+(``2025-01-31T12:00:00+00:00``). Keys of ``checkpoints`` are global steps as strings::
 
     {
-      "schema_version": 1,
+      "schema_version": 2,
       "model": "example",
-      "checkpoints": {            # by global step, as a string
+      "updated_at": "<time of the last write>",
+      "checkpoints": {
         "300": {
           "step": 300,
-          "uri": "/models/example/model.ckpt-300",
-          "evaluation": {ModelEvaluation artifact} | null,
-          "exports": {"<strategy>": {Model artifact}},
-          "publications": {"<strategy>": {PushedModel artifact}}
+          "uri": "gs://bucket/model/model.ckpt-300",          # the checkpoint prefix in model_dir
+          "first_seen": "<when its first outcome was recorded>",  # null for v1 records
+          "evaluation": {                                      # ModelEvaluation artifact, or null
+            "metrics": {"auc": 0.91, "loss": 0.32},
+            "blessed": true,
+            "reasons": [                                       # one per threshold check, kept with the metrics
+              {"metric": "auc", "passed": true, "kind": "lower", "value": 0.91, "bound": 0.6,
+               "reason": "auc=0.91 >= lower bound 0.6"}
+            ],
+            "source": "evaluate" | "logged",
+            "config_digest": "<digest of what decides metrics and blessing>",
+            "metrics_digest": "<digest of what decides the metrics alone>",
+            "baseline_step": 200 | null,                       # the published checkpoint compared against
+            "evaluated_at": "<when the metrics were computed>",
+            "uri": "<checkpoint prefix>", "checkpoint": {Checkpoint artifact: uri, step, files, pinned_uri, ...}
+          },
+          "exports": {"<strategy>": {Model artifact}},            # artifacts as their fields (no "type")
+          "publications": {"<strategy>": {PushedModel artifact}},
+          "updated_at": "<last change of this record>"
         }
+      },
+      "best": {                                                # best-so-far per strategy, among its publications
+        "<strategy>": {"step": 300, "version": "300", "metric": "auc", "direction": "higher_is_better",
+                       "value": 0.91, "at": "<when it became best>"}
       }
     }
+
+Meaning:
+
+* A checkpoint is **handled** under a configuration (``config_digest``, see
+  ``components.evaluation.digest``) when some strategy published it, or when it was evaluated under that
+  configuration and not blessed. Discovery takes only checkpoints not handled; changing thresholds or the
+  eval input makes unblessed checkpoints new again. Version-1 evaluations carry no digest and count as
+  made under the current configuration.
+* The **baseline** for change thresholds is the best published checkpoint by the first change
+  threshold's metric and direction (``components.ledger.records.baseline``).
+* ``best`` is kept by the publish stage with the same ranking (or ``loss``, lower is better, when no
+  change threshold is configured; by step when the metric is missing).
+
+Versions: version 1 (the walking skeleton's: no ``first_seen``/``updated_at``/``best``,
+no digests) is read and upgraded on the next write; a newer version than this code knows is refused
+with an error rather than misread.
 """
 
 from __future__ import annotations
@@ -23,7 +63,20 @@ import dataclasses
 
 from components.artifacts import EvaluationArtifact, ExportArtifact, PushedModelArtifact
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class BestRecord:
+    """The best published checkpoint of one strategy, and by which ranking."""
+
+    step: int
+    version: str
+    metric: str | None = None  # None: ranked by step (no metric to rank by)
+    direction: str | None = None  # "higher_is_better" | "lower_is_better"
+    value: float | None = None
+    at: str | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +88,17 @@ class CheckpointRecord:
     evaluation: EvaluationArtifact | None = None
     exports: dict[str, ExportArtifact] = dataclasses.field(default_factory=dict)
     publications: dict[str, PushedModelArtifact] = dataclasses.field(default_factory=dict)
+    first_seen: str | None = dataclasses.field(default=None, compare=False)
+    updated_at: str | None = dataclasses.field(default=None, compare=False)
+
+    def handled(self, config_digest: str | None = None) -> bool:
+        """Published by some strategy, or evaluated and not blessed under ``config_digest`` (None: any)."""
+        if self.publications:
+            return True
+        evaluation = self.evaluation
+        if evaluation is None or evaluation.blessed:
+            return False
+        return config_digest is None or evaluation.config_digest in (None, config_digest)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +107,9 @@ class LedgerState:
 
     model: str
     checkpoints: dict[str, CheckpointRecord] = dataclasses.field(default_factory=dict)
+    best: dict[str, BestRecord] = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    updated_at: str | None = dataclasses.field(default=None, compare=False)
 
     def record(self, step: int) -> CheckpointRecord | None:
         return self.checkpoints.get(str(step))
@@ -55,13 +121,9 @@ class LedgerState:
             if (record.publications if strategy is None else strategy in record.publications)
         }
 
-    def handled_steps(self) -> set[int]:
-        """Steps with a final outcome: evaluated and not blessed, or published by some strategy."""
-        return {
-            record.step
-            for record in self.checkpoints.values()
-            if record.publications or (record.evaluation is not None and not record.evaluation.blessed)
-        }
+    def handled_steps(self, config_digest: str | None = None) -> set[int]:
+        """Steps with a final outcome under ``config_digest`` (see ``CheckpointRecord.handled``)."""
+        return {record.step for record in self.checkpoints.values() if record.handled(config_digest)}
 
     def with_record(self, record: CheckpointRecord) -> LedgerState:
         return dataclasses.replace(self, checkpoints={**self.checkpoints, str(record.step): record})
