@@ -8,6 +8,7 @@ A multi-graph export (``ExportArtifact.graphs``) publishes as one all-or-nothing
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Any
@@ -23,9 +24,7 @@ from components.manifest import (
 )
 from components.publish.errors import DestinationError, ExportIncomplete
 from components.publish.protocol import (
-    ENTRY_GRAPH,
     GraphSource,
-    Layout,
     PublishSettings,
     layout_for,
     publish_version,
@@ -69,12 +68,6 @@ def servable_of(params: PublishParams) -> str:
     return params.strategy.servable or params.config.name
 
 
-def version_layout(params: PublishParams, export: ExportArtifact, storage: Storage | None = None) -> Layout:
-    storage = storage or destination_storage(params.config.destination)
-    graphs = sorted(export.graphs) if export.graphs else [None]
-    return layout_for(storage, params.config.destination.uri, servable_of(params), export.version, graphs)
-
-
 def publish(
     params: PublishParams,
     export: ExportArtifact,
@@ -83,54 +76,53 @@ def publish(
     observer: Observer | None = None,
 ) -> PushedModelArtifact:
     """Publish ``export``; ``storage`` and ``observer`` are seams for tests and tools."""
-    storage = storage or destination_storage(params.config.destination)
-    layout = version_layout(params, export, storage)  # validates names and the target before any write
+    destination = params.config.destination
+    storage = storage or destination_storage(destination)
+    graphs = sorted(export.graphs) if export.graphs else [None]
+    # Names and the target are validated before anything is read or written.
+    layout = layout_for(storage, destination.uri, servable_of(params), export.version, graphs)
     sources = prepare_sources(params, export)
-    primary = layout.graph_dir(ENTRY_GRAPH if ENTRY_GRAPH in layout.graphs else layout.graphs[0])
-    base = PushedModelArtifact(
-        uri=primary,
+    planned = PushedModelArtifact(
+        uri=layout.primary_dir,
         model_name=export.model_name,
         strategy=export.strategy,
-        destination=params.config.destination.uri,
+        destination=destination.uri,
         version=export.version,
         step=export.step,
-        manifest_uri=storage.join(primary, MANIFEST_PATH),
+        manifest_uri=storage.join(layout.primary_dir, MANIFEST_PATH),
         files=sum(len(s.files) for s in sources),
         bytes_total=sum(s.total_bytes for s in sources),
         marker_uri=layout.marker,
-        graph_uris={g or "": layout.graph_dir(g) for g in layout.graphs},
+        graph_uris=layout.graph_uris,
     )
     if params.dry_run:
-        log.info("dry run: would publish %s to %s", export.uri, base.uri)
-        return base
+        log.info("dry run: would publish %s to %s", export.uri, planned.uri)
+        return planned
     outcome = publish_version(
         storage,
-        destination=params.config.destination.uri,
+        destination=destination.uri,
         servable=servable_of(params),
         version=export.version,
         graphs=sources,
         marker_info=_marker_info(params, export),
         checkpoint_uri=export.checkpoint_uri,
-        settings=publish_settings(params.config.destination),
+        settings=publish_settings(destination),
         force=params.force,
         observer=observer,
     )
-    pushed = PushedModelArtifact(
-        **{
-            **base.__dict__,
-            "bytes_moved": outcome.bytes_moved,
-            "bytes_copied": outcome.bytes_copied,
-            "already_published": outcome.already_published,
-        }
-    )
     if outcome.already_published:
-        log.info("%s is already published (0 bytes moved)", pushed.uri)
+        log.info("%s is already published (0 bytes moved)", planned.uri)
     else:
         log.info(
             "published %s (%d files, %d bytes uploaded, %d bytes copied by the store)",
-            pushed.uri, pushed.files, outcome.bytes_moved, outcome.bytes_copied,
+            planned.uri, planned.files, outcome.bytes_moved, outcome.bytes_copied,
         )
-    return pushed
+    return dataclasses.replace(
+        planned,
+        bytes_moved=outcome.bytes_moved,
+        bytes_copied=outcome.bytes_copied,
+        already_published=outcome.already_published,
+    )
 
 
 def prepare_sources(params: PublishParams, export: ExportArtifact) -> tuple[GraphSource, ...]:

@@ -17,7 +17,8 @@ ready signal and writes it only when everything else is there and verified:
    target is inside the configured destination, every file of the export is present with the size its
    manifest says.
 2. **Already published?** If the commit marker names this exact content (the CRC32C of every graph's
-   manifest) and every object is present with the manifest's size and CRC32C, stop: zero bytes moved.
+   manifest) and every object is present with the manifest's size and CRC32C (as GCS lists them; on
+   local disk the size — each file's CRC32C was checked when it was written), stop: zero bytes moved.
 3. **Lease.** Create ``<version>.lease.json`` with ``if_generation_match=0``. If it exists and is live
    (not expired; on this host, its process still runs) another run owns the version:
    ``PublishInProgress``. A stale lease (a killed run) is taken over by compare-and-swap. A heartbeat
@@ -164,6 +165,15 @@ class Layout:
 
     def graph_dir(self, graph: str | None) -> str:
         return self.storage.join(self.base, graph, self.version) if graph else self.storage.join(self.base, self.version)
+
+    @property
+    def primary_dir(self) -> str:
+        """The version folder that stands for the set: the entry graph's, or the only one."""
+        return self.graph_dir(ENTRY_GRAPH if ENTRY_GRAPH in self.graphs else self.graphs[0])
+
+    @property
+    def graph_uris(self) -> dict[str, str]:
+        return {g or "": self.graph_dir(g) for g in self.graphs}
 
     @property
     def marker(self) -> str:
@@ -351,7 +361,7 @@ class _Run:
         storage.sync(self._targets(graph_files=False))  # durable before anything makes them loadable
         self._verify_before_graphs()
         self.lease.check()  # type: ignore[union-attr]
-        for transfer in sorted(graph_files, key=lambda t: graph_order(self._graph_names()).index(self._graph_of(t))):
+        for transfer in graph_files:  # in graph order: the entry graph last
             self.graph_written = True
             results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
         storage.sync(self._targets(graph_files=True))
@@ -371,12 +381,6 @@ class _Run:
     # ---------------------------------------------------------------------------- inventory & plan
     def _graph_names(self) -> list[str | None]:
         return [g.name for g in self.graphs]
-
-    def _graph_of(self, transfer: Transfer) -> str | None:
-        for graph in self.graphs:
-            if transfer.target.startswith(self.layout.graph_dir(graph.name).rstrip("/") + "/"):
-                return graph.name
-        raise AssertionError(transfer.target)
 
     def _inventory(self) -> dict[str | None, dict[str, ObjectInfo]]:
         """Objects in every version directory by relative path; leftover temp files are removed."""
@@ -438,7 +442,8 @@ class _Run:
         data: list[Transfer] = []
         manifests: list[Transfer] = []
         graph_files: list[Transfer] = []
-        for graph in self.graphs:
+        order = graph_order(self._graph_names())
+        for graph in sorted(self.graphs, key=lambda g: order.index(g.name)):
             found = inventory[graph.name]
             root = self.layout.graph_dir(graph.name)
             link = self._can_link(graph.local_dir, root)
@@ -473,32 +478,35 @@ class _Run:
         return os.stat(folder).st_dev == os.stat(local_dir).st_dev
 
     # -------------------------------------------------------------------------------- verification
-    def _all_present(self) -> bool:
+    def _problems(self, *, graph_files: bool) -> list[str]:
+        """What the destination lacks now, by one listing per graph: missing objects, or objects whose
+        size (or CRC32C, where the store lists it) differs from the manifest. ``graph_files=False``
+        leaves ``saved_model.pb`` out."""
+        problems = []
         for graph in self.graphs:
             root = self.layout.graph_dir(graph.name).rstrip("/")
             found = {info.uri[len(root) + 1 :]: info for info in self.storage.list(root)}
             for entry in graph.files:
-                info = found.get(entry.path)
-                if info is None or info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c):
-                    return False
-        return True
-
-    def _verify_before_graphs(self) -> None:
-        """Every non-graph file of every graph is in place, as the listing shows it now."""
-        for graph in self.graphs:
-            root = self.layout.graph_dir(graph.name).rstrip("/")
-            found = {info.uri[len(root) + 1 :]: info for info in self.storage.list(root)}
-            for entry in graph.files:
-                if entry.path in GRAPH_FILES:
+                if entry.path in GRAPH_FILES and not graph_files:
                     continue
                 info = found.get(entry.path)
                 if info is None:
-                    raise PublishError(
-                        f"{root}/{entry.path} vanished after it was verified (is retention or another run "
-                        "deleting this version?); saved_model.pb was not written"
-                    )
-                if info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c):
-                    raise ChecksumMismatch(f"{root}/{entry.path} changed after it was verified; saved_model.pb was not written")
+                    problems.append(f"{root}/{entry.path} is missing")
+                elif info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c):
+                    problems.append(f"{root}/{entry.path} differs from the manifest")
+        return problems
+
+    def _all_present(self) -> bool:
+        return not self._problems(graph_files=True)
+
+    def _verify_before_graphs(self) -> None:
+        """Every non-graph file is still in place (retention or another writer could have interfered)."""
+        problems = self._problems(graph_files=False)
+        if problems:
+            raise PublishError(
+                f"{'; '.join(problems[:3])} after it was verified — is retention or another run changing this "
+                "version? saved_model.pb was not written"
+            )
 
     def _marker_matches(self, marker: dict[str, Any]) -> bool:
         ours = {g.name or "": g.manifest_crc32c for g in self.graphs}
@@ -548,11 +556,9 @@ class _Run:
             log.warning("cleanup after a failed publish of %s failed too: %s", self.layout.base, cleanup_error)
 
     def _outcome(self, results: list[TransferResult], already: bool) -> PublishOutcome:
-        graph_uris = {g.name or "": self.layout.graph_dir(g.name) for g in self.graphs}
-        primary = ENTRY_GRAPH if ENTRY_GRAPH in graph_uris else next(iter(graph_uris))
         return PublishOutcome(
-            uri=graph_uris[primary],
-            graph_uris=graph_uris,
+            uri=self.layout.primary_dir,
+            graph_uris=self.layout.graph_uris,
             marker_uri=self.layout.marker,
             files=sum(len(g.files) for g in self.graphs),
             bytes_total=sum(g.total_bytes for g in self.graphs),
