@@ -36,6 +36,21 @@ from plugins.ui.manifest import ManifestView, manifest_view
 
 HERE = Path(__file__).resolve().parent
 API_DOC = "plugins/ui/API.md"
+ROUTES = {
+    "index_page": "/ui/",
+    "model_page": "/ui/models/{model}",
+    "manifest_page": "/ui/models/{model}/versions/{strategy}/{version}",
+    "icon": "/ui/icon.svg",
+    "models_json": "/api/models",
+    "model_json": "/api/models/{model}",
+    "manifest_json": "/api/models/{model}/versions/{strategy}/{version}/manifest",
+}
+
+
+def url_for(request: Request, name: str, **params: Any) -> str:
+    """The path of one of ``ROUTES`` under wherever Airflow mounted this app (its ``root_path``, ``/exportflow``)."""
+    path = ROUTES[name].format(**{key: quote(str(value), safe="") for key, value in params.items()})
+    return f"{request.scope.get('root_path', '').rstrip('/')}{path}"
 
 
 async def current_user(request: Request) -> Any:
@@ -154,7 +169,7 @@ def create_app(
         nonce = secrets.token_urlsafe(16)
         html = templates.get_template(template).render(
             request=request,
-            url=lambda name, **params: request.url_for(name, **params).path,
+            url=lambda name, **params: url_for(request, name, **params),
             airflow_root=airflow_root(),
             nonce=nonce,
             **context,
@@ -164,22 +179,20 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def root(request: Request) -> RedirectResponse:
-        return RedirectResponse(request.url_for("index_page").path)
+        return RedirectResponse(url_for(request, "index_page"))
 
     # --- HTML -------------------------------------------------------------------------------------------
 
-    @app.get("/ui/", response_class=HTMLResponse, name="index_page")
+    @app.get(ROUTES["index_page"], response_class=HTMLResponse)
     def index_page(request: Request, user: Any = User) -> HTMLResponse:
         return page(request, "index.html", **_index(request, user, catalog, authorize))
 
-    @app.get("/ui/models/{model}", response_class=HTMLResponse, name="model_page")
+    @app.get(ROUTES["model_page"], response_class=HTMLResponse)
     def model_page(request: Request, model: str, metric: str | None = None, user: Any = User) -> HTMLResponse:
         history = history_of(request, model, user, metric)
         return page(request, "model.html", h=history, plot=chart_layout.plot(history.chart))
 
-    @app.get(
-        "/ui/models/{model}/versions/{strategy}/{version}", response_class=HTMLResponse, name="manifest_page"
-    )
+    @app.get(ROUTES["manifest_page"], response_class=HTMLResponse)
     def manifest_page(
         request: Request, model: str, strategy: str, version: str, user: Any = User
     ) -> HTMLResponse:
@@ -187,21 +200,21 @@ def create_app(
         checkpoint, publication, manifest = manifest_of(history, strategy, version)
         return page(request, "manifest.html", h=history, checkpoint=checkpoint, pub=publication, m=manifest)
 
-    @app.get("/ui/icon.svg", include_in_schema=False, name="icon")
+    @app.get(ROUTES["icon"], include_in_schema=False)
     def icon(user: Any = User) -> Response:
         return Response((HERE / "templates" / "icon.svg").read_bytes(), media_type="image/svg+xml")
 
     # --- JSON (documented in API.md) ------------------------------------------------------------------
 
-    @app.get("/api/models", name="models_json")
+    @app.get(ROUTES["models_json"])
     def models_json(request: Request, user: Any = User) -> JSONResponse:
         return _json(_index(request, user, catalog, authorize))
 
-    @app.get("/api/models/{model}", name="model_json")
+    @app.get(ROUTES["model_json"])
     def model_json(request: Request, model: str, metric: str | None = None, user: Any = User) -> JSONResponse:
         return _json(jsonable(history_of(request, model, user, metric)))
 
-    @app.get("/api/models/{model}/versions/{strategy}/{version}/manifest", name="manifest_json")
+    @app.get(ROUTES["manifest_json"])
     def manifest_json(
         request: Request, model: str, strategy: str, version: str, user: Any = User
     ) -> JSONResponse:
@@ -235,8 +248,8 @@ def _summary(request: Request, config: PipelineConfig) -> dict[str, Any]:
         "model": config.name,
         "dag_id": dag_id_for(config.name),
         "destination": config.destination.uri,
-        "page_url": request.url_for("model_page", model=config.name).path,
-        "json_url": request.url_for("model_json", model=config.name).path,
+        "page_url": url_for(request, "model_page", model=config.name),
+        "json_url": url_for(request, "model_json", model=config.name),
         "checkpoints": 0,
         "evaluated": 0,
         "blessed": 0,

@@ -11,7 +11,7 @@ import math
 
 from plugins.ui.history import Chart, ChartPoint
 
-WIDTH, HEIGHT = 960, 300
+WIDTH, HEIGHT = 960, 270
 LEFT, RIGHT, TOP, BOTTOM = 64, 24, 18, 44  # margins around the plotting area, in pixels
 
 
