@@ -63,7 +63,7 @@ def _http_ok(url: str) -> tuple[bool, str]:
     return True, f"{url} answered 200"
 
 
-def _command_ok(command: list[str], env: Mapping[str, str]) -> tuple[bool, str]:
+def _command_ok(command: list[str], env: Mapping[str, str], timeout: float) -> tuple[bool, str]:
     try:
         done = subprocess.run(
             command,
@@ -71,7 +71,7 @@ def _command_ok(command: list[str], env: Mapping[str, str]) -> tuple[bool, str]:
             env=dict(env),
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
@@ -83,8 +83,11 @@ def _command_ok(command: list[str], env: Mapping[str, str]) -> tuple[bool, str]:
     )
 
 
-def check(argv: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[bool, str]:
-    """Is the component that ``argv`` starts healthy? Returns (healthy, reason)."""
+def check(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 60) -> tuple[bool, str]:
+    """Is the component that ``argv`` starts healthy? Returns (healthy, reason).
+
+    ``timeout`` bounds the CLI checks (they import Airflow); Docker's own HEALTHCHECK timeout is shorter.
+    """
     env = dict(os.environ if env is None else env)
     component, args = component_of(argv)
     if component == "api-server":
@@ -104,10 +107,12 @@ def check(argv: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[bo
             JOB_TYPES[component],
             "--local",
         ]
-        return _command_ok(airflow, env)
+        return _command_ok(airflow, env, timeout)
     if component == "celery worker":
-        ping = [sys.executable, "-m", "celery", "--app", CELERY_APP, "inspect", "ping", "--timeout", "10"]
-        return _command_ok([*ping, "--destination", celery_node_name(args, env.get("HOSTNAME"))], env)
+        ping = [sys.executable, "-m", "celery", "--app", CELERY_APP, "inspect", "ping", "--timeout", "5"]
+        return _command_ok(
+            [*ping, "--destination", celery_node_name(args, env.get("HOSTNAME"))], env, timeout
+        )
     if component in ONE_OFF or component == "none":
         return True, f"{component}: nothing long-running to check"
     return False, f"unknown component {component!r}: pass the container's command as arguments"
