@@ -10,6 +10,7 @@ loading a config does no I/O beyond reading the file itself (the DAG factory cal
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import types
@@ -23,6 +24,8 @@ from components.config.errors import ConfigError
 from components.config.schema import MAX_WARMUP_RECORDS, PipelineConfig
 from components.imports import ImportPath, ImportPathError
 
+# libyaml's C parser: DAG parsing loads every config on every dag-processor loop.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 _PATH_FIELDS = {"model_dir", "destination.uri", "warmup.path", "staging_dir"}
 
@@ -35,7 +38,7 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read the file: {exc.strerror or exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader, libyaml's when present
     except yaml.YAMLError as exc:
         raise ConfigError(source, "", f"not valid YAML: {exc}") from exc
     config = parse_config(data, source=source, base_dir=Path(path).resolve().parent)
@@ -74,7 +77,7 @@ def _build(cls: type, data: Any, prefix: str, source: str, base: Path, skip: set
         raise ConfigError(
             source, _join(prefix, str(unknown[0])), f"unknown field; expected one of {sorted(fields)}"
         )
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     values = {}
     for name, field in fields.items():
         path = _join(prefix, name)
@@ -88,6 +91,11 @@ def _build(cls: type, data: Any, prefix: str, source: str, base: Path, skip: set
             value = _resolve_path(value, base)
         values[name] = value
     return cls(**values)
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _coerce(tp: Any, value: Any, path: str, source: str, base: Path) -> Any:
