@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from components.airflow_env import embedded_airflow_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PARSE = """
@@ -40,19 +41,6 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 with DAG("baseline", schedule=None):
     EmptyOperator(task_id="noop")
 """
-
-
-def env_for(home: Path, configs: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
-        EXPORTFLOW_CONFIGS_DIR=str(configs),
-        TF_CPP_MIN_LOG_LEVEL="3",
-    )
-    return env
 
 
 def parse(folder: Path, env: dict[str, str], repeats: int = 3) -> dict:
@@ -78,9 +66,9 @@ def bench_parse(tmp: Path) -> None:
     (baseline / "baseline.py").write_text(BASELINE_DAG)
     empty = tmp / "no_configs"
     empty.mkdir()
-    env = env_for(tmp / "home", configs)
+    env = embedded_airflow_env(tmp / "home", configs)
     ours = parse(ROOT / "dags", env)
-    base = parse(baseline, env_for(tmp / "home", empty))
+    base = parse(baseline, embedded_airflow_env(tmp / "home", empty))
     print("parse: DagBag, best of 3, fresh interpreter each")
     print(f"  importing Airflow itself:     {base['import_seconds']:6.3f} s  (not counted below)")
     print(f"  baseline, 1 trivial DAG:      {base['seconds']:6.3f} s  ({base['modules']} modules)")
@@ -110,7 +98,7 @@ def bench_chain(tmp: Path) -> None:
 
     runner_configs = write_config("runner")
     airflow_configs = write_config("airflow")
-    env = env_for(tmp / "home", airflow_configs)
+    env = embedded_airflow_env(tmp / "home", airflow_configs)
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
 
     start = time.perf_counter()

@@ -14,11 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from components.airflow_env import PROJECT_ROOT, embedded_airflow_env
 from components.config import load_config
 from components.errors import ExportflowError
 from components.ledger import Ledger, LedgerState
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = PROJECT_ROOT / "examples" / "pipeline.yaml"
 DAG_ID = "exportflow__example"
 
@@ -54,20 +54,7 @@ class Workspace:
 
 def airflow_env(ws: Workspace) -> dict[str, str]:
     """Environment for an embedded Airflow that sees only our DAGs, plugins and this workspace's configs."""
-    env = dict(os.environ)
-    env.update(
-        {
-            "AIRFLOW_HOME": str(ws.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{ws.airflow_home / 'airflow.db'}",
-            "EXPORTFLOW_CONFIGS_DIR": str(ws.config_path.parent),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])),
-        }
-    )
-    return env
+    return embedded_airflow_env(ws.airflow_home, ws.config_path.parent)
 
 
 def prepare_workspace(ws: Workspace, train_steps: int = 300) -> list[int]:

@@ -7,7 +7,6 @@ AIRFLOW_HOME: ``python tests/support/dag_test_run.py <dags folder> <dag id> <con
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,17 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def airflow_env(home: Path, configs_dir: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
-        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
-        EXPORTFLOW_CONFIGS_DIR=str(configs_dir),
-        TF_CPP_MIN_LOG_LEVEL="3",
-    )
-    env.update(extra)
-    return env
+    from components.airflow_env import embedded_airflow_env
+
+    return embedded_airflow_env(home, configs_dir, **extra)
 
 
 def migrate(env: dict[str, str]) -> None:
@@ -43,6 +34,7 @@ def run_dag_test(env: dict[str, str], dag_id: str, conf: dict[str, Any] | None =
         text=True,
         timeout=900,
         stdin=subprocess.DEVNULL,
+        check=False,  # the summary line says what happened; a crash is reported below
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("{\"summary\"")]
     if not lines:
