@@ -54,6 +54,8 @@ def test_gcp_conn_id_without_the_google_provider_says_how_to_fix(monkeypatch: py
     from airflow.sdk.exceptions import AirflowFailException
 
     monkeypatch.setitem(sys.modules, "airflow.providers.google.common.hooks.base_google", None)
-    with pytest.raises(AirflowFailException, match="install exportflow with the `google` extra"):
-        with gcp_credentials("my_gcp"):
-            pass
+    with (
+        pytest.raises(AirflowFailException, match="install exportflow with the `google` extra"),
+        gcp_credentials("my_gcp"),
+    ):
+        pass
