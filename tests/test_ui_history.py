@@ -7,6 +7,7 @@ Airflow's ``get_user``) and the authorization check (Airflow's ``requires_access
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -28,7 +29,7 @@ from components.artifacts import (
 )
 from components.config import parse_config
 from components.ledger import Ledger
-from components.ledger.schema import CheckpointRecord, LedgerState
+from components.ledger.schema import BestRecord, CheckpointRecord, LedgerState
 from plugins.ui import app as ui_app
 from plugins.ui.chart import plot
 from plugins.ui.history import UnknownMetric, build_history, jsonable, metric_direction
@@ -165,6 +166,27 @@ def test_without_a_change_threshold_the_best_follows_the_charted_metrics_directi
     assert history.chart.direction == "lower_is_better"
     assert history.best_step == 300  # lowest loss among published (100: 0.52, 300: 0.50)
     assert build_history(config, history_ledger(tmp_path), metric="auc").best_step == 100
+
+
+def test_the_best_the_ledger_keeps_per_strategy_wins(tmp_path: Path) -> None:
+    config = make_config(tmp_path, BASELINE_RULES)
+    kept = {
+        "all_modes": BestRecord(
+            step=300, version="300", metric="loss", direction="lower_is_better", value=0.5
+        ),
+        "other": BestRecord(step=100, version="100", metric="loss", direction="lower_is_better", value=0.52),
+    }
+    state = dataclasses.replace(history_ledger(tmp_path), best=kept)
+    history = build_history(config, state)
+
+    assert history.best_step == 300  # the configured strategy's best comes first
+    assert history.best_by_strategy == {"all_modes": 300, "other": 100}
+    assert history.best_rule == "best published by loss (lower is better)" and history.best_metric == "loss"
+    assert {c.step: c.best_for for c in history.checkpoints if c.best} == {
+        300: ("all_modes",),
+        100: ("other",),
+    }
+    assert [p.step for p in history.chart.points if p.best] == [100, 300]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from components.artifacts import to_jsonable
 from components.config.schema import PipelineConfig, ThresholdConfig
-from components.ledger.records import baseline_metrics
+from components.ledger.records import RankingRule, baseline, best_published
 from components.ledger.schema import CheckpointRecord, LedgerState
 from plugins.dag_factory import DAG_ID_PREFIX
 
@@ -67,10 +67,16 @@ class CheckpointView:
     metrics_source: str | None  # "evaluate" or "logged"; None when not evaluated
     blessed: bool | None  # None when not evaluated
     reasons: tuple[Reason, ...]
+    baseline_step: int | None  # the published checkpoint its change thresholds compared against
     evaluated_at: str | None
+    first_seen: str | None  # when its first outcome entered the ledger
     exports: tuple[ExportView, ...]
     publications: tuple[PublicationView, ...]
-    best: bool
+    best_for: tuple[str, ...]  # the strategies whose current best it is
+
+    @property
+    def best(self) -> bool:
+        return bool(self.best_for)
 
     @property
     def evaluated(self) -> bool:
@@ -111,8 +117,10 @@ class ModelHistory:
     dag_url: str  # the DAG's page in the Airflow UI; its Trigger button opens the Params form
     destination: str
     metrics: tuple[str, ...]  # every metric any evaluation produced, sorted
-    best_step: int | None
+    best_step: int | None  # the current best (of the first configured strategy that has one)
+    best_by_strategy: dict[str, int]  # strategy -> step of its current best
     best_rule: str  # how "best" was decided, in words
+    best_metric: str | None  # the metric it was ranked by
     checkpoints: tuple[CheckpointView, ...]  # newest first
     chart: Chart
 
@@ -137,18 +145,24 @@ def build_history(
     metrics = tuple(sorted({name for r in records if r.evaluation for name in r.evaluation.metrics}))
     charted = _charted_metric(metric, metrics, thresholds)
     direction = metric_direction(charted, thresholds) if charted else "higher_is_better"
-    best, best_rule = _best_record(state, records, thresholds, charted, direction)
+    best_by_strategy, best_rule, best_metric = _best(state, config, charted, direction)
+    best_step = next(iter(best_by_strategy.values()), None)
     dag_id = dag_id_for(config.name)
     root = airflow_root if airflow_root.endswith("/") else f"{airflow_root}/"
-    views = [_checkpoint_view(r, best is r, root, dag_id) for r in records]
+    views = [
+        _checkpoint_view(r, tuple(s for s, step in best_by_strategy.items() if step == r.step), root, dag_id)
+        for r in records
+    ]
     return ModelHistory(
         model=config.name,
         dag_id=dag_id,
         dag_url=f"{root}dags/{quote(dag_id, safe='')}",
         destination=config.destination.uri,
         metrics=metrics,
-        best_step=best.step if best else None,
+        best_step=best_step,
+        best_by_strategy=best_by_strategy,
         best_rule=best_rule,
+        best_metric=best_metric,
         checkpoints=tuple(reversed(views)),
         chart=Chart(
             metric=charted,
@@ -198,33 +212,56 @@ class UnknownMetric(ValueError):
         self.known = known
 
 
-def _best_record(
-    state: LedgerState,
-    records: list[CheckpointRecord],
-    thresholds: tuple[ThresholdConfig, ...],
-    charted: str | None,
-    direction: Direction,
-) -> tuple[CheckpointRecord | None, str]:
-    published = [r for r in records if r.publications and r.evaluation]
-    baseline = baseline_metrics(state, thresholds)
-    if baseline is not None:
-        rule = next(t for t in thresholds if t.change is not None)
-        matching = [r for r in published if dict(r.evaluation.metrics) == baseline]
-        if matching:
-            return matching[-1], (
-                f"the blessing baseline: best published by {rule.metric} ({rule.change.direction.replace('_', ' ')})"
-            )
-    if charted is None:
-        return None, "nothing evaluated yet"
-    candidates = [r for r in published if _finite(r.evaluation.metrics.get(charted))]
-    if not candidates:
-        return None, "nothing published yet"
-    sign = 1.0 if direction == "higher_is_better" else -1.0
-    best = max(candidates, key=lambda r: (sign * r.evaluation.metrics[charted], r.step))
-    return best, f"best published by {charted} ({direction.replace('_', ' ')})"
+def _best(
+    state: LedgerState, config: PipelineConfig, charted: str | None, direction: Direction
+) -> tuple[dict[str, int], str, str | None]:
+    """Each strategy's current best step in config order, the rule that picked it in words, its metric.
+
+    The ledger's own ``best`` (kept by the publish stage) when it has one; for ledgers without it, the
+    blessing baseline, else the best published by the charted metric.
+    """
+    order = [s.name for s in config.strategies]
+
+    def ordered(strategies: Any) -> list[str]:
+        return sorted(strategies, key=lambda s: (order.index(s) if s in order else len(order), s))
+
+    kept = getattr(state, "best", None) or {}
+    if kept:
+        first = kept[ordered(kept)[0]]
+        metric = getattr(first, "metric", None)
+        ranked_by = _words(getattr(first, "direction", None) or direction)
+        rule = (
+            f"best published by {metric} ({ranked_by})"
+            if metric
+            else "latest published (no metric to rank by)"
+        )
+        return {s: kept[s].step for s in ordered(kept)}, rule, metric
+    found = baseline(state, config.evaluation.thresholds)
+    if found is not None:
+        change = next(t for t in config.evaluation.thresholds if t.change is not None)
+        step, metric, rule = (
+            found.step,
+            change.metric,
+            f"the blessing baseline: best published by {change.metric} ",
+        )
+        rule += f"({_words(change.change.direction)})"
+    elif charted is None:
+        return {}, "nothing evaluated yet", None
+    else:
+        record = best_published(state, RankingRule(charted, direction))
+        if record is None:
+            return {}, "nothing published yet", None
+        step, metric, rule = record.step, charted, f"best published by {charted} ({_words(direction)})"
+    return {s: step for s in ordered(state.record(step).publications)}, rule, metric
 
 
-def _checkpoint_view(record: CheckpointRecord, best: bool, root: str, dag_id: str) -> CheckpointView:
+def _words(direction: str) -> str:
+    return direction.replace("_", " ")
+
+
+def _checkpoint_view(
+    record: CheckpointRecord, best_for: tuple[str, ...], root: str, dag_id: str
+) -> CheckpointView:
     evaluation = record.evaluation
     exports = tuple(
         ExportView(
@@ -255,10 +292,12 @@ def _checkpoint_view(record: CheckpointRecord, best: bool, root: str, dag_id: st
         metrics_source=getattr(evaluation, "source", None) if evaluation else None,
         blessed=evaluation.blessed if evaluation else None,
         reasons=tuple(Reason(r.metric, r.passed, r.reason) for r in evaluation.reasons) if evaluation else (),
+        baseline_step=getattr(evaluation, "baseline_step", None) if evaluation else None,
         evaluated_at=getattr(evaluation, "evaluated_at", None) if evaluation else None,
+        first_seen=getattr(record, "first_seen", None),
         exports=exports,
         publications=publications,
-        best=best,
+        best_for=best_for,
     )
 
 
