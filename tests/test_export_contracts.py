@@ -597,7 +597,7 @@ def test_exporter_contract_errors_are_value_errors():
         assert issubclass(error, ValueError) and issubclass(error, ExportError)
 
 
-def test_logging_of_unknown_kind_is_not_required(caplog):
+def test_creating_a_well_formed_strategy_logs_no_warning(caplog):
     # Creating a strategy logs nothing at warning level for a well-formed config.
     with caplog.at_level(logging.WARNING):
         create_strategy("final", "final", {"max_steps": 300})
