@@ -324,7 +324,7 @@ def test_every_variable_is_defined_in_the_example_env_and_every_example_is_used(
         assert name in defined or default, f"${{{name}}} has neither a default nor a line in .env.example"
     assert set(defined) <= {name for name, _ in used}, "a variable in .env.example that compose never reads"
     assert {"AIRFLOW_JWT_SECRET", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"} <= set(defined)
-    assert not (DOCKER / ".env").exists() or ".env" in (ROOT / ".gitignore").read_text()
+    assert ".env" in (DOCKER / ".gitignore").read_text().splitlines()  # the real one never gets committed
 
 
 def split_volume(spec: str) -> tuple[str, str, bool]:
