@@ -3,6 +3,7 @@ the retention helper, strategy options, the registry (with real entry points) an
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -58,6 +59,7 @@ from components.export.strategies.options import (
     parse_options,
 )
 from components.ledger import CheckpointRecord, LedgerState
+from components.ledger.schema import BestRecord
 
 
 def receiver():  # a stand-in serving_input_receiver_fn; never called in this module
@@ -284,6 +286,11 @@ def test_ledger_best_reads_only_this_strategys_exports():
     assert ledger_best(state, "final", loss_smaller) is None
     assert ledger_best(LedgerState(model="m"), "best", loss_smaller) is None
     assert ledger_best(object(), "best", loss_smaller) is None  # tolerant of a ledger it does not know
+    # A record the ledger marks as this strategy's best counts even when its export entry is gone.
+    pruned = state.with_record(_record(50, 0.1))
+    assert ledger_best(pruned, "best", loss_smaller) == {"loss": 0.5}
+    marked = dataclasses.replace(pruned, best={"best": BestRecord(step=50, version="50")})
+    assert ledger_best(marked, "best", loss_smaller) == {"loss": 0.1}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -127,18 +127,21 @@ def ledger_best(
 ) -> Mapping[str, Any] | None:
     """The best evaluation among checkpoints ``strategy`` exported, from the ledger (read tolerantly).
 
-    A record counts when its ``exports`` name the strategy; its metrics come from that export, else
-    from the record's evaluation. Records that lack either, or whose metrics ``compare_fn`` cannot
+    A record counts when its ``exports`` name the strategy or the ledger's ``best`` marks it for the
+    strategy; its metrics come from that export, else from the record's evaluation. Records that lack either, or whose metrics ``compare_fn`` cannot
     compare, are skipped with a log line rather than failing the run.
     """
     best: Mapping[str, Any] | None = None
     records = getattr(state, "checkpoints", None) or {}
+    # The ledger's own best-so-far (schema 2: best published per strategy) counts even if its record's
+    # exports were pruned.
+    marked = getattr((getattr(state, "best", None) or {}).get(strategy), "step", None)
     for record in sorted(records.values(), key=lambda r: getattr(r, "step", 0)):
         step = getattr(record, "step", None)
         exports = getattr(record, "exports", None) or {}
-        if step == exclude_step or strategy not in exports:
+        if step == exclude_step or (strategy not in exports and step != marked):
             continue
-        metrics = getattr(exports[strategy], "metrics", None)
+        metrics = getattr(exports.get(strategy), "metrics", None)
         if not metrics:
             evaluation = getattr(record, "evaluation", None)
             metrics = getattr(evaluation, "metrics", None)
