@@ -19,7 +19,8 @@ def build_estimator(config: PipelineConfig, work_dir: str) -> Any:
     return tf.estimator.Estimator(
         model_fn=config.model_fn.resolve(),
         model_dir=work_dir,
-        params=dict(config.params),
+        # None when the config has none: TF refuses any params, even {}, for a model_fn without them.
+        params=dict(config.params) or None,
         config=tf.estimator.RunConfig(model_dir=work_dir, log_step_count_steps=None),
     )
 
