@@ -318,6 +318,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     app = ui_app.create_app(
         ui_app.ModelCatalog(lambda: str(configs)), user_dependency=lambda: "tester", authorize=authorize
     )
+    app.state.ledger_path = Path(ledger.uri)  # for tests that check the page never writes it
     return TestClient(app)
 
 
@@ -377,14 +378,22 @@ def test_manifest_is_read_from_the_ledgers_uri_and_unknown_versions_are_404(clie
     assert client.get("/api/models/nope").status_code == 404
 
 
+def ledger_bytes(client: TestClient) -> bytes:
+    return client.app.state.ledger_path.read_bytes()
+
+
 def test_a_manifest_that_is_gone_is_a_clear_502(client: TestClient) -> None:
+    before = ledger_bytes(client)
     response = client.get("/api/models/example/versions/all_modes/300/manifest")
+    assert ledger_bytes(client) == before  # the page only reads
     assert response.status_code == 502
     assert "cannot read the manifest" in response.json()["detail"] and "/300/" in response.json()["detail"]
 
 
 def test_an_unknown_metric_is_a_400_naming_the_choices(client: TestClient) -> None:
+    before = ledger_bytes(client)
     response = client.get("/api/models/example", params={"metric": "precision"})
+    assert ledger_bytes(client) == before
     assert response.status_code == 400 and "['auc', 'loss']" in response.json()["detail"]
 
 
@@ -404,3 +413,13 @@ def test_the_plugin_registers_page_and_menu_entry_without_loading_fastapi_or_ten
     assert found["prefix"] == "/exportflow"
     assert found["view"]["name"] == "Model exports" and found["view"]["href"] == "/exportflow/ui/"
     assert found["view"]["url_route"] == "model-exports" and found["view"]["category"] == "browse"
+
+
+def test_airflow_does_not_import_the_page_package_as_plugin_modules() -> None:
+    """Airflow imports every .py under its plugins folder by file name (``app``, ``chart``, ...), which
+    would shadow other modules of those names; plugins/ui/.airflowignore keeps the package out of that."""
+    from airflow._shared.module_loading.file_discovery import find_path_from_directory
+
+    found = [Path(p) for p in find_path_from_directory(ROOT / "plugins", ".airflowignore")]
+    assert ROOT / "plugins" / "exportflow_plugin.py" in found
+    assert [p for p in found if (ROOT / "plugins" / "ui") in p.parents] == []
