@@ -141,7 +141,7 @@ def crc32c_of_bytes(data: bytes) -> str:
     return base64.b64encode(google_crc32c.value(data).to_bytes(4, "big")).decode("ascii")
 
 
-def crc32c_of_file(path: str, chunk_size: int = 8 * 1024 * 1024) -> str:
+def crc32c_of_file(path: str, chunk_size: int = 1024 * 1024) -> str:
     import google_crc32c
 
     checksum = google_crc32c.Checksum()
