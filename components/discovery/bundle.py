@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-import google_crc32c
-
 _MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48  # two block handles padded to 40 bytes, then the 8-byte magic
 _TRAILER_SIZE = 5  # block type (1 byte) + masked crc32c (4 bytes)
@@ -128,6 +126,8 @@ def _block_handle(buf: bytes, pos: int) -> tuple[tuple[int, int], int]:
 
 
 def _read_block(data: bytes, handle: tuple[int, int]) -> bytes:
+    import google_crc32c
+
     offset, size = handle
     end = offset + size + _TRAILER_SIZE
     if end > len(data) - _FOOTER_SIZE:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
-_INDEX = re.compile(r"^(?P<prefix>.+)-(?P<step>\d+)\.index$")
-_SHARD = re.compile(r"^(?P<prefix>.+)-(?P<step>\d+)\.data-(?P<shard>\d{5})-of-(?P<total>\d{5})$")
+_CHECKPOINT_FILE = re.compile(
+    r"^(?P<prefix>.+-(?P<step>\d+))\.(?:index|data-(?P<shard>\d{5})-of-(?P<total>\d{5}))$"
+)
 _STATE_LINE = re.compile(r'^\s*(all_model_checkpoint_paths|model_checkpoint_path):\s*"(?P<path>[^"]+)"\s*$')
 STATE_FILE = "checkpoint"
 
@@ -70,22 +71,30 @@ class CheckpointFiles:
 
 def group_checkpoint_files(names_and_sizes: dict[str, int]) -> dict[str, CheckpointFiles]:
     """Group a directory listing (file name → size) into checkpoints by prefix; other files are ignored."""
-    groups: dict[str, CheckpointFiles] = {}
+    found: dict[str, list] = {}  # prefix -> [step, index size, {shard: size}, {shard totals}]
     for name, size in names_and_sizes.items():
-        if match := _INDEX.match(name):
-            prefix = f"{match['prefix']}-{match['step']}"
-            current = groups.get(prefix) or CheckpointFiles(prefix, int(match["step"]))
-            groups[prefix] = dataclasses.replace(current, index_size=size)
-        elif match := _SHARD.match(name):
-            prefix = f"{match['prefix']}-{match['step']}"
-            current = groups.get(prefix) or CheckpointFiles(prefix, int(match["step"]))
-            total = int(match["total"])
-            mixed = current.mixed_totals or current.shard_total not in (None, total)
-            shards = {**current.shards, int(match["shard"]): size}
-            groups[prefix] = dataclasses.replace(
-                current, shards=shards, shard_total=total, mixed_totals=mixed
-            )
-    return groups
+        match = _CHECKPOINT_FILE.match(name)
+        if match is None:
+            continue
+        entry = found.get(match["prefix"])
+        if entry is None:
+            entry = found[match["prefix"]] = [int(match["step"]), None, {}, set()]
+        if match["total"] is None:
+            entry[1] = size
+        else:
+            entry[2][int(match["shard"])] = size
+            entry[3].add(int(match["total"]))
+    return {
+        prefix: CheckpointFiles(
+            prefix,
+            step,
+            index_size=index_size,
+            shards=shards,
+            shard_total=max(totals) if totals else None,
+            mixed_totals=len(totals) > 1,
+        )
+        for prefix, (step, index_size, shards, totals) in found.items()
+    }
 
 
 def parse_state_file(text: str) -> list[str]:
