@@ -32,7 +32,7 @@ from components.ledger.records import (
     record_publication,
 )
 from components.paths import work_dir
-from components.publish.executor import publish
+from components.publish.executor import destination_storage, publish
 from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
 from components.warmup.executor import inject_warmup
@@ -60,7 +60,8 @@ class RunOptions:
 
 
 def ledger_of(config: PipelineConfig) -> Ledger:
-    return Ledger(config.destination.uri, config.name)
+    """The model's ledger, read and written with the destination's own credentials and settings."""
+    return Ledger(config.destination.uri, config.name, destination_storage(config.destination))
 
 
 def selected_strategies(config: PipelineConfig, options: RunOptions) -> tuple[StrategyConfig, ...]:

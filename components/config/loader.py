@@ -27,7 +27,7 @@ from components.imports import ImportPath, ImportPathError
 # libyaml's C parser: DAG parsing loads every config on every dag-processor loop.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
-_PATH_FIELDS = {"model_dir", "destination.uri", "warmup.path", "staging_dir"}
+_PATH_FIELDS = {"model_dir", "destination.uri", "destination.credentials_path", "warmup.path", "staging_dir"}
 
 
 def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
