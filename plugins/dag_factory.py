@@ -134,6 +134,15 @@ def build_dag(config: PipelineConfig) -> DAG:
             inlets=_schedule(config) if airflow.schedule == "asset" else [],
             **common,
         )
+        if airflow.wait_for_checkpoint_minutes is not None:
+            from plugins.sensors import WaitForCheckpointSensor
+
+            WaitForCheckpointSensor(
+                task_id="wait_for_checkpoint",
+                config_path=config.source,
+                timeout=timedelta(minutes=airflow.wait_for_checkpoint_minutes),
+                poll_interval=float(airflow.wait_poll_seconds),
+            ) >> discover
         evaluate = EvaluateCheckpointOperator.partial(
             task_id="evaluate",
             execution_timeout=timedelta(minutes=minutes.evaluate),

@@ -79,3 +79,23 @@ class NewCheckpointSensor(BaseSensorOperator):
         if event.status == "timeout":
             raise AirflowSensorTimeout(f"model {event.model}: {event.message}")
         raise AirflowFailException(f"model {event.model or '?'}: {event.message}")
+
+
+class WaitForCheckpointSensor(NewCheckpointSensor):
+    """The export DAG's optional first task: waits for a new checkpoint unless the run chose one.
+
+    A manual run that names a checkpoint or forces a rerun has work already; only open-ended runs
+    (scheduled ones, or a trigger with the form's defaults) wait. A timeout skips the run rather than
+    failing it (``soft_fail``): no new checkpoint in the window is not an error.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("soft_fail", True)
+        super().__init__(**kwargs)
+
+    def execute(self, context: Any) -> Any:
+        params = context["params"]
+        if params.get("checkpoint") is not None or params.get("force"):
+            self.log.info("the run chose its checkpoints; not waiting for a new one")
+            return None
+        return super().execute(context)

@@ -30,6 +30,15 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, trained_model) -> Path:
     config = example_config_dict(model, root / "published", airflow={"schedule": "asset", "retries": 0})
     (root / "configs").mkdir()
     (root / "configs" / "example.yaml").write_text(yaml.safe_dump(config))
+    # A second model whose DAG waits (deferred, in the triggerer) for its trainer's first checkpoint.
+    waiting_model = type(trained_model)(root / "waiting_model", trained_model.data_dir, ())
+    waiting = example_config_dict(
+        waiting_model,
+        root / "published_waiting",
+        name="waiting",
+        airflow={"retries": 0, "wait_for_checkpoint_minutes": 10, "wait_poll_seconds": 2},
+    )
+    (root / "configs" / "waiting.yaml").write_text(yaml.safe_dump(waiting))
     return root
 
 
@@ -98,3 +107,33 @@ def test_manual_trigger_through_rest_with_the_form(live, workspace) -> None:
     tasks = {(t["task_id"], t["map_index"]): t for t in live.task_instances(EXPORT_DAG, run["dag_run_id"])}
     assert tasks[("export", 0)]["rendered_map_index"] == "all_modes @ step 200"
     assert tasks[("report", -1)]["state"] == "success"
+
+
+def test_deferred_sensor_is_resumed_by_the_triggerer_when_the_trainer_writes(live, workspace, trained_model) -> None:
+    dag_id = "exportflow__waiting"
+    live.wait_for_dag(dag_id)
+    status, run = live.trigger(dag_id, {})
+    assert status == 200, run
+
+    def sensor_state() -> str | None:
+        tasks = {t["task_id"]: t for t in live.task_instances(dag_id, run["dag_run_id"])}
+        return tasks.get("wait_for_checkpoint", {}).get("state")
+
+    wait_for(lambda: sensor_state() == "deferred", 180, "the sensor to defer to the triggerer")
+
+    # The trainer writes step 300: data shard, then index, then the state file, as TF's saver does.
+    model_dir = workspace / "waiting_model"
+    model_dir.mkdir()
+    source = trained_model.model_dir
+    for path in sorted(source.glob("model.ckpt-300.data-*")) + [source / "model.ckpt-300.index"]:
+        (model_dir / path.name).write_bytes(path.read_bytes())
+    (model_dir / "checkpoint").write_text(
+        'model_checkpoint_path: "model.ckpt-300"\nall_model_checkpoint_paths: "model.ckpt-300"\n'
+    )
+
+    finished = live.wait_for_run(dag_id, run["dag_run_id"], timeout=600)
+    assert finished["state"] == "success", live.log_tail("triggerer")
+    tasks = {t["task_id"]: t for t in live.task_instances(dag_id, run["dag_run_id"])}
+    assert tasks["wait_for_checkpoint"]["state"] == "success"
+    published = sorted(p.name for p in (workspace / "published_waiting" / "waiting").iterdir() if p.name.isdigit())
+    assert published == ["300"]

@@ -38,7 +38,7 @@ def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read the file: {exc.strerror or exc}") from exc
     try:
-        data = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader, libyaml's when present
+        data = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise ConfigError(source, "", f"not valid YAML: {exc}") from exc
     config = parse_config(data, source=source, base_dir=Path(path).resolve().parent)
@@ -287,6 +287,10 @@ def _check_airflow(config: PipelineConfig) -> None:
     for field in dataclasses.fields(airflow.timeouts):
         if getattr(airflow.timeouts, field.name) <= 0:
             raise ConfigError(source, f"airflow.timeouts.{field.name}", "expected a positive number of minutes")
+    if airflow.wait_for_checkpoint_minutes is not None and airflow.wait_for_checkpoint_minutes <= 0:
+        raise ConfigError(source, "airflow.wait_for_checkpoint_minutes", "expected a positive number of minutes or null")
+    if airflow.wait_poll_seconds <= 0:
+        raise ConfigError(source, "airflow.wait_poll_seconds", "expected a positive number of seconds")
     if airflow.runtime == "external_python" and not airflow.python:
         raise ConfigError(
             source, "airflow.python", "runtime external_python needs the interpreter path, e.g. /opt/venv/bin/python"
