@@ -68,6 +68,11 @@ class CheckpointArtifact(Artifact):
         """The prefix to read from: the pinned copy when there is one."""
         return self.pinned_uri or self.uri
 
+    @property
+    def label(self) -> str:
+        """How errors and logs name it: ``checkpoint <uri> (step <step>)``."""
+        return f"checkpoint {self.uri} (step {self.step})"
+
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdResult:

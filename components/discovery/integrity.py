@@ -27,7 +27,7 @@ def verify_checkpoint(
     """The parsed index of ``prefix`` (default: the checkpoint's readable prefix), or a ``CheckpointError``."""
     prefix = prefix or checkpoint.readable_prefix
     storage = storage or storage_for(prefix)
-    name = f"checkpoint {checkpoint.uri} (step {checkpoint.step})"
+    name = checkpoint.label
     index_uri = f"{prefix}.index"
     try:
         data = storage.read_bytes(index_uri)

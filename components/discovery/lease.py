@@ -108,7 +108,7 @@ def pin(
         if not source or _exists(storage, source):  # the lease folder's bucket or parent is what is missing
             raise LeaseError(f"cannot pin checkpoint {checkpoint.uri} under {root}: {exc}") from exc
         raise CheckpointVanished(
-            f"checkpoint {checkpoint.uri} (step {checkpoint.step}) vanished before it could be pinned: {exc}; "
+            f"{checkpoint.label} vanished before it could be pinned: {exc}; "
             "the trainer's retention (keep_checkpoint_max) removed it; a retry takes the checkpoints still there"
         ) from exc
     except StorageError as exc:

@@ -43,10 +43,6 @@ from components.storage import StorageError, storage_for
 log = logging.getLogger(__name__)
 
 
-def describe(checkpoint: CheckpointArtifact) -> str:
-    return f"checkpoint {checkpoint.uri} (step {checkpoint.step})"
-
-
 def evaluate(
     params: EvaluationParams,
     checkpoint: CheckpointArtifact,
@@ -55,7 +51,7 @@ def evaluate(
 ) -> EvaluationArtifact:
     """The checkpoint's metrics and blessing; ``previous`` is the ledger's evaluation of the same step."""
     config = params.config
-    name = describe(checkpoint)
+    name = checkpoint.label
     digest = metrics_digest(config)
     if _reusable(previous, checkpoint, digest):
         log.info("%s: reusing the metrics evaluated at %s", name, previous.evaluated_at)
@@ -101,7 +97,7 @@ def _metrics(params: EvaluationParams, checkpoint: CheckpointArtifact) -> dict[s
             evaluation.event_file_pattern,
             checkpoint.step,
             scratch,
-            checkpoint=describe(checkpoint),
+            checkpoint=checkpoint.label,
         )
     if evaluation.input_fn is None:
         return {}
@@ -109,7 +105,7 @@ def _metrics(params: EvaluationParams, checkpoint: CheckpointArtifact) -> dict[s
     try:
         local = lease.local_prefix(dataclasses.replace(checkpoint, pinned_uri=prefix), scratch)
     except StorageError as exc:
-        raise CheckpointError(f"{describe(checkpoint)}: cannot download it for evaluation: {exc}") from exc
+        raise CheckpointError(f"{checkpoint.label}: cannot download it for evaluation: {exc}") from exc
     try:
         return _run_evaluate(params, checkpoint, local, index)
     finally:
@@ -123,11 +119,11 @@ def _readable_prefix(checkpoint: CheckpointArtifact) -> str:
         return checkpoint.readable_prefix
     if storage_for(checkpoint.uri).stat(f"{checkpoint.uri}.index") is not None:
         log.warning(
-            "%s: its lease %s is gone; reading the original", describe(checkpoint), checkpoint.pinned_uri
+            "%s: its lease %s is gone; reading the original", checkpoint.label, checkpoint.pinned_uri
         )
         return checkpoint.uri
     raise CheckpointVanished(
-        f"{describe(checkpoint)}: both its lease {checkpoint.pinned_uri} and the original are gone "
+        f"{checkpoint.label}: both its lease {checkpoint.pinned_uri} and the original are gone "
         "(lease expired: raise discovery.lease_ttl_hours?)"
     )
 
@@ -136,7 +132,7 @@ def _run_evaluate(
     params: EvaluationParams, checkpoint: CheckpointArtifact, local_prefix: str, index: BundleIndex
 ) -> dict[str, float]:
     config = params.config
-    name = describe(checkpoint)
+    name = checkpoint.label
     estimator = build_estimator(config, params.work_dir)
     input_fn = functools.partial(
         _guarded_input_fn,
