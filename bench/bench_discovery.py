@@ -10,7 +10,10 @@ find the complete checkpoints and pick the new ones (all_new, cap 10, empty ledg
   (``Storage.list_files``: on GCS one paged list call, 1000 objects a page, sizes in the response; on
   local disk ``os.scandir`` with ``fstatat`` on the open folder).
 
-Run with S=1 and S=4 shards to see how each grows with files per checkpoint.
+Run with S=1 and S=4 shards to see how each grows with files per checkpoint. For GCS the HTTP requests
+one discovery makes are counted too (the emulator answers a listing in one page; real GCS pages by
+1000 objects). On local disk both contenders make one stat call per file (a listing carries no sizes
+there), so expect parity; the saving is on object stores, where a stat is a round trip.
 
     uv run python bench/bench_discovery.py [--checkpoints 10000] [--shards 1 4] [--repeats 3] [--no-gcs]
 """
@@ -75,13 +78,34 @@ def ours(model_dir: str, storage: Storage) -> list[int]:
     return [c.step for c in discover(params, LedgerState(model="bench"), storage)]
 
 
-def timed(fn: Callable[[], list[int]], repeats: int) -> tuple[float, list[int]]:
+def timed(fn: Callable[[], list[int]], repeats: int, storage: Storage) -> tuple[float, list[int], int | None]:
+    """Median time of ``fn``, its result, and the HTTP requests one call made (GCS only)."""
     times, result = [], []
     for _ in range(repeats):
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return statistics.median(times), result, count_requests(fn, storage)
+
+
+def count_requests(fn: Callable[[], list[int]], storage: Storage) -> int | None:
+    session = getattr(getattr(storage, "client", None), "_http", None)
+    if session is None:
+        return None
+    calls = 0
+    real = session.request
+
+    def counting(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        return real(*args, **kwargs)
+
+    session.request = counting
+    try:
+        fn()
+    finally:
+        del session.request  # back to the class's method
+    return calls
 
 
 def make_local(root: Path, checkpoints: int, shards: int) -> str:
@@ -133,11 +157,13 @@ def start_emulator() -> object:
     return server
 
 
-def report(where: str, files: int, checkpoints: int, naive_s: float, ours_s: float) -> None:
+def report(where: str, checkpoints: int, naive: tuple, ours: tuple) -> None:
+    (naive_s, _, naive_requests), (ours_s, _, our_requests) = naive, ours
+    requests = f"   requests {naive_requests} vs {our_requests}" if naive_requests is not None else ""
     print(
         f"  {where:<5} naive list+stat each {naive_s:8.3f} s ({naive_s / checkpoints * 1e6:7.1f} us/ckpt)   "
         f"ours one listing {ours_s:7.3f} s ({ours_s / checkpoints * 1e6:6.1f} us/ckpt)   "
-        f"ratio {naive_s / ours_s:6.1f}x",
+        f"ratio {naive_s / ours_s:6.1f}x{requests}",
         flush=True,
     )
 
@@ -175,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                 for where, model_dir in targets:
                     storage = storage_for(model_dir)
                     repeats = args.repeats if where == "local" else 1  # the naive GCS run is long
-                    naive_s, naive_steps = timed(lambda d=model_dir, s=storage: naive(d, s), repeats)
-                    ours_s, our_steps = timed(lambda d=model_dir, s=storage: ours(d, s), repeats)
-                    assert naive_steps == our_steps == list(range(10)), (naive_steps, our_steps)
-                    report(where, files, args.checkpoints, naive_s, ours_s)
+                    baseline = timed(lambda d=model_dir, s=storage: naive(d, s), repeats, storage)
+                    measured = timed(lambda d=model_dir, s=storage: ours(d, s), repeats, storage)
+                    assert baseline[1] == measured[1] == list(range(10)), (baseline[1], measured[1])
+                    report(where, args.checkpoints, baseline, measured)
     finally:
         if server is not None:
             server.stop()
