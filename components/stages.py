@@ -153,7 +153,9 @@ def export_stage(
         ledger_source=ledger.load,
     )
     exported = export(params, evaluation)
-    if exported is not None:
+    if exported is None:  # declined (not blessed, not final, not better): its publish will never run
+        lease.release(evaluation.checkpoint, holder=strategy_name)
+    else:
         record_export(ledger, exported)
     return exported
 

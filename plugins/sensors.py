@@ -18,7 +18,9 @@ poking sensor on the same check.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -85,17 +87,29 @@ class WaitForCheckpointSensor(NewCheckpointSensor):
     """The export DAG's optional first task: waits for a new checkpoint unless the run chose one.
 
     A manual run that names a checkpoint or forces a rerun has work already; only open-ended runs
-    (scheduled ones, or a trigger with the form's defaults) wait. A timeout skips the run rather than
-    failing it (``soft_fail``): no new checkpoint in the window is not an error.
+    (scheduled ones, or a trigger with the form's defaults) wait. Running out of time skips the run —
+    no new checkpoint in the window is not an error — while a real error (a broken config, an
+    unreadable model dir) still fails it.
     """
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("soft_fail", True)
-        super().__init__(**kwargs)
 
     def execute(self, context: Any) -> Any:
         params = context["params"]
         if params.get("checkpoint") is not None or params.get("force"):
             self.log.info("the run chose its checkpoints; not waiting for a new one")
             return None
-        return super().execute(context)
+        with _timeout_skips():
+            return super().execute(context)
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        with _timeout_skips():
+            return super().execute_complete(context, event)
+
+
+@contextlib.contextmanager
+def _timeout_skips() -> Iterator[None]:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    try:
+        yield
+    except AirflowSensorTimeout as exc:
+        raise AirflowSkipException(f"no new checkpoint: {exc}") from exc

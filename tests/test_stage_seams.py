@@ -1,0 +1,60 @@
+"""Seams between stages: a declining strategy gives its lease hold back; the waiting sensor's outcomes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from components.discovery.lease import HOLD_PREFIX
+from components.stages import RunOptions, discover_stage, evaluate_stage, export_stage
+
+
+def test_a_strategy_that_declines_releases_its_hold_on_the_checkpoint(model_copy, make_config, tmp_path) -> None:
+    strategies = [
+        {"name": "final_only", "kind": "final", "params": {"max_steps": 10_000}},
+        {"name": "every", "kind": "all_modes", "servable": "example-all"},
+    ]
+    config = make_config(model_copy, strategies=strategies)
+    (checkpoint,) = discover_stage(config, RunOptions(checkpoint=300))
+    pinned = checkpoint.pinned_uri
+    assert pinned and os.path.exists(pinned + ".index")
+    lease_dir = os.path.dirname(pinned)
+    assert sorted(n for n in os.listdir(lease_dir) if n.startswith(HOLD_PREFIX)) == ["hold.every", "hold.final_only"]
+    evaluation = evaluate_stage(config, checkpoint)
+    assert evaluation.blessed
+
+    assert export_stage(config, "final_only", evaluation, RunOptions(checkpoint=300)) is None
+    assert sorted(n for n in os.listdir(lease_dir) if n.startswith(HOLD_PREFIX)) == ["hold.every"]
+    assert os.path.exists(pinned + ".index")  # "every" still holds it until its publish
+
+    exported = export_stage(config, "every", evaluation, RunOptions(checkpoint=300))
+    assert exported is not None and exported.step == 300
+
+
+def _sensor():
+    from plugins.sensors import WaitForCheckpointSensor
+
+    return WaitForCheckpointSensor(task_id="wait", config_path="/nowhere.yaml", timeout=60)
+
+
+def test_waiting_sensor_skips_on_timeout_but_fails_on_errors() -> None:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from plugins.triggers import CheckpointEvent
+
+    sensor = _sensor()
+    timeout = CheckpointEvent("timeout", "example", message="no new checkpoint within 60 s").to_payload()
+    with pytest.raises(AirflowSkipException, match="no new checkpoint"):
+        sensor.execute_complete({}, timeout)
+    error = CheckpointEvent("error", "example", message="config broken: name: required").to_payload()
+    with pytest.raises(AirflowFailException, match="config broken"):
+        sensor.execute_complete({}, error)
+    found = CheckpointEvent("found", "example", steps=(400,), message="new checkpoint steps [400]").to_payload()
+    assert tuple(sensor.execute_complete({}, found)["steps"]) == (400,)
+
+
+def test_waiting_sensor_does_not_wait_when_the_run_chose_a_checkpoint() -> None:
+    sensor = _sensor()
+    assert sensor.execute({"params": {"checkpoint": 300, "force": False}}) is None
+    assert sensor.execute({"params": {"checkpoint": None, "force": True}}) is None
