@@ -81,9 +81,10 @@ def strategy_named(config: PipelineConfig, name: str) -> StrategyConfig:
     raise ValueError(f"{config.source}: no strategy named {name!r}; configured: {[s.name for s in config.strategies]}")
 
 
-def discover_stage(config: PipelineConfig, options: RunOptions) -> list[CheckpointArtifact]:
+def discovery_params(config: PipelineConfig, options: RunOptions = RunOptions()) -> DiscoveryParams:
+    """What discovery takes for this config and run: policy and cap, the chosen step, the config digest."""
     discovery = config.discovery
-    params = DiscoveryParams(
+    return DiscoveryParams(
         model_name=config.name,
         model_dir=config.model_dir,
         policy=discovery.policy,
@@ -93,6 +94,18 @@ def discover_stage(config: PipelineConfig, options: RunOptions) -> list[Checkpoi
         include_handled=options.force,
         config_digest=config_digest(config),
     )
+
+
+def pending_steps(config: PipelineConfig) -> list[int]:
+    """Steps a default run of ``config`` would take now, pinning nothing: what the sensor polls for.
+
+    Raises ``ModelDirError`` while the model dir is missing or empty.
+    """
+    return [c.step for c in discover(discovery_params(config), ledger_of(config).load())]
+
+
+def discover_stage(config: PipelineConfig, options: RunOptions) -> list[CheckpointArtifact]:
+    params = discovery_params(config, options)
     state = ledger_of(config).load()
     checkpoints = discover(params, state)
     if options.steps is not None:

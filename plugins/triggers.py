@@ -54,8 +54,8 @@ def check_for_new_checkpoints(config_path: str) -> CheckpointEvent:
     """One look at the model dir of the config at ``config_path`` (blocking I/O; no TensorFlow)."""
     from components.config import load_config
     from components.discovery.errors import ModelDirError
-    from components.discovery.executor import pending_steps
     from components.errors import ExportflowError
+    from components.stages import pending_steps
 
     try:
         config = load_config(config_path)

@@ -13,7 +13,6 @@ import logging
 import os
 
 from components.artifacts import CheckpointArtifact, FileEntry
-from components.config.schema import PipelineConfig
 from components.discovery.checkpoints import (
     STATE_FILE,
     CheckpointFiles,
@@ -29,8 +28,7 @@ from components.discovery.errors import (
     ModelDirError,
 )
 from components.discovery.spec import DiscoveryParams
-from components.evaluation.digest import config_digest
-from components.ledger import Ledger, LedgerState
+from components.ledger import LedgerState
 from components.storage import ObjectNotFound, Storage, StorageError, storage_for
 
 log = logging.getLogger(__name__)
@@ -169,20 +167,3 @@ def checkpoint_artifact(
         step=files.step,
         files=tuple(FileEntry(path=name, size=size) for name, size in files.file_sizes()),
     )
-
-
-def pending_steps(config: PipelineConfig) -> list[int]:
-    """Steps a run of ``config`` would take now (policy, cap, ledger, configuration), pinning nothing.
-
-    What the deferrable sensor polls for; ``ModelDirError`` while the model dir is missing or empty.
-    """
-    discovery = config.discovery
-    params = DiscoveryParams(
-        model_name=config.name,
-        model_dir=config.model_dir,
-        policy=discovery.policy,
-        every_n_steps=discovery.every_n_steps,
-        max_per_run=discovery.max_per_run,
-        config_digest=config_digest(config),
-    )
-    return [c.step for c in discover(params, Ledger(config.destination.uri, config.name).load())]
