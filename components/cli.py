@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import warnings
 import sys
+import warnings
 
 from components.errors import ExportflowError
 

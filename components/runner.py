@@ -27,7 +27,8 @@ class RunReport:
     published: tuple[PushedModelArtifact, ...] = ()
 
 
-def run_pipeline(config: PipelineConfig, options: RunOptions = RunOptions()) -> RunReport:
+def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> RunReport:
+    options = options or RunOptions()
     strategies = selected_strategies(config, options)
     evaluations, exports, published = [], [], []
     for checkpoint in discover_stage(config, options):

@@ -81,8 +81,9 @@ def strategy_named(config: PipelineConfig, name: str) -> StrategyConfig:
     raise ValueError(f"{config.source}: no strategy named {name!r}; configured: {[s.name for s in config.strategies]}")
 
 
-def discovery_params(config: PipelineConfig, options: RunOptions = RunOptions()) -> DiscoveryParams:
+def discovery_params(config: PipelineConfig, options: RunOptions | None = None) -> DiscoveryParams:
     """What discovery takes for this config and run: policy and cap, the chosen step, the config digest."""
+    options = options or RunOptions()
     discovery = config.discovery
     return DiscoveryParams(
         model_name=config.name,
