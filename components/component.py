@@ -1,14 +1,15 @@
 """The component contract, after TFX's ComponentSpec/Executor split, without importing tfx.
 
-A component declares its typed inputs, outputs and parameters; its executor does the I/O. The plain
-runner (``components.runner``) and the Airflow operators (``plugins``) both call the same executors, so
-the orchestrator only wires.
+A component declares its typed inputs, outputs and parameters (each stage's ``spec.py``); its executor
+does the I/O. Every Airflow task goes through ``components.stage_entry``, which rebuilds the artifacts
+XCom carried as JSON by the spec's input types and checks them before the executor runs; the plain
+runner calls the same stage functions with the artifacts themselves.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from components.artifacts import Artifact
@@ -35,11 +36,3 @@ class ComponentSpec:
                         f"component {self.name!r} input {key!r} must be {expected.__name__}, "
                         f"got {type(value).__name__}"
                     )
-
-
-@dataclasses.dataclass(frozen=True)
-class Component:
-    """A spec plus the executor that implements it."""
-
-    spec: ComponentSpec
-    executor: Callable[..., Any]

@@ -13,16 +13,15 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from components.artifacts import (
-    CheckpointArtifact,
-    EvaluationArtifact,
-    ExportArtifact,
-    from_jsonable,
-    to_jsonable,
-)
+from components.artifacts import from_jsonable, to_jsonable
+from components.component import ComponentSpec
 from components.config import load_config
 from components.config.schema import PipelineConfig
+from components.discovery import spec as discovery_spec
 from components.errors import ExportflowError
+from components.evaluation import spec as evaluation_spec
+from components.export import spec as export_spec
+from components.publish import spec as publish_spec
 from components.stages import (
     RunOptions,
     discover_stage,
@@ -31,6 +30,7 @@ from components.stages import (
     publish_stage,
     warmup_stage,
 )
+from components.warmup import spec as warmup_spec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,36 +46,44 @@ def _discover(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any
 
 
 def _evaluate(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
-    return evaluate_stage(config, CheckpointArtifact.from_dict(inputs["checkpoint"])).to_dict()
+    return evaluate_stage(config, inputs["checkpoint"]).to_dict()
 
 
 def _export(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
-    evaluation = EvaluationArtifact.from_dict(inputs["evaluation"])
-    exported = export_stage(config, inputs["strategy"], evaluation, options)
+    exported = export_stage(config, inputs["strategy"], inputs["evaluation"], options)
     return exported.to_dict() if exported is not None else None
 
 
 def _warmup(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
-    return warmup_stage(config, ExportArtifact.from_dict(inputs["export"])).to_dict()
+    return warmup_stage(config, inputs["export"]).to_dict()
 
 
 def _publish(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
-    return publish_stage(config, ExportArtifact.from_dict(inputs["export"]), options).to_dict()
+    return publish_stage(config, inputs["export"], options).to_dict()
 
 
-STAGES: dict[str, Callable[[PipelineConfig, RunOptions, dict[str, Any]], Any]] = {
-    "discover": _discover,
-    "evaluate": _evaluate,
-    "export": _export,
-    "warmup": _warmup,
-    "publish": _publish,
+Runner = Callable[[PipelineConfig, RunOptions, dict[str, Any]], Any]
+# Each stage's spec says which inputs are artifacts and of what type: XCom's JSON is rebuilt and
+# checked against it here, at the one seam every task passes through.
+STAGES: dict[str, tuple[ComponentSpec, Runner]] = {
+    "discover": (discovery_spec.SPEC, _discover),
+    "evaluate": (evaluation_spec.SPEC, _evaluate),
+    "export": (export_spec.SPEC, _export),
+    "warmup": (warmup_spec.SPEC, _warmup),
+    "publish": (publish_spec.SPEC, _publish),
 }
 
 
 def call_stage(request: StageRequest) -> Any:
     if request.stage not in STAGES:
         raise ValueError(f"unknown stage {request.stage!r}; stages: {sorted(STAGES)}")
-    return STAGES[request.stage](load_config(request.config_path), request.options, request.inputs)
+    spec, run = STAGES[request.stage]
+    inputs = {
+        name: spec.inputs[name].from_dict(value) if name in spec.inputs else value
+        for name, value in request.inputs.items()
+    }
+    spec.check_inputs(inputs)
+    return run(load_config(request.config_path), request.options, inputs)
 
 
 def encode_request(request: StageRequest) -> str:

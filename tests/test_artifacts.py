@@ -92,3 +92,15 @@ def test_component_spec_checks_input_types() -> None:
         EVALUATE_SPEC.check_inputs({"checkpoint": EXPORT})
     with pytest.raises(TypeError, match="missing input"):
         EVALUATE_SPEC.check_inputs({})
+
+
+def test_stage_entry_rebuilds_xcom_inputs_by_the_stage_spec_and_refuses_the_wrong_type() -> None:
+    from components.stage_entry import StageRequest, call_stage
+
+    request = StageRequest("evaluate", "/config/never/read.yaml", inputs={"checkpoint": EXPORT.to_dict()})
+    with pytest.raises(ValueError, match="expected a Checkpoint artifact, got 'Model'"):
+        call_stage(request)
+    with pytest.raises(TypeError, match="component 'evaluate' is missing input"):
+        call_stage(StageRequest("evaluate", "/config/never/read.yaml", inputs={}))
+    with pytest.raises(ValueError, match="unknown stage 'train'"):
+        call_stage(StageRequest("train", "/config/never/read.yaml"))
