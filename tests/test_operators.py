@@ -59,3 +59,9 @@ def test_gcp_conn_id_without_the_google_provider_says_how_to_fix(monkeypatch: py
         gcp_credentials("my_gcp"),
     ):
         pass
+
+
+def test_the_refusal_list_is_exactly_the_forms_fields() -> None:
+    from plugins.params import FORM_FIELDS, build_params
+
+    assert set(build_params(["a", "b"])) == FORM_FIELDS
