@@ -27,6 +27,7 @@ from components.ledger import CheckpointRecord, Ledger
 from components.ledger.records import (
     baseline,
     ranking_rule,
+    record_declined,
     record_evaluation,
     record_export,
     record_publication,
@@ -94,6 +95,7 @@ def discovery_params(config: PipelineConfig, options: RunOptions | None = None) 
         only_step=options.checkpoint,
         include_handled=options.force,
         config_digest=config_digest(config),
+        strategies=tuple(s.name for s in config.strategies),
     )
 
 
@@ -114,7 +116,7 @@ def discover_stage(config: PipelineConfig, options: RunOptions) -> list[Checkpoi
         # so events are hints, not the list: every new checkpoint is taken by policy (above), plus
         # each step an event names even where the policy would skip it.
         seen = {c.step for c in checkpoints}
-        handled = set() if options.force else state.handled_steps(params.config_digest)
+        handled = set() if options.force else state.handled_steps(params.config_digest, params.strategies)
         for step in sorted(set(options.steps) - handled - seen):
             try:
                 checkpoints += discover(dataclasses.replace(params, only_step=step), state)
@@ -169,6 +171,9 @@ def export_stage(
     exported = export(params, evaluation)
     if exported is None:  # declined (not blessed, not final, not better): its publish will never run
         lease.release(evaluation.checkpoint, holder=strategy_name)
+        if evaluation.blessed:
+            kind = params.strategy.kind
+            record_declined(ledger, evaluation.checkpoint, strategy_name, f"declined by strategy kind {kind!r}")
     else:
         record_export(ledger, exported)
     return exported

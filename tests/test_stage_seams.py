@@ -58,3 +58,25 @@ def test_waiting_sensor_does_not_wait_when_the_run_chose_a_checkpoint() -> None:
     sensor = _sensor()
     assert sensor.execute({"params": {"checkpoint": 300, "force": False}}) is None
     assert sensor.execute({"params": {"checkpoint": None, "force": True}}) is None
+
+
+def test_checkpoints_every_strategy_declined_are_not_taken_again(model_copy, make_config) -> None:
+    from components.ledger import Ledger
+    from components.runner import run_pipeline
+
+    final_only = [{"name": "final_only", "kind": "final", "params": {"max_steps": 10_000}}]
+    config = make_config(model_copy, strategies=final_only)
+    first = run_pipeline(config)
+    assert [e.checkpoint.step for e in first.evaluations] == [0, 100, 200, 300]
+    assert first.published == ()
+    state = Ledger(config.destination.uri, config.name).load()
+    assert state.record(300).declined == {"final_only": "declined by strategy kind 'final'"}
+    assert state.record(0).declined == {}  # not blessed: nothing to decline
+
+    assert run_pipeline(config).evaluations == ()  # nothing new: blessed ones were all declined
+
+    widened = make_config(
+        model_copy, strategies=[*final_only, {"name": "every", "kind": "all_modes", "servable": "example-all"}]
+    )
+    again = run_pipeline(widened)  # a new strategy has not looked at them yet
+    assert sorted(p.step for p in again.published) == [100, 200, 300]

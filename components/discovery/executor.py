@@ -151,7 +151,7 @@ def discover(
     """New complete checkpoints for this model and configuration, ordered by step, chosen by the policy."""
     storage = storage or storage_for(params.model_dir)
     listing = list_checkpoints(params.model_dir, storage)
-    handled = set() if params.include_handled else ledger.handled_steps(params.config_digest)
+    handled = set() if params.include_handled else ledger.handled_steps(params.config_digest, params.strategies)
     return [
         checkpoint_artifact(params.model_name, params.model_dir, files, storage)
         for files in choose(listing, params, handled)

@@ -21,6 +21,8 @@ class DiscoveryParams:
     # "New" means not handled under this configuration (components.evaluation.digest.config_digest);
     # None counts a checkpoint as handled whatever configuration handled it.
     config_digest: str | None = None
+    # The configured strategies: a blessed checkpoint every one of them declined counts as handled.
+    strategies: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_per_run <= 0:

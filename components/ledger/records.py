@@ -10,7 +10,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from components.artifacts import EvaluationArtifact, ExportArtifact, PushedModelArtifact
+from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config.schema import ThresholdConfig
 from components.ledger.ledger import Ledger, utc_now
 from components.ledger.schema import BestRecord, CheckpointRecord, LedgerState
@@ -72,6 +72,16 @@ def record_export(ledger: Ledger, export: ExportArtifact) -> LedgerState:
         record = _record_for(state, export.step, export.checkpoint_uri)
         exports = {**record.exports, export.strategy: export}
         return _changed(state, record, dataclasses.replace(record, exports=exports))
+
+    return ledger.update(change)
+
+
+def record_declined(ledger: Ledger, checkpoint: CheckpointArtifact, strategy: str, reason: str) -> LedgerState:
+    """Note that ``strategy`` chose not to export this blessed checkpoint, so discovery moves on."""
+
+    def change(state: LedgerState) -> LedgerState:
+        record = _record_for(state, checkpoint.step, checkpoint.uri)
+        return _changed(state, record, dataclasses.replace(record, declined={**record.declined, strategy: reason}))
 
     return ledger.update(change)
 

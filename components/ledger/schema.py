@@ -30,7 +30,8 @@ unknown keys; every field added later has a default. Times are ISO 8601 UTC stri
             "uri": "<checkpoint prefix>", "checkpoint": {Checkpoint artifact: uri, step, files, pinned_uri, ...}
           },
           "exports": {"<strategy>": {Model artifact}},            # artifacts as their fields (no "type")
-          "publications": {"<strategy>": {PushedModel artifact}},
+          "publications": {"<strategy>": {PushedModel artifact}},  # plus published_at and run_id
+          "declined": {"<strategy>": "<why it chose not to export this blessed checkpoint>"},
           "updated_at": "<last change of this record>"
         }
       },
@@ -60,6 +61,7 @@ with an error rather than misread.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 
 from components.artifacts import EvaluationArtifact, ExportArtifact, PushedModelArtifact
 
@@ -90,15 +92,23 @@ class CheckpointRecord:
     publications: dict[str, PushedModelArtifact] = dataclasses.field(default_factory=dict)
     first_seen: str | None = dataclasses.field(default=None, compare=False)
     updated_at: str | None = dataclasses.field(default=None, compare=False)
+    # Strategies that looked at this blessed checkpoint and chose not to export it (e.g. FinalExporter
+    # on a non-final step, BestExporter on a worse one), with why.
+    declined: dict[str, str] = dataclasses.field(default_factory=dict)
 
-    def handled(self, config_digest: str | None = None) -> bool:
-        """Published by some strategy, or evaluated and not blessed under ``config_digest`` (None: any)."""
+    def handled(self, config_digest: str | None = None, strategies: Collection[str] = ()) -> bool:
+        """Published by some strategy; or, under ``config_digest`` (None: any), evaluated and not blessed,
+        or blessed and declined by every one of ``strategies`` (so it is not taken again every run)."""
         if self.publications:
             return True
         evaluation = self.evaluation
-        if evaluation is None or evaluation.blessed:
+        if evaluation is None:
             return False
-        return config_digest is None or evaluation.config_digest in (None, config_digest)
+        if config_digest is not None and evaluation.config_digest not in (None, config_digest):
+            return False
+        if not evaluation.blessed:
+            return True
+        return bool(strategies) and set(strategies) <= set(self.declined)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,9 +131,9 @@ class LedgerState:
             if (record.publications if strategy is None else strategy in record.publications)
         }
 
-    def handled_steps(self, config_digest: str | None = None) -> set[int]:
+    def handled_steps(self, config_digest: str | None = None, strategies: Collection[str] = ()) -> set[int]:
         """Steps with a final outcome under ``config_digest`` (see ``CheckpointRecord.handled``)."""
-        return {record.step for record in self.checkpoints.values() if record.handled(config_digest)}
+        return {r.step for r in self.checkpoints.values() if r.handled(config_digest, strategies)}
 
     def with_record(self, record: CheckpointRecord) -> LedgerState:
         return dataclasses.replace(self, checkpoints={**self.checkpoints, str(record.step): record})
