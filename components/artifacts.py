@@ -10,9 +10,7 @@ import dataclasses
 import json
 import types
 import typing
-from typing import Any, ClassVar, TypeVar
-
-A = TypeVar("A", bound="Artifact")
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +37,7 @@ class Artifact:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls: type[A], data: dict[str, Any]) -> A:
+    def from_dict(cls, data: dict[str, Any]) -> typing.Self:
         payload = dict(data)
         type_name = payload.pop("type", cls.TYPE_NAME)
         if type_name != cls.TYPE_NAME:
@@ -47,7 +45,7 @@ class Artifact:
         return _decode(cls, payload)
 
     @classmethod
-    def from_json(cls: type[A], text: str) -> A:
+    def from_json(cls, text: str) -> typing.Self:
         return cls.from_dict(json.loads(text))
 
 
