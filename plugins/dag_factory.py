@@ -143,33 +143,26 @@ def build_dag(config: PipelineConfig) -> DAG:
                 timeout=timedelta(minutes=airflow.wait_for_checkpoint_minutes),
                 poll_interval=float(airflow.wait_poll_seconds),
             ) >> discover
-        evaluate = EvaluateCheckpointOperator.partial(
-            task_id="evaluate",
-            execution_timeout=timedelta(minutes=minutes.evaluate),
-            map_index_template="step {{ exportflow_label }}",
-            **tf_task,
-            **common,
-        ).expand(checkpoint=discover.output)
-        export = ExportStrategyOperator.partial(
-            task_id="export",
-            execution_timeout=timedelta(minutes=minutes.export),
-            map_index_template="{{ exportflow_label }}",
-            **tf_task,
-            **common,
-        ).expand(evaluation=evaluate.output, strategy=strategy_names)
-        warmup = InjectWarmupOperator.partial(
-            task_id="warmup",
-            execution_timeout=timedelta(minutes=minutes.warmup),
-            map_index_template="{{ exportflow_label }}",
-            **tf_task,
-            **common,
-        ).expand(export=export.output)
-        publish = PublishExportOperator.partial(
-            task_id="publish",
-            execution_timeout=timedelta(minutes=minutes.publish),
-            map_index_template="{{ exportflow_label }}",
-            **common,
-        ).expand(export=warmup.output)
+        def mapped(operator: Any, task_id: str, timeout_minutes: int, *, tf: bool = True) -> Any:
+            """A mapped stage task named by its label; TF stages get the per-run bound and pool."""
+            return operator.partial(
+                task_id=task_id,
+                execution_timeout=timedelta(minutes=timeout_minutes),
+                map_index_template="{{ exportflow_label }}",
+                **(tf_task if tf else {}),
+                **common,
+            )
+
+        evaluate = mapped(EvaluateCheckpointOperator, "evaluate", minutes.evaluate).expand(
+            checkpoint=discover.output
+        )
+        export = mapped(ExportStrategyOperator, "export", minutes.export).expand(
+            evaluation=evaluate.output, strategy=strategy_names
+        )
+        warmup = mapped(InjectWarmupOperator, "warmup", minutes.warmup).expand(export=export.output)
+        publish = mapped(PublishExportOperator, "publish", minutes.publish, tf=False).expand(
+            export=warmup.output
+        )
         ReportRunOperator(
             task_id="report",
             pushed=publish.output,

@@ -172,7 +172,7 @@ class EvaluateCheckpointOperator(_StageOperator):
         return {"checkpoint": self.checkpoint}
 
     def label(self) -> str:
-        return str(self.checkpoint.get("step"))
+        return f"step {self.checkpoint.get('step')}"
 
 
 class ExportStrategyOperator(_StageOperator):
