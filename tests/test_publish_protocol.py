@@ -28,6 +28,7 @@ from components.publish.protocol import GRAPH_FILES, lease_uri
 from components.publish.transfer import PublishEvent
 from components.storage import crc32c_of_file, storage_for
 from tests.support.publishing import (
+    FsyncRecorder,
     assert_nothing_partial_is_loadable,
     loadable_versions,
     make_config,
@@ -82,6 +83,23 @@ def test_publish_verifies_everything_then_a_rerun_moves_nothing(destination: str
     assert again.already_published and again.bytes_moved == 0 and again.bytes_copied == 0
     after = {p: (i.generation, i.size) for p, i in relative_objects(storage, storage.join(destination, "example")).items()}
     assert after == before  # not one object rewritten, marker included
+
+
+def test_fsync_false_publishes_the_same_files_without_flushing_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    destination = str(tmp_path / "published")
+    export = make_export(tmp_path / "staging")
+    flushes = FsyncRecorder(monkeypatch, destination)
+    pushed = publish(params_for(make_config(destination, tmp_path, hard_links=False, fsync=False)), export)
+    assert_published_exactly(destination, pushed.uri, export.uri)
+    version_dir = os.path.realpath(pushed.uri)
+    assert not [p for p in flushes.paths() if p.startswith(version_dir)]  # no data file, no folder flushed
+    assert any(p.endswith(".published.json") or "/.exportflow/" in p for p in flushes.paths())  # bookkeeping is
+
+    durable = str(tmp_path / "durable")
+    flushes.calls.clear()
+    pushed = publish(params_for(make_config(durable, tmp_path, hard_links=False)), export)
+    flushed = {os.path.relpath(p, os.path.realpath(pushed.uri)) for p in flushes.paths() if p.startswith(os.path.realpath(pushed.uri))}
+    assert {"saved_model.pb", "variables/variables.index", "variables"} <= flushed
 
 
 def test_writes_come_in_protocol_order_for_a_multi_graph_set(destination: str, tmp_path: Path) -> None:

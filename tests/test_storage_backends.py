@@ -32,6 +32,7 @@ from components.storage import (
 from components.storage.gcs import GCSStorage, split_gcs_uri
 from components.storage.local import LocalStorage
 from tests.support.faultproxy import FaultProxy, Respond
+from tests.support.publishing import FsyncRecorder
 
 FAKE_SECRET = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC-not-a-real-key-0123456789"
 
@@ -111,6 +112,32 @@ def test_local_compare_and_swap_and_conditional_delete_reject_a_stale_generation
     assert storage.read_bytes(target) == b"2"
     storage.delete(target, if_generation_match=second.generation)
     assert not os.path.exists(target) and os.listdir(tmp_path) == []
+
+
+def test_local_upload_is_flushed_to_disk_before_its_name_appears(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = blob_file(tmp_path, 300_000)
+    target = str(tmp_path / "out" / "variables.data-00000-of-00001")
+    flushes = FsyncRecorder(monkeypatch, target)
+    LocalStorage().upload_file(str(source), target, crc32c=crc32c_of_file(str(source)))
+    temp_flushes = [(path, seen) for path, seen in flushes.calls if os.path.basename(path).startswith(".tmp-")]
+    assert temp_flushes and all(not seen for _, seen in temp_flushes)  # flushed as the temp file, before the rename
+    assert os.path.getsize(target) == 300_000
+
+
+def test_local_durable_false_skips_every_flush_of_uploads_but_not_of_small_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = storage_for(str(tmp_path), StorageOptions(durable=False))
+    assert isinstance(storage, LocalStorage) and not storage.durable
+    source = blob_file(tmp_path, 300_000)
+    target = str(tmp_path / "out" / "data.bin")
+    flushes = FsyncRecorder(monkeypatch, target)
+    storage.upload_file(str(source), target)
+    storage.sync([target])
+    assert flushes.calls == []
+    storage.write_bytes(str(tmp_path / "out" / "marker.json"), b"{}")  # bookkeeping stays crash-safe
+    assert len(flushes.calls) == 1 and "marker.json" in flushes.paths()[0]
+    assert Path(target).read_bytes() == source.read_bytes()
 
 
 def test_local_copy_is_a_hard_link_on_one_filesystem(tmp_path: Path) -> None:

@@ -51,6 +51,7 @@ def storage_options(destination: DestinationConfig) -> StorageOptions:
             retry_deadline=destination.retry_deadline_s,
             chunk_size=destination.chunk_mib * MiB,
             pool_size=max(16, destination.parallelism + 4),
+            durable=destination.fsync,
         )
     except InvalidStorageOptions as exc:
         raise DestinationError(f"destination: {exc} (see timeout_s, retry_deadline_s)") from exc

@@ -49,6 +49,9 @@ class StorageOptions:
     retry_initial_delay: float = 1.0  # first back-off, doubling up to 60 s
     chunk_size: int = 32 * MiB  # resumable upload chunk; files above 8 MiB upload in chunks
     pool_size: int = 16  # HTTP connections kept per host (>= the transfer parallelism)
+    # Local files: flush each upload to disk before it counts as written, so a machine crash cannot
+    # leave a loadable version with empty files. GCS acknowledges only durable writes, so it ignores this.
+    durable: bool = True
 
     def __post_init__(self) -> None:
         from components.storage.errors import InvalidStorageOptions

@@ -37,7 +37,7 @@ def _create(scheme: str, options: StorageOptions | None) -> Storage:
     if scheme == "file":
         from components.storage.local import LocalStorage
 
-        return LocalStorage()
+        return LocalStorage(options)
     if scheme == "gs":
         from components.storage.gcs import GCSStorage
 

@@ -117,3 +117,21 @@ def assert_nothing_partial_is_loadable(storage: Storage, base: str) -> list[str]
         strays = [p for p in objects if os.path.basename(p).startswith(".tmp-")]
         assert not strays, f"{root} holds saved_model.pb beside temp files {strays}"
     return loadable
+
+
+class FsyncRecorder:
+    """Stands in for ``os.fsync``/``os.fdatasync``: records which path each flush was for and whether the
+    final name existed yet, then flushes for real."""
+
+    def __init__(self, monkeypatch: Any, watch: str) -> None:
+        self.watch, self.calls = watch, []
+        real = os.fsync
+
+        def record(fd: int) -> None:
+            self.calls.append((os.readlink(f"/proc/self/fd/{fd}"), os.path.exists(self.watch)))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", record)
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.calls]
