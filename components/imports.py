@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any
+from typing import Any, Self
 
 from components.errors import ExportflowError
 
@@ -18,7 +18,7 @@ class ImportPathError(ExportflowError, ValueError):
 class ImportPath(str):
     """A ``module:attribute`` string; only config files may hold one (never a trigger's conf)."""
 
-    def __new__(cls, value: str) -> ImportPath:
+    def __new__(cls, value: str) -> Self:
         if not isinstance(value, str) or not _IMPORT_PATH.match(value):
             raise ImportPathError(
                 f"{value!r} is not an import path; write it as 'package.module:function', "

@@ -37,6 +37,7 @@ def test_create_if_absent_and_compare_and_swap_locally(tmp_path) -> None:
     with pytest.raises(PreconditionFailed):
         storage.write_bytes(uri, b"again", if_generation_match=0)
     data, generation = storage.read_versioned(uri)
+    assert data == b"v1"  # the refused write changed nothing
     storage.write_bytes(uri, b"v2", if_generation_match=generation)
     with pytest.raises(PreconditionFailed):
         storage.write_bytes(uri, b"stale", if_generation_match=generation)
