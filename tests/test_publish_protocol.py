@@ -28,6 +28,7 @@ from components.publish.protocol import GRAPH_FILES, lease_uri
 from components.publish.transfer import PublishEvent
 from components.storage import crc32c_of_file, storage_for
 from tests.support.publishing import (
+    DEFAULT_FILES,
     FsyncRecorder,
     assert_nothing_partial_is_loadable,
     loadable_versions,
@@ -100,6 +101,16 @@ def test_fsync_false_publishes_the_same_files_without_flushing_them(tmp_path: Pa
     pushed = publish(params_for(make_config(durable, tmp_path, hard_links=False)), export)
     flushed = {os.path.relpath(p, os.path.realpath(pushed.uri)) for p in flushes.paths() if p.startswith(os.path.realpath(pushed.uri))}
     assert {"saved_model.pb", "variables/variables.index", "variables"} <= flushed
+
+
+def test_data_files_go_largest_first_so_a_big_shard_never_runs_alone_at_the_end(tmp_path: Path) -> None:
+    files = {**DEFAULT_FILES, "assets/a_small.txt": 100, "variables/variables.data-00001-of-00002": 900_000}
+    export = make_export(tmp_path / "staging", files=files)
+    events: list[PublishEvent] = []
+    publish(params_for(make_config(str(tmp_path / "published"), tmp_path, hard_links=False, parallelism=1)), export, observer=events.append)
+    data_sizes = [e.size for e in events if e.kind in ("uploaded", "copied", "linked") and not e.uri.endswith(("/saved_model.pb", MANIFEST_PATH))]
+    assert len(data_sizes) == len(files) - 1
+    assert data_sizes == sorted(data_sizes, reverse=True) and data_sizes[0] == 900_000
 
 
 def test_writes_come_in_protocol_order_for_a_multi_graph_set(destination: str, tmp_path: Path) -> None:

@@ -28,12 +28,14 @@ ready signal and writes it only when everything else is there and verified:
    there: ``VersionConflict`` (with ``force``, it is first made unloadable — graph files, then marker —
    and rebuilt). Objects that already match the manifest are kept; wrong ones are replaced with a
    precondition on their generation.
-5. **Data, then manifests.** Every file except ``saved_model.pb`` and the manifest, on a bounded pool:
-   server-side copy when an identical object exists (``dedupe``), else upload; each verified by size and
-   CRC32C against the manifest. Then each graph's ``assets.extra/export_manifest.json``.
-6. **Flush, verify, then graphs.** Make every object durable (local disk: one batch of fsyncs; GCS
-   acknowledges only durable writes). List every version directory again; every file must be there
-   with the manifest's size (and CRC32C where the store lists it). Then ``saved_model.pb`` of each
+5. **Data, then manifests.** Every file except ``saved_model.pb`` and the manifest, on a bounded pool,
+   largest first (so one big shard does not start last and run alone): server-side copy when an
+   identical object exists (``dedupe``), else upload; each verified by size and CRC32C against the
+   manifest. Then each graph's ``assets.extra/export_manifest.json``.
+6. **Flush, verify, then graphs.** Make every object durable (local disk: each file is flushed by the
+   worker that wrote it, then the folders; GCS acknowledges only durable writes). List every version
+   directory again; every file must be there with the manifest's size (and CRC32C where the store
+   lists it). Then ``saved_model.pb`` of each
    graph: the *other* graphs (ps shards) first, in name order, the ``entry`` graph last; then flush them.
 7. **Commit.** Write ``<version>.published.json`` (create-only), then release the lease.
 
