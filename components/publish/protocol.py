@@ -35,8 +35,8 @@ ready signal and writes it only when everything else is there and verified:
 6. **Flush, verify, then graphs.** Make every object durable (local disk: each file is flushed by the
    worker that wrote it, then the folders; GCS acknowledges only durable writes). List every version
    directory again; every file must be there with the manifest's size (and CRC32C where the store
-   lists it). Then ``saved_model.pb`` of each
-   graph: the *other* graphs (ps shards) first, in name order, the ``entry`` graph last; then flush them.
+   lists it). Then ``saved_model.pb`` of each graph: the *other* graphs (ps shards) first, in name
+   order, the ``entry`` graph last; then flush them.
 7. **Commit.** Write ``<version>.published.json`` (create-only), then release the lease.
 
 Crash anywhere: before 6 no ``saved_model.pb`` exists, so nothing is loadable; a rerun takes over the
