@@ -536,10 +536,12 @@ class _Run:
             **marker_info,
         }
         data = json.dumps(marker, indent=1, sort_keys=True).encode()
-        existing = self.storage.stat(self.layout.marker)
-        info = self.storage.write_bytes(
-            self.layout.marker, data, if_generation_match=existing.generation if existing and existing.generation else 0
-        )
+        try:  # a new version has no marker: create it in one request
+            info = self.storage.write_bytes(self.layout.marker, data, if_generation_match=0)
+        except PreconditionFailed:  # repairing a marked version: replace the marker we found
+            existing = self.storage.stat(self.layout.marker)
+            generation = existing.generation if existing and existing.generation else 0
+            info = self.storage.write_bytes(self.layout.marker, data, if_generation_match=generation)
         if self.observer is not None:
             self.observer(PublishEvent("marker", self.layout.marker, info.size))
 
