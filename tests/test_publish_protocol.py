@@ -94,7 +94,7 @@ def test_fsync_false_publishes_the_same_files_without_flushing_them(tmp_path: Pa
     assert_published_exactly(destination, pushed.uri, export.uri)
     version_dir = os.path.realpath(pushed.uri)
     assert not [p for p in flushes.paths() if p.startswith(version_dir)]  # no data file, no folder flushed
-    assert any(p.endswith(".published.json") or "/.exportflow/" in p for p in flushes.paths())  # bookkeeping is
+    assert any(p.endswith(".published.json") or "/.exportflow/" in p for p in flushes.paths())  # bookkeeping still is
 
     durable = str(tmp_path / "durable")
     flushes.calls.clear()

@@ -120,11 +120,12 @@ def assert_nothing_partial_is_loadable(storage: Storage, base: str) -> list[str]
 
 
 class FsyncRecorder:
-    """Stands in for ``os.fsync``/``os.fdatasync``: records which path each flush was for and whether the
-    final name existed yet, then flushes for real."""
+    """Stands in for ``os.fsync`` (the only flush the local back-end uses): records which path each flush
+    was for and whether ``watch`` existed at that moment, then flushes for real."""
 
     def __init__(self, monkeypatch: Any, watch: str) -> None:
-        self.watch, self.calls = watch, []
+        self.watch = watch
+        self.calls: list[tuple[str, bool]] = []
         real = os.fsync
 
         def record(fd: int) -> None:
