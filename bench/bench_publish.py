@@ -201,7 +201,7 @@ def gcs_rows(export: Path, base: Path, address: str, label: str, emulator_pid: i
             times[name].append(elapsed)
             if name == "ours":
                 assert result.bytes_moved >= TOTAL
-    again, repeat = timed(contenders["ours"])
+    again, repeat = timed(contenders["ours"])  # ours ran last: its version is still there
     wipe(address)
     sequential, manager, ours = (statistics.median(times[name]) for name in contenders)
     # The emulator serves one request at a time, so the CPU it spends taking the bytes in is a floor under
