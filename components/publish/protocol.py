@@ -72,6 +72,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self
 
 from components.artifacts import FileEntry
@@ -342,10 +343,14 @@ class _Run:
         force: bool,
     ) -> list[TransferResult]:
         layout, storage = self.layout, self.storage
-        inventory = self._inventory()
-        if self._resolve_loadable_conflict(inventory, existing_marker, force):
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-index") as side:
+            # Other versions and the checkpoint are indexed while this version is inventoried: the two
+            # listings share one round trip. The index never includes this version, so order is free.
+            indexed = side.submit(self._dedupe, checkpoint_uri)
             inventory = self._inventory()
-        dedupe = self._dedupe(checkpoint_uri)
+            if self._resolve_loadable_conflict(inventory, existing_marker, force):
+                inventory = self._inventory()
+            dedupe = indexed.result()
         data, manifests, graph_files = self._plan(inventory, dedupe)
         total = sum(t.entry.size for t in data + manifests + graph_files if t.copy_from is None)
         progress = Progress(
@@ -361,8 +366,10 @@ class _Run:
             storage, manifests, parallelism=self.settings.parallelism, progress=progress, observer=self.observer
         )
         storage.sync(self._targets(graph_files=False))  # durable before anything makes them loadable
-        self._verify_before_graphs()
-        self.lease.check()  # type: ignore[union-attr]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lease") as side:
+            renewed = side.submit(self.lease.check)  # type: ignore[union-attr]
+            self._verify_before_graphs()  # both must pass before a graph file; they overlap their round trips
+            renewed.result()
         for transfer in graph_files:  # in graph order: the entry graph last
             self.graph_written = True
             results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
