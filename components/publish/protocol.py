@@ -23,7 +23,8 @@ ready signal and writes it only when everything else is there and verified:
    (not expired; on this host, its process still runs) another run owns the version:
    ``PublishInProgress``. A stale lease (a killed run) is taken over by compare-and-swap. A heartbeat
    thread renews it; it is checked again before step 6.
-4. **Inventory.** List the version directories. Leftover ``.tmp-*`` files of a killed run are removed.
+4. **Inventory.** List the version directories (the dedupe index of other versions is listed at the
+   same time). Leftover ``.tmp-*`` files of a killed run are removed.
    A ``saved_model.pb`` that differs from ours means a different version of that number is loadable
    there: ``VersionConflict`` (with ``force``, it is first made unloadable — graph files, then marker —
    and rebuilt). Objects that already match the manifest are kept; wrong ones are replaced with a
