@@ -112,15 +112,14 @@ def test_an_unchanged_state_writes_nothing(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent(
     """
-    import os, sys, time
+    import sys
     from components.artifacts import CheckpointArtifact, EvaluationArtifact
     from components.ledger import Ledger
     from components.ledger.records import record_evaluation
 
-    destination, first, count, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    destination, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     ledger = Ledger(destination, "example")
-    while not os.path.exists(go):  # start together with the other writer
-        time.sleep(0.001)
+    sys.stdin.read(1)  # blocks until the test releases both writers at once
     for step in range(first, first + count):
         checkpoint = CheckpointArtifact(uri=f"/m/model.ckpt-{step}", model_name="example", step=step)
         record_evaluation(ledger, EvaluationArtifact(uri=checkpoint.uri, checkpoint=checkpoint, metrics={"auc": 0.5}, blessed=True))
@@ -130,13 +129,15 @@ WRITER = textwrap.dedent(
 
 def test_two_concurrent_runs_lose_no_update_on_local_disk(tmp_path: Path) -> None:
     """Two processes update the same ledger.json at once: lock + temp file + rename keeps every record."""
-    destination, go = str(tmp_path / "published"), tmp_path / "go"
+    destination = str(tmp_path / "published")
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     writers = [
-        subprocess.Popen([sys.executable, "-c", WRITER, destination, str(first), "40", str(go)], env=env)
+        subprocess.Popen([sys.executable, "-c", WRITER, destination, str(first), "40"], env=env, stdin=subprocess.PIPE)
         for first in (1000, 2000)
     ]
-    go.touch()
+    for writer in writers:  # the start signal: one byte each, sent back to back
+        writer.stdin.write(b"g")  # type: ignore[union-attr]
+        writer.stdin.close()  # type: ignore[union-attr]
     assert [w.wait(timeout=120) for w in writers] == [0, 0]
     state = Ledger(destination, "example").load()
     assert sorted(state.checkpoints) == sorted(str(s) for s in [*range(1000, 1040), *range(2000, 2040)])
