@@ -255,8 +255,8 @@ LINEAR = {
 @pytest.fixture(scope="module", params=sorted(LINEAR))
 def linear_run(request, tmp_path_factory):
     """A canned linear estimator trained on the example data, then one pipeline run on its last checkpoint."""
-    from examples import canned
     from components.runner import run_pipeline
+    from examples import canned
 
     factory_name = request.param
     root = tmp_path_factory.mktemp(factory_name)
