@@ -314,7 +314,9 @@ def _check_strategies(config: PipelineConfig) -> list[Problem]:
             try:
                 _resolve(f"strategies[{i}].params.compare_fn", ImportPath(compare_fn), problems)
             except ValueError as exc:
-                problems.append(Problem(f"strategies[{i}].params.compare_fn", str(exc), "fix the import path"))
+                problems.append(
+                    Problem(f"strategies[{i}].params.compare_fn", str(exc), "fix the import path")
+                )
     return problems
 
 
@@ -328,9 +330,11 @@ def _check_source_files(config: PipelineConfig) -> list[Problem]:
     for i, strategy in enumerate(config.strategies):
         params = strategy.params if isinstance(strategy.params, Mapping) else {}
         if params.get("warmup_file"):
-            problems += _check_readable_file(f"strategies[{i}].params.warmup_file", str(params["warmup_file"]))
+            problems += _check_readable_file(
+                f"strategies[{i}].params.warmup_file", str(params["warmup_file"])
+            )
         assets = params.get("assets_extra")
-        for key, source in (assets.items() if isinstance(assets, Mapping) else ()):
+        for key, source in assets.items() if isinstance(assets, Mapping) else ():
             problems += _check_readable_file(f"strategies[{i}].params.assets_extra.{key}", str(source))
     return problems
 
@@ -346,7 +350,11 @@ def _check_readable_file(field: str, path: str) -> list[Problem]:
         except IsADirectoryError:
             return [Problem(field, f"{path} is a folder", "point it at a file")]
         except OSError as exc:
-            return [Problem(field, f"cannot read {path}: {exc.strerror}", "point it at an existing, readable file")]
+            return [
+                Problem(
+                    field, f"cannot read {path}: {exc.strerror}", "point it at an existing, readable file"
+                )
+            ]
         return []
     try:
         found = storage_for(path).stat(path)
@@ -403,22 +411,40 @@ def _check_model_dir(model_dir: str) -> list[Problem]:
     if scheme_of(model_dir) == "file":
         local = model_dir.removeprefix("file://")
         if not os.path.exists(local):
-            return [Problem(field, f"{model_dir} does not exist", "point model_dir at the trainer's checkpoint folder")]
+            return [
+                Problem(
+                    field, f"{model_dir} does not exist", "point model_dir at the trainer's checkpoint folder"
+                )
+            ]
         if not os.path.isdir(local):
-            return [Problem(field, f"{model_dir} is not a folder", "point model_dir at the trainer's checkpoint folder")]
+            return [
+                Problem(
+                    field,
+                    f"{model_dir} is not a folder",
+                    "point model_dir at the trainer's checkpoint folder",
+                )
+            ]
         try:
             with os.scandir(local) as entries:
                 next(entries, None)
         except OSError as exc:
             return [
-                Problem(field, f"cannot list {model_dir}: {exc.strerror}", "give the job read access to the folder")
+                Problem(
+                    field,
+                    f"cannot list {model_dir}: {exc.strerror}",
+                    "give the job read access to the folder",
+                )
             ]
         return []
     try:
         storage_for(model_dir).list_names(model_dir)
     except StorageError as exc:
         transient = isinstance(exc, TransientStorageError)
-        return [Problem(field, f"cannot list {model_dir}: {exc}", "check the bucket and the credentials", transient)]
+        return [
+            Problem(
+                field, f"cannot list {model_dir}: {exc}", "check the bucket and the credentials", transient
+            )
+        ]
     return []
 
 
@@ -450,7 +476,9 @@ def _check_local_writable(field: str, path: str, fix: str) -> list[Problem]:
     return []
 
 
-def _probe_object_store(field: str, uri: str, storage_of: Callable[[], Any] | None, fix: str) -> list[Problem]:
+def _probe_object_store(
+    field: str, uri: str, storage_of: Callable[[], Any] | None, fix: str
+) -> list[Problem]:
     from components.storage import StorageError, TransientStorageError, storage_for
 
     try:

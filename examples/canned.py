@@ -90,7 +90,10 @@ def train(
 
     train_path, _ = ensure_data(data_dir)
     config = tf.estimator.RunConfig(
-        model_dir=os.fspath(model_dir), save_checkpoints_steps=every, tf_random_seed=0, log_step_count_steps=None
+        model_dir=os.fspath(model_dir),
+        save_checkpoints_steps=every,
+        tf_random_seed=0,
+        log_step_count_steps=None,
     )
     estimator = factory(model_dir=os.fspath(model_dir), config=config)
     estimator.train(functools.partial(_dataset, train_path, 64, True), max_steps=steps)
