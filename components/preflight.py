@@ -124,7 +124,9 @@ def _resolve(field: str, path: ImportPath, problems: list[Problem]) -> Any:
         return None
     if not callable(target):
         problems.append(
-            Problem(field, f"{path} is a {type(target).__name__}, not a function", "name a function")
+            Problem(
+                field, f"{path} is not a function (its type is {type(target).__name__})", "name a function"
+            )
         )
         return None
     return target
@@ -371,6 +373,7 @@ def _check_readable_file(field: str, path: str) -> list[Problem]:
 
 def check_locations(config: PipelineConfig) -> list[Problem]:
     """The model_dir can be listed, source files read; destination, staging and lease folders take a write."""
+    from components.config.errors import ConfigError
     from components.discovery import lease
     from components.paths import state_dir
     from components.publish.executor import destination_storage
@@ -391,7 +394,10 @@ def check_locations(config: PipelineConfig) -> list[Problem]:
         None,
         f"exports are staged in {staging}: give the job write access, or set staging_dir to a writable folder",
     )
-    leases, _ = lease.lease_settings(config)
+    try:
+        leases, _ = lease.lease_settings(config)
+    except ConfigError as exc:
+        return [*problems, Problem(exc.field, exc.problem, "correct the field")]
     if model_dir_problems and leases.startswith(config.model_dir):
         return problems  # the lease folder is inside the model_dir, whose problem is already reported
     problems += _check_writable(

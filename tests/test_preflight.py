@@ -155,7 +155,7 @@ def test_a_good_config_is_ok_and_the_checks_leave_nothing_behind(capsys, model_c
         ),
         (
             {"model_fn": "examples.data:DENSE_DIM"},
-            "model_fn: examples.data:DENSE_DIM is a int, not a function; fix: name a function",
+            "model_fn: examples.data:DENSE_DIM is not a function (its type is int); fix: name a function",
         ),
         (
             {"model_fn": "test_preflight:model_fn_without_features"},
@@ -435,3 +435,35 @@ def test_gcs_destination_is_probed_and_left_as_it_was(capsys, gcs, gcs_bucket, m
     assert [p.field for p in problems] == ["destination.uri"]
     assert problems[0].problem.startswith("cannot write a probe object under gs://no-such-bucket/models: ")
     assert "no-such-bucket" in problems[0].problem.partition("models: ")[2]
+
+
+def test_a_module_that_raises_while_importing(capsys, model_copy, tmp_path, destination, monkeypatch):
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    (code_dir / "preflight_boom.py").write_text("raise RuntimeError('CUDA driver not found')\n")
+    monkeypatch.syspath_prepend(str(code_dir))
+    path = write_config(tmp_path / "configs", model_copy, destination, model_fn="preflight_boom:model_fn")
+    code, _, err = validate(capsys, path)
+    assert code == 1
+    assert err == [
+        (
+            f"{path}: error: model_fn: importing preflight_boom:model_fn raised RuntimeError: CUDA driver not "
+            "found; fix: fix the module so it imports cleanly"
+        )
+    ]
+
+
+def test_read_only_lease_folder(capsys, model_copy, tmp_path, destination):
+    leases = tmp_path / "leases"
+    leases.mkdir()
+    path = write_config(tmp_path / "configs", model_copy, destination, discovery={"lease_dir": str(leases)})
+    with unwritable(leases) as strerror:
+        code, _, err = validate(capsys, path)
+    assert code == 1
+    assert err == [
+        (
+            f"{path}: error: discovery.lease_dir: {leases} is read-only: {strerror}; fix: checkpoints are pinned "
+            f"in {leases} while a run reads them: give the job write access there, or set discovery.lease_dir to "
+            "a writable folder on the model_dir's filesystem or bucket"
+        )
+    ]
