@@ -62,12 +62,27 @@ def _retention(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from components.config import load_config
+    """Every config loaded and preflighted; every problem of every file printed, exit 1 if any."""
+    from components.config import ConfigError, load_config
+    from components.preflight import find_problems
 
+    failed = 0
     for path in args.configs:
-        config = load_config(path)
-        print(f"{path}: ok ({config.name}, {len(config.strategies)} strategies)")
-    return 0
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            print(f"{path}: error: {exc.field or 'file'}: {exc.problem}", file=sys.stderr)
+            failed += 1
+            continue
+        problems = find_problems(config, locations=not args.code_only)
+        for problem in problems:
+            print(f"{path}: error: {problem}", file=sys.stderr)
+        if problems:
+            failed += 1
+        else:
+            checked = "code only" if args.code_only else "code and locations"
+            print(f"{path}: ok ({config.name}, {len(config.strategies)} strategies; {checked} checked)")
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,8 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     retention.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
     retention.set_defaults(func=_retention)
 
-    validate = sub.add_parser("validate", help="validate model configs")
+    validate = sub.add_parser(
+        "validate", help="check model configs: fields, imported code, and that the job can read and write its places"
+    )
     validate.add_argument("configs", nargs="+")
+    validate.add_argument(
+        "--code-only",
+        action="store_true",
+        help="check fields and imported code, not files, folders or buckets (e.g. in CI without access)",
+    )
     validate.set_defaults(func=_validate)
     return parser
 

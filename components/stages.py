@@ -33,6 +33,7 @@ from components.ledger.records import (
     record_publication,
 )
 from components.paths import work_dir
+from components.preflight import preflight
 from components.publish.executor import destination_storage, publish
 from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
@@ -108,6 +109,7 @@ def pending_steps(config: PipelineConfig) -> list[int]:
 
 
 def discover_stage(config: PipelineConfig, options: RunOptions) -> list[CheckpointArtifact]:
+    preflight(config)  # code and locations usable, before any checkpoint is pinned or anything written
     params = discovery_params(config, options)
     state = ledger_of(config).load()
     checkpoints = discover(params, state)

@@ -42,7 +42,14 @@ def test_the_shipped_dags_config_is_valid() -> None:
 @pytest.mark.parametrize(
     ("mutate", "field", "message"),
     [
-        (lambda d: d.pop("model_fn"), "model_fn", "required field is missing"),
+        (
+            lambda d: d.pop("model_fn"),
+            "model_fn",
+            (
+                "required field is missing: set model_fn (a function returning a tf.estimator.EstimatorSpec) or "
+                "estimator (a function of model_dir and config returning a tf.estimator.Estimator)"
+            ),
+        ),
         (lambda d: d.update(surprise=1), "surprise", "unknown field"),
         (lambda d: d["evaluation"].update(stepz=3), "evaluation.stepz", "unknown field"),
         (lambda d: d["evaluation"].update(steps="ten"), "evaluation.steps", "expected an integer, got 'ten'"),
@@ -62,6 +69,17 @@ def test_the_shipped_dags_config_is_valid() -> None:
         (lambda d: d["warmup"].pop("path"), "warmup.path", "needs a path"),
         (lambda d: d["destination"].update(keep=True), "destination.keep", "expected an integer"),
         (lambda d: d.update(receivers="x"), "receivers", "expected a mapping"),
+        (
+            lambda d: d.update(estimator="examples.canned:linear_regressor"),
+            "estimator",
+            "set either model_fn or estimator, not both",
+        ),
+        (
+            lambda d: d.update(model_fn=None, estimator="examples.canned:linear_regressor"),
+            "params",
+            "params are passed to a model_fn, and estimator has none",
+        ),
+        (lambda d: d.update(model_fn=None, params={}, estimator="linear_regressor"), "estimator", "import path"),
     ],
 )
 def test_errors_name_file_field_and_expectation(tmp_path: Path, mutate, field: str, message: str) -> None:
@@ -99,3 +117,18 @@ def test_import_paths_resolve_lazily_and_fail_clearly() -> None:
         ImportPath("examples.nope:model_fn").resolve()
     with pytest.raises(ValueError, match="has no attribute 'nope'"):
         ImportPath("examples.model:nope").resolve()
+
+
+def test_an_estimator_factory_instead_of_a_model_fn(tmp_path: Path) -> None:
+    from components.evaluation.digest import metrics_digest
+
+    data = example()
+    del data["model_fn"], data["params"]
+    data["estimator"] = "examples.canned:linear_regressor"
+    regressor = load_config(write(tmp_path, data))
+    assert (regressor.model_fn, regressor.estimator) == (None, "examples.canned:linear_regressor")
+    data["estimator"] = "examples.canned:linear_classifier"
+    classifier = load_config(write(tmp_path, data))
+    # Another model is another evaluation; a model_fn config keeps the digest it always had (key "model_fn").
+    digests = {metrics_digest(c) for c in (regressor, classifier, load_config(EXAMPLE))}
+    assert len(digests) == 3

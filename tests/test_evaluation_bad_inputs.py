@@ -32,6 +32,7 @@ from components.discovery.errors import (
 from components.discovery.executor import list_checkpoints
 from components.evaluation.errors import CheckpointMismatch, EvalInputError, ThresholdError
 from components.ledger.records import record_evaluation
+from components.preflight import PreflightFailed
 from components.runner import run_pipeline
 from components.stages import RunOptions, ledger_of
 
@@ -113,7 +114,7 @@ def test_state_file_names_a_checkpoint_that_is_gone(setup: Setup) -> None:
 
 def test_empty_and_missing_model_dir(setup: Setup) -> None:
     shutil.rmtree(setup.model_dir)
-    setup.fails(ModelDirError, r"model_dir .*/model does not exist")
+    setup.fails(PreflightFailed, r"model_dir: .*/model does not exist")  # found before discovery starts
     setup.model_dir.mkdir()
     setup.fails(ModelDirError, r"model_dir .*/model is empty")
 

@@ -1,6 +1,11 @@
-"""A canned estimator nobody here wrote — tf.estimator.DNNLinearCombinedClassifier with feature columns —
+"""Canned estimators, named by a config's ``estimator:`` factory.
+
+A canned estimator nobody here wrote — tf.estimator.DNNLinearCombinedClassifier with feature columns — is
 exported through every registered strategy kind, each export loaded under each tag, and every serving
-graph answering a fixed batch exactly as tf.estimator's own ``export_saved_model`` does."""
+graph answers a fixed batch exactly as tf.estimator's own ``export_saved_model`` does. Then
+``LinearRegressor`` and ``LinearClassifier`` (``examples/canned.py``) go through the whole pipeline:
+evaluated, exported, warmed up with Regress / Classify requests, published, and the published versions
+load, replay their warmup and answer like the estimator itself."""
 
 from __future__ import annotations
 
@@ -42,11 +47,6 @@ def canned_estimator(model_dir, config=None):
         model_dir=str(model_dir),
         config=config,
     )
-
-
-def canned_model_fn(features, labels, mode, params, config):
-    """The canned estimator's model_fn, for a config's ``model_fn`` import path (params unused)."""
-    return canned_estimator(config.model_dir, config).model_fn(features, labels, mode, config)
 
 
 def _feature_spec():
@@ -158,7 +158,8 @@ def exported(canned, tmp_path_factory):
     data = example_config_dict(
         TrainedModel(root / "model", root, (STEPS,)),
         workspace / "published",
-        model_fn="test_export_canned:canned_model_fn",
+        model_fn=None,  # the canned estimator comes in through its factory, the config's `estimator:`
+        estimator="test_export_canned:canned_estimator",
         params={},
         receivers={
             "predict": "test_export_canned:serving_receiver",
@@ -239,3 +240,94 @@ def test_train_and_eval_graphs_of_the_canned_estimator(exported):
         assert np.isfinite(a["loss"])
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
         np.testing.assert_allclose(a["loss"], c["loss"], rtol=1e-6)
+
+
+# --- LinearRegressor and LinearClassifier through the whole pipeline, by `estimator:` ---------------
+
+LINEAR_STEPS = 40
+WARMUP_RECORDS = 5
+LINEAR = {
+    "linear_regressor": ("regress", "predictions", "average_loss"),
+    "linear_classifier": ("classify", "probabilities", "accuracy"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(LINEAR))
+def linear_run(request, tmp_path_factory):
+    """A canned linear estimator trained on the example data, then one pipeline run on its last checkpoint."""
+    from components.runner import run_pipeline
+    from examples import canned
+
+    factory_name = request.param
+    root = tmp_path_factory.mktemp(factory_name)
+    steps = canned.train(getattr(canned, factory_name), root / "model", root / "data", LINEAR_STEPS, every=20)
+    assert steps[-1] == LINEAR_STEPS
+    eval_data = str(root / "data" / "eval.tfrecord")
+    data = {
+        "name": factory_name.replace("_", "-"),
+        "model_dir": str(root / "model"),
+        "estimator": f"examples.canned:{factory_name}",
+        "receivers": {"predict": "examples.canned:serving_input_receiver_fn"},
+        "evaluation": {"input_fn": "examples.canned:eval_input_fn", "input_fn_kwargs": {"path": eval_data}},
+        "strategies": [
+            {"name": "serving", "kind": "all_modes"},
+            {"name": "standalone", "kind": "standalone", "servable": "standalone"},
+        ],
+        "warmup": {"source": "examples", "path": eval_data, "num_records": WARMUP_RECORDS},
+        "destination": {"uri": str(root / "published")},
+    }
+    path = root / "canned.yaml"
+    path.write_text(yaml.safe_dump(data))
+    config = load_config(path)
+    report = run_pipeline(config, RunOptions(checkpoint=LINEAR_STEPS))
+    return factory_name, config, report, eval_data
+
+
+def _estimator_predictions(factory_name, config, eval_data, key):
+    """What the canned estimator itself predicts from the published checkpoint, on the warmup examples."""
+    import tensorflow as tf
+
+    from examples import canned
+
+    estimator = getattr(canned, factory_name)(model_dir=None, config=tf.estimator.RunConfig())
+    spec = tf.feature_column.make_parse_example_spec(canned.feature_columns())
+
+    def input_fn():
+        records = tf.data.TFRecordDataset(eval_data).take(WARMUP_RECORDS).batch(WARMUP_RECORDS)
+        return records.map(lambda s: tf.io.parse_example(s, spec))
+
+    checkpoint = os.path.join(config.model_dir, f"model.ckpt-{LINEAR_STEPS}")
+    return np.stack([p[key] for p in estimator.predict(input_fn, checkpoint_path=checkpoint)])
+
+
+def test_canned_linear_estimators_are_evaluated_exported_warmed_and_published(linear_run):
+    from components.warmup.replay import replay
+    from components.warmup.signatures import read_serving_graph
+    from components.warmup.spec import WARMUP_PATH
+    from components.warmup.tfrecord import scan
+
+    factory_name, config, report, eval_data = linear_run
+    kind, output, metric = LINEAR[factory_name]
+    (evaluation,) = report.evaluations
+    assert evaluation.blessed and metric in evaluation.metrics  # Estimator.evaluate of the canned estimator
+    assert sorted(p.strategy for p in report.published) == ["serving", "standalone"]
+    for exported in report.exports:
+        (warm,) = exported.warmup.replays  # replayed on the export before it could be published
+        assert warm.kinds == {kind: WARMUP_RECORDS}, exported.strategy
+    expected = _estimator_predictions(factory_name, config, eval_data, output)
+    examples_in_order = _records(eval_data)[:WARMUP_RECORDS]
+    for pushed in report.published:
+        assert pushed.version == str(LINEAR_STEPS)
+        graph = read_serving_graph(pushed.uri)  # the published version, as a serving host loads it
+        assert graph.signature("serving_default").kind == kind
+        with open(os.path.join(pushed.uri, WARMUP_PATH), "rb") as handle:
+            records = scan(handle).records
+        assert replay(graph, records).kinds == {kind: WARMUP_RECORDS}, pushed.strategy
+        got = run_signature(pushed.uri, ["serve"], "predict", {"examples": examples_in_order})
+        np.testing.assert_allclose(got[output], expected, rtol=1e-5, err_msg=pushed.strategy)
+
+
+def _records(path):
+    import tensorflow as tf
+
+    return [r.numpy() for r in tf.data.TFRecordDataset(path)]

@@ -151,6 +151,7 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(
             source, "name", f"{config.name!r} must be lowercase letters, digits, '_' or '-' (at most 63)"
         )
+    _check_model(config)
     if not config.strategies:
         raise ConfigError(source, "strategies", "at least one export strategy is required")
     seen: set[str] = set()
@@ -197,6 +198,32 @@ def _check_semantics(config: PipelineConfig) -> None:
     _check_airflow(config)
     if config.destination.keep <= 0:
         raise ConfigError(source, "destination.keep", "expected a positive integer")
+
+
+def _check_model(config: PipelineConfig) -> None:
+    """Exactly one of ``model_fn`` and ``estimator``; ``params`` only go to a model_fn."""
+    source = config.source
+    if config.model_fn is None and config.estimator is None:
+        raise ConfigError(
+            source,
+            "model_fn",
+            "required field is missing: set model_fn (a function returning a tf.estimator.EstimatorSpec) "
+            "or estimator (a function of model_dir and config returning a tf.estimator.Estimator)",
+        )
+    if config.model_fn is not None and config.estimator is not None:
+        raise ConfigError(
+            source,
+            "estimator",
+            "set either model_fn or estimator, not both: estimator builds the whole Estimator, "
+            "model_fn only its model",
+        )
+    if config.estimator is not None and config.params:
+        raise ConfigError(
+            source,
+            "params",
+            "params are passed to a model_fn, and estimator has none: set the estimator's options inside "
+            "the factory (or bind them with functools.partial) and remove params",
+        )
 
 
 def _check_warmup(config: PipelineConfig) -> None:

@@ -165,11 +165,15 @@ class PipelineConfig:
 
     name: str
     model_dir: str  # local path or gs:// URI holding the trainer's checkpoints
-    model_fn: ImportPath
     receivers: ReceiversConfig
     destination: DestinationConfig
     strategies: tuple[StrategyConfig, ...]
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)  # passed to model_fn
+    # The model, exactly one of: model_fn(features, labels, mode[, params][, config]) returning an
+    # EstimatorSpec, or estimator(model_dir, config) returning a tf.estimator.Estimator (a canned one
+    # such as LinearRegressor): called with a scratch model_dir and the matching tf.estimator.RunConfig.
+    model_fn: ImportPath | None = None
+    estimator: ImportPath | None = None
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)  # passed to model_fn (not to estimator)
     evaluation: EvaluationConfig = EvaluationConfig()
     discovery: DiscoveryConfig = DiscoveryConfig()
     warmup: WarmupConfig = WarmupConfig()

@@ -25,7 +25,8 @@ def metrics_digest(config: PipelineConfig) -> str:
     return _digest(
         {
             "source": "evaluate",
-            "model_fn": str(config.model_fn),
+            # Old configs keep their digest: the key for a model_fn is as it always was.
+            **({"model_fn": str(config.model_fn)} if config.estimator is None else {"estimator": str(config.estimator)}),
             "params": config.params,
             "input_fn": None if evaluation.input_fn is None else str(evaluation.input_fn),
             "input_fn_kwargs": evaluation.input_fn_kwargs,

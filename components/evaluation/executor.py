@@ -30,7 +30,7 @@ from components.discovery import lease
 from components.discovery.bundle import BundleIndex
 from components.discovery.errors import CheckpointError, CheckpointVanished
 from components.discovery.integrity import verify_checkpoint
-from components.estimator import build_estimator, eval_input_fn
+from components.estimator import build_estimator, eval_input_fn, model_label
 from components.evaluation.blessing import bless
 from components.evaluation.digest import config_digest, metrics_digest
 from components.evaluation.errors import CheckpointMismatch, EvalInputError, EvaluationError
@@ -145,7 +145,7 @@ def _run_evaluate(
             steps=config.evaluation.steps,
             checkpoint_path=local_prefix,
             name=f"step_{checkpoint.step}",
-            hooks=[_variables_check_hook(index, name, str(config.model_fn))],
+            hooks=[_variables_check_hook(index, name, model_label(config))],
         )
     except (EvaluationError, CheckpointError):
         raise
@@ -172,7 +172,7 @@ def _guarded_input_fn(
         raise EvalInputError(f"{where} raised {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
-def _variables_check_hook(index: BundleIndex, name: str, model_fn: str) -> Any:
+def _variables_check_hook(index: BundleIndex, name: str, model: str) -> Any:
     """A SessionRunHook whose ``begin`` (graph built, nothing restored yet) compares variables."""
     import tensorflow as tf
 
@@ -187,7 +187,7 @@ def _variables_check_hook(index: BundleIndex, name: str, model_fn: str) -> Any:
             problems = variable_mismatches(expected, index)
             if problems:
                 raise CheckpointMismatch(
-                    f"{name} does not match model_fn {model_fn} (with the config's params): {problems}; "
+                    f"{name} does not match {model} (with the config's params): {problems}; "
                     "is model_dir the output of this model?"
                 )
 

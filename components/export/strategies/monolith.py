@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from components.estimator import model_fn_of
 from components.export.distributed import DistributedExporter
 from components.export.standalone import ContextExporter, StandaloneExporter
 from components.export.strategies.all_modes import OptionsStrategy
@@ -30,7 +31,7 @@ class StandaloneStrategy(OptionsStrategy):
     def exporter(self, ctx: StrategyContext, export_dir: str) -> ContextExporter:
         options: StandaloneOptions = self.options
         return StandaloneExporter(
-            ctx.config.model_fn.resolve(),
+            model_fn_of(ctx.config, ctx.work_dir),
             ctx.config.model_dir,
             os.path.dirname(export_dir),
             shared_embedding=self.shared_embedding(),
@@ -55,7 +56,7 @@ class DistributedStrategy(StandaloneStrategy):
     def exporter(self, ctx: StrategyContext, export_dir: str) -> ContextExporter:
         options: DistributedOptions = self.options
         return DistributedExporter(
-            ctx.config.model_fn.resolve(),
+            model_fn_of(ctx.config, ctx.work_dir),
             ctx.config.model_dir,
             os.path.dirname(export_dir),
             shared_embedding=self.shared_embedding(),
