@@ -413,8 +413,34 @@ def test_mounted_folders_exist_and_named_volumes_are_declared() -> None:
     mounts = {split_volume(v)[1]: split_volume(v)[0] for v in compose()["x-airflow-common"]["volumes"]}
     assert (DOCKER / mounts["/opt/airflow/dags"] / "exportflow_dags.py").is_file()
     assert (DOCKER / mounts["/opt/airflow/plugins"] / "dag_factory.py").is_file()
-    assert mounts["/data/staging"] in declared  # one staging volume shared by every worker
 
+
+def test_workers_share_no_disk_each_has_its_own_scratch() -> None:
+    """Stages hand over through the bucket: no staging volume, and each worker's temp folder is its own."""
+    services = compose()["services"]
+    assert "staging" not in compose()["volumes"]
+    common = {split_volume(v) for v in compose()["x-airflow-common"]["volumes"]}
+    assert not any(target.startswith("/data/staging") for _, target, _ in common)
+    scratch_volumes = []
+    for name in WORKERS:
+        worker = services[name]
+        scratch = worker["environment"]["TMPDIR"]
+        mounts = {split_volume(v)[1]: split_volume(v)[0] for v in worker["volumes"]}
+        assert common <= {split_volume(v) for v in worker["volumes"]}, name  # everything else as the rest
+        assert mounts[scratch] in compose()["volumes"], name  # a named volume, not a host folder
+        scratch_volumes.append(mounts[scratch])
+    assert len(set(scratch_volumes)) == len(WORKERS)
+    for name, service in services.items():  # no other service mounts a worker's scratch
+        sources = {split_volume(v)[0] for v in service.get("volumes", [])}
+        if name not in WORKERS:
+            assert not sources & set(scratch_volumes), name
+        else:
+            assert len(sources & set(scratch_volumes)) == 1, name
+    # the image prepares the folder for the airflow user (a fresh named volume copies its owner)
+    (mkdir,) = [
+        args for name, args in dockerfile_instructions(DOCKER / "Dockerfile") if args.startswith("mkdir -p")
+    ]
+    assert services["worker-1"]["environment"]["TMPDIR"] in mkdir.split("&&")[0].split()
 
 
 def test_stack_config_is_valid_and_publishes_to_the_emulator_bucket(tmp_path: Path) -> None:
@@ -428,7 +454,11 @@ def test_stack_config_is_valid_and_publishes_to_the_emulator_bucket(tmp_path: Pa
     gcs_command = compose()["services"]["gcs"]["command"]
     bucket = gcs_command[gcs_command.index("--default-bucket") + 1]
     assert config.destination.uri.startswith(f"gs://{bucket}/")
-    assert config.staging_dir in mounts and config.model_dir.startswith("/data/workspace/")
+    # export, warmup and publish hand over through the emulator's bucket, not a folder of one worker
+    assert config.staging == f"{config.destination.uri}/.exportflow/{config.name}/staging"
+    assert config.staging.startswith(f"gs://{bucket}/")
+    assert "staging_dir" not in yaml.safe_load(path.read_text())
+    assert config.model_dir.startswith("/data/workspace/")
     assert config.airflow.max_active_tf_tasks == 2  # one TF task per worker
 
 
