@@ -10,6 +10,8 @@ over through object storage, so no rendered pod may ask for a shared (ReadWriteM
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 import uuid
 from pathlib import Path
@@ -247,7 +249,23 @@ def test_kubernetes_executor_renders_a_valid_pod_for_an_export_task(monkeypatch:
 # --- what a KubernetesPodOperator would submit -----------------------------------------------------
 
 
-def test_kubernetes_pod_operator_runs_the_cli_in_the_image_with_the_template(tmp_path: Path) -> None:
+def readme_pod_operator_example() -> dict[str, Any]:
+    """The keyword arguments of the KubernetesPodOperator example in README's "Running at scale"."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Running at scale\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+        if "KubernetesPodOperator" in b
+    ]
+    (call,) = [node for node in ast.walk(ast.parse(block)) if isinstance(node, ast.Call)]
+    assert call.func.id == "KubernetesPodOperator" and not call.args
+    return {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+
+
+def test_readmes_kubernetes_pod_operator_example_runs_the_cli_in_the_image_with_the_template(
+    tmp_path: Path,
+) -> None:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     from components.cli import build_parser
@@ -267,16 +285,11 @@ def test_kubernetes_pod_operator_runs_the_cli_in_the_image_with_the_template(tmp
             }
         )
     )
-    arguments = ["run", "--config", "/opt/exportflow/configs/example.yaml", "--strategy", "all_modes"]
+    example = readme_pod_operator_example()
+    assert (ROOT / example["pod_template_file"]).resolve() == TEMPLATE  # relative to the repository
+    assert not {"volumes", "volume_mounts"} & set(example)  # the template brings all it needs
     operator = KubernetesPodOperator(
-        task_id="export_example",
-        name="exportflow-export",
-        namespace="exportflow",
-        image=IMAGE,
-        cmds=["exportflow"],
-        arguments=arguments,
-        pod_template_file=str(TEMPLATE),
-        config_file=str(kubeconfig),
+        **{**example, "pod_template_file": str(TEMPLATE)}, config_file=str(kubeconfig)
     )
     manifest = serialize(operator.build_pod_request_obj(context=None))
     assert_valid_pod(manifest)
@@ -284,7 +297,14 @@ def test_kubernetes_pod_operator_runs_the_cli_in_the_image_with_the_template(tmp
     assert scratch_of(manifest) == scratch_of(yaml.safe_load(TEMPLATE.read_text()))
 
     base = base_container(manifest)
-    assert (base["image"], base["command"], base["args"]) == (IMAGE, ["exportflow"], arguments)
+    assert (base["image"], base["command"], base["args"]) == (
+        example["image"],
+        example["cmds"],
+        example["arguments"],
+    )
     assert build_parser().parse_args(base["args"]).command == "run"  # a command line our CLI accepts
+    config_path = base["args"][base["args"].index("--config") + 1]
+    configs = {m["mountPath"] for m in base["volumeMounts"]}
+    assert os.path.dirname(config_path) in configs  # the config it names is in the pod (the ConfigMap)
     assert base["resources"] == base_container(yaml.safe_load(TEMPLATE.read_text()))["resources"]
-    assert manifest["metadata"]["name"].startswith("exportflow-export")
+    assert manifest["metadata"]["name"].startswith(example["name"])
