@@ -4,7 +4,9 @@ What can be checked without building or starting anything is checked against the
 against uv.lock, every command against the parser of the program that will run it (Airflow's CLI, the
 emulator's, our own), every AIRFLOW__* variable against Airflow's config schema, every ${VAR} against
 the example .env, every copied or mounted path against the repository, and the init job's password
-snippet by running it. The health-check script is unit-tested here and run against live components in
+snippet by running it. Compose's variable interpolation is replayed here (``interpolate``) so that what
+each service would receive from .env.example is checked, and the secrets check the stack runs first is
+run for real against it. The health-check script is unit-tested here and run against live components in
 tests/test_celery_executor.py.
 """
 
@@ -37,7 +39,13 @@ AIRFLOW_SERVICES = {
     "worker-1",
     "worker-2",
 }
-SERVICES = AIRFLOW_SERVICES | {"postgres", "redis", "gcs"}
+SERVICES = AIRFLOW_SERVICES | {"secrets-check", "postgres", "redis", "gcs"}
+WORKERS = ("worker-1", "worker-2")
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $VAR and $$ (a literal $)
+VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}"
+    r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 @cache
@@ -80,11 +88,52 @@ def image_tag() -> str:
     return f"exportflow-airflow:{pyproject()['project']['version']}"
 
 
-def load_healthcheck():
-    spec = importlib.util.spec_from_file_location("exportflow_docker_healthcheck", DOCKER / "healthcheck.py")
+def load_script(name: str):
+    """A standalone script of docker/ as a module (they are not part of any package)."""
+    module_name = f"exportflow_docker_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, DOCKER / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
+
+
+def load_healthcheck():
+    return load_script("healthcheck")
+
+
+class MissingVariable(Exception):
+    """What compose reports for ${VAR:?error} / ${VAR?error} and refuses to start."""
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's interpolation of every string in the parsed file, the way `docker compose` applies it."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["bare"]
+        op, arg, current = match["op"], match["arg"], env.get(name)
+        missing = current is None or (op is not None and op.startswith(":") and current == "")
+        if op in (":-", "-") and missing:
+            return arg
+        if op in (":?", "?") and missing:
+            raise MissingVariable(f"required variable {name} is missing a value: {arg}")
+        return current or ""
+
+    return VARIABLE.sub(substitute, value)
+
+
+def resolved_compose(env: dict[str, str]) -> dict[str, Any]:
+    return interpolate(compose(), env)
 
 
 def airflow_env(service: str) -> dict[str, str]:
@@ -233,7 +282,7 @@ def test_stack_has_every_component_and_the_airflow_ones_share_the_image() -> Non
     for name, service in services.items():
         for dependency in service.get("depends_on", {}):
             assert dependency in services and dependency != name, (name, dependency)
-    for name in ("postgres", "redis"):
+    for name in ("postgres", "redis", "secrets-check"):
         image = services[name]["image"]
         assert ":" in image and not image.endswith(":latest"), image  # pinned
 
@@ -317,14 +366,30 @@ def test_settings_point_at_the_services_of_the_stack() -> None:
 
 
 def test_every_variable_is_defined_in_the_example_env_and_every_example_is_used() -> None:
-    text = (DOCKER / "compose.yaml").read_text()
-    used = re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)(:?-[^}]*)?\}", text)
+    used = [
+        (match["braced"] or match["bare"], match["op"])
+        for value in strings_of(compose())
+        for match in VARIABLE.finditer(value)
+        if not match["escaped"]
+    ]
     defined = dotenv_example()
-    for name, default in used:
-        assert name in defined or default, f"${{{name}}} has neither a default nor a line in .env.example"
+    for name, op in used:
+        assert name in defined or op in (":-", "-"), (
+            f"${{{name}}} has neither a default nor a line in .env.example"
+        )
     assert set(defined) <= {name for name, _ in used}, "a variable in .env.example that compose never reads"
+    resolved_compose(defined)  # .env.example leaves no required variable empty
     assert {"AIRFLOW_JWT_SECRET", "POSTGRES_PASSWORD", "AIRFLOW_ADMIN_PASSWORD"} <= set(defined)
     assert ".env" in (DOCKER / ".gitignore").read_text().splitlines()  # the real one never gets committed
+
+
+def strings_of(value: Any) -> list[str]:
+    """Every string in a parsed YAML document (what compose interpolates; comments are not)."""
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in strings_of(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in strings_of(item)]
+    return [value] if isinstance(value, str) else []
 
 
 def split_volume(spec: str) -> tuple[str, str, bool]:
@@ -341,14 +406,41 @@ def test_mounted_folders_exist_and_named_volumes_are_declared() -> None:
         for volume in service.get("volumes", []):
             source, target, from_variable = split_volume(volume)
             if source.startswith(".") and not from_variable:  # a variable's default may be made later
-                assert (DOCKER / source).is_dir(), (name, source)
+                assert (DOCKER / source).exists(), (name, source)
             elif not source.startswith("."):
                 assert source in declared, (name, source)
             assert target.startswith("/"), (name, target)
     mounts = {split_volume(v)[1]: split_volume(v)[0] for v in compose()["x-airflow-common"]["volumes"]}
     assert (DOCKER / mounts["/opt/airflow/dags"] / "exportflow_dags.py").is_file()
     assert (DOCKER / mounts["/opt/airflow/plugins"] / "dag_factory.py").is_file()
-    assert mounts["/data/staging"] in declared  # one staging volume shared by every worker
+
+
+def test_workers_share_no_disk_each_has_its_own_scratch() -> None:
+    """Stages hand over through the bucket: no staging volume, and each worker's temp folder is its own."""
+    services = compose()["services"]
+    assert "staging" not in compose()["volumes"]
+    common = {split_volume(v) for v in compose()["x-airflow-common"]["volumes"]}
+    assert not any(target.startswith("/data/staging") for _, target, _ in common)
+    scratch_volumes = []
+    for name in WORKERS:
+        worker = services[name]
+        scratch = worker["environment"]["TMPDIR"]
+        mounts = {split_volume(v)[1]: split_volume(v)[0] for v in worker["volumes"]}
+        assert common <= {split_volume(v) for v in worker["volumes"]}, name  # everything else as the rest
+        assert mounts[scratch] in compose()["volumes"], name  # a named volume, not a host folder
+        scratch_volumes.append(mounts[scratch])
+    assert len(set(scratch_volumes)) == len(WORKERS)
+    for name, service in services.items():  # no other service mounts a worker's scratch
+        sources = {split_volume(v)[0] for v in service.get("volumes", [])}
+        if name not in WORKERS:
+            assert not sources & set(scratch_volumes), name
+        else:
+            assert len(sources & set(scratch_volumes)) == 1, name
+    # the image prepares the folder for the airflow user (a fresh named volume copies its owner)
+    (mkdir,) = [
+        args for name, args in dockerfile_instructions(DOCKER / "Dockerfile") if args.startswith("mkdir -p")
+    ]
+    assert services["worker-1"]["environment"]["TMPDIR"] in mkdir.split("&&")[0].split()
 
 
 def test_stack_config_is_valid_and_publishes_to_the_emulator_bucket(tmp_path: Path) -> None:
@@ -362,7 +454,11 @@ def test_stack_config_is_valid_and_publishes_to_the_emulator_bucket(tmp_path: Pa
     gcs_command = compose()["services"]["gcs"]["command"]
     bucket = gcs_command[gcs_command.index("--default-bucket") + 1]
     assert config.destination.uri.startswith(f"gs://{bucket}/")
-    assert config.staging_dir in mounts and config.model_dir.startswith("/data/workspace/")
+    # export, warmup and publish hand over through the emulator's bucket, not a folder of one worker
+    assert config.staging == f"{config.destination.uri}/.exportflow/{config.name}/staging"
+    assert config.staging.startswith(f"gs://{bucket}/")
+    assert "staging_dir" not in yaml.safe_load(path.read_text())
+    assert config.model_dir.startswith("/data/workspace/")
     assert config.airflow.max_active_tf_tasks == 2  # one TF task per worker
 
 
@@ -372,7 +468,7 @@ def test_gcs_emulator_command_is_accepted_by_the_emulator() -> None:
     gcs = compose()["services"]["gcs"]
     args = prepare_args_parser()[0].parse_args(gcs["command"])
     assert (args.subcommand, args.host, args.no_store_on_disk) == ("start", "0.0.0.0", True)
-    assert gcs["ports"] == [f"{args.port}:{args.port}"]
+    assert gcs["ports"] == [f"127.0.0.1:{args.port}:{args.port}"]  # demo-only, unauthenticated: loopback
     assert f":{args.port}/" in " ".join(gcs["healthcheck"]["test"])
 
 
@@ -381,7 +477,10 @@ def test_init_job_migrates_and_writes_the_admin_password_where_the_api_server_re
 ) -> None:
     init = compose()["services"]["airflow-init"]
     assert init["entrypoint"] == "/bin/bash" and init["command"][0] == "-euc"
-    assert init["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert init["depends_on"] == {
+        "secrets-check": {"condition": "service_completed_successfully"},
+        "postgres": {"condition": "service_healthy"},
+    }
     script = init["command"][1].replace("\\\n", " ")
     (line,) = [line for line in script.splitlines() if line.strip().startswith("python -c")]
     words = shlex.split(line)
@@ -400,6 +499,152 @@ def test_init_job_migrates_and_writes_the_admin_password_where_the_api_server_re
     assert (
         airflow_env("api-server")["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "${AIRFLOW_ADMIN_USER}:admin"
     )
+
+
+# --- secrets and exposure -------------------------------------------------------------------------
+
+
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY")
+
+
+def check_secrets(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """docker/check_secrets.py run as the secrets-check service runs it: alone, with only its environment."""
+    return subprocess.run(
+        [sys.executable, DOCKER / "check_secrets.py"],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def generated_secrets() -> dict[str, str]:
+    """Every secret made by running the very command .env.example and the refusal tell the user to run."""
+    checker = load_script("check_secrets")
+    return {
+        secret.name: subprocess.run(
+            ["bash", "-c", secret.generate], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for secret in checker.SECRETS
+    }
+
+
+def test_every_service_waits_for_the_secrets_check() -> None:
+    services = compose()["services"]
+    check = services["secrets-check"]
+    assert "depends_on" not in check and check["restart"] == "no"
+    assert check["network_mode"] == "none" and check["read_only"] is True  # it needs nothing but its env
+    (mount,) = check["volumes"]
+    source, target, _ = split_volume(mount)
+    assert (DOCKER / source).resolve() == DOCKER / "check_secrets.py" and mount.endswith(":ro")
+    assert check["entrypoint"] == ["python", target]
+    for name, service in services.items():
+        if name != "secrets-check":
+            assert service["depends_on"]["secrets-check"] == {
+                "condition": "service_completed_successfully"
+            }, name
+
+
+def test_every_secret_of_the_example_env_is_checked_and_required_by_compose() -> None:
+    checker = load_script("check_secrets")
+    secrets = {secret.name: secret for secret in checker.SECRETS}
+    assert set(secrets) == {name for name in dotenv_example() if SECRET_NAME.search(name)}
+    environment = compose()["services"]["secrets-check"]["environment"]
+    assert set(environment) == set(secrets)
+    for name, secret in secrets.items():
+        # compose refuses an unset or empty one before creating any container, and says how to make one
+        assert environment[name].startswith(f"${{{name}:?"), name
+        env = {**dotenv_example(), name: ""}
+        with pytest.raises(MissingVariable, match=f"variable {name} is missing") as refused:
+            resolved_compose(env)
+        assert secret.generate in str(refused.value)
+        without = {key: value for key, value in dotenv_example().items() if key != name}
+        with pytest.raises(MissingVariable, match=name):
+            resolved_compose(without)
+
+
+def test_the_example_env_is_refused_naming_every_placeholder_and_how_to_make_it() -> None:
+    example = dotenv_example()
+    environment = resolved_compose(example)["services"]["secrets-check"]["environment"]
+    done = check_secrets(environment)
+    assert done.returncode == 1
+    assert done.stderr.startswith("refusing to start: 4 secret(s) in docker/.env need a real value\n")
+    for secret in load_script("check_secrets").SECRETS:
+        assert (
+            f"{secret.name} is still the placeholder from docker/.env.example: set it in docker/.env to the "
+            f"output of\n    {secret.generate}\n" in done.stderr
+        )
+        assert example[secret.name] not in done.stderr + done.stdout  # values are never printed
+
+
+def test_generated_secrets_are_accepted_and_work_where_they_are_used() -> None:
+    from cryptography.fernet import Fernet
+    from sqlalchemy.engine import make_url
+
+    secrets = generated_secrets()
+    env = {**dotenv_example(), **secrets}
+    resolved = resolved_compose(env)
+    done = check_secrets(resolved["services"]["secrets-check"]["environment"])
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == "secrets ok: " + ", ".join(secrets) + "\n"
+    # the same values reach the components that use them, and those can use them
+    scheduler = resolved["services"]["scheduler"]["environment"]
+    Fernet(scheduler["AIRFLOW__CORE__FERNET_KEY"].encode())  # what Airflow does with it
+    assert make_url(scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).password == secrets["POSTGRES_PASSWORD"]
+    assert scheduler["AIRFLOW__API_AUTH__JWT_SECRET"] == secrets["AIRFLOW_JWT_SECRET"]
+    assert (
+        resolved["services"]["airflow-init"]["environment"]["AIRFLOW_ADMIN_PASSWORD"]
+        == secrets["AIRFLOW_ADMIN_PASSWORD"]
+    )
+    assert generated_secrets() != secrets  # random each time, never a value someone else also has
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "AIRFLOW_JWT_SECRET",
+            "short-but-not-a-placeholder",
+            "is 27 characters long, at least 32 are needed",
+        ),
+        (
+            "AIRFLOW_ADMIN_PASSWORD",
+            "ChangeMe-please-2026",
+            "is still the placeholder from docker/.env.example",
+        ),
+        ("AIRFLOW_FERNET_KEY", "A" * 43 + "=,QUJD" + "A" * 40, "decodes to 33 bytes, a Fernet key is 32"),
+        ("AIRFLOW_FERNET_KEY", "A" * 43 + "=,QUJD", "decodes to 3 bytes, a Fernet key is 32"),
+        ("AIRFLOW_FERNET_KEY", "B" * 48, "decodes to 36 bytes, a Fernet key is 32"),
+        (
+            "POSTGRES_PASSWORD",
+            "p@ss:word/with-a-long-tail",
+            "has characters that break the database URL it is written into (use letters, digits, - _ . ~)",
+        ),
+    ],
+)
+def test_unusable_secrets_are_refused_with_the_reason(name: str, value: str, message: str) -> None:
+    done = check_secrets({**generated_secrets(), name: value})
+    assert done.returncode == 1
+    assert done.stderr.startswith("refusing to start: 1 secret(s)")
+    assert f"{name} {message}: set it in docker/.env to the output of\n" in done.stderr
+    assert value not in done.stderr
+    if name == "AIRFLOW_FERNET_KEY":  # refused exactly where Airflow's Fernet would refuse it
+        from cryptography.fernet import Fernet
+
+        with pytest.raises(ValueError, match="32 url-safe base64-encoded bytes"):
+            [Fernet(key.encode()) for key in value.split(",")]
+
+
+def test_demo_only_services_are_published_on_loopback_only() -> None:
+    services = resolved_compose(dotenv_example())["services"]
+    published = {name: service["ports"] for name, service in services.items() if "ports" in service}
+    assert set(published) == {"gcs", "api-server"}  # postgres and redis stay inside the stack's network
+    assert compose()["services"]["gcs"]["ports"] == ["127.0.0.1:9023:9023"]  # fixed: no auth at all
+    for name, ports in published.items():
+        for port in ports:
+            host_ip, host_port, container_port = port.split(":")
+            assert host_ip == "127.0.0.1", (name, port)
+            assert host_port == container_port
 
 
 # --- the health check ----------------------------------------------------------------------------

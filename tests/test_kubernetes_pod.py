@@ -4,11 +4,14 @@
 KubernetesPodOperator load it (the cncf.kubernetes provider's own code), the pods they would submit are
 rendered for a real export task, and every rendered pod is checked against the Kubernetes API's object
 model (the official client's generated models: unknown or mistyped fields do not survive a round trip)
-plus the rules the API server would enforce on names, references and resource quantities.
+plus the rules the API server would enforce on names, references and resource quantities. Stages hand
+over through object storage, so no rendered pod may ask for a shared (ReadWriteMany) volume.
 """
 
 from __future__ import annotations
 
+import ast
+import os
 import re
 import uuid
 from pathlib import Path
@@ -20,6 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "docker" / "kubernetes" / "pod_template.yaml"
 IMAGE = "registry.example.com/ml/exportflow-airflow:0.1.0"
+# volume sources that belong to one pod: nothing a second pod could mount and share
+POD_LOCAL_VOLUMES = {"configMap", "secret", "emptyDir", "downwardAPI", "projected"}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -69,6 +74,23 @@ def base_container(manifest: dict[str, Any]) -> dict[str, Any]:
     return base
 
 
+def assert_shares_no_disk(manifest: dict[str, Any]) -> None:
+    """No PVC, no RWX, no network filesystem: every volume lives and dies with this pod."""
+    for volume in manifest["spec"].get("volumes", []):
+        (source,) = set(volume) - {"name"}
+        assert source in POD_LOCAL_VOLUMES, f"volume {volume['name']!r} is a {source}, shared beyond the pod"
+    assert "ReadWriteMany" not in repr(manifest) and "persistentVolumeClaim" not in repr(manifest)
+
+
+def scratch_of(manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The emptyDir the base container's TMPDIR points at, and that path."""
+    base = base_container(manifest)
+    tmpdir = {e["name"]: e.get("value") for e in base["env"]}["TMPDIR"]
+    mounts = {m["mountPath"]: m["name"] for m in base["volumeMounts"]}
+    volumes = {v["name"]: v for v in manifest["spec"]["volumes"]}
+    return volumes[mounts[tmpdir]], tmpdir
+
+
 # --- the template itself -------------------------------------------------------------------------
 
 
@@ -85,26 +107,34 @@ def test_template_is_a_valid_pod_with_a_base_container_sized_for_tensorflow() ->
         "4Gi"
     )
     assert requests["memory"] == limits["memory"]  # Guaranteed memory: TF exports are not evicted mid-write
-    assert "ephemeral-storage" in requests  # exports are staged on local disk before publishing
     env = {e["name"]: e for e in base["env"]}
     assert env["TF_NUM_INTRAOP_THREADS"]["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
-    mounts = {m["mountPath"]: m["name"] for m in base["volumeMounts"]}
-    volumes = {v["name"]: v for v in manifest["spec"]["volumes"]}
-    assert "persistentVolumeClaim" in volumes[mounts["/data/staging"]]  # shared by export, warmup, publish
+    # scratch is this pod's own emptyDir on node disk, bounded by what the pod's ephemeral-storage allows
+    assert_shares_no_disk(manifest)
+    scratch, _ = scratch_of(manifest)
+    assert "medium" not in scratch["emptyDir"]  # not tmpfs: it would count against the memory limit
+    size = parse_quantity(scratch["emptyDir"]["sizeLimit"])
+    assert parse_quantity(requests["ephemeral-storage"]) <= size < parse_quantity(limits["ephemeral-storage"])
     assert manifest["spec"]["restartPolicy"] == "Never"
     assert manifest["spec"]["securityContext"]["runAsUser"] == 50000  # the image's airflow user
 
 
-def test_template_staging_and_configs_paths_match_the_compose_stack() -> None:
-    """The same image runs under compose and Kubernetes: the folders its config expects must exist in both."""
+def test_template_scratch_and_configs_paths_match_the_compose_stack() -> None:
+    """The same image runs under compose and Kubernetes: the folders its config expects must exist in both.
+
+    Neither needs a shared folder: the config stages in the bucket, and scratch is per worker / per pod.
+    """
     compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
-    compose_targets = {re.search(r":(/[^:]*)", v).group(1) for v in compose["x-airflow-common"]["volumes"]}
-    pod_targets = {
-        m["mountPath"] for m in base_container(yaml.safe_load(TEMPLATE.read_text()))["volumeMounts"]
-    }
-    assert {"/data/staging", "/opt/exportflow/configs"} <= compose_targets & pod_targets
+    template = yaml.safe_load(TEMPLATE.read_text())
+    _, pod_tmpdir = scratch_of(template)
+    pod_targets = {m["mountPath"] for m in base_container(template)["volumeMounts"]}
+    for name in ("worker-1", "worker-2"):
+        worker = compose["services"][name]
+        worker_targets = {re.search(r":(/[^:]*)", v).group(1) for v in worker["volumes"]}
+        assert {pod_tmpdir, "/opt/exportflow/configs"} <= worker_targets & pod_targets, name
+        assert worker["environment"]["TMPDIR"] == pod_tmpdir, name
     config = yaml.safe_load((ROOT / "docker" / "configs" / "example.yaml").read_text())
-    assert config["staging_dir"] == "/data/staging"
+    assert "staging_dir" not in config and config["staging"].startswith("gs://")
 
 
 def test_a_broken_template_is_caught_by_the_validation() -> None:
@@ -119,6 +149,10 @@ def test_a_broken_template_is_caught_by_the_validation() -> None:
     bad_quantity["spec"]["containers"][0]["resources"]["limits"]["memory"] = "6 gigs"
     inverted = yaml.safe_load(TEMPLATE.read_text())
     inverted["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "8"
+    shared = yaml.safe_load(TEMPLATE.read_text())
+    shared["spec"]["volumes"].append({"name": "staging", "persistentVolumeClaim": {"claimName": "rwx"}})
+    nfs = yaml.safe_load(TEMPLATE.read_text())
+    nfs["spec"]["volumes"].append({"name": "staging", "nfs": {"server": "filestore", "path": "/x"}})
 
     assert_valid_pod(good)
     for broken in (misplaced, dangling, inverted):
@@ -126,6 +160,11 @@ def test_a_broken_template_is_caught_by_the_validation() -> None:
             assert_valid_pod(broken)
     with pytest.raises(ValueError):
         assert_valid_pod(bad_quantity)
+    assert_shares_no_disk(good)
+    for broken in (shared, nfs):
+        assert_valid_pod(broken)  # a valid pod, but one that needs a disk other pods share
+        with pytest.raises(AssertionError, match="shared beyond the pod"):
+            assert_shares_no_disk(broken)
 
 
 # --- what the KubernetesExecutor would submit ----------------------------------------------------
@@ -187,6 +226,7 @@ def test_kubernetes_executor_renders_a_valid_pod_for_an_export_task(monkeypatch:
     )
     manifest = serialize(pod)
     assert_valid_pod(manifest)
+    assert_shares_no_disk(manifest)
 
     template = yaml.safe_load(TEMPLATE.read_text())
     base = base_container(manifest)
@@ -209,7 +249,23 @@ def test_kubernetes_executor_renders_a_valid_pod_for_an_export_task(monkeypatch:
 # --- what a KubernetesPodOperator would submit -----------------------------------------------------
 
 
-def test_kubernetes_pod_operator_runs_the_cli_in_the_image_with_the_template(tmp_path: Path) -> None:
+def readme_pod_operator_example() -> dict[str, Any]:
+    """The keyword arguments of the KubernetesPodOperator example in README's "Running at scale"."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Running at scale\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+        if "KubernetesPodOperator" in b
+    ]
+    (call,) = [node for node in ast.walk(ast.parse(block)) if isinstance(node, ast.Call)]
+    assert call.func.id == "KubernetesPodOperator" and not call.args
+    return {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords}
+
+
+def test_readmes_kubernetes_pod_operator_example_runs_the_cli_in_the_image_with_the_template(
+    tmp_path: Path,
+) -> None:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
     from components.cli import build_parser
@@ -229,22 +285,26 @@ def test_kubernetes_pod_operator_runs_the_cli_in_the_image_with_the_template(tmp
             }
         )
     )
-    arguments = ["run", "--config", "/opt/exportflow/configs/example.yaml", "--strategy", "all_modes"]
+    example = readme_pod_operator_example()
+    assert (ROOT / example["pod_template_file"]).resolve() == TEMPLATE  # relative to the repository
+    assert not {"volumes", "volume_mounts"} & set(example)  # the template brings all it needs
     operator = KubernetesPodOperator(
-        task_id="export_example",
-        name="exportflow-export",
-        namespace="exportflow",
-        image=IMAGE,
-        cmds=["exportflow"],
-        arguments=arguments,
-        pod_template_file=str(TEMPLATE),
-        config_file=str(kubeconfig),
+        **{**example, "pod_template_file": str(TEMPLATE)}, config_file=str(kubeconfig)
     )
     manifest = serialize(operator.build_pod_request_obj(context=None))
     assert_valid_pod(manifest)
+    assert_shares_no_disk(manifest)
+    assert scratch_of(manifest) == scratch_of(yaml.safe_load(TEMPLATE.read_text()))
 
     base = base_container(manifest)
-    assert (base["image"], base["command"], base["args"]) == (IMAGE, ["exportflow"], arguments)
+    assert (base["image"], base["command"], base["args"]) == (
+        example["image"],
+        example["cmds"],
+        example["arguments"],
+    )
     assert build_parser().parse_args(base["args"]).command == "run"  # a command line our CLI accepts
+    config_path = base["args"][base["args"].index("--config") + 1]
+    configs = {m["mountPath"] for m in base["volumeMounts"]}
+    assert os.path.dirname(config_path) in configs  # the config it names is in the pod (the ConfigMap)
     assert base["resources"] == base_container(yaml.safe_load(TEMPLATE.read_text()))["resources"]
-    assert manifest["metadata"]["name"].startswith("exportflow-export")
+    assert manifest["metadata"]["name"].startswith(example["name"])
