@@ -92,15 +92,27 @@ def test_fsync_false_publishes_the_same_files_without_flushing_them(tmp_path: Pa
     flushes = FsyncRecorder(monkeypatch, destination)
     pushed = publish(params_for(make_config(destination, tmp_path, hard_links=False, fsync=False)), export)
     assert_published_exactly(destination, pushed.uri, export.uri)
-    version_dir = os.path.realpath(pushed.uri)
-    assert not [p for p in flushes.paths() if p.startswith(version_dir)]  # no data file, no folder flushed
-    assert any(p.endswith(".published.json") or "/.exportflow/" in p for p in flushes.paths())  # bookkeeping still is
+    base = os.path.realpath(os.path.join(destination, "example"))
+    building = os.path.join(base, ".exportflow", "building")
+    assert not [p for p in flushes.paths() if p.startswith((os.path.realpath(pushed.uri), building)) or p == base]
+    assert any("/.exportflow/.tmp-300.published.json" in p for p in flushes.paths())  # bookkeeping still is
 
-    durable = str(tmp_path / "durable")
-    flushes.calls.clear()
-    pushed = publish(params_for(make_config(durable, tmp_path, hard_links=False)), export)
-    flushed = {os.path.relpath(p, os.path.realpath(pushed.uri)) for p in flushes.paths() if p.startswith(os.path.realpath(pushed.uri))}
-    assert {"saved_model.pb", "variables/variables.index", "variables"} <= flushed
+
+def test_a_durable_local_version_is_flushed_in_its_building_folder_then_renamed_durably(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file and folder of the version is flushed before its numbered folder exists; the folder
+    holding the new name is flushed after the rename (the commit on local disk)."""
+    base = os.path.realpath(tmp_path) + "/published/example"
+    flushes = FsyncRecorder(monkeypatch, f"{base}/300")
+    pushed = publish(params_for(make_config(str(tmp_path / "published"), tmp_path, hard_links=False)), make_export(tmp_path / "staging"))
+    assert os.path.realpath(pushed.uri) == f"{base}/300"
+    building = f"{base}/.exportflow/building/300"
+    before = {os.path.relpath(p, building) for p, exists in flushes.calls if p.startswith(building) and not exists}
+    assert {"saved_model.pb", "variables/variables.index", "variables", "."} <= before
+    assert not [p for p, exists in flushes.calls if p.startswith(building) and exists]
+    assert (base, True) in flushes.calls  # the rename is durable
+    assert not os.path.exists(building)
 
 
 def test_data_files_go_largest_first_so_a_big_shard_never_runs_alone_at_the_end(tmp_path: Path) -> None:
@@ -135,23 +147,33 @@ def test_a_marked_version_with_a_lost_file_is_repaired_and_its_marker_replaced(d
 
 
 def test_writes_come_in_protocol_order_for_a_multi_graph_set(destination: str, tmp_path: Path) -> None:
+    """Everything is assembled before any graph becomes loadable, the entry graph last. Local disk: built
+    under .exportflow/building and renamed into place; GCS: uploaded there, copied into place by the
+    store, then each saved_model.pb written to its place."""
     config = make_config(destination, tmp_path, parallelism=3)
     export = make_export(tmp_path / "staging", graphs=("entry", "ps_0", "ps_1"))
     events: list[PublishEvent] = []
     pushed = publish(params_for(config), export, observer=events.append)
-    names = [e.uri.rsplit("/300/", 1)[-1] if "/300/" in e.uri else e.kind for e in events]
     kinds = [e.kind for e in events]
     assert kinds[0] == "lease" and kinds[-1] == "marker"
-    first_graph = min(i for i, n in enumerate(names) if n in GRAPH_FILES)
-    assert all(n not in GRAPH_FILES for n in names[:first_graph])
-    assert sum(n == MANIFEST_PATH for n in names[:first_graph]) == 3  # every manifest before any graph
-    graph_uris = [e.uri for e in events if e.uri.endswith("/saved_model.pb")]
-    assert [u.split("/")[-3] for u in graph_uris] == ["ps_0", "ps_1", "entry"]  # entry graph last
+    in_building = ["/.exportflow/building/" in e.uri for e in events]
+    if destination.startswith("/"):
+        ready = [i for i, e in enumerate(events) if e.kind == "renamed"]
+        assert all(in_building[1:ready[0]])  # nothing at a numbered folder before the first rename
+    else:
+        ready = [i for i, e in enumerate(events) if e.uri.endswith("/saved_model.pb")]
+        uploads = [e for e in events[: ready[0]] if e.kind == "uploaded"]
+        placed = [e.uri for e in events[: ready[0]] if e.kind == "copied"]
+        assert uploads and all("/.exportflow/building/" in e.uri for e in uploads)  # bytes went out of sight first
+        assert sum(u.endswith(MANIFEST_PATH) for u in placed) == 3  # every manifest in place before any graph
+    assert [events[i].uri.split("/300")[0].rsplit("/", 1)[-1] for i in ready] == ["ps_0", "ps_1", "entry"]
+    assert ready[-1] == len(events) - 2  # the entry graph, then the marker
     storage = storage_for(destination)
     assert pushed.uri == storage.join(destination, "example", "entry", "300")
     for graph in ("entry", "ps_0", "ps_1"):
         assert_published_exactly(destination, pushed.graph_uris[graph], export.graphs[graph])
     assert loadable_versions(storage, storage.join(destination, "example")) == ["entry/300", "ps_0/300", "ps_1/300"]
+    assert list(storage.list(storage.join(destination, "example", ".exportflow", "building"))) == []
 
 
 class Interrupted(Exception):
