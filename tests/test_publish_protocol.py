@@ -24,7 +24,7 @@ from components.manifest import MANIFEST_PATH
 from components.publish.errors import PublishInProgress, VersionConflict
 from components.publish.executor import destination_storage, publish
 from components.publish.progress import Progress, ProgressBar, bar_log
-from components.publish.protocol import GRAPH_FILES, lease_uri
+from components.publish.protocol import lease_uri
 from components.publish.transfer import PublishEvent
 from components.storage import crc32c_of_file, storage_for
 from tests.support.publishing import (

@@ -436,8 +436,8 @@ class _Run:
                 ) from exc
             self._notify("renamed", final)
         progress.finish()
+        self._remove_building(inventory, results)  # before the marker: a marked version leaves none behind
         self._write_marker(marker_info)
-        self._remove_building(inventory, results)
         return results
 
     def _notify(self, kind: str, uri: str, size: int = 0) -> None:
