@@ -7,11 +7,19 @@ Layout under ``<destination>/<servable>/`` (the servable's *base*)::
                                           TF Serving model with base path <base>/<graph>
     .exportflow/<version>.lease.json      who is publishing (or removing) the version, until when
     .exportflow/<version>.published.json  the commit marker: the version is complete and verified
+    .exportflow/building/[<graph>/]<version>/...  a version being assembled, out of TF Serving's sight
     .exportflow/current                   optional: the version serving uses now (retention keeps it)
 
-TF Serving loads an integer-named directory as soon as it holds ``saved_model.pb``; it ignores
-``.exportflow``. GCS has no atomic rename of a prefix, so the protocol makes ``saved_model.pb`` the
-ready signal and writes it only when everything else is there and verified:
+TF Serving's file-system source takes *every* integer-named child of a model base path as a version and
+tries to load it — one without ``saved_model.pb`` fails to load and may stay in an error state on a
+running server. It ignores ``.exportflow``. So a version is assembled under ``.exportflow/building``
+(same filesystem, same bucket) and only then made to appear:
+
+* **local disk** renames the finished folder into place: nothing integer-named exists before the
+  version is complete;
+* **GCS** has no rename of a prefix: the store copies every object into place server-side, then the
+  graph file is written last; ``saved_model.pb`` is the ready signal, and the short time between the
+  first copy and it is the *window* described below.
 
 1. **Check inputs** (before any write): names are single path segments, the version is an integer, the
    target is inside the configured destination, every file of the export is present with the size its
@@ -21,38 +29,75 @@ ready signal and writes it only when everything else is there and verified:
    local disk the size — each file's CRC32C was checked when it was written), stop: zero bytes moved.
 3. **Lease.** Create ``<version>.lease.json`` with ``if_generation_match=0``. If it exists and is live
    (not expired; on this host, its process still runs) another run owns the version:
-   ``PublishInProgress``. A stale lease (a killed run) is taken over by compare-and-swap. A heartbeat
-   thread renews it; it is checked again before step 6.
-4. **Inventory.** List the version directories (the dedupe index of other versions is listed at the
-   same time). Leftover ``.tmp-*`` files of a killed run are removed.
-   A ``saved_model.pb`` that differs from ours means a different version of that number is loadable
-   there: ``VersionConflict`` (with ``force``, it is first made unloadable — graph files, then marker —
-   and rebuilt). Objects that already match the manifest are kept; wrong ones are replaced with a
-   precondition on their generation.
-5. **Data, then manifests.** Every file except ``saved_model.pb`` and the manifest, on a bounded pool,
-   largest first (so one big shard does not start last and run alone): server-side copy when an
-   identical object exists (``dedupe``), else upload; each verified by size and CRC32C against the
-   manifest. Then each graph's ``assets.extra/export_manifest.json``.
-6. **Flush, verify, then graphs.** Make every object durable (local disk: each file is flushed by the
-   worker that wrote it, then the folders; GCS acknowledges only durable writes). List every version
-   directory again; every file must be there with the manifest's size (and CRC32C where the store
-   lists it). Then ``saved_model.pb`` of each graph: the *other* graphs (ps shards) first, in name
-   order, the ``entry`` graph last; then flush them.
-7. **Commit.** Write ``<version>.published.json`` (create-only), then release the lease.
+   ``PublishInProgress``. A stale lease (a killed run) is taken over by compare-and-swap, and with it
+   the killed run's building folder. A heartbeat thread renews it; it is checked again before step 6.
+4. **Inventory.** Choose where each graph is assembled: its building folder; or, on local disk, the
+   version folder itself when that already holds ``saved_model.pb`` (a marked version being repaired
+   is visible anyway). A numbered local folder *without* ``saved_model.pb`` (left by an older
+   exportflow or another tool) is moved into the building folder at once. Then list, concurrently,
+   the building and version folders (GCS: both; local: the one chosen) beside the dedupe index of
+   other versions. Leftover ``.tmp-*`` files of a killed run are removed. A ``saved_model.pb`` in the
+   version folder that differs from ours means a different version of that number is loadable there:
+   ``VersionConflict`` (with ``force``, it is first made unloadable — graph files, then marker, then
+   the rest and any building folder — and rebuilt). Objects that already match the manifest, in either
+   folder, are kept; wrong ones are replaced with a precondition on their generation.
+5. **Data and manifests, out of sight.** Every file except ``saved_model.pb``, on a bounded pool,
+   largest first (so one big shard does not start last and run alone), into the building folder:
+   local disk hard-links the export's files (or copies them, or links an identical earlier version's);
+   GCS uploads the bytes that no identical object in the bucket already holds. Each is verified by
+   size and CRC32C against the manifest.
+6. **Flush, place, verify, then graphs.** Make every object durable (local disk: each file is flushed
+   by the worker that wrote it, then the folders; GCS acknowledges only durable writes). GCS only:
+   copy every missing object into the version folder server-side — from the building folder, or from
+   an identical object of an earlier version or the checkpoint (``dedupe``) — on the same pool; *the
+   window opens here*. List every assembly folder again; every file must be there with the manifest's
+   size (and CRC32C where the store lists it). Then ``saved_model.pb`` of each graph: the *other*
+   graphs (ps shards) first, in name order, the ``entry`` graph last; then flush them. On GCS the
+   graph files go straight to their place (*the window closes* with each graph's); on local disk into
+   the building folder.
+7. **Commit.** Local disk: rename each graph's building folder to ``<base>/[<graph>/]<version>``
+   (ps graphs first, the entry graph last; no existing non-empty folder is ever replaced), then flush
+   the folders holding the old and the new names (``fsync: true``) — the version appears whole, in
+   one step. GCS: delete the building objects (in parallel, by generation). Then write
+   ``<version>.published.json`` (create-only) and release the lease.
 
-Crash anywhere: before 6 no ``saved_model.pb`` exists, so nothing is loadable; a rerun takes over the
-lease and re-uses every object that matches (step 4). Between 6 and 7 the version is complete but
-unmarked; a rerun finds every file matching and only writes the marker. Objects are atomic on GCS and
-renamed into place on local disk, so no object is ever half-written.
+**Crash anywhere** (``tests/test_publish_faults.py`` kills a publishing process after every object
+it writes and lists the destination as TF Serving would):
+
+* *local disk:* before a graph's rename no integer-named folder of it exists; after it the folder is
+  complete and flushed. A rerun takes over the lease and re-uses every object of the building folder
+  that matches (0 bytes again for what was already linked or copied). Between the last rename and the
+  marker the version is complete but unmarked; a rerun finds every file matching and only writes the
+  marker. Building folders nobody resumes are removed by retention (``collect_abandoned_builds``,
+  under the version's lease, never while a live run holds it).
+* *GCS:* before step 6 nothing numbered exists. **The window** — numbered objects without
+  ``saved_model.pb`` — lasts from the first server-side copy into place until the graph's
+  ``saved_model.pb``: ``ceil(objects / parallelism)`` copy round trips (metadata-only copies within a
+  bucket, independent of size), one listing (overlapping the lease renewal) and one graph-file write
+  per graph. Measured with ``bench/bench_publish_window.py`` (64 files): see the numbers in that
+  script's docstring-stated table when run; the upload phase, which was the window before, is now
+  outside it. A kill inside the window leaves objects a file-system source would try to load; a rerun
+  completes the version (it re-uses every placed and building object that matches), and retention
+  deletes a numbered prefix without ``saved_model.pb``, marker or live lease. The building objects of a
+  killed run stay until a rerun or retention collects them.
+* Objects are atomic on GCS and renamed into place on local disk, so no object is ever half-written.
+
+**Closing the window on GCS: serving-config mode.** A TF Serving ``ModelServerConfig`` with
+``model_version_policy { specific { versions: [...] } }`` loads only the listed versions and ignores
+every other integer-named prefix. When exportflow writes that config and adds version N only after
+N's commit marker exists (and moves a ``version_labels`` entry only once N is AVAILABLE), a host never
+tries to load a version inside its window: the window then costs nothing. That mode is a separate
+feature; until it exists, GCS serving hosts see the short window above.
 
 **Multi-graph sets.** All graphs' data files and manifests come before any graph's
-``saved_model.pb``, and the entry graph's comes last, so by the time a host can see the new entry graph
-every ps graph of the same version is complete and loadable: no host sees a new entry graph beside
-missing ps graphs. Residual window (documented, not closed by storage): between the first ps
-``saved_model.pb`` and the entry's, a ps host may load the new ps version while entry hosts still serve
-the old entry graph; and *loading* is each host's own schedule — an entry host can load version N
-before a ps host has. Serving must keep the previous ps version loaded (TF Serving version policy
-``latest { num_versions: 2 }`` on ps models) and the entry graph must address ps models by version.
+``saved_model.pb``, and the entry graph's comes last (local disk: the entry graph's folder is renamed
+last), so by the time a host can see the new entry graph every ps graph of the same version is
+complete and loadable: no host sees a new entry graph beside missing ps graphs. Residual window
+(documented, not closed by storage): between the first ps graph appearing and the entry's, a ps host
+may load the new ps version while entry hosts still serve the old entry graph; and *loading* is each
+host's own schedule — an entry host can load version N before a ps host has. Serving must keep the
+previous ps version loaded (TF Serving version policy ``latest { num_versions: 2 }`` on ps models) and
+the entry graph must address ps models by version.
 
 **Concurrency.** Every write carries a generation precondition; the lease makes a second publisher of
 the same version fail fast instead of interleaving. Real GCS enforces preconditions; the emulator used
