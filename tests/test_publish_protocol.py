@@ -463,3 +463,20 @@ def test_abandoned_building_folders_are_collected_unless_a_live_run_owns_them(de
     assert collect_abandoned_builds(storage, base) == ["200"]
     assert list(storage.list(building)) == []
     assert [n for n in storage.list_names(storage.join(base, ".exportflow")) if n.endswith(".lease.json")] == []
+
+
+def test_the_local_commit_rename_never_replaces_a_folder_with_files_and_creates_parents(tmp_path: Path) -> None:
+    from components.storage import PreconditionFailed
+    from components.storage.local import LocalStorage
+
+    storage = LocalStorage()
+    (tmp_path / "building" / "300").mkdir(parents=True)
+    (tmp_path / "building" / "300" / "saved_model.pb").write_bytes(b"graph")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "saved_model.pb").write_bytes(b"someone else's")
+    with pytest.raises(PreconditionFailed, match="already exists"):
+        storage.rename_folder(str(tmp_path / "building" / "300"), str(tmp_path / "taken"))
+    assert (tmp_path / "taken" / "saved_model.pb").read_bytes() == b"someone else's"
+    storage.rename_folder(str(tmp_path / "building" / "300"), str(tmp_path / "base" / "entry" / "300"))
+    assert (tmp_path / "base" / "entry" / "300" / "saved_model.pb").read_bytes() == b"graph"
+    assert not (tmp_path / "building" / "300").exists()

@@ -119,7 +119,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, cast
 
 from components.artifacts import FileEntry
 from components.manifest import MANIFEST_PATH
@@ -361,8 +361,9 @@ class RenamesFolders(Protocol):
     def rename_folder(self, src_uri: str, dst_uri: str) -> None: ...
 
 
-def renames_folders(storage: Storage) -> bool:
-    return callable(getattr(storage, "rename_folder", None))
+def folder_renamer(storage: Storage) -> RenamesFolders | None:
+    """``storage`` as a store that renames folders, or None (then objects are copied into place)."""
+    return cast(RenamesFolders, storage) if callable(getattr(storage, "rename_folder", None)) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,7 +404,8 @@ class _Run:
         self.storage, self.layout, self.graphs, self.settings = storage, layout, graphs, settings
         self.observer = observer
         self.lease: Lease | None = None
-        self.renames = renames_folders(storage)
+        self.renamer = folder_renamer(storage)
+        self.renames = self.renamer is not None
         self.in_place: set[str | None] = set()  # local disk: graphs already loadable, repaired where they are
         self.loadable_written = False  # a graph file became visible (nothing is rolled back after that)
 
@@ -458,8 +460,8 @@ class _Run:
         # No-rename stores: from the first placement on, the version folder holds objects but no graph
         # file yet — the window the protocol documents. Only server-side copies happen inside it.
         placed = run_transfers(storage, plan.placements, parallelism=parallelism, observer=self.observer)
-        for result in placed:
-            if result.transfer.target not in plan.from_building:
+        for result in placed:  # a copy of our own upload is not counted twice (a fallback upload is)
+            if result.transfer.target not in plan.from_building or result.method == "uploaded":
                 results.append(result)
                 progress.object_done(result.method, result.info.size)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lease") as side:
@@ -473,7 +475,7 @@ class _Run:
         for building, final in plan.renames:  # the commit on local disk, the entry graph last
             self.loadable_written = True
             try:
-                storage.rename_folder(building, final)  # type: ignore[attr-defined]
+                self.renamer.rename_folder(building, final)  # type: ignore[union-attr]
             except PreconditionFailed as exc:
                 raise PublishInProgress(
                     f"{final} appeared while this run built it in {building}; is another tool writing there? "
@@ -513,7 +515,7 @@ class _Run:
         """Local disk: a graph already loadable at its version folder is repaired in place (it is visible
         anyway); any other numbered folder of this version (a partial one left by an older exportflow or
         another tool) is moved into the building folder at once, so TF Serving stops seeing it."""
-        if not self.renames:
+        if self.renamer is None:
             return
         self.in_place = set()
         for graph in self.graphs:
@@ -524,7 +526,7 @@ class _Run:
                 if self.storage.list_names(building):
                     self.storage.delete_prefix(final)
                 else:
-                    self.storage.rename_folder(final, building)  # type: ignore[attr-defined]
+                    self.renamer.rename_folder(final, building)
                 log.warning("moved the unloadable folder %s out of TF Serving's sight", final)
 
     def _targets(self, *, graph_files: bool) -> list[str]:
