@@ -34,9 +34,9 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
 4. **Inventory.** Choose where each graph is assembled: its building folder; or, on local disk, the
    version folder itself when that already holds ``saved_model.pb`` (a marked version being repaired
    is visible anyway). A numbered local folder *without* ``saved_model.pb`` (left by an older
-   exportflow or another tool) is moved into the building folder at once. Then list, concurrently,
-   the building and version folders (GCS: both; local: the one chosen) beside the dedupe index of
-   other versions. Leftover ``.tmp-*`` files of a killed run are removed. A ``saved_model.pb`` in the
+   exportflow or another tool) is moved into the building folder at once (removed, if a building
+   folder already exists). Then list, concurrently, the building and version folders (GCS: both;
+   local: the one chosen) beside the dedupe index of other versions. Leftover ``.tmp-*`` files of a killed run are removed. A ``saved_model.pb`` in the
    version folder that differs from ours means a different version of that number is loadable there:
    ``VersionConflict`` (with ``force``, it is first made unloadable — graph files, then marker, then
    the rest and any building folder — and rebuilt). Objects that already match the manifest, in either
@@ -86,10 +86,13 @@ it writes and lists the destination as TF Serving would):
 
   The price: each uploaded object is also copied into place and its building copy deleted, about
   ``2 * ceil(objects / parallelism)`` more round trips in series per publish (none for bytes the store
-  already holds: those are copied into place directly). A kill inside the window leaves objects a file-system source would try to load; a rerun
+  already holds: those are copied into place directly). In a set each graph has its own window, and
+  the entry graph's spans the ps graph files written before it. A kill inside a window leaves objects
+  a file-system source would try to load (the fault test records those kill points and asserts they
+  are exactly the placement copies and, in a set, the ps graph file before the entry's); a rerun
   completes the version (it re-uses every placed and building object that matches), and retention
-  deletes a numbered prefix without ``saved_model.pb``, marker or live lease. The building objects of a
-  killed run stay until a rerun or retention collects them.
+  deletes a numbered prefix without ``saved_model.pb``, marker or live lease. The building objects of
+  a killed run stay until a rerun or retention collects them.
 * Objects are atomic on GCS and renamed into place on local disk, so no object is ever half-written.
 
 **Closing the window on GCS: serving-config mode.** A TF Serving ``ModelServerConfig`` with
