@@ -172,8 +172,13 @@ class ChildServer:
         return json.loads(line)
 
     def close(self) -> None:
+        """Stop the server; a worker still paused (a failed test) exits when the server's pipe closes."""
         self.process.stdin.close()  # type: ignore[union-attr]
-        self.process.wait(timeout=self.timeout)
+        try:
+            self.process.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # waiting on a paused worker: killing the server releases it
+            self.process.wait(timeout=self.timeout)
 
 
 if __name__ == "__main__":
