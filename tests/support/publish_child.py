@@ -175,7 +175,7 @@ class ChildServer:
         """Stop the server; a worker still paused (a failed test) exits when the server's pipe closes."""
         self.process.stdin.close()  # type: ignore[union-attr]
         try:
-            self.process.wait(timeout=self.timeout)
+            self.process.wait(timeout=10)  # at once, unless a worker is paused
         except subprocess.TimeoutExpired:
             self.process.kill()  # waiting on a paused worker: killing the server releases it
             self.process.wait(timeout=self.timeout)
