@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         worker(args)
         return 0
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)  # a fresh --workdir is created, not an error
     floor = spawn("--worker", "baseline")
     print(f"a process that only imports TensorFlow peaks at {floor['max_rss_mib']:.0f} MiB RSS")
     summary = {}

@@ -5,9 +5,14 @@
   a mock of the SDK). The emulator does not enforce generation preconditions and lacks XML multipart
   uploads, so these tests prove retries, restarts and verification — not that GCS rejects a
   concurrent writer (real GCS does; see ``test_storage_backends`` for what is proven locally).
-* Kills: a child process publishes and SIGKILLs itself after k objects (through the publisher's
-  observer seam) or after n bytes (through a Storage wrapper); after every kill no version folder holds
-  ``saved_model.pb`` beside a missing or wrong file, and a rerun completes.
+* Kills: a fork server (``tests/support/publish_child.py``) starts a publishing child per case; the
+  child reports every object it writes through the publisher's observer seam and stops after the k-th,
+  and the test SIGKILLs it there (or it kills itself n bytes into an upload). After every kill the
+  destination is listed as TF Serving would list it: on local disk no numbered folder without
+  ``saved_model.pb`` ever exists; on GCS such objects exist only at the kill points inside the
+  documented placement window. No folder ever holds ``saved_model.pb`` beside a missing or wrong file,
+  and a rerun completes the version (every file matching the manifest's CRC32C) leaving no lease and
+  no building folder behind.
 * Bad input: each case raises its own error and leaves nothing behind.
 """
 
@@ -18,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +38,11 @@ from components.publish.errors import (
     ExportIncomplete,
 )
 from components.publish.executor import publish
-from components.publish.protocol import BOOKKEEPING
-from components.storage import StorageOptions, crc32c_of_file, storage_for
+from components.publish.protocol import BOOKKEEPING, GRAPH_FILES
+from components.storage import Storage, StorageOptions, crc32c_of_file, storage_for
 from components.storage.gcs import GCSStorage
 from tests.support.faultproxy import DropResponse, FaultProxy, Reset, Stall
+from tests.support.publish_child import ChildServer
 from tests.support.publishing import (
     assert_nothing_partial_is_loadable,
     loadable_versions,
@@ -108,6 +115,14 @@ def child_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def children(child_env: dict[str, str]) -> Iterator[ChildServer]:
+    """One fork server for every kill: each kill costs a fork, not a Python start and SDK import."""
+    server = ChildServer(child_env, ROOT)
+    yield server
+    server.close()
+
+
 def run_child(spec: dict[str, Any], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-W", "ignore", "-m", "tests.support.publish_child", json.dumps(spec)],
@@ -116,54 +131,149 @@ def run_child(spec: dict[str, Any], env: dict[str, str]) -> subprocess.Completed
     )
 
 
+def numbered_without_graph(storage: Storage, base: str, graphs: list[str]) -> list[str]:
+    """What TF Serving's file-system source would try and fail to load: every integer-named child of each
+    model base path (``base``, or ``base/<graph>`` for a set) that holds no saved_model.pb."""
+    found = []
+    for graph in graphs:
+        model_base = storage.join(base, graph) if graph else base
+        for name in storage.list_names(model_base):
+            folder = storage.join(model_base, name)
+            if name.isdigit() and not any(storage.stat(storage.join(folder, f)) for f in GRAPH_FILES):
+                found.append(f"{graph}/{name}".lstrip("/"))
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Kill:
+    events: list[dict[str, Any]]  # what the child reported before it died
+    exit: int
+    unready: list[str]  # numbered folders without saved_model.pb right after the kill
+
+
 def kill_and_rerun(
-    env: dict[str, str], destination: str, tmp_path: Path, export: ExportArtifact, fault: dict[str, Any], **fields: Any
-) -> int:
-    """One kill, the invariant after it, one rerun, the invariant and completeness after that."""
-    spec = {"destination": destination, "base_dir": str(tmp_path), "export": export.to_json(),
-            "destination_fields": fields, **fault}
-    child = run_child(spec, env)
-    assert child.returncode in (-9, 0), child.stdout + child.stderr[-2000:]
+    children: ChildServer, destination: str, tmp_path: Path, export: ExportArtifact, *,
+    kill_at: int | None = None, kill_after_bytes: int | None = None, **fields: Any,
+) -> Kill:
+    """One kill, what serving would see after it, one rerun, then completeness and no leftovers."""
+    spec: dict[str, Any] = {
+        "destination": destination, "base_dir": str(tmp_path), "export": export.to_json(), "destination_fields": fields,
+        "env": {"STORAGE_EMULATOR_HOST": os.environ.get("STORAGE_EMULATOR_HOST", "")},
+    }
+    if kill_after_bytes is not None:
+        spec["kill_after_bytes"] = kill_after_bytes
+    child = children.run(spec, kill_at=kill_at)
+    assert child.exit in (-9, 0), (child.exit, child.result)
     storage = storage_for(destination)
     base = storage.join(destination, "example")
-    assert_nothing_partial_is_loadable(storage, base)
-    pushed = publish(params_for(make_config(destination, tmp_path, **fields)), export)
     graphs = sorted(export.graphs) or [""]
+    assert_nothing_partial_is_loadable(storage, base)
+    unready = numbered_without_graph(storage, base, graphs)
+    pushed = publish(params_for(make_config(destination, tmp_path, **fields)), export)
     assert assert_nothing_partial_is_loadable(storage, base) == [f"{g}/300".lstrip("/") for g in graphs]
+    assert numbered_without_graph(storage, base, graphs) == []
     assert storage.stat(pushed.marker_uri) is not None
     assert [n for n in storage.list_names(storage.join(base, BOOKKEEPING)) if n.endswith(".lease.json")] == []
-    return child.returncode
+    assert list(storage.list(storage.join(base, BOOKKEEPING, "building"))) == []
+    storage.delete_prefix(destination)  # the emulator lists a whole bucket per request: keep it small
+    return Kill(child.events, child.exit, unready)
 
 
-def test_kill_9_after_every_object_on_local_disk_then_rerun(child_env: dict[str, str], tmp_path: Path) -> None:
-    export = make_export(tmp_path / "staging")
-    outcomes = [
-        kill_and_rerun(child_env, str(tmp_path / f"k{k}"), tmp_path, export, {"kill_after_events": k}, hard_links=False, parallelism=2)
-        for k in range(1, 11)  # the lease, 7 objects, the marker, and one past the end
+def kill_at_every_event(children: ChildServer, destination: str, tmp_path: Path, export: ExportArtifact, **fields: Any) -> list[Kill]:
+    """Kill after event 1, 2, ... until a child runs to the end without reaching its kill point."""
+    kills: list[Kill] = []
+    while not kills or kills[-1].exit == -9:
+        k = len(kills) + 1
+        kills.append(kill_and_rerun(children, f"{destination}/k{k}", tmp_path, export, kill_at=k, **fields))
+    return kills
+
+
+def test_kill_9_at_every_step_on_local_disk_never_shows_serving_a_numbered_folder_before_it_is_complete(
+    children: ChildServer, tmp_path: Path
+) -> None:
+    single = make_export(tmp_path / "staging")
+    kills = kill_at_every_event(children, str(tmp_path / "one"), tmp_path, single, hard_links=False, parallelism=2)
+    kinds = [e["kind"] for e in kills[-1].events]
+    assert kinds == ["lease", *["uploaded"] * 6, "uploaded", "renamed", "marker"]  # 6 data + manifest, the graph
+    multi = make_export(tmp_path / "staging", graphs=("entry", "ps_0"))
+    kills += kill_at_every_event(children, str(tmp_path / "set"), tmp_path, multi)  # hard links
+    assert [e["kind"] for e in kills[-1].events].count("renamed") == 2
+    kills += [
+        kill_and_rerun(children, str(tmp_path / f"b{n}"), tmp_path, single, kill_after_bytes=n, hard_links=False)
+        for n in (30_000, 250_000, 520_000)  # mid-file
     ]
-    assert outcomes[:9] == [-9] * 9 and outcomes[9] == 0
-    for n in (30_000, 250_000, 520_000):  # mid-file
-        assert kill_and_rerun(child_env, str(tmp_path / f"b{n}"), tmp_path, export, {"kill_after_bytes": n}, hard_links=False) == -9
+    killed = [k for k in kills if k.exit == -9]
+    assert len(killed) >= 20
+    assert [k.unready for k in kills] == [[]] * len(kills)  # never a numbered folder without saved_model.pb
 
 
-def test_kill_9_of_a_multi_graph_set_never_leaves_a_loadable_partial_graph(child_env: dict[str, str], tmp_path: Path) -> None:
-    export = make_export(tmp_path / "staging", graphs=("entry", "ps_0"))
-    # 1 lease, 2-11 data files, 12-13 manifests, 14 the ps graph, 15 the entry graph, 16 the marker
-    for k in (2, 11, 13, 14, 15, 16):
-        assert kill_and_rerun(child_env, str(tmp_path / f"k{k}"), tmp_path, export, {"kill_after_events": k}) == -9
+def gcs_window(kill: Kill, k: int, graphs: list[str]) -> tuple[set[str], set[str]]:
+    """The graphs whose numbered prefix must, and may, hold objects without saved_model.pb after event
+    ``k``: from the first copy into a version prefix (the placement phase) until that graph's
+    saved_model.pb. *Must*: an object of that graph was reported placed. *May*: placements had begun
+    (parallel copies finish before their report)."""
+    seen = kill.events[:k]
+
+    def placed(graph: str) -> bool:
+        return any(e["kind"] == "copied" and f"/{graph}/300/".replace("//", "/") in e["uri"] and "/.exportflow/" not in e["uri"] for e in seen)
+
+    def ready(graph: str) -> bool:
+        return any(e["uri"].endswith(f"/{graph}/300/saved_model.pb".replace("//", "/")) for e in seen)
+
+    began = any(e["kind"] == "copied" and "/.exportflow/" not in e["uri"] for e in seen)
+    must = {f"{g}/300".lstrip("/") for g in graphs if placed(g) and not ready(g)}
+    may = {f"{g}/300".lstrip("/") for g in graphs if began and not ready(g)}
+    return must, may
 
 
-def test_kill_9_on_gcs_then_rerun(child_env: dict[str, str], gcs_bucket: str, tmp_path: Path) -> None:
-    export = make_export(tmp_path / "staging", files={**FAULT_FILES, "variables/variables.data-00000-of-00001": 9 * MiB})
-    outcomes = [
-        kill_and_rerun(child_env, f"gs://{gcs_bucket}/k{k}", tmp_path, export, {"kill_after_events": k}, parallelism=2, chunk_mib=4)
-        # 1 lease, 2-6 data, 7 manifest, 8 graph, 9 marker. Each child pays ~3 s importing the GCS SDK
-        # (google.api_core scans every installed distribution on import), so the points are chosen.
-        for k in (2, 6, 7, 8, 9)
-    ]
-    assert outcomes == [-9] * 5
-    for n in (5 * MiB,):  # inside a resumable upload
-        assert kill_and_rerun(child_env, f"gs://{gcs_bucket}/b{n}", tmp_path, export, {"kill_after_bytes": n}, chunk_mib=4) == -9
+def step_boundaries(events: list[dict[str, Any]]) -> list[int]:
+    """The first and last event of every run of same-kind, same-place events (1-based): each protocol
+    step's start and end."""
+    def step(e: dict[str, Any]) -> tuple[str, bool, bool]:
+        return e["kind"], "/.exportflow/" in e["uri"], e["uri"].endswith("/saved_model.pb")
+
+    points = set()
+    for i, event in enumerate(events):
+        if i == 0 or step(events[i - 1]) != step(event):
+            points.add(i + 1)
+        if i == len(events) - 1 or step(events[i + 1]) != step(event):
+            points.add(i + 1)
+    return sorted(points)
+
+
+def test_kill_9_at_every_step_on_gcs_confines_unloadable_numbered_objects_to_the_placement_window(
+    children: ChildServer, gcs_bucket: str, tmp_path: Path
+) -> None:
+    """On GCS (no rename) numbered objects without saved_model.pb exist only between the first
+    server-side copy into place and the graph file — the window documented in the protocol; uploads
+    happen out of sight. Every rerun completes the version with every file matching its manifest.
+    A single graph is killed after every event, a set (entry + ps_0) at the start and end of each step."""
+    window: list[tuple[str, int, str]] = []  # (export, kill point, the last object reported)
+    killed = 0
+    for name, graphs in (("one", ()), ("set", ("entry", "ps_0"))):
+        export = make_export(tmp_path / "staging", graphs=graphs)
+        names = sorted(graphs) or [""]
+        full = kill_and_rerun(children, f"gs://{gcs_bucket}/{name}-full", tmp_path, export, parallelism=2)
+        assert full.exit == 0 and full.events[-1]["kind"] == "marker"
+        uploads = [e for e in full.events if e["kind"] == "uploaded" and not e["uri"].endswith("/saved_model.pb")]
+        assert uploads and all("/.exportflow/building/" in e["uri"] for e in uploads)  # bytes go out of sight first
+        points = range(1, len(full.events) + 1) if name == "one" else step_boundaries(full.events)
+        for k in points:
+            kill = kill_and_rerun(children, f"gs://{gcs_bucket}/{name}{k}", tmp_path, export, kill_at=k, parallelism=2)
+            assert kill.exit == -9 and [e["kind"] for e in kill.events] == [e["kind"] for e in full.events[:k]]
+            must, may = gcs_window(full, k, names)
+            assert must <= set(kill.unready) <= may, (name, k, full.events[k - 1], kill.unready)
+            window += [(name, k, full.events[k - 1]["uri"])] if kill.unready else []
+            killed += 1
+    assert killed >= 20
+    # The window: after placement copies into the version prefix, and (a set) after the ps graph file
+    # before the entry's. Never during the uploads, the lease, or after the last graph file.
+    assert window
+    for name, k, uri in window:
+        placement = "/.exportflow/" not in uri and not uri.endswith("/saved_model.pb")
+        assert placement or (name == "set" and uri.endswith("/ps_0/300/saved_model.pb")), (name, k, uri)
+    bytes_kill = kill_and_rerun(children, f"gs://{gcs_bucket}/bytes", tmp_path, make_export(tmp_path / "staging"), kill_after_bytes=250_000)
+    assert bytes_kill.exit == -9 and bytes_kill.unready == []  # mid-upload: nothing numbered exists yet
 
 
 # ----------------------------------------------------------------------------------------- bad input

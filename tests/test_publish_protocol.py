@@ -24,7 +24,8 @@ from components.manifest import MANIFEST_PATH
 from components.publish.errors import PublishInProgress, VersionConflict
 from components.publish.executor import destination_storage, publish
 from components.publish.progress import Progress, ProgressBar, bar_log
-from components.publish.protocol import GRAPH_FILES, lease_uri
+from components.publish.protocol import collect_abandoned_builds, lease_uri
+from components.publish.retention import RetentionPolicy, apply_retention
 from components.publish.transfer import PublishEvent
 from components.storage import crc32c_of_file, storage_for
 from tests.support.publishing import (
@@ -92,15 +93,27 @@ def test_fsync_false_publishes_the_same_files_without_flushing_them(tmp_path: Pa
     flushes = FsyncRecorder(monkeypatch, destination)
     pushed = publish(params_for(make_config(destination, tmp_path, hard_links=False, fsync=False)), export)
     assert_published_exactly(destination, pushed.uri, export.uri)
-    version_dir = os.path.realpath(pushed.uri)
-    assert not [p for p in flushes.paths() if p.startswith(version_dir)]  # no data file, no folder flushed
-    assert any(p.endswith(".published.json") or "/.exportflow/" in p for p in flushes.paths())  # bookkeeping still is
+    base = os.path.realpath(os.path.join(destination, "example"))
+    building = os.path.join(base, ".exportflow", "building")
+    assert not [p for p in flushes.paths() if p.startswith((os.path.realpath(pushed.uri), building)) or p == base]
+    assert any("/.exportflow/.tmp-300.published.json" in p for p in flushes.paths())  # bookkeeping still is
 
-    durable = str(tmp_path / "durable")
-    flushes.calls.clear()
-    pushed = publish(params_for(make_config(durable, tmp_path, hard_links=False)), export)
-    flushed = {os.path.relpath(p, os.path.realpath(pushed.uri)) for p in flushes.paths() if p.startswith(os.path.realpath(pushed.uri))}
-    assert {"saved_model.pb", "variables/variables.index", "variables"} <= flushed
+
+def test_a_durable_local_version_is_flushed_in_its_building_folder_then_renamed_durably(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file and folder of the version is flushed before its numbered folder exists; the folder
+    holding the new name is flushed after the rename (the commit on local disk)."""
+    base = os.path.realpath(tmp_path) + "/published/example"
+    flushes = FsyncRecorder(monkeypatch, f"{base}/300")
+    pushed = publish(params_for(make_config(str(tmp_path / "published"), tmp_path, hard_links=False)), make_export(tmp_path / "staging"))
+    assert os.path.realpath(pushed.uri) == f"{base}/300"
+    building = f"{base}/.exportflow/building/300"
+    before = {os.path.relpath(p, building) for p, exists in flushes.calls if p.startswith(building) and not exists}
+    assert {"saved_model.pb", "variables/variables.index", "variables", "."} <= before
+    assert not [p for p, exists in flushes.calls if p.startswith(building) and exists]
+    assert (base, True) in flushes.calls  # the rename is durable
+    assert not os.path.exists(building)
 
 
 def test_data_files_go_largest_first_so_a_big_shard_never_runs_alone_at_the_end(tmp_path: Path) -> None:
@@ -135,23 +148,33 @@ def test_a_marked_version_with_a_lost_file_is_repaired_and_its_marker_replaced(d
 
 
 def test_writes_come_in_protocol_order_for_a_multi_graph_set(destination: str, tmp_path: Path) -> None:
+    """Everything is assembled before any graph becomes loadable, the entry graph last. Local disk: built
+    under .exportflow/building and renamed into place; GCS: uploaded there, copied into place by the
+    store, then each saved_model.pb written to its place."""
     config = make_config(destination, tmp_path, parallelism=3)
     export = make_export(tmp_path / "staging", graphs=("entry", "ps_0", "ps_1"))
     events: list[PublishEvent] = []
     pushed = publish(params_for(config), export, observer=events.append)
-    names = [e.uri.rsplit("/300/", 1)[-1] if "/300/" in e.uri else e.kind for e in events]
     kinds = [e.kind for e in events]
     assert kinds[0] == "lease" and kinds[-1] == "marker"
-    first_graph = min(i for i, n in enumerate(names) if n in GRAPH_FILES)
-    assert all(n not in GRAPH_FILES for n in names[:first_graph])
-    assert sum(n == MANIFEST_PATH for n in names[:first_graph]) == 3  # every manifest before any graph
-    graph_uris = [e.uri for e in events if e.uri.endswith("/saved_model.pb")]
-    assert [u.split("/")[-3] for u in graph_uris] == ["ps_0", "ps_1", "entry"]  # entry graph last
+    in_building = ["/.exportflow/building/" in e.uri for e in events]
+    if destination.startswith("/"):
+        ready = [i for i, e in enumerate(events) if e.kind == "renamed"]
+        assert all(in_building[1:ready[0]])  # nothing at a numbered folder before the first rename
+    else:
+        ready = [i for i, e in enumerate(events) if e.uri.endswith("/saved_model.pb")]
+        uploads = [e for e in events[: ready[0]] if e.kind == "uploaded"]
+        placed = [e.uri for e in events[: ready[0]] if e.kind == "copied"]
+        assert uploads and all("/.exportflow/building/" in e.uri for e in uploads)  # bytes went out of sight first
+        assert sum(u.endswith(MANIFEST_PATH) for u in placed) == 3  # every manifest in place before any graph
+    assert [events[i].uri.split("/300")[0].rsplit("/", 1)[-1] for i in ready] == ["ps_0", "ps_1", "entry"]
+    assert ready[-1] == len(events) - 2  # the entry graph, then the marker
     storage = storage_for(destination)
     assert pushed.uri == storage.join(destination, "example", "entry", "300")
     for graph in ("entry", "ps_0", "ps_1"):
         assert_published_exactly(destination, pushed.graph_uris[graph], export.graphs[graph])
     assert loadable_versions(storage, storage.join(destination, "example")) == ["entry/300", "ps_0/300", "ps_1/300"]
+    assert list(storage.list(storage.join(destination, "example", ".exportflow", "building"))) == []
 
 
 class Interrupted(Exception):
@@ -173,6 +196,7 @@ def test_a_rerun_after_an_interruption_reuses_what_matches(destination: str, tmp
     storage = storage_for(destination)
     base = storage.join(destination, "example")
     assert loadable_versions(storage, base) == []
+    assert storage.list_names(base) == [".exportflow"]  # not even a numbered folder without a graph
     kept = sum(e.size for e in done[1:])
     assert kept > 0
 
@@ -351,3 +375,108 @@ def test_nothing_partial_is_ever_loadable_after_the_happy_path(destination: str,
         publish(params_for(config), make_export(tmp_path / "staging", step=step, seed=step))
     storage = storage_for(destination)
     assert assert_nothing_partial_is_loadable(storage, storage.join(destination, "example")) == ["100", "200"]
+
+
+def test_progress_names_bytes_linked_and_copied_by_the_store_apart_from_uploaded(
+    gcs_bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A republish that links or copies everything no longer reads '0.0 MiB of 0.0 MiB'."""
+    caplog.set_level(logging.INFO, logger="components.publish.transfer")
+    export = make_export(tmp_path / "staging", step=300, seed=5)
+    total = sum(DEFAULT_FILES.values()) / 1024**2
+    publish(params_for(make_config(str(tmp_path / "linked"), tmp_path)), export)
+    linked = [r.getMessage() for r in caplog.records if "100%" in r.getMessage()][-1]
+    manifest_mib = os.path.getsize(os.path.join(export.uri, MANIFEST_PATH)) / 1024**2
+    assert f"{total + manifest_mib:.1f} MiB of {total + manifest_mib:.1f} MiB (100%)" in linked
+    assert f"0.0 MiB uploaded, 0.0 MiB copied by the store, {total + manifest_mib:.1f} MiB linked" in linked
+
+    destination = f"gs://{gcs_bucket}/models"
+    publish(params_for(make_config(destination, tmp_path)), export)
+    caplog.clear()
+    newer = make_export(tmp_path / "staging", step=400, seed=5)  # same bytes, a new version: copied by the store
+    publish(params_for(make_config(destination, tmp_path)), newer)
+    copied = [r.getMessage() for r in caplog.records if "100%" in r.getMessage()][-1]
+    newer_manifest = os.path.getsize(os.path.join(newer.uri, MANIFEST_PATH)) / 1024**2
+    assert f"{newer_manifest:.1f} MiB uploaded, {total:.1f} MiB copied by the store, 0.0 MiB linked" in copied
+
+
+def test_the_progress_bar_names_what_the_store_did(tmp_path: Path) -> None:
+    clock = iter(float(t) for t in range(100))
+    progress = Progress("publish x", 3 * 1024 * 1024, 3, log_every=100.0, clock=lambda: next(clock))
+    screen = io.StringIO()
+    handler = ProgressBar(screen)
+    bar_log.addHandler(handler)
+    bar_log.setLevel(logging.INFO)
+    try:
+        progress.add_bytes(1024 * 1024)
+        progress.object_done("uploaded", 1024 * 1024)
+        progress.object_done("copied", 1024 * 1024)
+        progress.object_done("linked", 1024 * 1024)
+        snapshot = progress.finish()
+    finally:
+        bar_log.removeHandler(handler)
+    assert (snapshot.bytes_uploaded, snapshot.bytes_copied, snapshot.bytes_linked) == (1024**2,) * 3
+    assert snapshot.bytes_done == snapshot.bytes_total
+    last = screen.getvalue().rstrip("\n").rsplit("\r", 1)[-1]
+    assert "100% 3.0 MiB/3.0 MiB" in last and "(3/3 objects; 1.0 MiB copied by the store, 1.0 MiB linked)" in last
+
+
+def test_a_numbered_local_folder_without_a_graph_is_moved_out_of_sight_and_reused(tmp_path: Path) -> None:
+    """Left by an older exportflow or another tool: TF Serving would try to load it. The next publish
+    moves it under .exportflow/building at once, keeps what matches and replaces what does not."""
+    destination = str(tmp_path / "published")
+    export = make_export(tmp_path / "staging")
+    leftover = Path(destination, "example", "300")
+    (leftover / "variables").mkdir(parents=True)
+    good = "variables/variables.data-00000-of-00002"
+    (leftover / good).write_bytes(Path(export.uri, good).read_bytes())
+    (leftover / "variables" / "variables.index").write_bytes(b"not the index")
+    pushed = publish(params_for(make_config(destination, tmp_path, hard_links=False)), export)
+    assert pushed.bytes_moved == pushed.bytes_total - DEFAULT_FILES[good]  # the matching shard was kept
+    assert_published_exactly(destination, pushed.uri, export.uri)
+    assert not Path(destination, "example", ".exportflow", "building", "300").exists()
+
+
+def test_abandoned_building_folders_are_collected_unless_a_live_run_owns_them(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path, hard_links=False, parallelism=1)
+    storage = storage_for(destination)
+    base = storage.join(destination, "example")
+
+    def stop_after_two(event: PublishEvent) -> None:
+        if event.kind == "uploaded":
+            raise Interrupted
+
+    for step in (100, 200):
+        with pytest.raises(Interrupted):
+            publish(params_for(config), make_export(tmp_path / "staging", step=step, seed=step), observer=stop_after_two)
+    building = storage.join(base, ".exportflow", "building")
+    assert storage.list_names(building) == ["100", "200"] and storage.list_names(base) == [".exportflow"]
+    live = lease_uri(storage, base, "200")
+    body = {"owner": f"{socket.gethostname()}:{os.getppid()}:test", "host": socket.gethostname(), "pid": os.getppid(),
+            "purpose": "publish", "expires_at": time.time() + 600}
+    storage.write_bytes(live, json.dumps(body).encode(), if_generation_match=0)
+
+    apply_retention(storage, destination, "example", RetentionPolicy(keep=2))
+
+    assert storage.list_names(building) == ["200"]  # being built by a live run: untouched
+    storage.delete(live)
+    assert collect_abandoned_builds(storage, base) == ["200"]
+    assert list(storage.list(building)) == []
+    assert [n for n in storage.list_names(storage.join(base, ".exportflow")) if n.endswith(".lease.json")] == []
+
+
+def test_the_local_commit_rename_never_replaces_a_folder_with_files_and_creates_parents(tmp_path: Path) -> None:
+    from components.storage import PreconditionFailed
+    from components.storage.local import LocalStorage
+
+    storage = LocalStorage()
+    (tmp_path / "building" / "300").mkdir(parents=True)
+    (tmp_path / "building" / "300" / "saved_model.pb").write_bytes(b"graph")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "saved_model.pb").write_bytes(b"someone else's")
+    with pytest.raises(PreconditionFailed, match="already exists"):
+        storage.rename_folder(str(tmp_path / "building" / "300"), str(tmp_path / "taken"))
+    assert (tmp_path / "taken" / "saved_model.pb").read_bytes() == b"someone else's"
+    storage.rename_folder(str(tmp_path / "building" / "300"), str(tmp_path / "base" / "entry" / "300"))
+    assert (tmp_path / "base" / "entry" / "300" / "saved_model.pb").read_bytes() == b"graph"
+    assert not (tmp_path / "building" / "300").exists()

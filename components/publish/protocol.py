@@ -7,11 +7,19 @@ Layout under ``<destination>/<servable>/`` (the servable's *base*)::
                                           TF Serving model with base path <base>/<graph>
     .exportflow/<version>.lease.json      who is publishing (or removing) the version, until when
     .exportflow/<version>.published.json  the commit marker: the version is complete and verified
+    .exportflow/building/[<graph>/]<version>/...  a version being assembled, out of TF Serving's sight
     .exportflow/current                   optional: the version serving uses now (retention keeps it)
 
-TF Serving loads an integer-named directory as soon as it holds ``saved_model.pb``; it ignores
-``.exportflow``. GCS has no atomic rename of a prefix, so the protocol makes ``saved_model.pb`` the
-ready signal and writes it only when everything else is there and verified:
+TF Serving's file-system source takes *every* integer-named child of a model base path as a version and
+tries to load it — one without ``saved_model.pb`` fails to load and may stay in an error state on a
+running server. It ignores ``.exportflow``. So a version is assembled under ``.exportflow/building``
+(same filesystem, same bucket) and only then made to appear:
+
+* **local disk** renames the finished folder into place: nothing integer-named exists before the
+  version is complete;
+* **GCS** has no rename of a prefix: the store copies every object into place server-side, then the
+  graph file is written last; ``saved_model.pb`` is the ready signal, and the short time between the
+  first copy and it is the *window* described below.
 
 1. **Check inputs** (before any write): names are single path segments, the version is an integer, the
    target is inside the configured destination, every file of the export is present with the size its
@@ -21,38 +29,88 @@ ready signal and writes it only when everything else is there and verified:
    local disk the size — each file's CRC32C was checked when it was written), stop: zero bytes moved.
 3. **Lease.** Create ``<version>.lease.json`` with ``if_generation_match=0``. If it exists and is live
    (not expired; on this host, its process still runs) another run owns the version:
-   ``PublishInProgress``. A stale lease (a killed run) is taken over by compare-and-swap. A heartbeat
-   thread renews it; it is checked again before step 6.
-4. **Inventory.** List the version directories (the dedupe index of other versions is listed at the
-   same time). Leftover ``.tmp-*`` files of a killed run are removed.
-   A ``saved_model.pb`` that differs from ours means a different version of that number is loadable
-   there: ``VersionConflict`` (with ``force``, it is first made unloadable — graph files, then marker —
-   and rebuilt). Objects that already match the manifest are kept; wrong ones are replaced with a
-   precondition on their generation.
-5. **Data, then manifests.** Every file except ``saved_model.pb`` and the manifest, on a bounded pool,
-   largest first (so one big shard does not start last and run alone): server-side copy when an
-   identical object exists (``dedupe``), else upload; each verified by size and CRC32C against the
-   manifest. Then each graph's ``assets.extra/export_manifest.json``.
-6. **Flush, verify, then graphs.** Make every object durable (local disk: each file is flushed by the
-   worker that wrote it, then the folders; GCS acknowledges only durable writes). List every version
-   directory again; every file must be there with the manifest's size (and CRC32C where the store
-   lists it). Then ``saved_model.pb`` of each graph: the *other* graphs (ps shards) first, in name
-   order, the ``entry`` graph last; then flush them.
-7. **Commit.** Write ``<version>.published.json`` (create-only), then release the lease.
+   ``PublishInProgress``. A stale lease (a killed run) is taken over by compare-and-swap, and with it
+   the killed run's building folder. A heartbeat thread renews it; it is checked again before step 6.
+4. **Inventory.** Choose where each graph is assembled: its building folder; or, on local disk, the
+   version folder itself when that already holds ``saved_model.pb`` (a marked version being repaired
+   is visible anyway). A numbered local folder *without* ``saved_model.pb`` (left by an older
+   exportflow or another tool) is moved into the building folder at once (removed, if a building
+   folder already exists). Then list, concurrently, the building and version folders (GCS: both;
+   local: the one chosen) beside the dedupe index of other versions. Leftover ``.tmp-*`` files of a killed run are removed. A ``saved_model.pb`` in the
+   version folder that differs from ours means a different version of that number is loadable there:
+   ``VersionConflict`` (with ``force``, it is first made unloadable — graph files, then marker, then
+   the rest and any building folder — and rebuilt). Objects that already match the manifest, in either
+   folder, are kept; wrong ones are replaced with a precondition on their generation.
+5. **Data and manifests, out of sight.** Every file except ``saved_model.pb``, on a bounded pool,
+   largest first (so one big shard does not start last and run alone), into the building folder:
+   local disk hard-links the export's files (or copies them, or links an identical earlier version's);
+   GCS uploads the bytes that no identical object in the bucket already holds. Each is verified by
+   size and CRC32C against the manifest.
+6. **Flush, place, verify, then graphs.** Make every object durable (local disk: each file is flushed
+   by the worker that wrote it, then the folders; GCS acknowledges only durable writes). GCS only:
+   copy every missing object into the version folder server-side — from the building folder, or from
+   an identical object of an earlier version or the checkpoint (``dedupe``) — on the same pool; *the
+   window opens here*. List every assembly folder again; every file must be there with the manifest's
+   size (and CRC32C where the store lists it). Then ``saved_model.pb`` of each graph: the *other*
+   graphs (ps shards) first, in name order, the ``entry`` graph last; then flush them. On GCS the
+   graph files go straight to their place (*the window closes* with each graph's); on local disk into
+   the building folder.
+7. **Commit.** Local disk: rename each graph's building folder to ``<base>/[<graph>/]<version>``
+   (ps graphs first, the entry graph last; no existing non-empty folder is ever replaced), then flush
+   the folders holding the old and the new names (``fsync: true``) — the version appears whole, in
+   one step. GCS: delete the building objects (in parallel, by generation). Then write
+   ``<version>.published.json`` (create-only) and release the lease.
 
-Crash anywhere: before 6 no ``saved_model.pb`` exists, so nothing is loadable; a rerun takes over the
-lease and re-uses every object that matches (step 4). Between 6 and 7 the version is complete but
-unmarked; a rerun finds every file matching and only writes the marker. Objects are atomic on GCS and
-renamed into place on local disk, so no object is ever half-written.
+**Crash anywhere** (``tests/test_publish_faults.py`` kills a publishing process after every object
+it writes and lists the destination as TF Serving would):
+
+* *local disk:* before a graph's rename no integer-named folder of it exists; after it the folder is
+  complete and flushed. A rerun takes over the lease and re-uses every object of the building folder
+  that matches (0 bytes again for what was already linked or copied). Between the last rename and the
+  marker the version is complete but unmarked; a rerun finds every file matching and only writes the
+  marker. Building folders nobody resumes are removed by retention (``collect_abandoned_builds``,
+  under the version's lease, never while a live run holds it).
+* *GCS:* before step 6 nothing numbered exists. **The window** — numbered objects without
+  ``saved_model.pb`` — lasts from the first server-side copy into place until the graph's
+  ``saved_model.pb``: ``ceil(objects / parallelism)`` copy round trips (metadata-only copies within a
+  bucket, independent of size), one listing (overlapping the lease renewal) and one graph-file write
+  per graph. The upload phase, which was the window before, is now outside it. Measured with
+  ``bench/bench_publish_window.py`` (64 files, 256 MiB, emulator behind a delaying proxy, medians of
+  3, on a 2-core machine shared with other jobs, so absolute times are inflated)::
+
+      delay/request   publish   window before   window now
+          0 ms         13.7 s        11.6 s         2.2 s
+         20 ms         10.1 s         7.7 s         1.2 s
+         50 ms         30.2 s        26.7 s         1.5 s
+        100 ms         21.6 s        18.6 s         1.7 s
+
+  The price: each uploaded object is also copied into place and its building copy deleted, about
+  ``2 * ceil(objects / parallelism)`` more round trips in series per publish (none for bytes the store
+  already holds: those are copied into place directly). In a set each graph has its own window, and
+  the entry graph's spans the ps graph files written before it. A kill inside a window leaves objects
+  a file-system source would try to load (the fault test records those kill points and asserts they
+  are exactly the placement copies and, in a set, the ps graph file before the entry's); a rerun
+  completes the version (it re-uses every placed and building object that matches), and retention
+  deletes a numbered prefix without ``saved_model.pb``, marker or live lease. The building objects of
+  a killed run stay until a rerun or retention collects them.
+* Objects are atomic on GCS and renamed into place on local disk, so no object is ever half-written.
+
+**Closing the window on GCS: serving-config mode.** A TF Serving ``ModelServerConfig`` with
+``model_version_policy { specific { versions: [...] } }`` loads only the listed versions and ignores
+every other integer-named prefix. When exportflow writes that config and adds version N only after
+N's commit marker exists (and moves a ``version_labels`` entry only once N is AVAILABLE), a host never
+tries to load a version inside its window: the window then costs nothing. That mode is a separate
+feature; until it exists, GCS serving hosts see the short window above.
 
 **Multi-graph sets.** All graphs' data files and manifests come before any graph's
-``saved_model.pb``, and the entry graph's comes last, so by the time a host can see the new entry graph
-every ps graph of the same version is complete and loadable: no host sees a new entry graph beside
-missing ps graphs. Residual window (documented, not closed by storage): between the first ps
-``saved_model.pb`` and the entry's, a ps host may load the new ps version while entry hosts still serve
-the old entry graph; and *loading* is each host's own schedule — an entry host can load version N
-before a ps host has. Serving must keep the previous ps version loaded (TF Serving version policy
-``latest { num_versions: 2 }`` on ps models) and the entry graph must address ps models by version.
+``saved_model.pb``, and the entry graph's comes last (local disk: the entry graph's folder is renamed
+last), so by the time a host can see the new entry graph every ps graph of the same version is
+complete and loadable: no host sees a new entry graph beside missing ps graphs. Residual window
+(documented, not closed by storage): between the first ps graph appearing and the entry's, a ps host
+may load the new ps version while entry hosts still serve the old entry graph; and *loading* is each
+host's own schedule — an entry host can load version N before a ps host has. Serving must keep the
+previous ps version loaded (TF Serving version policy ``latest { num_versions: 2 }`` on ps models) and
+the entry graph must address ps models by version.
 
 **Concurrency.** Every write carries a generation precondition; the lease makes a second publisher of
 the same version fail fast instead of interleaving. Real GCS enforces preconditions; the emulator used
@@ -74,7 +132,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Self
+from typing import Any, Protocol, Self, cast
 
 from components.artifacts import FileEntry
 from components.manifest import MANIFEST_PATH
@@ -118,6 +176,7 @@ ENTRY_GRAPH = "entry"  # in a multi-graph set, published last
 BOOKKEEPING = ".exportflow"
 MARKER_SUFFIX = ".published.json"
 LEASE_SUFFIX = ".lease.json"
+BUILDING = "building"  # <base>/.exportflow/building/[<graph>/]<version>/: a version being assembled
 CURRENT = "current"
 MARKER_VERSION = 1
 _ROLLBACK_ON = (StorageFull, UploadChecksumMismatch, ChecksumMismatch)
@@ -170,6 +229,10 @@ class Layout:
     def graph_dir(self, graph: str | None) -> str:
         return self.storage.join(self.base, graph, self.version) if graph else self.storage.join(self.base, self.version)
 
+    def building_dir(self, graph: str | None) -> str:
+        """Where a graph's version is assembled out of TF Serving's sight (same filesystem as its place)."""
+        return building_dir(self.storage, self.base, self.version, graph)
+
     @property
     def primary_dir(self) -> str:
         """The version folder that stands for the set: the entry graph's, or the only one."""
@@ -198,6 +261,7 @@ class PublishOutcome:
     bytes_moved: int  # through this process
     bytes_copied: int  # duplicated by the store (server-side copy, hard link)
     already_published: bool
+    bytes_linked: int = 0  # the part of bytes_copied that was hard-linked
 
 
 def marker_uri(storage: Storage, base: str, version: str) -> str:
@@ -206,6 +270,11 @@ def marker_uri(storage: Storage, base: str, version: str) -> str:
 
 def lease_uri(storage: Storage, base: str, version: str) -> str:
     return storage.join(base, BOOKKEEPING, f"{version}{LEASE_SUFFIX}")
+
+
+def building_dir(storage: Storage, base: str, version: str, graph: str | None) -> str:
+    root = storage.join(base, BOOKKEEPING, BUILDING)
+    return storage.join(root, graph, version) if graph else storage.join(root, version)
 
 
 def check_segment(kind: str, value: str) -> str:
@@ -252,7 +321,7 @@ def layout_for(
         raise DestinationError(f"graph names {list(names)} must be distinct, or a single unnamed graph")
     layout = Layout(storage, destination, servable, version, names)
     root = storage.join(destination, "")  # normalised, with a trailing separator (file:// stripped)
-    for target in [layout.marker, layout.lease, *(layout.graph_dir(g) for g in names)]:
+    for target in [layout.marker, layout.lease, *(d for g in names for d in (layout.graph_dir(g), layout.building_dir(g)))]:
         if not target.startswith(root) or "/../" in target:
             raise DestinationError(f"{target} is outside the configured destination {destination}")
     return layout
@@ -298,6 +367,42 @@ def publish_version(
         raise PublishError(f"publishing {layout.base} version {version} failed: {exc}") from exc
 
 
+class RenamesFolders(Protocol):
+    """A store that can move a whole folder into place in one step (local disk). Its versions are built
+    under ``.exportflow/building/`` and renamed into place; stores without it (GCS) place objects."""
+
+    def rename_folder(self, src_uri: str, dst_uri: str) -> None: ...
+
+
+def folder_renamer(storage: Storage) -> RenamesFolders | None:
+    """``storage`` as a store that renames folders, or None (then objects are copied into place)."""
+    return cast(RenamesFolders, storage) if callable(getattr(storage, "rename_folder", None)) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inventory:
+    """What each graph's version folder and building folder hold, by relative path."""
+
+    final: dict[str | None, dict[str, ObjectInfo]]
+    building: dict[str | None, dict[str, ObjectInfo]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """The writes of one attempt, phase by phase (see the protocol's steps 5-7)."""
+
+    uploads: list[Transfer]  # data and manifests into the building folder (or a loadable folder being repaired)
+    placements: list[Transfer]  # no-rename stores: server-side copies into the version folder
+    graph_files: list[Transfer]  # saved_model.pb, in graph order: the entry graph last
+    renames: list[tuple[str, str]]  # local disk: building folder -> version folder, in graph order
+    from_building: frozenset[str]  # placement targets whose bytes were already counted as uploads
+
+    @property
+    def counted(self) -> list[Transfer]:
+        """The transfers that make bytes appear (a placement of our own upload is not counted twice)."""
+        return self.uploads + [t for t in self.placements if t.target not in self.from_building] + self.graph_files
+
+
 class _Run:
     """One attempt at one version."""
 
@@ -312,21 +417,23 @@ class _Run:
         self.storage, self.layout, self.graphs, self.settings = storage, layout, graphs, settings
         self.observer = observer
         self.lease: Lease | None = None
-        self.graph_written = False
+        self.renamer = folder_renamer(storage)
+        self.renames = self.renamer is not None
+        self.in_place: set[str | None] = set()  # local disk: graphs already loadable, repaired where they are
+        self.loadable_written = False  # a graph file became visible (nothing is rolled back after that)
 
     # ----------------------------------------------------------------------------------------------
     def publish(self, marker_info: dict[str, Any], checkpoint_uri: str | None, force: bool) -> PublishOutcome:
         layout, storage = self.layout, self.storage
         existing_marker = read_marker(storage, layout.marker)
         if existing_marker is not None and self._marker_matches(existing_marker):
-            if self._all_present():
+            if not self._problems(self._final_dirs(), graph_files=True):
                 log.info("%s version %s is already published; nothing to move", layout.base, layout.version)
                 Lease.clear_stale(storage, layout.lease)  # a run killed after its marker leaves one
                 return self._outcome([], already=True)
             log.warning("%s version %s is marked published but objects are missing; repairing", layout.base, layout.version)
         self.lease = Lease.acquire(storage, layout.lease, self.settings.lease_ttl, "publish")
-        if self.observer is not None:
-            self.observer(PublishEvent("lease", layout.lease))
+        self._notify("lease", layout.lease)
         try:
             with self.lease.heartbeat():
                 results = self._publish_locked(existing_marker, marker_info, checkpoint_uri, force)
@@ -343,46 +450,104 @@ class _Run:
         checkpoint_uri: str | None,
         force: bool,
     ) -> list[TransferResult]:
-        layout, storage = self.layout, self.storage
+        layout, storage, parallelism = self.layout, self.storage, self.settings.parallelism
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-index") as side:
             # Other versions and the checkpoint are indexed while this version is inventoried: the two
             # listings share one round trip. The index never includes this version, so order is free.
             indexed = side.submit(self._dedupe, checkpoint_uri)
+            self._choose_work_folders()
             inventory = self._inventory()
-            if self._resolve_loadable_conflict(inventory, existing_marker, force):
+            if self._resolve_loadable_conflict(inventory.final, existing_marker, force):
+                self._choose_work_folders()
                 inventory = self._inventory()
             dedupe = indexed.result()
-        data, manifests, graph_files = self._plan(inventory, dedupe)
-        total = sum(t.entry.size for t in data + manifests + graph_files if t.copy_from is None)
+        plan = self._plan(inventory, dedupe)
         progress = Progress(
             f"publish {layout.base} v{layout.version}",
-            total,
-            len(data) + len(manifests) + len(graph_files),
+            sum(t.entry.size for t in plan.counted),
+            len(plan.counted),
             log_every=self.settings.progress_every,
         )
-        results = run_transfers(
-            storage, data, parallelism=self.settings.parallelism, progress=progress, observer=self.observer
-        )
-        results += run_transfers(
-            storage, manifests, parallelism=self.settings.parallelism, progress=progress, observer=self.observer
-        )
+        results = run_transfers(storage, plan.uploads, parallelism=parallelism, progress=progress, observer=self.observer)
         storage.sync(self._targets(graph_files=False))  # durable before anything makes them loadable
+        # No-rename stores: from the first placement on, the version folder holds objects but no graph
+        # file yet — the window the protocol documents. Only server-side copies happen inside it.
+        placed = run_transfers(storage, plan.placements, parallelism=parallelism, observer=self.observer)
+        for result in placed:  # a copy of our own upload is not counted twice (a fallback upload is)
+            if result.transfer.target not in plan.from_building or result.method == "uploaded":
+                results.append(result)
+                progress.object_done(result.method, result.info.size)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lease") as side:
             renewed = side.submit(self.lease.check)  # type: ignore[union-attr]
             self._verify_before_graphs()  # both must pass before a graph file; they overlap their round trips
             renewed.result()
-        for transfer in graph_files:  # in graph order: the entry graph last
-            self.graph_written = True
+        for transfer in plan.graph_files:  # in graph order: the entry graph last
+            self.loadable_written = self.loadable_written or not self._in_building(transfer.target)
             results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
         storage.sync(self._targets(graph_files=True))
+        for building, final in plan.renames:  # the commit on local disk, the entry graph last
+            self.loadable_written = True
+            try:
+                self.renamer.rename_folder(building, final)  # type: ignore[union-attr]
+            except PreconditionFailed as exc:
+                raise PublishInProgress(
+                    f"{final} appeared while this run built it in {building}; is another tool writing there? "
+                    "rerun to find out"
+                ) from exc
+            self._notify("renamed", final)
         progress.finish()
+        self._remove_building(inventory, results)  # before the marker: a marked version leaves none behind
         self._write_marker(marker_info)
         return results
 
+    def _notify(self, kind: str, uri: str, size: int = 0) -> None:
+        if self.observer is not None:
+            self.observer(PublishEvent(kind, uri, size))
+
+    # ------------------------------------------------------------------------------------ folders
+    def _final_dirs(self) -> dict[str | None, str]:
+        return {g.name: self.layout.graph_dir(g.name) for g in self.graphs}
+
+    def _work_dir(self, graph: str | None) -> str:
+        """Where a graph's data goes first: its building folder, or (local disk, already loadable) the
+        version folder itself."""
+        if graph in self.in_place:
+            return self.layout.graph_dir(graph)
+        return self.layout.building_dir(graph)
+
+    def _assembly_dirs(self) -> dict[str | None, str]:
+        """Where a graph's complete set of files is assembled before its graph file is written."""
+        if self.renames:
+            return {g.name: self._work_dir(g.name) for g in self.graphs}
+        return self._final_dirs()
+
+    def _in_building(self, uri: str) -> bool:
+        return uri.startswith(self.storage.join(self.layout.base, BOOKKEEPING, BUILDING, ""))
+
+    def _choose_work_folders(self) -> None:
+        """Local disk: a graph already loadable at its version folder is repaired in place (it is visible
+        anyway); any other numbered folder of this version (a partial one left by an older exportflow or
+        another tool) is moved into the building folder at once, so TF Serving stops seeing it."""
+        if self.renamer is None:
+            return
+        self.in_place = set()
+        for graph in self.graphs:
+            final, building = self.layout.graph_dir(graph.name), self.layout.building_dir(graph.name)
+            if any(self.storage.stat(self.storage.join(final, name)) for name in GRAPH_FILES):
+                self.in_place.add(graph.name)
+            elif self.storage.list_names(final):
+                if self.storage.list_names(building):  # a newer attempt is already under way there
+                    self.storage.delete_prefix(final)
+                    log.warning("removed %s: a numbered folder without saved_model.pb", final)
+                else:
+                    self.renamer.rename_folder(final, building)
+                    log.warning("moved %s (a numbered folder without saved_model.pb) to %s", final, building)
+
     def _targets(self, *, graph_files: bool) -> list[str]:
-        """Every object of the version: its graph files, or all the others."""
+        """Every object of the version where it is assembled: its graph files, or all the others."""
+        dirs = self._assembly_dirs()
         return [
-            self.storage.join(self.layout.graph_dir(g.name), f.path)
+            self.storage.join(dirs[g.name], f.path)
             for g in self.graphs
             for f in g.files
             if (f.path in GRAPH_FILES) == graph_files
@@ -392,24 +557,38 @@ class _Run:
     def _graph_names(self) -> list[str | None]:
         return [g.name for g in self.graphs]
 
-    def _inventory(self) -> dict[str | None, dict[str, ObjectInfo]]:
-        """Objects in every version directory by relative path; leftover temp files are removed."""
-        inventory: dict[str | None, dict[str, ObjectInfo]] = {}
+    def _inventory(self) -> _Inventory:
+        """Objects in every folder this attempt may reuse, by relative path, listed concurrently; leftover
+        temp files of a killed writer are removed."""
+        wanted: list[tuple[str, str | None, str]] = []
         for graph in self.graphs:
-            root = self.layout.graph_dir(graph.name).rstrip("/")
-            found: dict[str, ObjectInfo] = {}
-            for info in self.storage.list(root):
-                relative = info.uri[len(root) + 1 :]
-                if posixpath.basename(relative).startswith(".tmp-"):
-                    self.storage.delete(info.uri, if_generation_match=info.generation)  # a killed writer's
-                    continue
-                found[relative] = info
-            inventory[graph.name] = found
-        return inventory
+            if not self.renames or graph.name in self.in_place:
+                wanted.append(("final", graph.name, self.layout.graph_dir(graph.name)))
+            if graph.name not in self.in_place:
+                wanted.append(("building", graph.name, self.layout.building_dir(graph.name)))
+        with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="publish-inventory") as pool:
+            listed = list(pool.map(lambda w: self._list_folder(w[2]), wanted))
+        found: dict[str, dict[str | None, dict[str, ObjectInfo]]] = {"final": {}, "building": {}}
+        for graph in self.graphs:
+            found["final"][graph.name], found["building"][graph.name] = {}, {}
+        for (kind, graph_name, _), objects in zip(wanted, listed, strict=True):
+            found[kind][graph_name] = objects
+        return _Inventory(found["final"], found["building"])
+
+    def _list_folder(self, folder: str) -> dict[str, ObjectInfo]:
+        root = folder.rstrip("/")
+        found: dict[str, ObjectInfo] = {}
+        for info in self.storage.list(root):
+            relative = info.uri[len(root) + 1 :]
+            if posixpath.basename(relative).startswith(".tmp-"):
+                self.storage.delete(info.uri, if_generation_match=info.generation)  # a killed writer's
+                continue
+            found[relative] = info
+        return found
 
     def _resolve_loadable_conflict(
         self,
-        inventory: dict[str | None, dict[str, ObjectInfo]],
+        final: dict[str | None, dict[str, ObjectInfo]],
         existing_marker: dict[str, Any] | None,
         force: bool,
     ) -> bool:
@@ -417,7 +596,7 @@ class _Run:
         ``force`` it is unpublished first (then True)."""
         different = []
         for graph in self.graphs:
-            found = inventory[graph.name]
+            found = final[graph.name]
             for entry in graph.files:
                 if entry.path in GRAPH_FILES and entry.path in found and not matches(self.storage, found[entry.path], entry):
                     different.append(self.layout.graph_dir(graph.name))
@@ -446,37 +625,61 @@ class _Run:
             checkpoint_uri=checkpoint_uri,
         )
 
-    def _plan(
-        self, inventory: dict[str | None, dict[str, ObjectInfo]], dedupe: DedupeIndex | None
-    ) -> tuple[list[Transfer], list[Transfer], list[Transfer]]:
-        data: list[Transfer] = []
-        manifests: list[Transfer] = []
+    def _plan(self, inventory: _Inventory, dedupe: DedupeIndex | None) -> _Plan:
+        """Local disk: every missing file into the work folder, then a rename. No-rename stores: bytes that
+        must be uploaded go to the building folder, every missing object is then copied into the version
+        folder by the store (from there, or from an identical object elsewhere), and the graph file is
+        uploaded straight to its place."""
+        uploads: list[Transfer] = []
+        placements: list[Transfer] = []
         graph_files: list[Transfer] = []
+        from_building: set[str] = set()
         order = graph_order(self._graph_names())
         for graph in sorted(self.graphs, key=lambda g: order.index(g.name)):
-            found = inventory[graph.name]
-            root = self.layout.graph_dir(graph.name)
-            link = self._can_link(graph.local_dir, root)
+            final, building = inventory.final[graph.name], inventory.building[graph.name]
+            final_dir, building_dir = self.layout.graph_dir(graph.name), self.layout.building_dir(graph.name)
+            work = self._work_dir(graph.name)
+            link = self.renames and self._can_link(graph.local_dir, work)
             for entry in graph.files:
-                existing = found.get(entry.path)
-                if existing is not None and matches(self.storage, existing, entry):
-                    continue
                 source = os.path.join(graph.local_dir, entry.path)
-                copy_from = source if link else (dedupe.find(entry) if dedupe is not None else None)
-                transfer = Transfer(
-                    entry=entry,
-                    source=source,
-                    target=self.storage.join(root, entry.path),
-                    copy_from=copy_from,
-                    replace_generation=(existing.generation or 0) if existing is not None else 0,
-                )
-                if entry.path in GRAPH_FILES:
-                    graph_files.append(transfer)
-                elif entry.path == MANIFEST_PATH:
-                    manifests.append(transfer)
-                else:
-                    data.append(transfer)
-        return data, manifests, graph_files
+                if self.renames:  # everything into the work folder
+                    existing = (final if graph.name in self.in_place else building).get(entry.path)
+                    if existing is not None and matches(self.storage, existing, entry):
+                        continue
+                    copy_from = source if link else (dedupe.find(entry) if dedupe is not None else None)
+                    transfer = self._transfer(entry, source, work, copy_from, existing)
+                    (graph_files if entry.path in GRAPH_FILES else uploads).append(transfer)
+                    continue
+                placed = final.get(entry.path)
+                if placed is not None and matches(self.storage, placed, entry):
+                    continue
+                copy_from = dedupe.find(entry) if dedupe is not None else None
+                if entry.path in GRAPH_FILES:  # the ready signal goes straight to its place, last
+                    graph_files.append(self._transfer(entry, source, final_dir, copy_from, placed))
+                    continue
+                if copy_from is None:  # our own bytes: uploaded out of sight first (unless already there)
+                    staged = building.get(entry.path)
+                    if staged is None or not matches(self.storage, staged, entry):
+                        uploads.append(self._transfer(entry, source, building_dir, None, staged))
+                    copy_from = self.storage.join(building_dir, entry.path)
+                    from_building.add(self.storage.join(final_dir, entry.path))
+                placements.append(self._transfer(entry, source, final_dir, copy_from, placed))
+        renames = [
+            (self.layout.building_dir(g), self.layout.graph_dir(g)) for g in order if self.renames and g not in self.in_place
+        ]
+        return _Plan(uploads, placements, graph_files, renames, frozenset(from_building))
+
+    def _transfer(
+        self, entry: FileEntry, source: str, folder: str, copy_from: str | None, existing: ObjectInfo | None
+    ) -> Transfer:
+        """Make ``<folder>/<entry.path>``; a wrong object already there is replaced by generation."""
+        return Transfer(
+            entry=entry,
+            source=source,
+            target=self.storage.join(folder, entry.path),
+            copy_from=copy_from,
+            replace_generation=(existing.generation or 0) if existing is not None else 0,
+        )
 
     def _can_link(self, local_dir: str, target: str) -> bool:
         """Hard links: a local destination on the export's filesystem, unless turned off."""
@@ -488,13 +691,13 @@ class _Run:
         return os.stat(folder).st_dev == os.stat(local_dir).st_dev
 
     # -------------------------------------------------------------------------------- verification
-    def _problems(self, *, graph_files: bool) -> list[str]:
-        """What the destination lacks now, by one listing per graph: missing objects, or objects whose
-        size (or CRC32C, where the store lists it) differs from the manifest. ``graph_files=False``
+    def _problems(self, dirs: dict[str | None, str], *, graph_files: bool) -> list[str]:
+        """What ``dirs`` (a folder per graph) lack now, by one listing each: missing objects, or objects
+        whose size (or CRC32C, where the store lists it) differs from the manifest. ``graph_files=False``
         leaves ``saved_model.pb`` out."""
         problems = []
         for graph in self.graphs:
-            root = self.layout.graph_dir(graph.name).rstrip("/")
+            root = dirs[graph.name].rstrip("/")
             found = {info.uri[len(root) + 1 :]: info for info in self.storage.list(root)}
             for entry in graph.files:
                 if entry.path in GRAPH_FILES and not graph_files:
@@ -506,12 +709,9 @@ class _Run:
                     problems.append(f"{root}/{entry.path} differs from the manifest")
         return problems
 
-    def _all_present(self) -> bool:
-        return not self._problems(graph_files=True)
-
     def _verify_before_graphs(self) -> None:
         """Every non-graph file is still in place (retention or another writer could have interfered)."""
-        problems = self._problems(graph_files=False)
+        problems = self._problems(self._assembly_dirs(), graph_files=False)
         if problems:
             raise PublishError(
                 f"{'; '.join(problems[:3])} after it was verified — is retention or another run changing this "
@@ -550,18 +750,36 @@ class _Run:
             existing = self.storage.stat(self.layout.marker)
             generation = existing.generation if existing and existing.generation else 0
             info = self.storage.write_bytes(self.layout.marker, data, if_generation_match=generation)
-        if self.observer is not None:
-            self.observer(PublishEvent("marker", self.layout.marker, info.size))
+        self._notify("marker", self.layout.marker, info.size)
+
+    def _remove_building(self, inventory: _Inventory, results: list[TransferResult]) -> None:
+        """No-rename stores: the building objects were copied into place; delete them (in parallel, by
+        generation). A failure only leaves bookkeeping behind, which retention collects."""
+        if self.renames:
+            return
+        staged = {i.uri: i.generation for objects in inventory.building.values() for i in objects.values()}
+        staged.update({r.info.uri: r.info.generation for r in results if self._in_building(r.info.uri)})
+        if not staged:
+            return
+        workers = max(1, min(self.settings.parallelism, len(staged)))
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish-clean") as pool:
+                list(pool.map(lambda item: self.storage.delete(item[0], if_generation_match=item[1]), staged.items()))
+        except StorageError as exc:
+            log.warning("could not remove the building objects of %s version %s: %s", self.layout.base, self.layout.version, exc)
 
     def _after_failure(self, exc: BaseException) -> None:
-        """Release the lease. After a full disk or bad bytes, and before any graph file was written, also
-        remove the partial version (frees the disk; nothing of it was loadable). Other failures — network,
-        a lost lease, a conflict — keep what is there for the rerun to reuse."""
+        """Release the lease. After a full disk or bad bytes, and before any graph file became visible,
+        also remove the partial version (frees the disk; nothing of it was loadable). Other failures —
+        network, a lost lease, a conflict — keep what is there for the rerun to reuse."""
         try:
-            if isinstance(exc, _ROLLBACK_ON) and not self.graph_written:
+            if isinstance(exc, _ROLLBACK_ON) and not self.loadable_written:
                 for graph in self.graphs:
-                    if not any(self.storage.stat(self.storage.join(self.layout.graph_dir(graph.name), f)) for f in GRAPH_FILES):
-                        self.storage.delete_prefix(self.layout.graph_dir(graph.name))
+                    if graph.name not in self.in_place:
+                        self.storage.delete_prefix(self.layout.building_dir(graph.name))
+                    final = self.layout.graph_dir(graph.name)
+                    if not any(self.storage.stat(self.storage.join(final, f)) for f in GRAPH_FILES):
+                        self.storage.delete_prefix(final)
             if self.lease is not None:
                 self.lease.release()
         except StorageError as cleanup_error:
@@ -576,6 +794,7 @@ class _Run:
             bytes_total=sum(g.total_bytes for g in self.graphs),
             bytes_moved=sum(r.bytes_moved for r in results),
             bytes_copied=sum(r.bytes_copied for r in results),
+            bytes_linked=sum(r.bytes_linked for r in results),
             already_published=already,
         )
 
@@ -609,11 +828,40 @@ def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | 
                 removed += 1
     for graph in names:
         removed += storage.delete_prefix(dirs[graph])
+        storage.delete_prefix(building_dir(storage, base, version, graph))  # a half-built rebuild, if any
     marker = storage.stat(marker_uri(storage, base, version))
     if marker is not None:
         storage.delete(marker.uri, if_generation_match=marker.generation)
         removed += 1
     return removed
+
+
+def collect_abandoned_builds(storage: Storage, base: str, ttl: float = 300.0) -> list[str]:
+    """Remove the building folders that no live run owns (a killed run's half-built version), each under
+    the version's lease so a publisher starting now waits or fails fast. Returns the versions collected."""
+    root = storage.join(base, BOOKKEEPING, BUILDING)
+    graphs_of: dict[str, list[str | None]] = {}
+    for name in storage.list_names(root):
+        if _VERSION.match(name):
+            graphs_of.setdefault(name, []).append(None)
+        else:
+            for child in storage.list_names(storage.join(root, name)):
+                if _VERSION.match(child):
+                    graphs_of.setdefault(child, []).append(name)
+    collected = []
+    for version, graphs in sorted(graphs_of.items()):
+        try:
+            lease = Lease.acquire(storage, lease_uri(storage, base, version), ttl, "retire")
+        except PublishInProgress:
+            continue  # being built right now
+        try:
+            for graph in graphs:
+                storage.delete_prefix(building_dir(storage, base, version, graph))
+        finally:
+            lease.release()
+        log.info("removed the abandoned building folder of %s version %s", base, version)
+        collected.append(version)
+    return collected
 
 
 # ------------------------------------------------------------------------------------------- leases

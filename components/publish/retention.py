@@ -40,6 +40,7 @@ from components.publish.protocol import (
     MARKER_SUFFIX,
     Lease,
     check_segment,
+    collect_abandoned_builds,
     json_object,
     lease_is_live,
     read_marker,
@@ -221,6 +222,7 @@ def apply_retention(
                 storage.delete(uri, if_generation_match=generation)  # left by a killed run
             except PreconditionFailed:
                 pass  # renewed or taken over meanwhile: someone is alive
+        collect_abandoned_builds(storage, base)  # a killed publish's .exportflow/building folder
     for decision in decisions:
         if decision.action != "delete" or dry_run:
             final.append(decision)

@@ -71,6 +71,11 @@ class TransferResult:
         """Bytes the store duplicated on its own (server-side copy, hard link)."""
         return 0 if self.method == "uploaded" else self.info.size
 
+    @property
+    def bytes_linked(self) -> int:
+        """The hard-linked part of ``bytes_copied``."""
+        return self.info.size if self.method == "linked" else 0
+
 
 @dataclasses.dataclass(frozen=True)
 class PublishEvent:
@@ -152,7 +157,7 @@ def run_transfers(
     def run(transfer: Transfer) -> TransferResult:
         result = transfer_one(storage, transfer, progress)
         if progress is not None:
-            progress.object_done()
+            progress.object_done(result.method, result.info.size)
         with lock:
             results.append(result)
             if observer is not None:

@@ -10,6 +10,9 @@
   faster than one flush pass at the end); ``sync`` then only finds clean files and flushes the folders.
   ``StorageOptions.durable = False`` skips both, for destinations that need no crash safety (``cp``
   without ``sync``): a killed process still leaves no partial object, a crashed machine may.
+* ``rename_folder`` moves a finished folder into place in one step (the publish protocol's commit on
+  local disk: TF Serving must never see a numbered folder that is still being filled); with ``durable``
+  both parent folders are flushed, so the new name survives a crash.
 * A full disk, a quota or a file-size limit (ENOSPC, EDQUOT, EFBIG) raises ``StorageFull``.
 """
 
@@ -229,6 +232,26 @@ class LocalStorage:
             return self.upload_file(src, dst, if_generation_match=if_generation_match)
         return ObjectInfo(dst, info.st_size, None, generation_of(info))
 
+    def rename_folder(self, src_uri: str, dst_uri: str) -> None:
+        """Move the folder ``src_uri`` to ``dst_uri`` atomically (same filesystem). An existing non-empty
+        ``dst_uri`` is never replaced: ``PreconditionFailed``. Missing parents of ``dst_uri`` are created."""
+        src, dst = self._path(src_uri), self._path(dst_uri)
+        created = _missing_parents(os.path.dirname(dst))
+        try:
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.rename(src, dst)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"cannot move {src_uri} to {dst_uri}: {exc.strerror}") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise PreconditionFailed(f"{dst_uri} already exists; not replacing it with {src_uri}") from exc
+            raise _os_error(f"move {src_uri} to", dst_uri, exc) from exc
+        if self.durable:  # the new name, the old one, and every folder created on the way
+            for folder in sorted({os.path.dirname(dst), os.path.dirname(src), *(os.path.dirname(c) for c in created)}):
+                failure = _fsync_path(folder)
+                if failure is not None:
+                    raise failure
+
     def delete(self, uri: str, *, if_generation_match: int | None = None) -> None:
         path = self._path(uri)
         try:
@@ -368,6 +391,15 @@ def _fsync_path(path: str) -> StorageError | None:
     except OSError as exc:
         return _os_error("flush", path, exc)
     return None
+
+
+def _missing_parents(folder: str) -> list[str]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while folder and not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
 
 
 def _remove_quietly(path: str) -> None:
