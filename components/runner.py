@@ -5,10 +5,16 @@ The CLI, tests and benchmarks use it; Airflow's DAG runs the same stage function
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
+import threading
+from collections.abc import Iterator
 
-from components.artifacts import EvaluationArtifact, ExportArtifact, PushedModelArtifact
+from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config.schema import PipelineConfig
+from components.discovery import lease
+from components.discovery.errors import CheckpointError
 from components.stages import (
     RunOptions,
     discover_stage,
@@ -20,6 +26,12 @@ from components.stages import (
 )
 
 
+class RunTerminated(BaseException):
+    """SIGTERM reached a plain run. Raised where the run is, like Airflow's ``AirflowTaskTerminated``,
+    so every stage's cleanup (its leases) runs on the way out. A BaseException: no ``except Exception``
+    in user code or ours swallows it."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunReport:
     evaluations: tuple[EvaluationArtifact, ...] = ()
@@ -28,17 +40,55 @@ class RunReport:
 
 
 def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> RunReport:
+    """Every stage for every new checkpoint. A checkpoint that cannot be read fails alone (as its own
+    mapped tasks do in Airflow): the others are still published, then its error is raised."""
     options = options or RunOptions()
     strategies = selected_strategies(config, options)
     evaluations, exports, published = [], [], []
-    for checkpoint in discover_stage(config, options):
-        evaluation = evaluate_stage(config, checkpoint)
-        evaluations.append(evaluation)
-        for strategy in strategies:
-            exported = export_stage(config, strategy.name, evaluation, options)
-            if exported is None:
-                continue
-            exported = warmup_stage(config, exported)
-            exports.append(exported)
-            published.append(publish_stage(config, exported, options))
+    checkpoints: list[CheckpointArtifact] = []
+    unreadable: list[CheckpointError] = []
+    with _sigterm_raises():
+        try:
+            checkpoints = discover_stage(config, options, owner=lease.LeaseOwner.this_process(options.run_id))
+            for checkpoint in checkpoints:
+                try:
+                    evaluation = evaluate_stage(config, checkpoint)
+                except CheckpointError as exc:
+                    unreadable.append(exc)
+                    continue
+                evaluations.append(evaluation)
+                for strategy in strategies:
+                    exported = export_stage(config, strategy.name, evaluation, options)
+                    if exported is None:
+                        continue
+                    exported = warmup_stage(config, exported)
+                    exports.append(exported)
+                    published.append(publish_stage(config, exported, options))
+        finally:  # the run is over, failed or not: nothing reads its checkpoints again
+            for checkpoint in checkpoints:
+                lease.release(checkpoint)
+    if unreadable:
+        raise unreadable[0]
     return RunReport(tuple(evaluations), tuple(exports), tuple(published))
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the run lasts, the first SIGTERM raises ``RunTerminated`` in it; later ones wait for the
+    cleanup (SIGKILL still ends the process, and the next discovery reaps what it leaves)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread; the caller's handling stands
+        return
+    terminated = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal terminated
+        if not terminated:
+            terminated = True
+            raise RunTerminated("SIGTERM: the run stops here and releases its leases")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
