@@ -24,7 +24,6 @@ import pytest
 import yaml
 from conftest import PROJECT_ROOT, TrainedModel, example_config_dict
 from test_evaluation import write_eval_summaries
-from test_evaluation_bad_inputs import run_without_read_override
 
 from components.config import ConfigError, load_config
 from components.discovery import lease
@@ -34,6 +33,7 @@ from components.stages import (
     discover_stage,
     evaluate_stage,
     export_stage,
+    ledger_of,
     publish_stage,
     warmup_stage,
 )
@@ -175,18 +175,45 @@ def test_a_warmup_failure_releases_the_lease(model_copy, tmp_path: Path) -> None
     assert lease_folder(config) == []
 
 
-def test_a_read_only_destination_at_publish_releases_the_lease(model_copy, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["stages", "run"])
+def test_a_read_only_destination_at_publish_releases_the_lease(model_copy, tmp_path: Path, mode: str) -> None:
     config = write_config(model_copy, tmp_path)
     servable = tmp_path / "published" / "example"
     servable.mkdir(parents=True)
     servable.chmod(0o555)  # the ledger and staging beside it stay writable: only publishing fails
     try:
-        result = run_without_read_override(config.source)
+        result = subprocess.run(
+            [
+                *without_read_override(),
+                sys.executable,
+                "-m",
+                "tests.support.lease_child",
+                mode,
+                config.source,
+            ],
+            capture_output=True,
+            text=True,
+            env=CHILD_ENV,
+            cwd=PROJECT_ROOT,
+            check=False,
+        )
     finally:
         servable.chmod(0o755)
     assert result.returncode == 3, result.stderr[-3000:]
-    assert "Permission denied" in result.stdout and "example" in result.stdout, result.stdout
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert "Permission denied" in answer["message"] and str(servable) in answer["message"], answer
+    assert ledger_of(config).load().record(300).evaluation.blessed  # it failed at publish, not before
     assert lease_folder(config) == []
+
+
+def without_read_override() -> list[str]:
+    """As root, a setpriv prefix that drops CAP_DAC_OVERRIDE so file modes apply (test_evaluation_bad_inputs)."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "running as root needs util-linux setpriv to drop CAP_DAC_OVERRIDE for this test"
+    caps = "-dac_override,-dac_read_search"
+    return [setpriv, f"--inh-caps={caps}", f"--bounding-set={caps}"]
 
 
 def run_child(mode: str, config_path: str, **kwargs: Any) -> subprocess.Popen:

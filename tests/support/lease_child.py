@@ -2,6 +2,7 @@
 
 * ``run``: the plain runner for one step; on an error prints ``{"error": <class>, "message": ...}``
   (``RunTerminated`` included: SIGTERM) and exits 3, else prints ``{"published": n}``;
+* ``stages``: the same, stage by stage as Airflow's tasks call them (no runner around them);
 * ``pin-then-die``: discovery pins the step for this process, then the process SIGKILLs itself, as
   an OOM kill would: no exception, no cleanup.
 
@@ -20,7 +21,14 @@ from components.config import load_config
 from components.discovery import lease
 from components.errors import ExportflowError
 from components.runner import RunTerminated, run_pipeline
-from components.stages import RunOptions, discover_stage
+from components.stages import (
+    RunOptions,
+    discover_stage,
+    evaluate_stage,
+    export_stage,
+    publish_stage,
+    warmup_stage,
+)
 
 
 def blocking_input_fn(ready_fd: int, block_fd: int) -> None:
@@ -36,11 +44,21 @@ def main(mode: str, config_path: str, step: int) -> int:
         discover_stage(config, options, owner=lease.LeaseOwner.this_process())
         os.kill(os.getpid(), signal.SIGKILL)
     try:
-        report = run_pipeline(config, options)
+        if mode == "stages":
+            published = 0
+            for checkpoint in discover_stage(config, options):
+                evaluation = evaluate_stage(config, checkpoint)
+                for strategy in config.strategies:
+                    exported = export_stage(config, strategy.name, evaluation, options)
+                    if exported is not None:
+                        publish_stage(config, warmup_stage(config, exported), options)
+                        published += 1
+        else:
+            published = len(run_pipeline(config, options).published)
     except (ExportflowError, RunTerminated) as exc:  # RunTerminated is a BaseException, like Airflow's
         print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
         return 3
-    print(json.dumps({"published": len(report.published)}))
+    print(json.dumps({"published": published}))
     return 0
 
 
