@@ -47,7 +47,7 @@ def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> R
     evaluations, exports, published = [], [], []
     checkpoints: list[CheckpointArtifact] = []
     unreadable: list[CheckpointError] = []
-    with _sigterm_raises():
+    with sigterm_raises():
         try:
             checkpoints = discover_stage(config, options, owner=lease.LeaseOwner.this_process(options.run_id))
             for checkpoint in checkpoints:
@@ -73,7 +73,7 @@ def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> R
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
     """While the run lasts, the first SIGTERM raises ``RunTerminated`` in it; later ones wait for the
     cleanup (SIGKILL still ends the process, and the next discovery reaps what it leaves)."""
     if threading.current_thread() is not threading.main_thread():

@@ -228,35 +228,78 @@ def run_child(mode: str, config_path: str, **kwargs: Any) -> subprocess.Popen:
     )
 
 
+class BlockedInEvaluation:
+    """A config whose eval input_fn reports on a pipe that evaluation started, then blocks; and the child
+    process that runs it, sent SIGTERM once (and only once) it is inside the evaluation."""
+
+    def __init__(self, model: TrainedModel, tmp_path: Path) -> None:
+        self.ready_read, self.ready_write = os.pipe()
+        self.block_read, self.block_write = os.pipe()
+        self.config = write_config(
+            model,
+            tmp_path,
+            evaluation={
+                "input_fn": "tests.support.lease_child:blocking_input_fn",
+                "input_fn_kwargs": {"ready_fd": self.ready_write, "block_fd": self.block_read},
+            },
+        )
+
+    def terminate(self, command: list[str], stdin: str = "") -> dict[str, Any]:
+        """Run ``command``; when evaluation has started, SIGTERM it; its last stdout line as JSON."""
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=CHILD_ENV,
+            cwd=PROJECT_ROOT,
+            pass_fds=(self.ready_write, self.block_read),
+        )
+        os.close(self.ready_write)
+        os.close(self.block_read)
+        try:
+            child.stdin.write(stdin)
+            child.stdin.close()
+            child.stdin = None  # sent: communicate() only reads from here on
+            readable, _, _ = select.select([self.ready_read], [], [], 600)  # started, or the child died
+            assert readable and os.read(self.ready_read, 1) == b"r", child.communicate()[1][-3000:]
+            assert len(lease_folder(self.config)) == 1  # pinned while it evaluates
+            child.send_signal(signal.SIGTERM)
+            out, err = child.communicate(timeout=600)
+        finally:
+            child.kill()
+            os.close(self.ready_read)
+            os.close(self.block_write)
+        assert child.returncode == 3, err[-3000:]
+        return json.loads(out.splitlines()[-1])
+
+
 def test_sigterm_of_a_plain_run_releases_its_leases(model_copy, tmp_path: Path) -> None:
-    ready_read, ready_write = os.pipe()
-    block_read, block_write = os.pipe()
-    config = write_config(
-        model_copy,
-        tmp_path,
-        evaluation={
-            "input_fn": "tests.support.lease_child:blocking_input_fn",
-            "input_fn_kwargs": {"ready_fd": ready_write, "block_fd": block_read},
-        },
-    )
-    child = run_child("run", config.source, pass_fds=(ready_write, block_read))
-    os.close(ready_write)
-    os.close(block_read)
-    try:
-        readable, _, _ = select.select([ready_read], [], [], 600)  # evaluation started (or the child died)
-        assert readable and os.read(ready_read, 1) == b"r", child.communicate()[1][-3000:]
-        assert len(lease_folder(config)) == 1  # pinned while it evaluates
-        child.send_signal(signal.SIGTERM)
-        out, err = child.communicate(timeout=600)
-    finally:
-        child.kill()
-        os.close(ready_read)
-        os.close(block_write)
-    assert json.loads(out.splitlines()[-1]) == {
+    blocked = BlockedInEvaluation(model_copy, tmp_path)
+    command = [sys.executable, "-m", "tests.support.lease_child", "run", blocked.config.source]
+    assert blocked.terminate(command) == {
         "error": "RunTerminated",
         "message": "SIGTERM: the run stops here and releases its leases",
-    }, err[-3000:]
-    assert lease_folder(config) == []
+    }
+    assert lease_folder(blocked.config) == []
+
+
+def test_sigterm_of_an_external_stage_releases_its_lease(model_copy, tmp_path: Path) -> None:
+    """``airflow.runtime: external_python`` and Kubernetes pods run ``components.stage_entry``; deleting a
+    pod sends its process SIGTERM."""
+    from components.stage_entry import StageRequest, encode_request
+
+    blocked = BlockedInEvaluation(model_copy, tmp_path)
+    (checkpoint,) = discover_stage(blocked.config, RunOptions(checkpoint=300))  # the discover task
+    request = StageRequest("evaluate", blocked.config.source, inputs={"checkpoint": checkpoint.to_dict()})
+    answer = blocked.terminate([sys.executable, "-m", "components.stage_entry"], encode_request(request))
+    assert answer == {
+        "error": "RunTerminated",
+        "message": "SIGTERM: the run stops here and releases its leases",
+        "retryable": True,
+    }
+    assert lease_folder(blocked.config) == []
 
 
 def test_a_killed_runs_leases_are_reaped_by_the_next_discovery(model_copy, tmp_path: Path) -> None:
