@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import signal
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,8 @@ from components.stages import (
     selected_strategies,
     warmup_stage,
 )
+
+log = logging.getLogger(__name__)
 
 
 class RunTerminated(BaseException):
@@ -43,30 +46,35 @@ def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> R
     """Every stage for every new checkpoint. A checkpoint that cannot be read fails alone (as its own
     mapped tasks do in Airflow): the others are still published, then its error is raised."""
     options = options or RunOptions()
-    strategies = selected_strategies(config, options)
-    evaluations, exports, published = [], [], []
     checkpoints: list[CheckpointArtifact] = []
-    unreadable: list[CheckpointError] = []
     with sigterm_raises():
         try:
             checkpoints = discover_stage(config, options, owner=lease.LeaseOwner.this_process(options.run_id))
-            for checkpoint in checkpoints:
-                try:
-                    evaluation = evaluate_stage(config, checkpoint)
-                except CheckpointError as exc:
-                    unreadable.append(exc)
-                    continue
-                evaluations.append(evaluation)
-                for strategy in strategies:
-                    exported = export_stage(config, strategy.name, evaluation, options)
-                    if exported is None:
-                        continue
-                    exported = warmup_stage(config, exported)
-                    exports.append(exported)
-                    published.append(publish_stage(config, exported, options))
+            return _run(config, options, checkpoints)
         finally:  # the run is over, failed or not: nothing reads its checkpoints again
             for checkpoint in checkpoints:
                 lease.release(checkpoint)
+
+
+def _run(config: PipelineConfig, options: RunOptions, checkpoints: list[CheckpointArtifact]) -> RunReport:
+    strategies = selected_strategies(config, options)
+    evaluations, exports, published = [], [], []
+    unreadable: list[CheckpointError] = []
+    for checkpoint in checkpoints:
+        try:
+            evaluation = evaluate_stage(config, checkpoint)
+        except CheckpointError as exc:
+            log.error("%s", exc)
+            unreadable.append(exc)
+            continue
+        evaluations.append(evaluation)
+        for strategy in strategies:
+            exported = export_stage(config, strategy.name, evaluation, options)
+            if exported is None:
+                continue
+            exported = warmup_stage(config, exported)
+            exports.append(exported)
+            published.append(publish_stage(config, exported, options))
     if unreadable:
         raise unreadable[0]
     return RunReport(tuple(evaluations), tuple(exports), tuple(published))

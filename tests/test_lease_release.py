@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import PROJECT_ROOT, TrainedModel, example_config_dict
+from test_discovery import upload_folder
 from test_evaluation import write_eval_summaries
 
 from components.config import ConfigError, load_config
@@ -137,6 +138,33 @@ def test_an_airflow_timeout_releases_and_the_retry_pins_again(model_copy, tmp_pa
     assert lease_folder(config) == []
     assert evaluate_stage(config, checkpoint).blessed  # the retry
     assert lease.pinned_files_present(checkpoint)
+
+
+def test_on_gcs_a_timeout_releases_the_copies_and_the_retry_copies_again(
+    trained_model, gcs_bucket: str, tmp_path: Path
+) -> None:
+    """The same on a GCS model_dir, where a lease is server-side copies in the trainer's bucket."""
+    import dataclasses
+
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+
+    from components.storage import storage_for
+
+    model_dir = upload_folder(trained_model.model_dir, f"gs://{gcs_bucket}/models/example")
+    model = dataclasses.replace(trained_model, model_dir=model_dir)
+    TimesOutOnce.attempts = 0
+    config = write_config(model, tmp_path, evaluation={"input_fn": "test_lease_release:timing_out_input_fn"})
+    root, _ = lease.lease_settings(config)
+    storage = storage_for(root)
+    (checkpoint,) = discover_stage(config, RunOptions(checkpoint=200))
+    assert lease.count_leases(root) == 1
+    with pytest.raises(AirflowTaskTimeout):
+        evaluate_stage(config, checkpoint)
+    assert lease.count_leases(root) == 0 and list(storage.list(root)) == []
+    evaluation = evaluate_stage(config, checkpoint)  # the retry copies the checkpoint again
+    assert lease.pinned_files_present(checkpoint)
+    lease.release(checkpoint, "all_modes")  # as its publish would
+    assert evaluation.metrics and list(storage.list(root)) == []
 
 
 @pytest.mark.parametrize(
