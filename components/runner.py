@@ -5,10 +5,17 @@ The CLI, tests and benchmarks use it; Airflow's DAG runs the same stage function
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
+import signal
+import threading
+from collections.abc import Iterator
 
-from components.artifacts import EvaluationArtifact, ExportArtifact, PushedModelArtifact
+from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config.schema import PipelineConfig
+from components.discovery import lease
+from components.discovery.errors import CheckpointError
 from components.stages import (
     RunOptions,
     discover_stage,
@@ -19,6 +26,14 @@ from components.stages import (
     warmup_stage,
 )
 
+log = logging.getLogger(__name__)
+
+
+class RunTerminated(BaseException):
+    """SIGTERM reached a plain run. Raised where the run is, like Airflow's ``AirflowTaskTerminated``,
+    so every stage's cleanup (its leases) runs on the way out. A BaseException: no ``except Exception``
+    in user code or ours swallows it."""
+
 
 @dataclasses.dataclass(frozen=True)
 class RunReport:
@@ -28,11 +43,30 @@ class RunReport:
 
 
 def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> RunReport:
+    """Every stage for every new checkpoint. A checkpoint that cannot be read fails alone (as its own
+    mapped tasks do in Airflow): the others are still published, then its error is raised."""
     options = options or RunOptions()
+    checkpoints: list[CheckpointArtifact] = []
+    with sigterm_raises():
+        try:
+            checkpoints = discover_stage(config, options, owner=lease.LeaseOwner.this_process(options.run_id))
+            return _run(config, options, checkpoints)
+        finally:  # the run is over, failed or not: nothing reads its checkpoints again
+            for checkpoint in checkpoints:
+                lease.release(checkpoint)
+
+
+def _run(config: PipelineConfig, options: RunOptions, checkpoints: list[CheckpointArtifact]) -> RunReport:
     strategies = selected_strategies(config, options)
     evaluations, exports, published = [], [], []
-    for checkpoint in discover_stage(config, options):
-        evaluation = evaluate_stage(config, checkpoint)
+    unreadable: list[CheckpointError] = []
+    for checkpoint in checkpoints:
+        try:
+            evaluation = evaluate_stage(config, checkpoint)
+        except CheckpointError as exc:
+            log.error("%s", exc)
+            unreadable.append(exc)
+            continue
         evaluations.append(evaluation)
         for strategy in strategies:
             exported = export_stage(config, strategy.name, evaluation, options)
@@ -41,4 +75,28 @@ def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> R
             exported = warmup_stage(config, exported)
             exports.append(exported)
             published.append(publish_stage(config, exported, options))
+    if unreadable:
+        raise unreadable[0]
     return RunReport(tuple(evaluations), tuple(exports), tuple(published))
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While the run lasts, the first SIGTERM raises ``RunTerminated`` in it; later ones wait for the
+    cleanup (SIGKILL still ends the process, and the next discovery reaps what it leaves)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread; the caller's handling stands
+        return
+    terminated = False
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        nonlocal terminated
+        if not terminated:
+            terminated = True
+            raise RunTerminated("SIGTERM: the run stops here and releases its leases")
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

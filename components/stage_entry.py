@@ -99,11 +99,17 @@ def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    from components.runner import RunTerminated, sigterm_raises
+
     request = decode_request(sys.stdin.read())
     try:
-        result = call_stage(request)
+        with sigterm_raises():  # a pod being deleted gets SIGTERM: the stage releases its leases first
+            result = call_stage(request)
     except ExportflowError as exc:
         print(json.dumps({"error": type(exc).__name__, "message": str(exc), "retryable": exc.retryable}))
+        return 3
+    except RunTerminated as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": str(exc), "retryable": True}))
         return 3
     print(json.dumps({"result": result}))
     return 0

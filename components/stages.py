@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config.schema import PipelineConfig, StrategyConfig
@@ -41,6 +44,7 @@ from components.warmup.executor import inject_warmup
 from components.warmup.spec import WarmupParams
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +112,14 @@ def pending_steps(config: PipelineConfig) -> list[int]:
     return [c.step for c in discover(discovery_params(config), ledger_of(config).load())]
 
 
-def discover_stage(config: PipelineConfig, options: RunOptions) -> list[CheckpointArtifact]:
+def discover_stage(
+    config: PipelineConfig, options: RunOptions, *, owner: lease.LeaseOwner | None = None
+) -> list[CheckpointArtifact]:
+    """New checkpoints, pinned for the run. ``owner``: the process when the whole run lives in it (the
+    plain runner), so a lease it strands when killed is reaped as soon as the process is gone."""
     preflight(config)  # code and locations usable, before any checkpoint is pinned or anything written
+    root, ttl = lease.lease_settings(config)
+    lease.check_lease_root(config, root)
     params = discovery_params(config, options)
     state = ledger_of(config).load()
     checkpoints = discover(params, state)
@@ -128,10 +138,12 @@ def discover_stage(config: PipelineConfig, options: RunOptions) -> list[Checkpoi
     checkpoints = [
         dataclasses.replace(c, final=True) if c.step in options.final_steps else c for c in checkpoints
     ]
-    # Pinned for the run: one hold per strategy, each released by that strategy's publish.
-    root, ttl = lease.lease_settings(config)
+    # Pinned for the run: one hold per strategy, each released by that strategy's publish. An
+    # orchestrator that runs one run at a time lets discovery reap every other orchestrated run's lease.
     holders = [s.name for s in selected_strategies(config, options)]
-    checkpoints = lease.pin_all(checkpoints, root, holders, ttl)
+    exclusive = options.run_id is not None and config.airflow.max_active_runs == 1
+    owner = owner or lease.LeaseOwner.of_run(options.run_id)
+    checkpoints = lease.pin_all(checkpoints, root, holders, ttl, owner=owner, exclusive_run=exclusive)
     if not checkpoints:
         log.info("%s: no new checkpoints in %s", config.name, config.model_dir)
     return checkpoints
@@ -143,16 +155,41 @@ def evaluate_stage(config: PipelineConfig, checkpoint: CheckpointArtifact) -> Ev
     record = state.record(checkpoint.step)
     params = EvaluationParams(config, work_dir(config, "eval"))
     previous = record.evaluation if record else None  # a restarted run reuses its metrics
-    try:
+    # A failed evaluation ends this checkpoint's part of the run: nothing downstream runs for it, so its
+    # whole lease goes. A retry pins it again (holds for every configured strategy: in Airflow each
+    # mapped export releases its own, selected or not).
+    holders = [s.name for s in config.strategies]
+    with lease.holding(checkpoint, holders, repin=True, whole_lease=True):
         evaluation = evaluate(params, checkpoint, baseline(state, config.evaluation.thresholds), previous)
-    except ExportflowError as exc:
-        if not exc.retryable:  # a retry would fail the same way: nothing reads the checkpoint again
-            lease.release(checkpoint)
-        raise
-    record_evaluation(ledger, evaluation)
+        record_evaluation(ledger, evaluation)
     if not evaluation.blessed:
         lease.release(checkpoint)  # no strategy exports it: nothing reads it again
     return evaluation
+
+
+def _drops_hold_on_failure(stage: Callable[..., _T]) -> Callable[..., _T]:
+    """For the stages after export (``stage(config, exported, ...)``): if the stage raises anything,
+    the strategy's hold on the export's checkpoint goes, as its publish will not run. The lease is the
+    one the ledger's evaluation names, read only then."""
+
+    @functools.wraps(stage)
+    def run(config: PipelineConfig, exported: ExportArtifact, *args: Any, **kwargs: Any) -> _T:
+        try:
+            return stage(config, exported, *args, **kwargs)
+        except BaseException:
+            _release_hold(config, exported)
+            raise
+
+    return run
+
+
+def _release_hold(config: PipelineConfig, exported: ExportArtifact) -> None:
+    try:
+        record = ledger_of(config).load().record(exported.step)
+    except ExportflowError as exc:  # the stage's own error is what to report; stale cleanup reaps it later
+        log.warning("cannot read the ledger to release the lease of step %d: %s", exported.step, exc)
+        return
+    lease.release(record.evaluation.checkpoint if record and record.evaluation else None, exported.strategy)
 
 
 def export_stage(
@@ -160,6 +197,7 @@ def export_stage(
 ) -> ExportArtifact | None:
     if strategy_name not in {s.name for s in selected_strategies(config, options)}:
         log.info("strategy %s not selected for this run", strategy_name)
+        lease.release(evaluation.checkpoint, holder=strategy_name)  # a retried evaluate pins for all
         return None
     ledger = ledger_of(config)
     params = ExportParams(
@@ -170,7 +208,8 @@ def export_stage(
         is_final=evaluation.checkpoint.final,
         ledger_source=ledger.load,
     )
-    exported = export(params, evaluation)
+    with lease.holding(evaluation.checkpoint, [strategy_name], repin=evaluation.blessed):
+        exported = export(params, evaluation)
     if exported is None:  # declined (not blessed, not final, not better): its publish will never run
         lease.release(evaluation.checkpoint, holder=strategy_name)
         if evaluation.blessed:
@@ -181,12 +220,14 @@ def export_stage(
     return exported
 
 
+@_drops_hold_on_failure
 def warmup_stage(config: PipelineConfig, exported: ExportArtifact) -> ExportArtifact:
     warmed = inject_warmup(WarmupParams(config), exported)
     record_export(ledger_of(config), warmed)
     return warmed
 
 
+@_drops_hold_on_failure
 def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: RunOptions) -> PushedModelArtifact:
     ledger = ledger_of(config)
     record = ledger.load().record(exported.step)

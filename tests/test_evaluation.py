@@ -132,7 +132,7 @@ def test_logged_metrics_from_trainings_eval_event_files(
         evaluate_stage(config, not_yet)
     assert err.value.retryable  # training may evaluate it later
     assert ledger_of(config).load() == before
-    assert lease.pinned_files_present(not_yet)  # kept for the retry
+    assert not lease.pinned_files_present(not_yet)  # released: a retry pins it again (test_lease_release)
 
 
 def test_evaluate_a_checkpoint_in_gcs(trained_model, gcs_bucket: str, tmp_path: Path) -> None:

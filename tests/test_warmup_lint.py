@@ -342,3 +342,23 @@ def test_context_features_merge_into_each_example_as_tf_serving_merges_them(grap
     )
     assert (problem.expected, problem.found) == ("int64_list with 1 value(s)", "no such feature")
     assert replay(graph, [split, overridden]).kinds == {"classify": 2}
+
+
+def test_a_misspelled_feature_is_named_beside_the_missing_one(graph):
+    """ParseExample ignores a feature it does not know: the missing one's likely typo is named with it."""
+    from tensorflow.core.example import example_pb2
+
+    typo = example_pb2.Example.FromString(examples(1)[0])
+    typo.features.feature["itemid"].CopyFrom(typo.features.feature["item_id"])
+    del typo.features.feature["item_id"]
+    extra = example_pb2.Example.FromString(examples(1)[0])
+    extra.features.feature["label"].int64_list.value.append(1)  # present beside every parsed one: fine
+    report = lint_records(
+        [classify([typo.SerializeToString(), extra.SerializeToString()])], graph, model_name=MODEL, truncate=False
+    )
+    (problem,) = report.problems
+    assert str(problem) == (
+        "record 0: classify_log.request.input.example_list.examples[0].features['item_id']: "
+        "expected int64_list with 1 value(s), found no such feature; "
+        "the example's features ['itemid'] are not parsed by the model (misspelled?)"
+    )

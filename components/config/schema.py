@@ -61,9 +61,12 @@ class DiscoveryConfig:
     every_n_steps: int | None = None  # with every_nth: take steps divisible by this
     max_per_run: int = 10
     # Where chosen checkpoints are pinned (hard links / server-side copies) while a run needs them;
-    # default <model_dir>/.exportflow-leases. Keep it on the model_dir's filesystem or bucket.
+    # default <model_dir>/.exportflow-leases, which needs write access to the trainer's folder. Set it
+    # to keep that folder read-only; it must be on the model_dir's filesystem (refused otherwise) or bucket.
     lease_dir: str | None = None
-    lease_ttl_hours: float = 24.0  # leases older than this are stale (their run died) and removed
+    # Leases older than this are removed by discovery even when no dead process or ended run proves them
+    # unused (a run on another host that died).
+    lease_ttl_hours: float = 24.0
 
 
 @dataclasses.dataclass(frozen=True)

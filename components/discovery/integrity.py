@@ -29,6 +29,11 @@ def verify_checkpoint(
     storage = storage or storage_for(prefix)
     name = checkpoint.label
     index_uri = f"{prefix}.index"
+
+    def users(uri: str) -> str:
+        """A file of the lease as the user knows it: the trainer's own file (the lease is a second name)."""
+        return checkpoint.uri + uri[len(prefix) :] if uri.startswith(prefix) else uri
+
     try:
         data = storage.read_bytes(index_uri)
     except ObjectNotFound as exc:
@@ -38,7 +43,7 @@ def verify_checkpoint(
     try:
         index = parse_bundle_index(data)
     except BundleIndexError as exc:
-        raise CorruptCheckpoint(f"{name}: the index {index_uri} is damaged: {exc}") from exc
+        raise CorruptCheckpoint(f"{name}: the index {users(index_uri)} is damaged: {exc}") from exc
     listed_totals = {_total_of(f.path) for f in checkpoint.files if ".data-" in f.path}
     if listed_totals and listed_totals != {index.num_shards}:
         raise CorruptCheckpoint(
@@ -52,13 +57,13 @@ def verify_checkpoint(
         try:
             info = storage.stat(shard_uri)
         except StorageError as exc:
-            raise CheckpointUnreadable(f"{name}: cannot stat {shard_uri}: {exc}") from exc
+            raise CheckpointUnreadable(f"{name}: cannot stat {users(shard_uri)}: {exc}") from exc
         if info is None:
-            raise IncompleteCheckpoint(f"{name}: data shard {shard_uri} is missing")
+            raise IncompleteCheckpoint(f"{name}: data shard {users(shard_uri)} is missing")
         needed = extents.get(shard, 0)
         if info.size < needed:
             raise CorruptCheckpoint(
-                f"{name}: data shard {shard_uri} has {info.size} bytes but the index needs {needed} "
+                f"{name}: data shard {users(shard_uri)} has {info.size} bytes but the index needs {needed} "
                 "(truncated, or still being copied)"
             )
     return index

@@ -28,7 +28,12 @@ from typing import Any
 from components.artifacts import CheckpointArtifact, EvaluationArtifact
 from components.discovery import lease
 from components.discovery.bundle import BundleIndex
-from components.discovery.errors import CheckpointError, CheckpointVanished
+from components.discovery.errors import (
+    CheckpointError,
+    CheckpointVanished,
+    CorruptCheckpoint,
+    IncompleteCheckpoint,
+)
 from components.discovery.integrity import verify_checkpoint
 from components.estimator import build_estimator, eval_input_fn, model_label
 from components.evaluation.blessing import bless
@@ -41,6 +46,10 @@ from components.ledger.records import Baseline
 from components.storage import StorageError, storage_for
 
 log = logging.getLogger(__name__)
+# A damaged checkpoint fails alone: each checkpoint is its own task in Airflow, and the plain runner goes on.
+ONLY_THIS_CHECKPOINT = (
+    "this checkpoint is not exported; the run's other checkpoints are still evaluated and published"
+)
 
 
 def evaluate(
@@ -88,7 +97,10 @@ def _reusable(previous: EvaluationArtifact | None, checkpoint: CheckpointArtifac
 def _metrics(params: EvaluationParams, checkpoint: CheckpointArtifact) -> dict[str, float]:
     config = params.config
     prefix = _readable_prefix(checkpoint)
-    index = verify_checkpoint(checkpoint, prefix)
+    try:
+        index = verify_checkpoint(checkpoint, prefix)
+    except (CorruptCheckpoint, IncompleteCheckpoint) as exc:  # the user's file is damaged: say what else ran
+        raise type(exc)(f"{exc}; {ONLY_THIS_CHECKPOINT}") from exc
     evaluation = config.evaluation
     if evaluation.source == "logged":
         scratch = os.path.join(params.work_dir, "logged")

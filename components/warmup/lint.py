@@ -358,6 +358,9 @@ class _RecordChecker:
             self._add(field, "a serialized tf.Example", f"{len(serialized)} bytes that do not parse as one")
             return
         present = example.features.feature
+        # ParseExample ignores features it does not know; beside a missing one, such a name is its likely typo.
+        unknown = sorted(set(present) - {spec.key for spec in features}) if features else []
+        unparsed = f"; the example's features {unknown} are not parsed by the model (misspelled?)" if unknown else ""
         for spec in features:
             where = f"{field}.features['{spec.key}']"
             feature = present.get(spec.key)
@@ -366,7 +369,9 @@ class _RecordChecker:
             if kind is None or (count == 0 and kind == spec.list_kind):
                 if spec.required:
                     self._add(
-                        where, f"{spec.list_kind} with {spec.values or 'some'} value(s)", "no such feature"
+                        where,
+                        f"{spec.list_kind} with {spec.values or 'some'} value(s)",
+                        f"no such feature{unparsed}",
                     )
             elif kind != spec.list_kind:
                 self._add(where, spec.list_kind, kind)
