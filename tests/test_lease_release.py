@@ -29,6 +29,7 @@ from test_evaluation import write_eval_summaries
 from components.config import ConfigError, load_config
 from components.discovery import lease
 from components.evaluation.errors import EvalInputError, LoggedMetricsMissing
+from components.preflight import PreflightFailed
 from components.stages import (
     RunOptions,
     discover_stage,
@@ -175,11 +176,18 @@ def test_on_gcs_a_timeout_releases_the_copies_and_the_retry_copies_again(
     ],
 )
 def test_a_bad_model_fn_releases_the_lease(model_copy, tmp_path: Path, model_fn: str, error: str) -> None:
-    config = write_config(model_copy, tmp_path, model_fn=model_fn)
-    (checkpoint,) = discover_stage(config, RunOptions(checkpoint=300))
+    """Preflight refuses it before anything is pinned; a model_fn broken between discover and evaluate
+    (code redeployed mid-run) fails evaluation, which still releases what discovery pinned."""
+    bad = write_config(model_copy, tmp_path / "bad", model_fn=model_fn)
+    with pytest.raises(PreflightFailed, match=f"model_fn: .*{model_fn}"):
+        discover_stage(bad, RunOptions(checkpoint=300))
+    assert lease_folder(bad) == []
+    good = write_config(model_copy, tmp_path / "good")
+    (checkpoint,) = discover_stage(good, RunOptions(checkpoint=300))
+    assert len(lease_folder(good)) == 1
     with pytest.raises(Exception, match=error):
-        evaluate_stage(config, checkpoint)
-    assert lease_folder(config) == []
+        evaluate_stage(bad, checkpoint)
+    assert lease_folder(good) == []
 
 
 MISSPELLED = {"instances": [{"dense": [0.5] * 8, "itemid": 3}]}
