@@ -27,7 +27,10 @@ from components.imports import ImportPath, ImportPathError
 # libyaml's C parser: DAG parsing loads every config on every dag-processor loop.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
-_PATH_FIELDS = {"model_dir", "destination.uri", "destination.credentials_path", "warmup.path", "staging_dir"}
+_PATH_FIELDS = {
+    "model_dir", "destination.uri", "destination.credentials_path", "warmup.path", "staging_dir",
+    "staging", "scratch_dir",
+}
 
 
 def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
@@ -197,6 +200,10 @@ def _check_semantics(config: PipelineConfig) -> None:
     _check_airflow(config)
     if config.destination.keep <= 0:
         raise ConfigError(source, "destination.keep", "expected a positive integer")
+    if config.staging is not None and config.staging_dir is not None:
+        raise ConfigError(
+            source, "staging_dir", "set staging (a URI) or its old spelling staging_dir (a local folder), not both"
+        )
 
 
 def _check_warmup(config: PipelineConfig) -> None:

@@ -1,25 +1,43 @@
-"""Run one export strategy for one evaluated checkpoint: decide, write to a temp folder, verify, rename.
+"""Run one export strategy for one evaluated checkpoint: decide, write to a temp folder, verify, hand over.
 
 Versions are the global step (or a timestamp when a strategy asks; a rerun then reuses the version the
 ledger recorded), so a rerun finds its own earlier export and skips it (unless forced), and nothing
 half-written is ever left under a version name. Multi-graph exports (per-mode, distributed) stage as one
-folder ``<version>/<graph>/`` with ``export_set.json``, renamed in one step. After each export the shared
-retention helper removes crashed temp folders and applies the strategy's ``exports_to_keep`` to the
-staging folder, never removing a version the ledger shows as exported but not yet published.
+folder ``<version>/<graph>/`` with ``export_set.json``.
+
+Where the version goes is the model's staging location (``components.paths.staging_root``):
+
+* **local disk** — written straight into staging (temp folder, verified, renamed), variables by reference
+  as hard links to the checkpoint;
+* **an object store** — written into this worker's scratch, then staged (``components.staging``): each
+  file uploaded, except bytes already on that store — variables by reference are server-side copies of
+  the pinned checkpoint's objects — and checked against the local files before the export is returned.
+  A checkpoint that is not on local disk is read through the scratch cache (downloaded once per worker).
+
+The artifact carries the staged URI, never a worker's path. After each export the staging retention
+removes crashed temp folders, versions already published, and applies the strategy's
+``exports_to_keep``, never removing a version the ledger shows as exported but not yet published.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 
-from components.artifacts import EvaluationArtifact, ExportArtifact
-from components.export.retention import apply_retention
+from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
+from components.export.errors import ExportError
 from components.export.spec import ExportParams
 from components.export.strategies import StrategyContext, create_strategy
-from components.export.writing import choose_version, write_version
+from components.export.writing import WriteOutcome, Written, choose_version, write_version
 from components.ledger import LedgerState
-from components.paths import staging_dir, work_dir
+from components.paths import work_dir
+from components.publish.dedupe import checkpoint_objects
+from components.staging import cleanup
+from components.staging.area import StagingArea, staging_area
+from components.staging.errors import StagingError
+from components.staging.handover import stage_version
+from components.storage import StorageError, scheme_of, storage_for
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +50,17 @@ def export(params: ExportParams, evaluation: EvaluationArtifact) -> ExportArtifa
         log.info("step %d not exported by %s: %s", checkpoint.step, strategy_config.name, evaluation.summary)
         return None
     strategy = create_strategy(strategy_config.kind, strategy_config.name, strategy_config.params)
-    base = staging_dir(config, strategy_config.name)
-    version = _version(params, strategy.version_scheme, base, checkpoint.step)
+    area = staging_area(config)
+    version = _version(params, strategy.version_scheme, area, checkpoint.step)
+    if not area.local and not params.force:
+        staged = area.read_staged(strategy_config.name, version)
+        if staged is not None:
+            log.info("strategy %r: version %s already staged at %s", strategy_config.name, version, area.version_uri(strategy_config.name, version))
+            return _artifact(params, evaluation, version, area.version_uri(strategy_config.name, version), _from_record(staged), True)
     ctx = StrategyContext(
         config=config,
         evaluation=evaluation,
-        checkpoint_path=checkpoint.readable_prefix,
+        checkpoint_path=_local_checkpoint(area, checkpoint),
         ledger=params.ledger,
         is_final=params.is_final,
         work_dir=work_dir(config, f"export-{strategy_config.name}"),
@@ -48,40 +71,113 @@ def export(params: ExportParams, evaluation: EvaluationArtifact) -> ExportArtifa
     if not decision.export:
         log.info("step %d not exported by %s: %s", checkpoint.step, strategy_config.name, decision.reason)
         return None
+    base = area.strategy_uri(strategy_config.name) if area.local else area.scratch_path("export", strategy_config.name)
     outcome = write_version(
         base,
         version,
         lambda out_dir: strategy.write(ctx, out_dir),
         verify=strategy.verify,
-        force=params.force,
+        force=params.force if area.local else True,  # scratch: always the fresh export
         label=f"strategy {strategy_config.name!r}",
     )
     if outcome is None:
         return None
-    _retain(base, strategy.exports_to_keep, params, version)
+    uri = outcome.path
+    if not area.local:
+        uri = _stage(area, strategy_config.name, checkpoint, outcome)
+    _retain(area, strategy.exports_to_keep, params, version)
+    return _artifact(params, evaluation, version, uri, outcome, outcome.already_exported)
+
+
+def _artifact(
+    params: ExportParams,
+    evaluation: EvaluationArtifact,
+    version: str,
+    uri: str,
+    outcome: WriteOutcome,
+    already: bool,
+) -> ExportArtifact:
     written = outcome.written
+    join = os.path.join if scheme_of(uri) == "file" else (lambda a, b: f"{a.rstrip('/')}/{b}")
     return ExportArtifact(
-        uri=outcome.path,
-        model_name=config.name,
-        strategy=strategy_config.name,
+        uri=uri,
+        model_name=params.config.name,
+        strategy=params.strategy.name,
         version=version,
-        step=checkpoint.step,
-        checkpoint_uri=checkpoint.uri,
+        step=evaluation.checkpoint.step,
+        checkpoint_uri=evaluation.checkpoint.uri,
         tags=tuple(sorted(outcome.signatures)),
         signatures=outcome.signatures,
         metrics=dict(evaluation.metrics),
-        already_exported=outcome.already_exported,
-        graphs={name: os.path.join(outcome.path, rel) for name, rel in written.graphs.items()},
+        already_exported=already,
+        graphs={name: join(uri, rel) for name, rel in written.graphs.items()},
         layout=written.layout,
         variables=written.variables,
     )
 
 
-def _version(params: ExportParams, scheme: str, base: str, step: int) -> str:
+def _stage(area: StagingArea, strategy: str, checkpoint: CheckpointArtifact, outcome: WriteOutcome) -> str:
+    """Stage the scratch export on the object store (see the module docstring); returns its URI."""
+    prefix = checkpoint.readable_prefix
+    same_store = scheme_of(prefix) == scheme_of(area.root)
+    try:
+        sources = checkpoint_objects(area.storage, prefix) if same_store else []
+        staged = stage_version(
+            area,
+            strategy,
+            outcome.version,
+            outcome.path,
+            same_bytes=sources,
+            info={
+                "signatures": {k: list(v) for k, v in outcome.signatures.items()},
+                "layout": outcome.written.layout,
+                "graphs": dict(outcome.written.graphs),
+                "variables": outcome.written.variables,
+            },
+        )
+    except StagingError as exc:
+        raise ExportError(f"strategy {strategy!r}: {exc}") from exc
+    finally:
+        shutil.rmtree(outcome.path, ignore_errors=True)  # its bytes live on in the scratch cache
+    return staged.uri
+
+
+def _from_record(staged: dict) -> WriteOutcome:
+    """What ``.staged.json`` says about an export staged earlier."""
+    written = Written(
+        layout=staged.get("layout", "single"),
+        graphs=dict(staged.get("graphs") or {}),
+        variables=staged.get("variables", "saved"),
+    )
+    signatures = {k: tuple(v) for k, v in (staged.get("signatures") or {}).items()}
+    return WriteOutcome(path="", version=str(staged.get("version")), written=written, signatures=signatures, already_exported=True)
+
+
+def _local_checkpoint(area: StagingArea, checkpoint: CheckpointArtifact) -> str:
+    """A prefix TensorFlow reads from local disk: the pinned checkpoint itself, or its files fetched
+    through the scratch cache (hard links; each object downloaded once per worker)."""
+    prefix = checkpoint.readable_prefix
+    if scheme_of(prefix) == "file":
+        return prefix
+    storage = storage_for(prefix)
+    folder = area.scratch_path("checkpoints", str(checkpoint.step))
+    try:
+        objects = checkpoint_objects(storage, prefix)
+        if not objects:
+            raise ExportError(f"{checkpoint.label}: no files at {prefix} (its lease expired?); rerun discovery")
+        area.cache.materialize(storage, {info.uri.rsplit("/", 1)[1]: info for info in objects}, folder)
+    except StorageError as exc:
+        raise ExportError(f"{checkpoint.label}: cannot fetch it from {prefix}: {exc}") from exc
+    return os.path.join(folder, prefix.rstrip("/").rsplit("/", 1)[1])
+
+
+def _version(params: ExportParams, scheme: str, area: StagingArea, step: int) -> str:
+    name = params.strategy.name
     if scheme == "timestamp" and not params.force:
-        recorded = _recorded_export(params.ledger, step, params.strategy.name)
-        if recorded is not None and os.path.isdir(os.path.join(base, recorded)):
+        recorded = _recorded_export(params.ledger, step, name)
+        if recorded is not None and cleanup.is_staged(area, name, recorded):
             return recorded  # idempotent: the version this step already got
+    base = area.strategy_uri(name) if area.local else area.scratch_path("export", name)
     return choose_version(base, scheme=scheme, global_step=step)
 
 
@@ -92,9 +188,22 @@ def _recorded_export(state: LedgerState, step: int, strategy: str) -> str | None
     return getattr(export, "version", None)
 
 
-def _retain(base: str, keep: int | None, params: ExportParams, version: str) -> None:
+def _retain(area: StagingArea, keep: int | None, params: ExportParams, version: str) -> None:
     state = params.ledger_source() if params.ledger_source is not None else params.ledger
-    apply_retention(base, keep, protect={version, *_unpublished_versions(state, params.strategy.name)})
+    name = params.strategy.name
+    cleanup.prune_strategy(
+        area, name, keep=keep, protect={version, *_unpublished_versions(state, name)}, published=_published_versions(state, name)
+    )
+
+
+def _published_versions(state: LedgerState, strategy: str) -> set[str]:
+    """Versions of this strategy the ledger records as published: their staged copies are not needed."""
+    out = set()
+    for record in (getattr(state, "checkpoints", None) or {}).values():
+        pushed = (getattr(record, "publications", None) or {}).get(strategy)
+        if pushed is not None and getattr(pushed, "version", None) is not None:
+            out.add(str(pushed.version))
+    return out
 
 
 def _unpublished_versions(state: LedgerState, strategy: str) -> set[str]:

@@ -95,6 +95,7 @@ from components.publish.transfer import (
     PublishEvent,
     Transfer,
     TransferResult,
+    copy_source,
     matches,
     run_transfers,
 )
@@ -127,9 +128,11 @@ _VERSION = re.compile(r"^[0-9]{1,19}$")
 
 @dataclasses.dataclass(frozen=True)
 class GraphSource:
-    """One graph to publish: its local export folder and every file with size and CRC32C.
+    """One graph to publish: its export folder and every file with size and CRC32C.
 
-    ``name`` is None for a single-graph export. ``files`` include the manifest itself.
+    ``name`` is None for a single-graph export. ``files`` include the manifest itself. ``local_dir`` is a
+    local folder, or a staged folder on the destination's own object store (then every file is a
+    server-side copy of it: ``transfer.copy_source``).
     """
 
     name: str | None
@@ -456,13 +459,15 @@ class _Run:
         for graph in sorted(self.graphs, key=lambda g: order.index(g.name)):
             found = inventory[graph.name]
             root = self.layout.graph_dir(graph.name)
-            link = self._can_link(graph.local_dir, root)
+            link = scheme_of(graph.local_dir) == "file" and self._can_link(graph.local_dir, root)
             for entry in graph.files:
                 existing = found.get(entry.path)
                 if existing is not None and matches(self.storage, existing, entry):
                     continue
                 source = os.path.join(graph.local_dir, entry.path)
-                copy_from = source if link else (dedupe.find(entry) if dedupe is not None else None)
+                copy_from = copy_source(source, self.layout.destination, link) or (
+                    dedupe.find(entry) if dedupe is not None else None
+                )
                 transfer = Transfer(
                     entry=entry,
                     source=source,
