@@ -37,11 +37,13 @@ from components.manifest import (
 )
 from components.publish.errors import DestinationError, ExportIncomplete
 from components.publish.protocol import (
+    GRAPH_FILES,
     GraphSource,
     Layout,
     PublishSettings,
     layout_for,
     publish_version,
+    read_marker,
 )
 from components.publish.spec import PublishParams
 from components.publish.transfer import Observer
@@ -107,7 +109,52 @@ def publish(
     if scheme_of(export.uri) not in ("file", scheme_of(destination.uri)):
         with _fetched(params, export) as local:  # mixed stores: through this worker, once
             return _publish_sources(params, export, storage, layout, prepare_sources(params, local), observer)
-    return _publish_sources(params, export, storage, layout, prepare_sources(params, export), observer)
+    try:
+        sources = prepare_sources(params, export)
+    except ExportIncomplete:
+        if _published_before(storage, layout, export):  # a retry after the staged copy was released
+            log.info("%s is already published and its staged copy is gone (0 bytes moved)", layout.primary_dir)
+            return dataclasses.replace(_planned(params, export, storage, layout, ()), already_published=True)
+        raise
+    return _publish_sources(params, export, storage, layout, sources, observer)
+
+
+def _published_before(storage: Storage, layout: Layout, export: ExportArtifact) -> bool:
+    """The destination holds this export's version, committed: its marker names the same model, strategy,
+    step and checkpoint, and every graph it lists holds ``saved_model.pb``."""
+    marker = read_marker(storage, layout.marker)
+    if marker is None or not all(
+        marker.get(key) == value
+        for key, value in (
+            ("model", export.model_name),
+            ("strategy", export.strategy),
+            ("step", export.step),
+            ("checkpoint", export.checkpoint_uri),
+        )
+    ):
+        return False
+    return all(
+        any(storage.stat(storage.join(layout.graph_dir(g), name)) is not None for name in GRAPH_FILES)
+        for g in layout.graphs
+    )
+
+
+def _planned(
+    params: PublishParams, export: ExportArtifact, storage: Storage, layout: Layout, sources: tuple[GraphSource, ...]
+) -> PushedModelArtifact:
+    return PushedModelArtifact(
+        uri=layout.primary_dir,
+        model_name=export.model_name,
+        strategy=export.strategy,
+        destination=params.config.destination.uri,
+        version=export.version,
+        step=export.step,
+        manifest_uri=storage.join(layout.primary_dir, MANIFEST_PATH),
+        files=sum(len(s.files) for s in sources),
+        bytes_total=sum(s.total_bytes for s in sources),
+        marker_uri=layout.marker,
+        graph_uris=layout.graph_uris,
+    )
 
 
 def _publish_sources(
@@ -119,19 +166,7 @@ def _publish_sources(
     observer: Observer | None,
 ) -> PushedModelArtifact:
     destination = params.config.destination
-    planned = PushedModelArtifact(
-        uri=layout.primary_dir,
-        model_name=export.model_name,
-        strategy=export.strategy,
-        destination=destination.uri,
-        version=export.version,
-        step=export.step,
-        manifest_uri=storage.join(layout.primary_dir, MANIFEST_PATH),
-        files=sum(len(s.files) for s in sources),
-        bytes_total=sum(s.total_bytes for s in sources),
-        marker_uri=layout.marker,
-        graph_uris=layout.graph_uris,
-    )
+    planned = _planned(params, export, storage, layout, sources)
     if params.dry_run:
         log.info("dry run: would publish %s to %s", export.uri, planned.uri)
         return planned
