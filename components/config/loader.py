@@ -204,6 +204,21 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(
             source, "staging_dir", "set staging (a URI) or its old spelling staging_dir (a local folder), not both"
         )
+    if config.staging is not None:
+        _check_scheme(source, "staging", config.staging)
+
+
+def _check_scheme(source: str, field: str, uri: str) -> None:
+    """A URI whose scheme has a storage back-end (built in, or from the exportflow.storage entry points)."""
+    from importlib.metadata import entry_points
+
+    from components.storage.registry import ENTRY_POINT_GROUP, scheme_of
+
+    known = {"file", "gs", *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))}
+    if scheme_of(uri) not in known:
+        raise ConfigError(
+            source, field, f"no storage back-end for scheme {scheme_of(uri)!r} in {uri!r}; known schemes: {sorted(known)}"
+        )
 
 
 def _check_warmup(config: PipelineConfig) -> None:

@@ -1,0 +1,143 @@
+"""Stages hand a version over by URI: model_dir, staging and destination all on the GCS emulator.
+
+The plain runner runs discover → evaluate → export → warmup → publish; what crossed the worker is counted
+at our own Storage seam (``GCSStorage`` upload/download/copy), so "0 variable bytes through the worker"
+is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.manifest import MANIFEST_PATH, read_manifest
+from components.runner import run_pipeline
+from components.stages import RunOptions, ledger_of
+from components.staging.area import staging_area
+from components.storage import storage_for
+from tests.conftest import TrainedModel
+
+STEP = 300
+
+
+@dataclasses.dataclass
+class Traffic:
+    """Every call that moves bytes, as (verb, uri, bytes)."""
+
+    calls: list[tuple[str, str, int]] = dataclasses.field(default_factory=list)
+
+    def bytes(self, verb: str, containing: str = "") -> int:
+        return sum(size for kind, uri, size in self.calls if kind == verb and containing in uri)
+
+    def uris(self, verb: str) -> list[str]:
+        return [uri for kind, uri, _ in self.calls if kind == verb]
+
+
+@pytest.fixture
+def traffic(monkeypatch: pytest.MonkeyPatch) -> Iterator[Traffic]:
+    import os
+
+    from components.storage.gcs import GCSStorage
+
+    seen = Traffic()
+    upload, download, copy = GCSStorage.upload_file, GCSStorage.download_file, GCSStorage.copy
+
+    def counted_upload(self, local_path, uri, **kwargs):
+        seen.calls.append(("upload", uri, os.path.getsize(local_path)))
+        return upload(self, local_path, uri, **kwargs)
+
+    def counted_download(self, uri, local_path):
+        download(self, uri, local_path)
+        seen.calls.append(("download", uri, os.path.getsize(local_path)))
+
+    def counted_copy(self, src_uri, dst_uri, **kwargs):
+        info = copy(self, src_uri, dst_uri, **kwargs)
+        seen.calls.append(("copy", dst_uri, info.size))
+        return info
+
+    monkeypatch.setattr(GCSStorage, "upload_file", counted_upload)
+    monkeypatch.setattr(GCSStorage, "download_file", counted_download)
+    monkeypatch.setattr(GCSStorage, "copy", counted_copy)
+    yield seen
+
+
+def upload_model(model: TrainedModel, uri: str) -> str:
+    storage = storage_for(uri)
+    for path in sorted(model.model_dir.rglob("*")):
+        if path.is_file():
+            storage.upload_file(str(path), storage.join(uri, str(path.relative_to(model.model_dir))))
+    return uri
+
+
+@pytest.fixture
+def all_on_gcs(trained_model: TrainedModel, gcs_bucket: str, make_config, tmp_path: Path):
+    model_dir = upload_model(trained_model, f"gs://{gcs_bucket}/models/example")
+    return make_config(
+        trained_model,
+        f"gs://{gcs_bucket}/published",
+        model_dir=model_dir,
+        staging=f"gs://{gcs_bucket}/staging",
+        scratch_dir=str(tmp_path / "scratch"),
+        strategies=[{"name": "all_modes", "kind": "all_modes", "params": {"by_reference": True}}],
+    )
+
+
+def test_everything_on_gcs_hands_over_by_uri_with_no_variable_bytes_through_the_worker(
+    all_on_gcs, gcs_bucket: str, traffic: Traffic
+) -> None:
+    config = all_on_gcs
+    report = run_pipeline(config, RunOptions(checkpoint=STEP))
+
+    (exported,) = report.exports
+    (pushed,) = report.published
+    staged_uri = f"gs://{gcs_bucket}/staging/all_modes/{STEP}"
+    assert exported.uri == staged_uri and exported.variables == "hardlink"  # handed over by URI
+    record = ledger_of(config).load().record(STEP)
+    assert record.exports["all_modes"].uri == staged_uri  # what XCom and the ledger carry: no local path
+
+    # Variables by reference: server-side copies checkpoint → staging → destination, never uploaded.
+    assert traffic.bytes("upload", "/variables/") == 0
+    assert traffic.bytes("copy", f"{staged_uri}/variables/") > 0
+    assert traffic.bytes("copy", f"{pushed.uri}/variables/") > 0
+    assert pushed.bytes_moved == 0 and pushed.bytes_copied == pushed.bytes_total
+    # Warmup ran on the worker that exported: every staged object came from the scratch cache.
+    assert not [uri for uri in traffic.uris("download") if uri.startswith(f"gs://{gcs_bucket}/staging/")]
+    assert staging_area(config).cache.stats.hits > 0
+
+    storage = storage_for(pushed.uri)
+    root = pushed.uri.rstrip("/")
+    published = {info.uri[len(root) + 1 :]: info for info in storage.list(root)}
+    manifest = read_manifest(storage.read_bytes(f"{root}/{MANIFEST_PATH}"))
+    assert {f.path for f in manifest.files} | {MANIFEST_PATH} == set(published)
+    for entry in manifest.files:
+        assert (published[entry.path].size, published[entry.path].crc32c) == (entry.size, entry.crc32c), entry.path
+    assert "assets.extra/tf_serving_warmup_requests" in published  # warmup's output went back via staging
+
+    assert list(storage.list(f"gs://{gcs_bucket}/staging")) == []  # nothing staged is left once published
+
+
+def test_a_worker_without_the_export_downloads_it_once_then_reads_its_cache(
+    all_on_gcs, gcs_bucket: str, traffic: Traffic, tmp_path: Path
+) -> None:
+    from components.stages import discover_stage, evaluate_stage, export_stage, warmup_stage
+
+    options = RunOptions(checkpoint=STEP, dry_run=True)
+    (checkpoint,) = discover_stage(all_on_gcs, options)
+    exported = export_stage(all_on_gcs, "all_modes", evaluate_stage(all_on_gcs, checkpoint), options)
+
+    other = dataclasses.replace(all_on_gcs, scratch_dir=str(tmp_path / "other-worker"))
+    before = len(traffic.uris("download"))
+    warmup_stage(other, exported)
+    first = [uri for uri in traffic.uris("download")[before:] if uri.startswith(exported.uri)]
+    staged = {info.uri for info in storage_for(exported.uri).list(exported.uri)}
+    assert first and set(first) <= staged and len(first) == len(set(first))  # each object once
+
+    before = len(traffic.uris("download"))
+    warmup_stage(other, exported)
+    assert [uri for uri in traffic.uris("download")[before:] if uri.startswith(exported.uri)] == []
+    staged_record = json.loads(storage_for(exported.uri).read_bytes(f"gs://{gcs_bucket}/staging/all_modes/.exportflow/{STEP}.staged.json"))
+    assert {f["path"] for f in staged_record["files"]} >= {"saved_model.pb", "variables/variables.index"}
