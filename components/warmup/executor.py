@@ -50,6 +50,10 @@ def inject_warmup(params: WarmupParams, export: ExportArtifact) -> ExportArtifac
 
     area = staging_area(params.config)
     root = export.uri.rstrip("/")
+    if params.config.warmup.source == "none" and not any(
+        info.uri.endswith(f"/{WARMUP_PATH}") for info in area.storage.list(root)
+    ):
+        return export  # nothing to build, nothing to check: no need to fetch the export
     with local_view(area, root, skip=(MANIFEST_PATH,)) as (folder, staged):
         local = dataclasses.replace(
             export,
