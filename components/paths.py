@@ -42,8 +42,15 @@ def staging_dir(config: PipelineConfig, strategy: str) -> str:
 
 
 def scratch_dir(config: PipelineConfig) -> str:
-    """This worker's scratch folder for the model: ``scratch_dir``, else ``<temp>/exportflow/<name>``."""
-    return config.scratch_dir or os.path.join(tempfile.gettempdir(), "exportflow", config.name)
+    """This worker's scratch folder for the model: ``scratch_dir``; else beside a local staging root (where
+    it always was: ``<destination>/.exportflow/<name>``, or ``<staging_dir>/<name>``), else
+    ``<temp>/exportflow/<name>``."""
+    if config.scratch_dir:
+        return config.scratch_dir
+    root = staging_root(config)
+    if scheme_of(root) == "file" and not config.staging:
+        return os.path.dirname(root)
+    return os.path.join(tempfile.gettempdir(), "exportflow", config.name)
 
 
 def work_dir(config: PipelineConfig, purpose: str) -> str:

@@ -183,7 +183,8 @@ class PipelineConfig:
     # The old spelling of a LOCAL staging root: <staging_dir>/<name>/staging. Still read; prefer staging.
     staging_dir: str | None = None
     # Worker-local scratch, never handed over: TF's own writes (eval summaries, export temp folders) and the
-    # download cache (objects by CRC32C, fetched once per worker). Default: <system temp>/exportflow/<name>.
+    # download cache (objects by CRC32C, fetched once per worker). Default: <system temp>/exportflow/<name>;
+    # with the default local staging (or staging_dir), beside it as before: <destination>/.exportflow/<name>.
     scratch_dir: str | None = None
     source: str = dataclasses.field(default="<memory>", compare=False)  # the file it came from
     source_text: str = dataclasses.field(default="", compare=False, repr=False)  # that file's text

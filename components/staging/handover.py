@@ -28,7 +28,7 @@ from components.publish.dedupe import DedupeIndex
 from components.publish.errors import PublishError, PublishInProgress
 from components.publish.protocol import Lease
 from components.publish.transfer import Transfer, TransferResult, run_transfers
-from components.staging.area import StagingArea
+from components.staging.area import LEASE_TTL, StagingArea
 from components.staging.errors import (
     StagedVersionCorrupt,
     StagedVersionMissing,
@@ -180,7 +180,7 @@ def remove_version(area: StagingArea, strategy: str, version: str) -> bool:
 
 def _lease(area: StagingArea, strategy: str, version: str, purpose: str) -> Lease:
     try:
-        return Lease.acquire(area.storage, area.lease_uri(strategy, version), 120.0, purpose)
+        return Lease.acquire(area.storage, area.lease_uri(strategy, version), LEASE_TTL, purpose)
     except PublishInProgress as exc:
         raise StagingUnavailable(f"staged version {area.version_uri(strategy, version)} is busy: {exc}") from exc
 
