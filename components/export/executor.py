@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import uuid
+from typing import Any
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
 from components.export.errors import ExportError
@@ -57,10 +59,23 @@ def export(params: ExportParams, evaluation: EvaluationArtifact) -> ExportArtifa
         if staged is not None:
             log.info("strategy %r: version %s already staged at %s", strategy_config.name, version, area.version_uri(strategy_config.name, version))
             return _artifact(params, evaluation, version, area.version_uri(strategy_config.name, version), _from_record(staged), True)
+    # The checkpoint's scratch copy (hard links into the cache) when it is not on local disk: private to
+    # this call, removed after it.
+    fetched = area.scratch_path("checkpoints", f"{checkpoint.step}-{uuid.uuid4().hex[:12]}")
+    try:
+        return _export(params, evaluation, strategy, area, version, fetched)
+    finally:
+        shutil.rmtree(fetched, ignore_errors=True)
+
+
+def _export(
+    params: ExportParams, evaluation: EvaluationArtifact, strategy: Any, area: StagingArea, version: str, fetched: str
+) -> ExportArtifact | None:
+    config, strategy_config, checkpoint = params.config, params.strategy, evaluation.checkpoint
     ctx = StrategyContext(
         config=config,
         evaluation=evaluation,
-        checkpoint_path=_local_checkpoint(area, checkpoint),
+        checkpoint_path=_local_checkpoint(area, checkpoint, fetched),
         ledger=params.ledger,
         is_final=params.is_final,
         work_dir=work_dir(config, f"export-{strategy_config.name}"),
@@ -153,14 +168,13 @@ def _from_record(staged: dict) -> WriteOutcome:
     return WriteOutcome(path="", version=str(staged.get("version")), written=written, signatures=signatures, already_exported=True)
 
 
-def _local_checkpoint(area: StagingArea, checkpoint: CheckpointArtifact) -> str:
+def _local_checkpoint(area: StagingArea, checkpoint: CheckpointArtifact, folder: str) -> str:
     """A prefix TensorFlow reads from local disk: the pinned checkpoint itself, or its files fetched
     through the scratch cache (hard links; each object downloaded once per worker)."""
     prefix = checkpoint.readable_prefix
     if scheme_of(prefix) == "file":
         return prefix
     storage = storage_for(prefix)
-    folder = area.scratch_path("checkpoints", str(checkpoint.step))
     try:
         objects = checkpoint_objects(storage, prefix)
         if not objects:

@@ -3,7 +3,8 @@
 A stage that needs a staged export on local disk (warmup loads it; a publish to another store reads it)
 gets each object from here: a hit is a hard link, a miss one download, verified against the CRC32C the
 store reported. Files this worker wrote itself (an export before it was staged) are adopted, so the
-worker that exported a version never downloads it again. Cached files are never written in place (every
+worker that exported a version never downloads it again. A published version's objects are forgotten by
+the worker that publishes it; anything unused for a day is pruned (``prune``), so the cache is bounded. Cached files are never written in place (every
 writer here replaces files atomically), so hard links to them are safe.
 """
 
@@ -15,12 +16,14 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 
 from components.staging.errors import StagedVersionCorrupt
 from components.storage import ObjectInfo, Storage, crc32c_of_file
 
 log = logging.getLogger(__name__)
+MAX_AGE = 24 * 3600.0  # seconds an unused cached object is kept
 
 
 @dataclasses.dataclass
@@ -47,6 +50,7 @@ class ScratchCache:
         crc = info.crc32c or storage.checksum(info.uri)
         path = self.path_for(crc, info.size)
         if _has(path, info.size):
+            os.utime(path)  # recently used: pruning keeps it
             with self._lock:
                 self.stats.hits += 1
             return path
@@ -83,6 +87,26 @@ class ScratchCache:
         os.replace(tmp, path)
         with self._lock:
             self.stats.adopted += 1
+
+    def prune(self, max_age: float = MAX_AGE, now: float | None = None) -> int:
+        """Drop objects unused for ``max_age`` seconds (a worker that exported versions another worker
+        published keeps them no longer than that); returns how many."""
+        folder = os.path.join(self.root, "objects")
+        now = time.time() if now is None else now
+        dropped = 0
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                if now - os.stat(path).st_mtime > max_age:
+                    os.unlink(path)
+                    dropped += 1
+            except FileNotFoundError:
+                continue
+        return dropped
 
     def forget(self, keys: list[tuple[str, int]]) -> None:
         """Drop these objects (a published version's): a later reader downloads them again."""

@@ -88,6 +88,7 @@ def stage_version(
     lease.release()
     for entry in files:  # this worker holds the bytes: a later stage here reads them without downloading
         area.cache.adopt(os.path.join(local_dir, *entry.path.split("/")), entry.crc32c or "", entry.size)
+    area.cache.prune()
     uploaded = [r for r in results if r.method == "uploaded"]
     outcome = StageOutcome(
         uri=target,
