@@ -141,3 +141,40 @@ def test_a_worker_without_the_export_downloads_it_once_then_reads_its_cache(
     assert [uri for uri in traffic.uris("download")[before:] if uri.startswith(exported.uri)] == []
     staged_record = json.loads(storage_for(exported.uri).read_bytes(f"gs://{gcs_bucket}/staging/all_modes/.exportflow/{STEP}.staged.json"))
     assert {f["path"] for f in staged_record["files"]} >= {"saved_model.pb", "variables/variables.index"}
+
+
+def test_by_reference_verified_at_graph_level_moves_no_variable_byte_at_all(
+    trained_model: TrainedModel, gcs_bucket: str, make_config, tmp_path: Path, traffic: Traffic
+) -> None:
+    """With ``verify: graph`` the export reads only the checkpoint's index: its data shards go checkpoint →
+    staging → destination as server-side copies, neither downloaded nor uploaded by the worker."""
+    model_dir = upload_model(trained_model, f"gs://{gcs_bucket}/models/example")
+    config = make_config(
+        trained_model,
+        f"gs://{gcs_bucket}/published",
+        model_dir=model_dir,
+        staging=f"gs://{gcs_bucket}/staging",
+        scratch_dir=str(tmp_path / "scratch"),
+        warmup={"source": "none"},
+        strategies=[{"name": "all_modes", "kind": "all_modes", "params": {"by_reference": True, "verify": "graph"}}],
+    )
+    from components.stages import discover_stage, evaluate_stage, export_stage, publish_stage, warmup_stage
+
+    (checkpoint,) = discover_stage(config, RunOptions(checkpoint=STEP))
+    evaluation = evaluate_stage(config, checkpoint)
+    before = len(traffic.calls)  # discovery and evaluation read the checkpoint; export on counts
+    exported = export_stage(config, "all_modes", evaluation, RunOptions())
+    pushed = publish_stage(config, warmup_stage(config, exported), RunOptions())
+
+    moved = traffic.calls[before:]
+    data = [(verb, uri) for verb, uri, _ in moved if verb in ("upload", "download") and ".data-" in uri]
+    assert data == [] and exported.variables == "server_copy"
+    assert [uri for verb, uri, _ in moved if verb == "download"] == [f"{checkpoint.pinned_uri}.index"]
+    storage = storage_for(pushed.uri)
+    root = pushed.uri.rstrip("/")
+    manifest = read_manifest(storage.read_bytes(f"{root}/{MANIFEST_PATH}"))
+    listed = {info.uri[len(root) + 1 :]: info for info in storage.list(root)}
+    shards = [f for f in manifest.files if f.path.startswith("variables/variables.data-")]
+    assert shards and all((listed[f.path].size, listed[f.path].crc32c) == (f.size, f.crc32c) for f in shards)
+    checkpoint_data = {info.crc32c for info in storage.list(checkpoint.pinned_uri.rsplit("/", 1)[0]) if ".data-" in info.uri}
+    assert {f.crc32c for f in shards} <= checkpoint_data  # the published shards are the checkpoint's bytes

@@ -28,7 +28,9 @@ import uuid
 from typing import Any
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
-from components.export.errors import ExportError
+from components.export.by_reference import DeferredShards, deferring
+from components.export.errors import ExportError, StagingFailed
+from components.export.retention import temp_dir_name
 from components.export.spec import ExportParams
 from components.export.strategies import StrategyContext, create_strategy
 from components.export.writing import WriteOutcome, Written, choose_version, write_version
@@ -39,7 +41,7 @@ from components.staging import cleanup
 from components.staging.area import StagingArea, staging_area
 from components.staging.errors import StagingError
 from components.staging.handover import stage_version
-from components.storage import StorageError, scheme_of, storage_for
+from components.storage import ObjectInfo, StorageError, scheme_of, storage_for
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +73,44 @@ def export(params: ExportParams, evaluation: EvaluationArtifact) -> ExportArtifa
 def _export(
     params: ExportParams, evaluation: EvaluationArtifact, strategy: Any, area: StagingArea, version: str, fetched: str
 ) -> ExportArtifact | None:
+    checkpoint = evaluation.checkpoint
+    if not _deferrable(area, checkpoint, params.strategy.params, strategy):
+        return _write(params, evaluation, strategy, area, version, fetched, None)
+    objects = checkpoint_objects(storage_for(checkpoint.readable_prefix), checkpoint.readable_prefix)
+    deferred = DeferredShards({info.uri[len(checkpoint.readable_prefix) :]: info for info in objects if ".data-" in info.uri})
+    try:
+        with deferring(deferred):
+            return _write(params, evaluation, strategy, area, version, fetched, deferred)
+    except StagingFailed:
+        raise
+    except ExportError as exc:  # e.g. by reference was not possible and the fallback needs the data
+        log.warning("export with the checkpoint's data left on the store failed (%s); fetching it and exporting again", exc)
+        return _write(params, evaluation, strategy, area, version, fetched, None)
+
+
+def _deferrable(area: StagingArea, checkpoint: CheckpointArtifact, options: dict[str, Any], strategy: Any) -> bool:
+    """Can the data shards stay on the store? Only by reference, verified at graph level (which reads the
+    index alone), with the checkpoint and staging on the same object store."""
+    prefix = checkpoint.readable_prefix
+    same_store = not area.local and scheme_of(prefix) == scheme_of(area.root)
+    return same_store and bool(options.get("by_reference")) and getattr(strategy, "verify", "full") == "graph"
+
+
+def _write(
+    params: ExportParams,
+    evaluation: EvaluationArtifact,
+    strategy: Any,
+    area: StagingArea,
+    version: str,
+    fetched: str,
+    deferred: DeferredShards | None,
+) -> ExportArtifact | None:
     config, strategy_config, checkpoint = params.config, params.strategy, evaluation.checkpoint
+    shutil.rmtree(fetched, ignore_errors=True)
     ctx = StrategyContext(
         config=config,
         evaluation=evaluation,
-        checkpoint_path=_local_checkpoint(area, checkpoint, fetched),
+        checkpoint_path=_local_checkpoint(area, checkpoint, fetched, index_only=deferred is not None),
         ledger=params.ledger,
         is_final=params.is_final,
         work_dir=work_dir(config, f"export-{strategy_config.name}"),
@@ -99,7 +134,11 @@ def _export(
         return None
     uri = outcome.path
     if not area.local:
-        uri = _stage(area, strategy_config.name, checkpoint, outcome)
+        references = {}
+        if deferred is not None:  # placed by reference into the temp folder, which became outcome.path
+            written_in = os.path.join(base, temp_dir_name(version))
+            references = {os.path.relpath(t, written_in).replace(os.sep, "/"): o for t, o in deferred.placed}
+        uri = _stage(area, strategy_config.name, checkpoint, outcome, references)
     _retain(area, strategy.exports_to_keep, params, version)
     return _artifact(params, evaluation, version, uri, outcome, outcome.already_exported)
 
@@ -131,8 +170,15 @@ def _artifact(
     )
 
 
-def _stage(area: StagingArea, strategy: str, checkpoint: CheckpointArtifact, outcome: WriteOutcome) -> str:
-    """Stage the scratch export on the object store (see the module docstring); returns its URI."""
+def _stage(
+    area: StagingArea,
+    strategy: str,
+    checkpoint: CheckpointArtifact,
+    outcome: WriteOutcome,
+    references: dict[str, ObjectInfo],
+) -> str:
+    """Stage the scratch export on the object store (see the module docstring); returns its URI.
+    ``references``: files placed by reference that are only on the store (relative path → object)."""
     prefix = checkpoint.readable_prefix
     same_store = scheme_of(prefix) == scheme_of(area.root)
     try:
@@ -143,6 +189,7 @@ def _stage(area: StagingArea, strategy: str, checkpoint: CheckpointArtifact, out
             outcome.version,
             outcome.path,
             same_bytes=sources,
+            references=references,
             info={
                 "signatures": {k: list(v) for k, v in outcome.signatures.items()},
                 "layout": outcome.written.layout,
@@ -151,7 +198,7 @@ def _stage(area: StagingArea, strategy: str, checkpoint: CheckpointArtifact, out
             },
         )
     except StagingError as exc:
-        raise ExportError(f"strategy {strategy!r}: {exc}") from exc
+        raise StagingFailed(f"strategy {strategy!r}: {exc}", retryable=exc.retryable) from exc
     finally:
         shutil.rmtree(outcome.path, ignore_errors=True)  # its bytes live on in the scratch cache
     return staged.uri
@@ -168,15 +215,16 @@ def _from_record(staged: dict) -> WriteOutcome:
     return WriteOutcome(path="", version=str(staged.get("version")), written=written, signatures=signatures, already_exported=True)
 
 
-def _local_checkpoint(area: StagingArea, checkpoint: CheckpointArtifact, folder: str) -> str:
+def _local_checkpoint(area: StagingArea, checkpoint: CheckpointArtifact, folder: str, *, index_only: bool = False) -> str:
     """A prefix TensorFlow reads from local disk: the pinned checkpoint itself, or its files fetched
-    through the scratch cache (hard links; each object downloaded once per worker)."""
+    through the scratch cache (hard links; each object downloaded once per worker), or with
+    ``index_only`` just its ``.index`` (the data shards stay on the store: ``DeferredShards``)."""
     prefix = checkpoint.readable_prefix
     if scheme_of(prefix) == "file":
         return prefix
     storage = storage_for(prefix)
     try:
-        objects = checkpoint_objects(storage, prefix)
+        objects = [o for o in checkpoint_objects(storage, prefix) if not index_only or o.uri.endswith(".index")]
         if not objects:
             raise ExportError(f"{checkpoint.label}: no files at {prefix} (its lease expired?); rerun discovery")
         area.cache.materialize(storage, {info.uri.rsplit("/", 1)[1]: info for info in objects}, folder)

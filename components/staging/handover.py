@@ -56,16 +56,22 @@ def stage_version(
     local_dir: str,
     *,
     same_bytes: Iterable[ObjectInfo] = (),
+    references: dict[str, ObjectInfo] | None = None,
     info: dict[str, Any] | None = None,
 ) -> StageOutcome:
     """Stage ``local_dir`` as ``<strategy>/<version>`` on an object store; ``same_bytes``: objects on that
-    store that may hold some files' exact bytes (server-side copied instead of uploaded)."""
+    store that may hold some files' exact bytes (server-side copied instead of uploaded); ``references``:
+    files of the export that are not in ``local_dir`` at all but are these objects (relative path →
+    object; variables by reference whose data never came to this worker)."""
     target = area.version_uri(strategy, version)
-    files = list_export_files(local_dir)
+    same_bytes = [*same_bytes, *(references or {}).values()]
+    files = list_export_files(local_dir) + [
+        FileEntry(rel, obj.size, obj.crc32c or area.storage.checksum(obj.uri)) for rel, obj in sorted((references or {}).items())
+    ]
     lease = _lease(area, strategy, version, "stage")
     try:
         with lease.heartbeat():
-            results = _upload(area, target, local_dir, files, DedupeIndex(area.storage, same_bytes))
+            results = _upload(area, target, local_dir, files, DedupeIndex(area.storage, same_bytes), references or {})
             _verify(area, target, files)
             lease.check()
             record = {
@@ -87,7 +93,8 @@ def stage_version(
         raise
     lease.release()
     for entry in files:  # this worker holds the bytes: a later stage here reads them without downloading
-        area.cache.adopt(os.path.join(local_dir, *entry.path.split("/")), entry.crc32c or "", entry.size)
+        if entry.path not in (references or {}):
+            area.cache.adopt(os.path.join(local_dir, *entry.path.split("/")), entry.crc32c or "", entry.size)
     area.cache.prune()
     uploaded = [r for r in results if r.method == "uploaded"]
     outcome = StageOutcome(
@@ -187,7 +194,12 @@ def _lease(area: StagingArea, strategy: str, version: str, purpose: str) -> Leas
 
 
 def _upload(
-    area: StagingArea, target: str, local_dir: str, files: list[FileEntry], index: DedupeIndex
+    area: StagingArea,
+    target: str,
+    local_dir: str,
+    files: list[FileEntry],
+    index: DedupeIndex,
+    references: dict[str, ObjectInfo],
 ) -> list[TransferResult]:
     existing = {info.uri: info for info in area.storage.list(target)}  # a crashed attempt's objects
     wanted = {area.storage.join(target, f.path) for f in files}
@@ -203,9 +215,10 @@ def _upload(
         transfers.append(
             Transfer(
                 entry=entry,
-                source=os.path.join(local_dir, *entry.path.split("/")),
+                # a reference has no local file: only the store can make it (a copy), never an upload
+                source=references[entry.path].uri if entry.path in references else os.path.join(local_dir, *entry.path.split("/")),
                 target=uri,
-                copy_from=index.find(entry),
+                copy_from=references[entry.path].uri if entry.path in references else index.find(entry),
                 replace_generation=(found.generation or 0) if found is not None else 0,
             )
         )
