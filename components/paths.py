@@ -61,3 +61,11 @@ def work_dir(config: PipelineConfig, purpose: str) -> str:
 def cache_dir(config: PipelineConfig) -> str:
     """The worker's download cache (objects by CRC32C), shared by every stage of the model."""
     return os.path.join(scratch_dir(config), "cache")
+
+
+def state_dir(config: PipelineConfig) -> str:
+    """The model's local state folder (kept for callers written before ``staging`` was a URI): the local
+    staging root's parent when staging is on local disk, else the worker's scratch folder. Check
+    ``staging_root`` for where versions are staged."""
+    root = staging_root(config)
+    return os.path.dirname(root) if scheme_of(root) == "file" else scratch_dir(config)

@@ -176,5 +176,5 @@ def test_by_reference_verified_at_graph_level_moves_no_variable_byte_at_all(
     listed = {info.uri[len(root) + 1 :]: info for info in storage.list(root)}
     shards = [f for f in manifest.files if f.path.startswith("variables/variables.data-")]
     assert shards and all((listed[f.path].size, listed[f.path].crc32c) == (f.size, f.crc32c) for f in shards)
-    checkpoint_data = {info.crc32c for info in storage.list(checkpoint.pinned_uri.rsplit("/", 1)[0]) if ".data-" in info.uri}
+    checkpoint_data = {info.crc32c for info in storage.list(model_dir) if f"model.ckpt-{STEP}.data-" in info.uri}
     assert {f.crc32c for f in shards} <= checkpoint_data  # the published shards are the checkpoint's bytes
