@@ -178,3 +178,59 @@ def test_by_reference_verified_at_graph_level_moves_no_variable_byte_at_all(
     assert shards and all((listed[f.path].size, listed[f.path].crc32c) == (f.size, f.crc32c) for f in shards)
     checkpoint_data = {info.crc32c for info in storage.list(model_dir) if f"model.ckpt-{STEP}.data-" in info.uri}
     assert {f.crc32c for f in shards} <= checkpoint_data  # the published shards are the checkpoint's bytes
+
+
+def staged_export(config):
+    from components.stages import discover_stage, evaluate_stage, export_stage
+
+    options = RunOptions(checkpoint=STEP, dry_run=True)
+    (checkpoint,) = discover_stage(config, options)
+    evaluation = evaluate_stage(config, checkpoint)
+    return evaluation, export_stage(config, "all_modes", evaluation, options)
+
+
+def test_a_rerun_finds_the_staged_version_and_moves_nothing(all_on_gcs, traffic: Traffic) -> None:
+    from components.stages import export_stage
+
+    evaluation, first = staged_export(all_on_gcs)
+    before = len(traffic.calls)
+    again = export_stage(all_on_gcs, "all_modes", evaluation, RunOptions(checkpoint=STEP))
+    assert again.already_exported and again.uri == first.uri and again.signatures == first.signatures
+    assert traffic.calls[before:] == []
+
+
+def test_publishing_a_staged_export_that_is_gone_says_so_and_writes_nothing(all_on_gcs, gcs_bucket: str) -> None:
+    from components.publish.errors import ExportIncomplete
+    from components.stages import publish_stage
+
+    _, exported = staged_export(all_on_gcs)
+    storage = storage_for(exported.uri)
+    storage.delete_prefix(exported.uri)
+    with pytest.raises(ExportIncomplete, match=r"staged export gs://.*/staging/all_modes/300 is gone .* rerun its export"):
+        publish_stage(all_on_gcs, exported, RunOptions())
+    assert list(storage.list(f"gs://{gcs_bucket}/published/example")) == []
+
+
+def test_a_version_another_host_is_staging_is_left_alone_and_the_export_retries(all_on_gcs, gcs_bucket: str) -> None:
+    """A live lease of another host (a pid that exists here means nothing there): retryable, nothing touched."""
+    import os
+    import time
+
+    from components.export.errors import StagingFailed
+    from components.stages import discover_stage, evaluate_stage, export_stage
+
+    options = RunOptions(checkpoint=STEP)
+    (checkpoint,) = discover_stage(all_on_gcs, options)
+    evaluation = evaluate_stage(all_on_gcs, checkpoint)
+    area = staging_area(all_on_gcs)
+    theirs = f"gs://{gcs_bucket}/staging/all_modes/{STEP}/saved_model.pb"
+    area.storage.write_bytes(theirs, b"being written on the other host")
+    lease = {"owner": f"other-host:{os.getpid()}:0123456789ab", "host": "other-host", "pid": os.getpid(),
+             "purpose": "stage", "renewed_at": time.time(), "expires_at": time.time() + 600}
+    area.storage.write_bytes(area.lease_uri("all_modes", str(STEP)), json.dumps(lease).encode())
+
+    with pytest.raises(StagingFailed, match="is busy: .*stage in progress by other-host") as caught:
+        export_stage(all_on_gcs, "all_modes", evaluation, options)
+    assert caught.value.retryable
+    assert area.storage.read_bytes(theirs) == b"being written on the other host"
+    assert area.read_staged("all_modes", str(STEP)) is None
