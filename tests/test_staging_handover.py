@@ -234,3 +234,26 @@ def test_a_version_another_host_is_staging_is_left_alone_and_the_export_retries(
     assert caught.value.retryable
     assert area.storage.read_bytes(theirs) == b"being written on the other host"
     assert area.read_staged("all_modes", str(STEP)) is None
+
+
+def test_staging_in_a_bucket_publishing_to_local_disk_goes_through_the_cache_once(
+    trained_model: TrainedModel, gcs_bucket: str, make_config, tmp_path: Path, traffic: Traffic
+) -> None:
+    """Mixed stores: publish fetches the staged export into a local view (cache hits on the exporting
+    worker), publishes it as a local export, and staging is empty afterwards."""
+    config = make_config(
+        trained_model,
+        tmp_path / "published",
+        staging=f"gs://{gcs_bucket}/staging",
+        scratch_dir=str(tmp_path / "scratch"),
+        strategies=[{"name": "all_modes", "kind": "all_modes", "params": {"by_reference": True}}],
+    )
+    report = run_pipeline(config, RunOptions(checkpoint=STEP))
+    (pushed,) = report.published
+    assert report.exports[0].uri == f"gs://{gcs_bucket}/staging/all_modes/{STEP}"
+    assert pushed.uri == str(tmp_path / "published" / "example" / str(STEP))
+    assert not [uri for uri in traffic.uris("download") if "/staging/" in uri]  # the exporting worker's cache
+    manifest = read_manifest(Path(pushed.uri, MANIFEST_PATH).read_bytes())
+    for entry in manifest.files:
+        assert Path(pushed.uri, entry.path).stat().st_size == entry.size, entry.path
+    assert list(storage_for(f"gs://{gcs_bucket}/staging").list(f"gs://{gcs_bucket}/staging")) == []
