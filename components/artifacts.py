@@ -136,7 +136,8 @@ class WarmupSummary:
 
 @dataclasses.dataclass(frozen=True)
 class ExportArtifact(Artifact):
-    """An exported SavedModel (TFX's Model); ``uri`` is the version directory on local disk."""
+    """An exported SavedModel (TFX's Model); ``uri`` is the staged version's URI (a local path only when
+    staging is local disk), never a worker's scratch path, so any worker can take it from here."""
 
     TYPE_NAME: ClassVar[str] = "Model"
 
@@ -150,7 +151,7 @@ class ExportArtifact(Artifact):
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     warmup_records: int = 0
     already_exported: bool = False
-    # For multi-graph exports (DistributedExporter): graph name -> directory, all sharing ``version``.
+    # For multi-graph exports (DistributedExporter): graph name -> staged URI, all sharing ``version``.
     graphs: dict[str, str] = dataclasses.field(default_factory=dict)
     warmup: WarmupSummary | None = None  # set by the warmup stage; goes into the manifest
     layout: str = "single"  # "single" SavedModel, or a set: "per_mode" (train/eval/predict), "distributed"

@@ -32,7 +32,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from components.config import load_config
     from components.ledger import Ledger
-    from components.report import publications_table
+    from components.report import publications_table, retired_publications
     from components.runner import run_pipeline
     from components.stages import RunOptions
 
@@ -46,7 +46,8 @@ def _run(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
     )
     report = run_pipeline(config, options)
-    print(publications_table(before, ledger.load()))
+    after = ledger.load()
+    print(publications_table(before, after, retired=retired_publications(config, after)))
     if args.dry_run:
         for pushed in report.published:
             print(f"dry run: would publish {pushed.strategy} version {pushed.version} to {pushed.uri}")

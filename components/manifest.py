@@ -101,8 +101,10 @@ def build_manifest(
     strategy: StrategyConfig,
     extra: dict[str, Any] | None = None,
     root: str | None = None,
+    files: tuple[FileEntry, ...] | None = None,
 ) -> Manifest:
-    """The manifest of ``root`` (default: the export's folder; one graph's folder for multi-graph)."""
+    """The manifest of ``root`` (default: the export's folder; one graph's folder for multi-graph), or of
+    ``files`` when the export is not on local disk (listed with sizes and CRC32C by its store)."""
     digest_source = json.dumps(to_jsonable(export.signatures), sort_keys=True).encode()
     return Manifest(
         manifest_version=MANIFEST_VERSION,
@@ -117,7 +119,7 @@ def build_manifest(
         tensorflow_version=tensorflow_version(),
         signatures=dict(export.signatures),
         signature_digest=hashlib.sha256(digest_source).hexdigest()[:16],
-        files=tuple(list_export_files(root or export.uri)),
+        files=files if files is not None else tuple(list_export_files(root or export.uri)),
         extra=dict(extra or {}),
     )
 

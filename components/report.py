@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
+from components.config.schema import PipelineConfig
 from components.ledger import LedgerState
 
 
-def publications_table(before: LedgerState, after: LedgerState) -> str:
-    """A table of every published version; versions this run published are marked ``new``."""
+def retired_publications(config: PipelineConfig, state: LedgerState) -> frozenset[tuple[str, str]]:
+    """``(strategy, version)`` of recorded publications that retention has since deleted: their commit
+    marker is gone from the destination (the ledger keeps the record; the version is no longer served)."""
+    from components.publish.executor import destination_storage
+
+    storage = destination_storage(config.destination)
+    retired = set()
+    for record in state.checkpoints.values():
+        for strategy, pushed in record.publications.items():
+            if pushed.marker_uri and storage.stat(pushed.marker_uri) is None:
+                retired.add((strategy, pushed.version))
+    return frozenset(retired)
+
+
+def publications_table(
+    before: LedgerState, after: LedgerState, *, retired: Collection[tuple[str, str]] = ()
+) -> str:
+    """A table of every published version: ``new`` if this run published it, ``retired`` if retention has
+    deleted it since (see :func:`retired_publications`), else ``earlier``."""
     rows = []
     for record in sorted(after.checkpoints.values(), key=lambda r: r.step):
         old = before.record(record.step)
@@ -24,7 +44,7 @@ def publications_table(before: LedgerState, after: LedgerState) -> str:
                     pushed.uri,
                     str(pushed.files),
                     str(exported.warmup_records if exported else 0),
-                    "new" if is_new else "earlier",
+                    "retired" if (strategy, pushed.version) in retired else ("new" if is_new else "earlier"),
                 ]
             )
     header = ["step", "metrics", "strategy", "version", "destination", "files", "warmup", "run"]

@@ -40,6 +40,7 @@ from components.preflight import preflight
 from components.publish.executor import destination_storage, publish
 from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
+from components.staging.release import release_staged
 from components.warmup.executor import inject_warmup
 from components.warmup.spec import WarmupParams
 
@@ -239,6 +240,9 @@ def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: Run
     if not options.dry_run:
         pushed = _stamped(pushed, record, options)
         record_publication(ledger, pushed, exported.checkpoint_uri, ranking_rule(config.evaluation.thresholds))
+        # Published and recorded: its staged copy has done its job (a crash before this line leaves it to
+        # the next export's staging retention, which removes versions the ledger shows as published).
+        release_staged(config, exported)
         retire_old_versions(config, strategy.servable or config.name)
     lease.release(evaluation.checkpoint if evaluation else None, holder=exported.strategy)
     return pushed

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import logging
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -366,7 +367,7 @@ def test_retention_keeps_the_newest_versions_by_number(tmp_path):
 
 
 def test_retention_removes_crashed_temp_dirs_only(tmp_path):
-    crashed = tmp_path / f".tmp-300-{_dead_pid()}"
+    crashed = tmp_path / f".tmp-300-{_dead_pid()}@{socket.gethostname()}"  # this host, its process gone
     ours = tmp_path / temp_dir_name("400")  # this process: still being written
     old_tf = tmp_path / "temp-1600000000"
     fresh_tf = tmp_path / "temp-1700000000"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -388,7 +389,7 @@ def test_final_latest_and_best_exporters(estimator, trained_model, tmp_path):
     }
 
     latest_dir = tmp_path / "latest"
-    crashed = latest_dir / ".tmp-50-999999999"
+    crashed = latest_dir / f".tmp-50-999999999@{socket.gethostname()}"  # this host, no such process
     crashed.mkdir(parents=True)
     latest = LatestExporter("latest", receiver, exports_to_keep=2)
     for step in (100, 200, 300):

@@ -29,9 +29,10 @@ def config_for(model: TrainedModel, folder: Path, destination: str):
     return load_config(path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def warmed(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ExportArtifact]:
-    """The step-300 checkpoint exported (variables by reference) with warmup, once for the module."""
+    """The step-300 checkpoint exported (variables by reference) with warmup (a publish releases its staged
+    copy, so each test gets its own)."""
     folder = tmp_path_factory.mktemp("pipeline")
     config = config_for(trained_model, folder, str(folder / "published"))
     checkpoint = CheckpointArtifact(uri=str(trained_model.model_dir / "model.ckpt-300"), model_name="example", step=300)
@@ -63,7 +64,8 @@ def test_publish_stage_to_local_disk_loads_and_is_idempotent(trained_model: Trai
     record = Ledger(config.destination.uri, "example").load().record(300)
     assert record is not None and record.publications["all_modes"].marker_uri == pushed.marker_uri
 
-    again = publish_stage(config, exported, RunOptions())
+    assert not os.path.exists(exported.uri)  # published: its staged copy is released
+    again = publish_stage(config, exported, RunOptions())  # a retry finds the version committed
     assert again.already_published and again.bytes_moved == 0
 
 

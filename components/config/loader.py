@@ -27,7 +27,10 @@ from components.imports import ImportPath, ImportPathError
 # libyaml's C parser: DAG parsing loads every config on every dag-processor loop.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
-_PATH_FIELDS = {"model_dir", "destination.uri", "destination.credentials_path", "warmup.path", "staging_dir"}
+_PATH_FIELDS = {
+    "model_dir", "destination.uri", "destination.credentials_path", "warmup.path", "staging_dir",
+    "staging", "scratch_dir",
+}
 
 
 def load_config(path: str | os.PathLike[str]) -> PipelineConfig:
@@ -198,6 +201,25 @@ def _check_semantics(config: PipelineConfig) -> None:
     _check_airflow(config)
     if config.destination.keep <= 0:
         raise ConfigError(source, "destination.keep", "expected a positive integer")
+    if config.staging is not None and config.staging_dir is not None:
+        raise ConfigError(
+            source, "staging_dir", "set staging (a URI) or its old spelling staging_dir (a local folder), not both"
+        )
+    if config.staging is not None:
+        _check_scheme(source, "staging", config.staging)
+
+
+def _check_scheme(source: str, field: str, uri: str) -> None:
+    """A URI whose scheme has a storage back-end (built in, or from the exportflow.storage entry points)."""
+    from importlib.metadata import entry_points
+
+    from components.storage.registry import ENTRY_POINT_GROUP, scheme_of
+
+    known = {"file", "gs", *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))}
+    if scheme_of(uri) not in known:
+        raise ConfigError(
+            source, field, f"no storage back-end for scheme {scheme_of(uri)!r} in {uri!r}; known schemes: {sorted(known)}"
+        )
 
 
 def _check_model(config: PipelineConfig) -> None:

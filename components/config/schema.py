@@ -181,6 +181,17 @@ class PipelineConfig:
     discovery: DiscoveryConfig = DiscoveryConfig()
     warmup: WarmupConfig = WarmupConfig()
     airflow: AirflowConfig = AirflowConfig()
-    staging_dir: str | None = None  # local scratch for exports; default under the destination
+    # Where export hands a version to warmup and publish: a URI of any registered storage scheme (a local
+    # path, gs://bucket/prefix, ...), holding <strategy>/<version>/ until the version is published. Default:
+    # <destination.uri>/.exportflow/<name>/staging (local destination: today's folder, hard links; gs://
+    # destination: the same bucket, so every hand-over is a server-side copy). gs://other-bucket/x: a
+    # separate bucket (same credentials as the destination). Staged versions are removed once published.
+    staging: str | None = None
+    # The old spelling of a LOCAL staging root: <staging_dir>/<name>/staging. Still read; prefer staging.
+    staging_dir: str | None = None
+    # Worker-local scratch, never handed over: TF's own writes (eval summaries, export temp folders) and the
+    # download cache (objects by CRC32C, fetched once per worker). Default: <system temp>/exportflow/<name>;
+    # with the default local staging (or staging_dir), beside it as before: <destination>/.exportflow/<name>.
+    scratch_dir: str | None = None
     source: str = dataclasses.field(default="<memory>", compare=False)  # the file it came from
     source_text: str = dataclasses.field(default="", compare=False, repr=False)  # that file's text

@@ -6,6 +6,11 @@ time and memory. Here the checkpoint's ``.index`` and ``.data-*`` files become
 when both sit on one filesystem (O(1)), a copy otherwise. Extra tensors in the checkpoint (optimizer
 slots, other modes' variables) are ignored when the SavedModel loads.
 
+With staging on an object store that also holds the checkpoint, the data shards need not reach the worker
+at all: inside :func:`deferring`, a shard that is only on the store is not placed locally but recorded
+(``DeferredShards.placed``), and staging makes it a server-side copy of the checkpoint's object. Only the
+``.index`` is local, which is all graph-level verification reads.
+
 It is only done when it is provably right: every variable the graph holds must be in the checkpoint's
 index under the same name, with the same dtype and shape, and the graph must use the default saver.
 Otherwise the caller falls back to a normal export and logs the reasons from :func:`reference_blockers`.
@@ -13,16 +18,18 @@ Otherwise the caller falls back to a normal export and logs the reasons from :fu
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import glob
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from components.export.errors import CheckpointMismatchError
-from components.storage import storage_for
+from components.storage import ObjectInfo, storage_for
 from components.storage.registry import scheme_of
 
 log = logging.getLogger(__name__)
@@ -35,9 +42,31 @@ class VariableSpec:
     shape: tuple[int, ...] | None  # None when not fully known
 
 
+@dataclasses.dataclass
+class DeferredShards:
+    """Data shards of a checkpoint that stay on their store (suffix ``.data-NNNNN-of-MMMMM`` → object)."""
+
+    objects: dict[str, ObjectInfo]
+    placed: list[tuple[str, ObjectInfo]] = dataclasses.field(default_factory=list)  # (local target, object)
+
+
+_deferred: contextvars.ContextVar[DeferredShards | None] = contextvars.ContextVar("deferred_shards", default=None)
+
+
+@contextlib.contextmanager
+def deferring(shards: DeferredShards) -> Iterator[DeferredShards]:
+    """Within the block, :func:`place_checkpoint` records ``shards`` instead of needing them on local disk."""
+    token = _deferred.set(shards)
+    try:
+        yield shards
+    finally:
+        _deferred.reset(token)
+
+
 @dataclasses.dataclass(frozen=True)
 class Placement:
-    """How a checkpoint was placed as ``variables/``: ``hardlink`` (same filesystem) or ``copy``."""
+    """How a checkpoint was placed as ``variables/``: ``hardlink`` (same filesystem), ``copy``, or
+    ``server_copy`` (data shards deferred to a server-side copy when staged)."""
 
     method: str
     files: tuple[str, ...]
@@ -118,6 +147,9 @@ def checkpoint_files(checkpoint_prefix: str) -> list[str]:
 
         data = tf.io.gfile.glob(checkpoint_prefix + ".data-*")
     shards = sorted(p for p in data if _DATA_SHARD.search(p))
+    deferred = _deferred.get()
+    if not shards and deferred is not None:
+        shards = sorted(f"{checkpoint_prefix}{suffix}" for suffix in deferred.objects)
     index = f"{checkpoint_prefix}.index"
     storage = storage_for(checkpoint_prefix)
     if storage.stat(index) is None:
@@ -137,10 +169,16 @@ def place_checkpoint(checkpoint_prefix: str, variables_prefix: str) -> Placement
     os.makedirs(os.path.dirname(variables_prefix), exist_ok=True)
     source_storage = storage_for(checkpoint_prefix)
     local = scheme_of(checkpoint_prefix) == "file"
-    placed, total, linked = [], 0, True
+    placed, total, linked, server_side = [], 0, True, False
+    deferred = _deferred.get()
     for source in checkpoint_files(checkpoint_prefix):
         suffix = source[len(checkpoint_prefix) :]
         target = f"{variables_prefix}{suffix}"
+        if deferred is not None and suffix in deferred.objects and not os.path.exists(source):
+            deferred.placed.append((target, deferred.objects[suffix]))
+            total += deferred.objects[suffix].size
+            server_side = True
+            continue
         if local:
             source_storage.copy(source, target)  # hard link when possible, else an atomic copy
             same = os.stat(source).st_ino == os.stat(target).st_ino
@@ -150,7 +188,8 @@ def place_checkpoint(checkpoint_prefix: str, variables_prefix: str) -> Placement
             linked = False
         placed.append(target)
         total += os.path.getsize(target)
-    return Placement("hardlink" if linked else "copy", tuple(placed), total)
+    method = "server_copy" if server_side else ("hardlink" if linked else "copy")
+    return Placement(method, tuple(placed), total)
 
 
 _saver_class: Any = None

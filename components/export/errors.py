@@ -59,3 +59,11 @@ class UnknownStrategyError(ExportContractError):
 
 class StrategyRegistryError(ExportContractError):
     """Two providers register the same strategy kind, or an entry point does not load."""
+
+
+class StagingFailed(ExportError):
+    """The export could not be handed over to staging (its ``retryable`` follows the staging error)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -7,10 +7,13 @@ staging folders, ``LatestExporter``, ``BestExporter``, the library ``export_*`` 
 
 * **versions** are integer-named directories (any number of digits); the newest ``keep`` by number are
   kept, plus any name in ``protect`` (e.g. exported but not yet published);
-* **temp dirs** are ours (``.tmp-<version>-<pid>``, see :func:`temp_dir_name`) or TensorFlow's
-  (``temp-<digits>``). Ours are removed when the process that made them is gone (a pid that is ours or
-  still alive is left alone); TensorFlow's and unrecognised ``.tmp-*`` ones when older than
-  ``stale_after`` seconds.
+* **temp dirs** are ours (``.tmp-<label>-<pid>@<host>``, see :func:`temp_dir_name`) or TensorFlow's
+  (``temp-<digits>``). Ours are judged like a publish lease (``components.publish.protocol.lease_is_live``)
+  whose holder is the named host and process and which expires ``stale_after`` seconds after the
+  folder last changed: on this host it is removed as soon as its process is gone; a folder named after
+  another host (a staging folder shared over NFS) only once it expired — a pid is never checked on a
+  host that does not own it. TensorFlow's and other ``.tmp-*`` ones (the old ``.tmp-<label>-<pid>``,
+  which names no host) are removed when older than ``stale_after`` seconds.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ import logging
 import os
 import re
 import shutil
+import socket
 import time
 from collections.abc import Collection
+
+from components.publish.protocol import lease_is_live
 
 log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".tmp-"
-_OUR_TEMP = re.compile(r"^\.tmp-(?P<label>.+)-(?P<pid>\d+)$")
+_OUR_TEMP = re.compile(r"^\.tmp-(?P<label>.+)-(?P<pid>\d+)@(?P<host>[A-Za-z0-9.\-_]+)$")
 _TF_TEMP = re.compile(r"^temp-\d+$")
 DEFAULT_STALE_AFTER = 6 * 3600.0
 
@@ -39,8 +45,8 @@ class RetentionResult:
 
 
 def temp_dir_name(label: str) -> str:
-    """The temp folder name for ``label`` written by this process (recognised by retention)."""
-    return f"{TEMP_PREFIX}{label}-{os.getpid()}"
+    """The temp folder name for ``label`` written by this process on this host (recognised by retention)."""
+    return f"{TEMP_PREFIX}{label}-{os.getpid()}@{_host()}"
 
 
 def version_dirs(base: str) -> list[str]:
@@ -93,28 +99,26 @@ def _crashed_temp_dirs(base: str, stale_after: float, now: float) -> list[str]:
         path = os.path.join(base, name)
         if not os.path.isdir(path):
             continue
+        try:
+            changed = os.stat(path).st_mtime
+        except FileNotFoundError:
+            continue
         ours = _OUR_TEMP.match(name)
         if ours:
-            if not _pid_alive(int(ours.group("pid"))):
+            holder = {"host": ours.group("host"), "pid": int(ours.group("pid")), "expires_at": changed + stale_after}
+            if not _is_ours_now(holder) and not lease_is_live(holder, now):
                 crashed.append(name)
             continue
-        if _TF_TEMP.match(name) or name.startswith(TEMP_PREFIX):
-            try:
-                age = now - os.stat(path).st_mtime
-            except FileNotFoundError:
-                continue
-            if age > stale_after:
-                crashed.append(name)
+        if (_TF_TEMP.match(name) or name.startswith(TEMP_PREFIX)) and now - changed > stale_after:
+            crashed.append(name)
     return crashed
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
+def _is_ours_now(holder: dict[str, object]) -> bool:
+    """This very process (its own folder is never crashed, whatever its age)."""
+    return holder["host"] == _host() and holder["pid"] == os.getpid()
+
+
+def _host() -> str:
+    """This host's name as it may appear in a folder name."""
+    return re.sub(r"[^A-Za-z0-9.\-_]", "_", socket.gethostname()) or "localhost"

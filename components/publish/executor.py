@@ -4,13 +4,25 @@ This executor prepares the inputs — the export's manifest (written once, then 
 storage back-end and transfer settings from the destination config — and hands them to the publish
 protocol (``protocol.py``, which documents the order of writes, the lease and the commit marker).
 A multi-graph export (``ExportArtifact.graphs``) publishes as one all-or-nothing set.
+
+Where the bytes come from (the export's staged URI):
+
+* staged on the destination's object store (``gs://`` → ``gs://``): every object is a server-side copy
+  of the staged one; the manifest is built from the store's listing (sizes and CRC32C come with it), so
+  no byte of the export passes through this worker;
+* staged on local disk: read in place (hard links to a local destination on the same filesystem);
+* anything else (``gs://`` staging → local destination, another store): the staged objects are fetched
+  through this worker's scratch cache into a local view, which is published as a local export.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from components.artifacts import ExportArtifact, FileEntry, PushedModelArtifact, to_jsonable
@@ -19,19 +31,31 @@ from components.manifest import (
     MANIFEST_PATH,
     build_manifest,
     missing_savedmodel_files,
+    read_manifest,
     read_manifest_file,
     write_manifest,
 )
 from components.publish.errors import DestinationError, ExportIncomplete
 from components.publish.protocol import (
+    GRAPH_FILES,
     GraphSource,
+    Layout,
     PublishSettings,
     layout_for,
     publish_version,
+    read_marker,
 )
 from components.publish.spec import PublishParams
 from components.publish.transfer import Observer
-from components.storage import InvalidStorageOptions, Storage, StorageOptions, crc32c_of_file, storage_for
+from components.storage import (
+    InvalidStorageOptions,
+    Storage,
+    StorageOptions,
+    crc32c_of_bytes,
+    crc32c_of_file,
+    scheme_of,
+    storage_for,
+)
 from components.storage.base import MiB
 
 log = logging.getLogger(__name__)
@@ -82,12 +106,47 @@ def publish(
     graphs = sorted(export.graphs) if export.graphs else [None]
     # Names and the target are validated before anything is read or written.
     layout = layout_for(storage, destination.uri, servable_of(params), export.version, graphs)
-    sources = prepare_sources(params, export)
-    planned = PushedModelArtifact(
+    if scheme_of(export.uri) not in ("file", scheme_of(destination.uri)):
+        with _fetched(params, export) as local:  # mixed stores: through this worker, once
+            return _publish_sources(params, export, storage, layout, prepare_sources(params, local), observer)
+    try:
+        sources = prepare_sources(params, export)
+    except ExportIncomplete:
+        if _published_before(storage, layout, export):  # a retry after the staged copy was released
+            log.info("%s is already published and its staged copy is gone (0 bytes moved)", layout.primary_dir)
+            return dataclasses.replace(_planned(params, export, storage, layout, ()), already_published=True)
+        raise
+    return _publish_sources(params, export, storage, layout, sources, observer)
+
+
+def _published_before(storage: Storage, layout: Layout, export: ExportArtifact) -> bool:
+    """The destination holds this export's version, committed: its marker names the same model, strategy,
+    step and checkpoint, and every graph it lists holds ``saved_model.pb``."""
+    marker = read_marker(storage, layout.marker)
+    if marker is None or not all(
+        marker.get(key) == value
+        for key, value in (
+            ("model", export.model_name),
+            ("strategy", export.strategy),
+            ("step", export.step),
+            ("checkpoint", export.checkpoint_uri),
+        )
+    ):
+        return False
+    return all(
+        any(storage.stat(storage.join(layout.graph_dir(g), name)) is not None for name in GRAPH_FILES)
+        for g in layout.graphs
+    )
+
+
+def _planned(
+    params: PublishParams, export: ExportArtifact, storage: Storage, layout: Layout, sources: tuple[GraphSource, ...]
+) -> PushedModelArtifact:
+    return PushedModelArtifact(
         uri=layout.primary_dir,
         model_name=export.model_name,
         strategy=export.strategy,
-        destination=destination.uri,
+        destination=params.config.destination.uri,
         version=export.version,
         step=export.step,
         manifest_uri=storage.join(layout.primary_dir, MANIFEST_PATH),
@@ -96,6 +155,18 @@ def publish(
         marker_uri=layout.marker,
         graph_uris=layout.graph_uris,
     )
+
+
+def _publish_sources(
+    params: PublishParams,
+    export: ExportArtifact,
+    storage: Storage,
+    layout: Layout,
+    sources: tuple[GraphSource, ...],
+    observer: Observer | None,
+) -> PushedModelArtifact:
+    destination = params.config.destination
+    planned = _planned(params, export, storage, layout, sources)
     if params.dry_run:
         log.info("dry run: would publish %s to %s", export.uri, planned.uri)
         return planned
@@ -126,16 +197,79 @@ def publish(
     )
 
 
+@contextlib.contextmanager
+def _fetched(params: PublishParams, export: ExportArtifact) -> Iterator[ExportArtifact]:
+    """The staged export as a local view in this worker's scratch (see ``staging.handover.local_view``)."""
+    from components.staging.area import staging_area
+    from components.staging.handover import local_view
+
+    root = export.uri.rstrip("/")
+    with local_view(staging_area(params.config), root) as (folder, _):
+        yield dataclasses.replace(
+            export,
+            uri=folder,
+            graphs={name: os.path.join(folder, *uri[len(root) + 1 :].split("/")) for name, uri in export.graphs.items()},
+        )
+
+
 def prepare_sources(params: PublishParams, export: ExportArtifact) -> tuple[GraphSource, ...]:
     """Each graph folder with its manifest: written now if absent, else checked against the folder."""
     folders: dict[str | None, str] = dict(export.graphs) if export.graphs else {None: export.uri}
     sources = []
     for name in sorted(folders, key=lambda g: g or ""):
         folder = folders[name]
+        if scheme_of(folder) != "file":
+            sources.append(staged_source(params, export, name, folder))
+            continue
         if not os.path.isdir(folder):
             raise ExportIncomplete(f"export folder {folder} does not exist (graph {name or 'main'} of {export.uri})")
         sources.append(GraphSource(name, folder, _manifest_files(params, export, folder)))
     return tuple(sources)
+
+
+def staged_source(params: PublishParams, export: ExportArtifact, name: str | None, uri: str) -> GraphSource:
+    """A graph staged on an object store, described from one listing (sizes and CRC32C as stored).
+
+    Its manifest is written into staging now if absent (a small object), else checked against the
+    listing, exactly as for a local folder."""
+    from components.staging.area import staging_area
+    from components.staging.errors import StagingError
+    from components.staging.handover import staged_objects
+
+    storage = staging_area(params.config).storage
+    root = uri.rstrip("/")
+    try:
+        objects = staged_objects(staging_area(params.config), root)
+    except StagingError as exc:
+        raise ExportIncomplete(f"graph {name or 'main'} of {export.uri}: {exc}") from exc
+    listed = {rel: FileEntry(rel, info.size, info.crc32c or storage.checksum(info.uri)) for rel, info in objects.items()}
+    manifest_uri = storage.join(root, MANIFEST_PATH)
+    if MANIFEST_PATH in listed:
+        try:
+            manifest = read_manifest(storage.read_bytes(manifest_uri))
+        except (ValueError, TypeError) as exc:
+            raise ExportIncomplete(f"{manifest_uri} is not a readable manifest: {exc}") from exc
+        problems = [
+            f"{entry.path} is missing" if entry.path not in listed else f"{entry.path} differs from the manifest"
+            for entry in manifest.files
+            if listed.get(entry.path) != entry
+        ]
+        if problems:
+            raise ExportIncomplete(
+                f"staged export {root} no longer matches its manifest: {'; '.join(problems[:5])}; nothing was published"
+            )
+    else:
+        files = tuple(entry for rel, entry in sorted(listed.items()))
+        missing = missing_savedmodel_files([f.path for f in files])
+        if missing:
+            raise ExportIncomplete(
+                f"staged export {root} is not a complete SavedModel: missing {', '.join(missing)}; nothing was published"
+            )
+        manifest = build_manifest(export, params.evaluation, params.strategy, _manifest_extra(export), files=files)
+        data = json.dumps(to_jsonable(manifest), indent=1, sort_keys=True).encode()
+        storage.write_bytes(manifest_uri, data)
+        listed[MANIFEST_PATH] = FileEntry(MANIFEST_PATH, len(data), crc32c_of_bytes(data))
+    return GraphSource(name, root, (*manifest.files, listed[MANIFEST_PATH]))
 
 
 def _manifest_files(params: PublishParams, export: ExportArtifact, folder: str) -> tuple[FileEntry, ...]:

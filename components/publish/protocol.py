@@ -153,6 +153,7 @@ from components.publish.transfer import (
     PublishEvent,
     Transfer,
     TransferResult,
+    copy_source,
     matches,
     run_transfers,
 )
@@ -186,9 +187,11 @@ _VERSION = re.compile(r"^[0-9]{1,19}$")
 
 @dataclasses.dataclass(frozen=True)
 class GraphSource:
-    """One graph to publish: its local export folder and every file with size and CRC32C.
+    """One graph to publish: its export folder and every file with size and CRC32C.
 
-    ``name`` is None for a single-graph export. ``files`` include the manifest itself.
+    ``name`` is None for a single-graph export. ``files`` include the manifest itself. ``local_dir`` is a
+    local folder, or a staged folder on the destination's own object store (then every file is a
+    server-side copy of it: ``transfer.copy_source``).
     """
 
     name: str | None
@@ -639,21 +642,26 @@ class _Run:
             final, building = inventory.final[graph.name], inventory.building[graph.name]
             final_dir, building_dir = self.layout.graph_dir(graph.name), self.layout.building_dir(graph.name)
             work = self._work_dir(graph.name)
-            link = self.renames and self._can_link(graph.local_dir, work)
+            link = self.renames and scheme_of(graph.local_dir) == "file" and self._can_link(graph.local_dir, work)
             for entry in graph.files:
                 source = os.path.join(graph.local_dir, entry.path)
                 if self.renames:  # everything into the work folder
                     existing = (final if graph.name in self.in_place else building).get(entry.path)
                     if existing is not None and matches(self.storage, existing, entry):
                         continue
-                    copy_from = source if link else (dedupe.find(entry) if dedupe is not None else None)
+                    copy_from = copy_source(source, self.layout.destination, link) or (
+                        dedupe.find(entry) if dedupe is not None else None
+                    )
                     transfer = self._transfer(entry, source, work, copy_from, existing)
                     (graph_files if entry.path in GRAPH_FILES else uploads).append(transfer)
                     continue
                 placed = final.get(entry.path)
                 if placed is not None and matches(self.storage, placed, entry):
                     continue
-                copy_from = dedupe.find(entry) if dedupe is not None else None
+                # the staged object itself when staging is on this store, else an identical published one
+                copy_from = copy_source(source, self.layout.destination, False) or (
+                    dedupe.find(entry) if dedupe is not None else None
+                )
                 if entry.path in GRAPH_FILES:  # the ready signal goes straight to its place, last
                     graph_files.append(self._transfer(entry, source, final_dir, copy_from, placed))
                     continue

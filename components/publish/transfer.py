@@ -8,6 +8,9 @@ One transfer makes one destination object from a manifest entry, by the cheapest
 2. an upload of the local file (resumable above 8 MiB on GCS), with the manifest's CRC32C sent along so
    the store refuses different bytes.
 
+The source is a local file, or an object on the destination's store (an export staged there,
+``copy_source``): then 1 is the only way, and a source that vanished or changed is ``ExportIncomplete``.
+
 Every write carries a generation precondition (``0`` = create; or the generation of a wrong object it
 replaces), so the SDK may retry it and a concurrent writer cannot be clobbered. A precondition failure
 is resolved by looking: an object with our size and CRC32C is ours (a retried create whose first
@@ -38,6 +41,7 @@ from components.storage import (
     PreconditionFailed,
     Storage,
     TransientStorageError,
+    scheme_of,
 )
 
 log = logging.getLogger(__name__)
@@ -89,6 +93,14 @@ class PublishEvent:
 Observer = Callable[[PublishEvent], None]
 
 
+def copy_source(source: str, destination: str, link_local: bool) -> str | None:
+    """Where the store itself can make the object from: the local file when hard links are wanted, the
+    staged object when the export is staged on the destination's object store; else None."""
+    if scheme_of(source) == "file":
+        return source if link_local else None
+    return source if scheme_of(source) == scheme_of(destination) else None
+
+
 def matches(storage: Storage, info: ObjectInfo, entry: FileEntry) -> bool:
     """Does the stored object hold the entry's bytes? Size first; CRC32C from the listing or computed."""
     if info.size != entry.size:
@@ -107,6 +119,11 @@ def transfer_one(storage: Storage, transfer: Transfer, progress: Progress | None
         if isinstance(result, TransferResult):
             return result
         generation = result
+    if scheme_of(transfer.source) != "file":
+        raise ExportIncomplete(
+            f"{transfer.source} could not be copied to {transfer.target} (gone, or different from the manifest); "
+            "rerun the export so it is staged again"
+        )
     meter = _Meter(progress)
     for attempt in range(_FRESH_STARTS + 1):
         try:

@@ -4,6 +4,10 @@ Nothing is written until every graph's records have passed lint and replay, so a
 in staging exactly as the export stage left it, and the raised ``WarmupError`` stops its publication.
 With ``source: none`` nothing is built, but a warmup file the export already carries (an exporter's
 ``warmup_file`` or ``assets_extra``) is still linted and replayed: nothing ships unchecked.
+
+An export staged on an object store is read through this worker's scratch cache (a worker that exported
+it, or fetched it before, downloads nothing) into a private local view; the files warmup changed are
+written back to staging, and the artifact keeps the staged URIs.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any, Self
 
 from components.artifacts import ExportArtifact, WarmupReplay, WarmupSummary
 from components.config.schema import PipelineConfig, WarmupConfig
+from components.storage import scheme_of
 from components.warmup import build, routed, sources
 from components.warmup.errors import WarmupLintError
 from components.warmup.inject import ENTRY_GRAPH, warmup_targets, write_warmup
@@ -37,6 +42,32 @@ class _Checked:
 
 
 def inject_warmup(params: WarmupParams, export: ExportArtifact) -> ExportArtifact:
+    if scheme_of(export.uri) == "file":
+        return _inject_local(params, export)
+    from components.manifest import MANIFEST_PATH
+    from components.staging.area import staging_area
+    from components.staging.handover import local_view, push_changes
+
+    area = staging_area(params.config)
+    root = export.uri.rstrip("/")
+    if params.config.warmup.source == "none" and not any(
+        info.uri.endswith(f"/{WARMUP_PATH}") for info in area.storage.list(root)
+    ):
+        return export  # nothing to build, nothing to check: no need to fetch the export
+    with local_view(area, root, skip=(MANIFEST_PATH,)) as (folder, staged):
+        local = dataclasses.replace(
+            export,
+            uri=folder,
+            graphs={name: os.path.join(folder, *uri[len(root) + 1 :].split("/")) for name, uri in export.graphs.items()},
+        )
+        warmed = _inject_local(params, local)
+        if warmed is not local:
+            written = push_changes(area, root, folder, {rel: info for rel, info in staged.items() if rel != MANIFEST_PATH})
+            log.info("warmup wrote %d file(s) back to %s", written, root)
+    return dataclasses.replace(warmed, uri=export.uri, graphs=dict(export.graphs))
+
+
+def _inject_local(params: WarmupParams, export: ExportArtifact) -> ExportArtifact:
     config, warmup = params.config, params.config.warmup
     model_name = servable_name(config, export.strategy)
     checked: list[_Checked] = []

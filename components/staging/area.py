@@ -1,0 +1,80 @@
+"""The model's staging area: where versions wait between export and publish, and this worker's scratch."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from typing import Any
+
+from components.config.schema import PipelineConfig
+from components.paths import cache_dir, scratch_dir, staging_root
+from components.staging.cache import ScratchCache
+from components.storage import Storage, scheme_of, storage_for
+
+BOOKKEEPING = ".exportflow"
+STAGED_SUFFIX = ".staged.json"
+LEASE_SUFFIX = ".lease.json"
+LEASE_TTL = 120.0  # seconds a staging lease lives without renewal (renewed every third of it)
+
+
+@dataclasses.dataclass(frozen=True)
+class StagingArea:
+    """``root``: the staging URI; ``scratch``: this worker's folder; ``storage``: the root's back-end."""
+
+    root: str
+    scratch: str
+    storage: Storage
+    cache: ScratchCache
+    parallelism: int = 8
+
+    @property
+    def local(self) -> bool:
+        return scheme_of(self.root) == "file"
+
+    def strategy_uri(self, strategy: str) -> str:
+        return os.path.join(self.root, strategy) if self.local else f"{self.root}/{strategy}"
+
+    def version_uri(self, strategy: str, version: str) -> str:
+        return self.storage.join(self.strategy_uri(strategy), version)
+
+    def staged_marker(self, strategy: str, version: str) -> str:
+        return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{STAGED_SUFFIX}")
+
+    def lease_uri(self, strategy: str, version: str) -> str:
+        return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{LEASE_SUFFIX}")
+
+    def scratch_path(self, *parts: str) -> str:
+        return os.path.join(self.scratch, *parts)
+
+    def read_staged(self, strategy: str, version: str) -> dict[str, Any] | None:
+        """The ``.staged.json`` of a version on an object store (None: not completely staged)."""
+        found = self.storage.read_versioned(self.staged_marker(strategy, version))
+        if found is None:
+            return None
+        try:
+            value = json.loads(found[0])
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+
+def staging_area(config: PipelineConfig) -> StagingArea:
+    """The config's staging area, reached with the destination's credentials and transfer settings."""
+    from components.publish.executor import storage_options
+
+    root = staging_root(config)
+    return StagingArea(
+        root=root,
+        scratch=scratch_dir(config),
+        storage=storage_for(root, storage_options(config.destination)),
+        cache=_cache(cache_dir(config)),
+        parallelism=config.destination.parallelism,
+    )
+
+
+@functools.cache
+def _cache(root: str) -> ScratchCache:
+    """One cache object per folder and process, so its counters add up across stages."""
+    return ScratchCache(root)
