@@ -318,7 +318,7 @@ def test_code_only_skips_files_and_folders(capsys, model_copy, tmp_path):
     assert code == 1 and [line.split(": error: ")[1].split(":")[0] for line in err] == [
         "model_dir",
         "destination.uri",
-        "staging_dir",
+        "staging",
     ]
 
 
@@ -330,7 +330,7 @@ def test_read_only_destination_fails_validate_and_the_run_before_any_lease(capsy
     destination.mkdir()
     path = write_config(tmp_path / "configs", model_copy, destination)
     config = load_config(path)
-    state = destination / ".exportflow" / "example"
+    state = destination / ".exportflow" / "example" / "staging"
     fix = "fix: give the job write access to it, or point destination.uri at a place it can write"
     with unwritable(destination) as strerror:
         code, _, err = validate(capsys, path)
@@ -338,14 +338,14 @@ def test_read_only_destination_fails_validate_and_the_run_before_any_lease(capsy
         assert err == [
             f"{path}: error: destination.uri: {destination} is read-only: {strerror}; {fix}",
             (
-                f"{path}: error: staging_dir: {state} (its existing parent {destination}) is read-only: "
-                f"{strerror}; fix: exports are staged in {state}: give the job write access, or set staging_dir "
-                "to a writable folder"
+                f"{path}: error: staging: {state} (its existing parent {destination}) is read-only: "
+                f"{strerror}; fix: exports are staged in {state}: give the job write access, or set staging "
+                "to a writable location"
             ),
         ]
         with pytest.raises(PreflightFailed) as info:
             run_pipeline(config, RunOptions(checkpoint=300))
-    assert [p.field for p in info.value.problems] == ["destination.uri", "staging_dir"]
+    assert [p.field for p in info.value.problems] == ["destination.uri", "staging"]
     assert not info.value.retryable
     assert str(info.value).startswith(f"{path}: 2 problem(s) found before any work:\n  - destination.uri: ")
     assert_nothing_leased_or_written(config, destination, [])
@@ -432,7 +432,7 @@ def test_gcs_destination_is_probed_and_left_as_it_was(capsys, gcs, gcs_bucket, m
         tmp_path / "configs", model_copy, "gs://no-such-bucket/models", name="missing.yaml"
     )
     problems = find_problems(load_config(missing))
-    assert [p.field for p in problems] == ["destination.uri"]
+    assert [p.field for p in problems] == ["destination.uri", "staging"]  # staging defaults into that bucket
     assert problems[0].problem.startswith("cannot write a probe object under gs://no-such-bucket/models: ")
     assert "no-such-bucket" in problems[0].problem.partition("models: ")[2]
 

@@ -20,7 +20,7 @@ def check_locations(config: PipelineConfig) -> list[Problem]:
     """The model_dir can be listed, source files read; destination, staging and lease folders take a write."""
     from components.config.errors import ConfigError
     from components.discovery import lease
-    from components.paths import state_dir
+    from components.paths import staging_root
     from components.publish.executor import destination_storage
 
     model_dir_problems = _check_model_dir(config.model_dir)
@@ -32,12 +32,14 @@ def check_locations(config: PipelineConfig) -> list[Problem]:
         lambda: destination_storage(config.destination),
         "give the job write access to it, or point destination.uri at a place it can write",
     )
-    staging = state_dir(config)
+    from components.staging.area import staging_area
+
+    staging = staging_root(config)
     problems += _check_writable(
-        "staging_dir",
+        "staging",
         staging,
-        None,
-        f"exports are staged in {staging}: give the job write access, or set staging_dir to a writable folder",
+        lambda: staging_area(config).storage,
+        f"exports are staged in {staging}: give the job write access, or set staging to a writable location",
     )
     try:
         leases, _ = lease.lease_settings(config)
