@@ -134,7 +134,7 @@ class CeleryStack:
                 logs = Path(f"/proc/{worker.process.pid}/root{worker.airflow_home}/logs")
                 for log in sorted(logs.rglob("*.log")) if logs.exists() else []:
                     text = log.read_text(errors="replace")
-                    if "Traceback" in text or "ERROR" in text:
+                    if '"level":"error"' in text.replace(" ", ""):  # task logs are JSON lines
                         tail = "".join(text.splitlines(True)[-30:])
                         parts.append(f"--- {worker.hostname}: {log.relative_to(logs)} ---\n{tail}")
         return "\n".join(parts)
