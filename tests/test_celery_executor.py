@@ -55,7 +55,14 @@ HEARTBEAT_TIMEOUT_SECONDS = 20
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "celery_fleet"
 DAG_ID = f"exportflow__{MODEL}"
-TAGS = "abc"  # three all_modes strategies, each publishing to a servable of its own
+# Three strategies, each publishing to a servable of its own: variables saved by TensorFlow, and placed
+# by reference (on GCS: the checkpoint's objects copied server-side) through two different code paths.
+STRATEGIES = (
+    {"name": "all_modes", "kind": "all_modes"},
+    {"name": "by_reference", "kind": "all_modes", "params": {"by_reference": True}},
+    {"name": "latest", "kind": "latest", "params": {"by_reference": True}},
+)
+SERVABLES = [f"{MODEL}_{s['name']}" for s in STRATEGIES]
 # Where exportflow keeps a worker's local files for a gs:// destination (components.paths.state_dir):
 # the "scratch folder" each worker gets a tmpfs of its own over (inside its private /tmp).
 SCRATCH = str(Path(tempfile.gettempdir()) / "exportflow")
@@ -157,9 +164,7 @@ def celery_stack(
         name=MODEL,
         model_dir=f"gs://{fleet_bucket}/models/{MODEL}",
         discovery={"policy": "latest"},  # step 300: one evaluation, one export per strategy
-        strategies=[
-            {"name": f"all_modes_{tag}", "kind": "all_modes", "servable": f"{MODEL}_{tag}"} for tag in TAGS
-        ],
+        strategies=[{**s, "servable": servable} for s, servable in zip(STRATEGIES, SERVABLES)],
         airflow={"schedule": None, "retries": 1, "retry_delay_seconds": 2, "max_active_tf_tasks": 2},
     )
     config_path = configs / f"{MODEL}.yaml"
@@ -385,7 +390,7 @@ def test_run_succeeds_with_mapped_exports_spread_over_both_workers(
     tis = failover_run.task_instances
     assert {ti["state"] for ti in tis} == {"success"}
     exports = [ti for ti in tis if ti["task_id"] == "export"]
-    assert sorted(ti["map_index"] for ti in exports) == list(range(len(TAGS)))  # one per strategy
+    assert sorted(ti["map_index"] for ti in exports) == list(range(len(STRATEGIES)))  # one per strategy
     assert {ti["hostname"] for ti in exports} == celery_stack.hostnames
     assert {ti["task_id"] for ti in tis} == {"discover", "evaluate", "export", "warmup", "publish", "report"}
 
@@ -396,7 +401,7 @@ def test_a_version_exported_on_one_host_is_published_by_the_other_through_object
     """The handover itself: XCom carries staging URIs, and a publish ran where its export did not."""
     tis = failover_run.task_instances
     exports, publishes = _by_map_index(tis, "export"), _by_map_index(tis, "publish")
-    assert exports.keys() == publishes.keys() == set(range(len(TAGS)))
+    assert exports.keys() == publishes.keys() == set(range(len(STRATEGIES)))
     crossed = {i for i in exports if exports[i]["hostname"] != publishes[i]["hostname"]}
     # The killed worker's earlier export cannot have been published by it: it was busy with the third
     # export until it died, so at least that strategy moved between hosts.
@@ -450,7 +455,7 @@ def test_published_versions_are_complete_and_staging_is_empty(
 ) -> None:
     assert failover_run.run["state"] == "success", celery_stack.failure_context()
     client = gcs_server.client()
-    assert_published_complete(client, celery_stack.destination, [f"{MODEL}_{tag}" for tag in TAGS], ["300"])
+    assert_published_complete(client, celery_stack.destination, SERVABLES, ["300"])
     bucket, _, prefix = celery_stack.staging.removeprefix("gs://").partition("/")
     assert [blob.name for blob in client.list_blobs(bucket, prefix=prefix)] == []
 
