@@ -300,14 +300,35 @@ def _by_map_index(tis: list[dict[str, Any]], task_id: str) -> dict[int, dict[str
     return {ti["map_index"]: ti for ti in tis if ti["task_id"] == task_id}
 
 
-def _xcom(api: LiveAirflow, run_id: str, task_id: str, map_index: int) -> Any:
-    status, body = api.request(
-        "GET",
-        f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
-        f"?map_index={map_index}&stringify=false",
-    )
+def _return_values(api: LiveAirflow, run_id: str) -> dict[tuple[str, int], Any]:
+    """Every task's XCom return value in the run, by (task id, map index)."""
+    runs = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances"
+    status, body = api.request("GET", f"{runs}/~/xcomEntries?xcom_key=return_value&limit=1000")
     assert status == 200, body
-    return body["value"]
+    values = {}
+    for entry in body["xcom_entries"]:
+        status, item = api.request(
+            "GET",
+            f"{runs}/{entry['task_id']}/xcomEntries/return_value?map_index={entry['map_index']}",
+        )
+        assert status == 200, item
+        values[entry["task_id"], entry["map_index"]] = item["value"]
+    return values
+
+
+def _locations(value: Any) -> Iterator[str]:
+    """Every location an artifact names: ``uri`` and ``*_uri`` fields and multi-graph directories."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _locations(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str) and (key == "uri" or key.endswith("_uri")):
+                yield item
+            elif key == "graphs" and isinstance(item, dict):
+                yield from item.values()
+            else:
+                yield from _locations(item)
 
 
 def assert_published_complete(
@@ -403,15 +424,21 @@ def test_a_version_exported_on_one_host_is_published_by_the_other_through_object
     exports, publishes = _by_map_index(tis, "export"), _by_map_index(tis, "publish")
     assert exports.keys() == publishes.keys() == set(range(len(STRATEGIES)))
     crossed = {i for i in exports if exports[i]["hostname"] != publishes[i]["hostname"]}
-    # The killed worker's earlier export cannot have been published by it: it was busy with the third
-    # export until it died, so at least that strategy moved between hosts.
+    # The killed worker's earlier export was published by the other: the third export was queued when the
+    # first export finished, before that version's publish could be (its warmup comes first), and the
+    # killed worker held the third export until it died.
     assert crossed, [(i, exports[i]["hostname"], publishes[i]["hostname"]) for i in exports]
     assert failover_run.run["state"] == "success", celery_stack.failure_context()
+    values = _return_values(celery_stack.airflow, failover_run.run_id)
+    everywhere = [uri for value in values.values() for uri in _locations(value)]
+    assert everywhere and all(uri.startswith(f"gs://{celery_stack.bucket}/") for uri in everywhere), (
+        everywhere
+    )
     for index in exports:
-        for task_id in ("export", "warmup"):
-            artifact = _xcom(celery_stack.airflow, failover_run.run_id, task_id, index)
-            assert artifact["uri"].startswith(celery_stack.staging), (task_id, index, artifact)
-            assert artifact["checkpoint_uri"].startswith(f"gs://{celery_stack.bucket}/models/{MODEL}/")
+        exported, warmed, published = (values[task_id, index] for task_id in ("export", "warmup", "publish"))
+        assert exported["uri"].startswith(celery_stack.staging), exported
+        assert warmed["uri"].startswith(celery_stack.staging), warmed
+        assert published["uri"].startswith(f"{celery_stack.destination}/{MODEL}_{exported['strategy']}/300")
 
 
 def test_task_of_the_killed_worker_is_retried_on_the_other_worker(
