@@ -45,6 +45,7 @@ from tests.support.celery_services import (
 from tests.support.isolated_host import (
     SYSTEM_PRIVATE,
     HostSpec,
+    check_isolation_available,
     launcher,
     run_on,
     visible_mounts,
@@ -147,6 +148,15 @@ class CeleryStack:
         return "\n".join(parts)
 
 
+def _workers_ready(stack: CeleryStack, broker_url: str) -> bool:
+    for worker in stack.workers:
+        if worker.process.poll() is not None:  # e.g. its host could not be set up
+            raise RuntimeError(
+                f"{worker.name} exited with {worker.process.returncode}:\n{stack.airflow.log_tail(worker.name)}"
+            )
+    return workers_answer_ping(broker_url, [w.celery_node for w in stack.workers])
+
+
 @pytest.fixture(scope="module")
 def celery_stack(
     trained_model, fleet_bucket, gcs_server, postgres_database, redis_broker, tmp_path_factory
@@ -155,6 +165,7 @@ def celery_stack(
 
     from tests.conftest import example_config_dict, free_port
 
+    check_isolation_available()
     root = tmp_path_factory.mktemp("celery")
     configs = root / "configs"
     configs.mkdir()
@@ -227,11 +238,7 @@ def celery_stack(
             )
             workers.append(Worker(name, host.hostname, celery_node, str(deployment.home), process))
         stack = CeleryStack(deployment, fleet_bucket, tuple(workers), carried)
-        wait_for(
-            lambda: workers_answer_ping(redis_broker, [w.celery_node for w in workers]),
-            120,
-            "both celery workers to answer a ping",
-        )
+        wait_for(lambda: _workers_ready(stack, redis_broker), 120, "both celery workers to answer a ping")
         deployment.wait_for_dag(DAG_ID)
         yield stack
     finally:

@@ -70,6 +70,27 @@ def launcher(spec_path: Path) -> list[str]:
     ]
 
 
+def check_isolation_available() -> None:
+    """Raise, saying what to do, when this machine cannot start isolated hosts (needs root and util-linux)."""
+    try:
+        probe = subprocess.run(
+            ["unshare", "--mount", "--uts", "--propagation", "private", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise RuntimeError(
+            "`unshare` is missing: install util-linux (Debian: apt-get install util-linux)"
+        ) from exc
+    if probe.returncode != 0:
+        raise RuntimeError(
+            f"`unshare --mount --uts` failed ({probe.stderr.strip()}): isolated workers need root "
+            "(CAP_SYS_ADMIN), as .ci/run has; run the test as root"
+        )
+
+
 def _mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, stdin=subprocess.DEVNULL)
 
