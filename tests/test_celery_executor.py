@@ -272,7 +272,11 @@ def failover_run(celery_stack: CeleryStack) -> FailoverRun:
     def export_running_after_exports_on_both_workers() -> dict[str, Any] | None:
         tis = api.task_instances(DAG_ID, run_id)
         if any(ti["state"] in FAILED for ti in tis):
-            failed = [(ti["task_id"], ti["map_index"], ti["hostname"]) for ti in tis if ti["state"] in FAILED]
+            failed = [
+                (ti["task_id"], ti["map_index"], ti["state"], ti["hostname"])
+                for ti in tis
+                if ti["state"] in FAILED
+            ]
             raise AssertionError(f"failed before the kill: {failed}\n{celery_stack.failure_context()}")
         exports = [ti for ti in tis if ti["task_id"] == "export"]
         if {ti["hostname"] for ti in exports if ti["state"] == "success"} != celery_stack.hostnames:
