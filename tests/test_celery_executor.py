@@ -261,8 +261,10 @@ def failover_run(celery_stack: CeleryStack) -> FailoverRun:
     """One DAG run; once exports have succeeded on both workers, SIGKILL the worker running the third.
 
     Three strategies, one checkpoint: the first two exports start together, one per worker (concurrency 1
-    each); the third starts on whichever finishes first, and that worker is killed mid-export. Whatever
-    it had exported before is then warmed up and published by the other worker, from object storage.
+    each, at most two exports at once); the third is queued when the first of them finishes, and the
+    worker that takes it is killed mid-export, its private disk going with it. What it had exported
+    before is then warmed up and published by the other worker, from object storage, and the killed
+    export's next try (on the other worker, once the scheduler misses its heartbeat) must succeed.
     """
     api = celery_stack.airflow
     status, body = api.trigger(DAG_ID)
