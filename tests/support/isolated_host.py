@@ -11,7 +11,8 @@ COMMAND (so COMMAND keeps the process id ``Popen`` reported):
 1. reads the files to carry (the host's copy of trusted configs and data, the same on every host like
    an image's content) into memory;
 2. sets the hostname;
-3. remounts every mount read-only, so code, venv and everything else is like a read-only image;
+3. remounts every mount read-only (but /proc and /dev/pts, kernel interfaces), so code, venv and
+   everything else is like a read-only image;
 4. mounts a fresh tmpfs over each private folder (``/tmp``, ``/var/tmp``, ``/dev/shm`` and any scratch
    folder the spec names): the only writable places, and nobody else sees them;
 5. writes the carried files back at the same paths and creates the folders the spec names.
@@ -39,6 +40,8 @@ KEEP_WRITABLE = ("/proc", "/dev/pts")
 
 @dataclasses.dataclass(frozen=True)
 class HostSpec:
+    """One isolated host: its hostname, its private folders and what it carries into them."""
+
     hostname: str
     carry: tuple[str, ...] = ()  # files copied into the private folders at the same path
     private: tuple[str, ...] = SYSTEM_PRIVATE  # each gets a fresh tmpfs, in this order
