@@ -258,20 +258,20 @@ class FailoverRun:
 
 @pytest.fixture(scope="module")
 def failover_run(celery_stack: CeleryStack) -> FailoverRun:
-    """One DAG run; once exports have succeeded on both workers, SIGKILL the worker running the third.
+    """One DAG run; SIGKILL the worker that starts a second export (the run's third) as it starts it.
 
     Three strategies, one checkpoint: the first two exports start together, one per worker (concurrency 1
     each, at most two exports at once); the third is queued when the first of them finishes, and the
-    worker that takes it is killed mid-export, its private disk going with it. What it had exported
-    before is then warmed up and published by the other worker, from object storage, and the killed
-    export's next try (on the other worker, once the scheduler misses its heartbeat) must succeed.
+    worker that takes it is killed as soon as it runs it, its private disk going with it. What it had
+    exported before is then warmed up and published by the other worker, from object storage, and the
+    killed export's next try (on the other worker, once the scheduler misses its heartbeat) must succeed.
     """
     api = celery_stack.airflow
     status, body = api.trigger(DAG_ID)
     assert status == 200, body
     run_id = body["dag_run_id"]
 
-    def export_running_after_exports_on_both_workers() -> dict[str, Any] | None:
+    def second_export_running_on_a_worker() -> dict[str, Any] | None:
         tis = api.task_instances(DAG_ID, run_id)
         if any(ti["state"] in FAILED for ti in tis):
             failed = [
@@ -281,17 +281,13 @@ def failover_run(celery_stack: CeleryStack) -> FailoverRun:
             ]
             raise AssertionError(f"failed before the kill: {failed}\n{celery_stack.failure_context()}")
         exports = [ti for ti in tis if ti["task_id"] == "export"]
-        if {ti["hostname"] for ti in exports if ti["state"] == "success"} != celery_stack.hostnames:
-            return None
-        return next(
-            (ti for ti in exports if ti["state"] == "running" and ti["hostname"] in celery_stack.hostnames),
-            None,
-        )
+        done_on = {ti["hostname"] for ti in exports if ti["state"] == "success"}
+        return next((ti for ti in exports if ti["state"] == "running" and ti["hostname"] in done_on), None)
 
+    # Polled often, so the kill lands early in the export: while TensorFlow writes it on the worker's
+    # disk, before any of it is staged.
     victim = wait_for(
-        export_running_after_exports_on_both_workers,
-        300,
-        "exports done on both workers, then the third export running",
+        second_export_running_on_a_worker, 300, "a worker that finished an export running another", 0.2
     )
     killed_at = datetime.now(UTC)
     kill_like_a_lost_host(celery_stack.worker(victim["hostname"]).process)
