@@ -392,8 +392,11 @@ def test_workers_are_hosts_of_their_own_that_share_no_writable_path(celery_stack
         assert {m.filesystem for m in mounts} == {"tmpfs"}
         devices[worker.hostname] = {m.device for m in mounts}
         # shared content (code, configs) is there, read-only; the carried files are private copies
-        denied = run_on(pid, "touch", str(ROOT / f"probe-{worker.hostname}"))
-        assert denied.returncode != 0 and "Read-only file system" in denied.stderr, denied
+        probe = ROOT / f".probe-{worker.hostname}"
+        denied = run_on(pid, "touch", str(probe))
+        leaked = probe.exists()
+        probe.unlink(missing_ok=True)  # the source tree stays clean even when this fails
+        assert not leaked and denied.returncode != 0 and "Read-only file system" in denied.stderr, denied
         for path in celery_stack.carried:
             copy = run_on(pid, "sha256sum", path).stdout.split()
             assert copy == [hashlib.sha256(Path(path).read_bytes()).hexdigest(), path]
