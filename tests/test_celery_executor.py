@@ -1,26 +1,34 @@
-"""The export DAG on Airflow's CeleryExecutor: PostgreSQL metadata DB, Redis broker, two real workers.
+"""The export DAG on Airflow's CeleryExecutor, with two workers that share no filesystem.
 
 Everything is a separate process on loopback, as in the compose stack: api-server, scheduler and
-dag-processor from ``LiveAirflow``, plus two ``airflow celery worker`` processes with concurrency 1
-and distinct hostnames. The metadata database is fresh for this module (``exportflow_test_<random>``,
-dropped afterwards) and the broker uses an empty Redis database number and a queue of its own, so a
-concurrent run of these tests cannot steal our tasks.
+dag-processor from ``LiveAirflow`` (PostgreSQL metadata database fresh for this module, Redis broker on
+an empty database number and a queue of our own), plus two ``airflow celery worker`` processes with
+concurrency 1, each started as a host of its own (tests/support/isolated_host.py): its own mount and UTS
+namespaces and hostname (what Airflow records for its task instances, through ``hostname_callable``),
+every mount read-only except fresh tmpfs over /tmp, /var/tmp, /dev/shm and exportflow's scratch folder.
+Code, venv, configs and the example's eval data are the same read-only content on both, like one image
+(the configs and eval data are copied into each worker's private /tmp at the path the config names).
 
-Each worker reports its own hostname to Airflow through ``[core] hostname_callable`` (below), because
-both run on this one machine; on real hosts or containers the default (the FQDN) already differs.
+So the workers share only what a real fleet shares: the metadata database, the broker, and object
+storage, the GCS emulator on loopback, which holds the model_dir (the trained example's checkpoints),
+the staging area (``<destination>/.exportflow/<model>/staging``, the default for a ``gs://`` destination)
+and the destination. A stage that hands its output to the next through a worker's disk fails here.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.util
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,23 +36,38 @@ from typing import Any
 import pytest
 
 from tests.support.airflow_live import LiveAirflow, wait_for
-
-WORKER_HOSTNAME_ENV = "EXPORTFLOW_TEST_WORKER_HOSTNAME"
-HEARTBEAT_TIMEOUT_SECONDS = 20
-# The maintenance database .ci/run creates; each module run creates (and drops) its own beside it.
-POSTGRES_URL = os.environ.get(
-    "EXPORTFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/exportflow_test"
+from tests.support.celery_services import (
+    empty_redis_database,
+    fresh_postgres_database,
+    kill_like_a_lost_host,
+    workers_answer_ping,
 )
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+from tests.support.isolated_host import (
+    SYSTEM_PRIVATE,
+    HostSpec,
+    check_isolation_available,
+    launcher,
+    run_on,
+    visible_mounts,
+    writable_mounts,
+)
+
+HEARTBEAT_TIMEOUT_SECONDS = 20
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "celery_fleet"
 DAG_ID = f"exportflow__{MODEL}"
-TAGS = "abc"  # three all_modes strategies, each publishing to a servable of its own
-
-
-def worker_hostname() -> str:
-    """``[core] hostname_callable`` for the test workers: the hostname each one was started with."""
-    return os.environ[WORKER_HOSTNAME_ENV]
+# Three strategies, each publishing to a servable of its own: variables saved by TensorFlow, and placed
+# by reference (on GCS: the checkpoint's objects copied server-side) through two different code paths.
+STRATEGIES = (
+    {"name": "all_modes", "kind": "all_modes"},
+    {"name": "by_reference", "kind": "all_modes", "params": {"by_reference": True}},
+    {"name": "latest", "kind": "latest", "params": {"by_reference": True}},
+)
+SERVABLES = [f"{MODEL}_{s['name']}" for s in STRATEGIES]
+# Where exportflow keeps a worker's local files for a gs:// destination (components.paths.state_dir):
+# the "scratch folder" each worker gets a tmpfs of its own over (inside its private /tmp).
+SCRATCH = str(Path(tempfile.gettempdir()) / "exportflow")
+FAILED = ("failed", "upstream_failed", "up_for_retry")
 
 
 # --- services ------------------------------------------------------------------------------------
@@ -52,114 +75,112 @@ def worker_hostname() -> str:
 
 @pytest.fixture(scope="module")
 def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for Airflow's metadata; its SQLAlchemy URL."""
-    import psycopg2
-    from psycopg2 import sql
-    from sqlalchemy.engine import make_url
-
-    maintenance = make_url(POSTGRES_URL)
-    try:
-        admin = psycopg2.connect(
-            host=maintenance.host,
-            port=maintenance.port,
-            user=maintenance.username,
-            dbname=maintenance.database,
-        )
-    except psycopg2.OperationalError as exc:
-        raise RuntimeError(
-            f"PostgreSQL at {POSTGRES_URL} is not usable ({exc}). Start it and create the database as "
-            ".ci/run does: `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` and "
-            "`createdb -h 127.0.0.1 -U postgres exportflow_test`"
-        ) from exc
-    admin.autocommit = True
-    name = f"exportflow_test_{secrets.token_hex(4)}"
-    with admin.cursor() as cursor:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield maintenance.set(drivername="postgresql+psycopg2", database=name).render_as_string(
-            hide_password=False
-        )
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    yield from fresh_postgres_database()
 
 
 @pytest.fixture(scope="module")
 def redis_broker() -> Iterator[str]:
-    """A broker URL on an empty Redis database number, flushed afterwards."""
-    import redis
+    yield from empty_redis_database()
 
-    probe = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+
+@pytest.fixture(scope="module")
+def fleet_bucket(gcs_server, trained_model) -> Iterator[str]:
+    """A bucket of its own on the emulator, holding the trained example's checkpoints under models/."""
+    client = gcs_server.client()
+    bucket = client.create_bucket(f"exportflow-celery-{secrets.token_hex(4)}")
+    for path in sorted(trained_model.model_dir.rglob("*")):
+        if path.is_file():
+            bucket.blob(f"models/{MODEL}/{path.relative_to(trained_model.model_dir)}").upload_from_filename(
+                str(path)
+            )
     try:
-        probe.ping()
-    except redis.ConnectionError as exc:
-        raise RuntimeError(
-            f"Redis at {REDIS_HOST}:{REDIS_PORT} is not reachable ({exc}); start it as .ci/run does"
-        ) from exc
-    databases = int(probe.config_get("databases")["databases"])
-    empty = [
-        n for n in range(1, databases) if redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=n).dbsize() == 0
-    ]
-    if not empty:
-        raise RuntimeError(f"no empty Redis database among 1..{databases - 1} on {REDIS_HOST}:{REDIS_PORT}")
-    number = secrets.choice(empty)
-    try:
-        yield f"redis://{REDIS_HOST}:{REDIS_PORT}/{number}"
+        yield bucket.name
     finally:
-        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=number).flushdb()
+        bucket.delete(force=True)
 
 
 # --- the deployment ------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclasses.dataclass(frozen=True)
+class Worker:
+    name: str  # the airflow component's log name
+    hostname: str  # its UTS hostname, which its task instances report
+    celery_node: str
+    airflow_home: str  # private to its host
+    process: subprocess.Popen
+
+
+@dataclasses.dataclass(frozen=True)
 class CeleryStack:
     airflow: LiveAirflow
-    published: Path  # the model's destination folder
-    workers: dict[str, str]  # airflow component log name → the hostname its task instances report
-    celery_nodes: dict[str, str]  # the same hostname → the worker's Celery node name
+    bucket: str
+    workers: tuple[Worker, ...]
+    carried: tuple[str, ...]  # the configs and data files each worker holds a private copy of
 
-    def worker_process(self, hostname: str) -> subprocess.Popen:
-        name = next(n for n, h in self.workers.items() if h == hostname)
-        return self.airflow.processes[name]
+    @property
+    def destination(self) -> str:
+        return f"gs://{self.bucket}/published"
+
+    @property
+    def staging(self) -> str:
+        return f"{self.destination}/.exportflow/{MODEL}/staging/"
+
+    @property
+    def hostnames(self) -> set[str]:
+        return {w.hostname for w in self.workers}
+
+    def worker(self, hostname: str) -> Worker:
+        return next(w for w in self.workers if w.hostname == hostname)
 
     def failure_context(self) -> str:
-        names = ("scheduler", "dag-processor", *self.workers)
-        return "\n".join(f"--- {n} ---\n{self.airflow.log_tail(n, 40)}" for n in names)
+        """Component logs, and the task logs each live worker keeps on its private disk."""
+        names = ("scheduler", "dag-processor", *(w.name for w in self.workers))
+        parts = [f"--- {n} ---\n{self.airflow.log_tail(n, 40)}" for n in names]
+        for worker in self.workers:
+            if worker.process.poll() is None:  # a live host's files, seen through its mount namespace
+                logs = Path(f"/proc/{worker.process.pid}/root{worker.airflow_home}/logs")
+                for log in sorted(logs.rglob("*.log")) if logs.exists() else []:
+                    text = log.read_text(errors="replace")
+                    if '"level":"error"' in text.replace(" ", ""):  # task logs are JSON lines
+                        tail = "".join(text.splitlines(True)[-30:])
+                        parts.append(f"--- {worker.hostname}: {log.relative_to(logs)} ---\n{tail}")
+        return "\n".join(parts)
 
 
-def _ping_workers(broker_url: str, celery_names: list[str]) -> bool:
-    from celery import Celery
-
-    app = Celery(broker=broker_url)
-    try:
-        replies = app.control.ping(destination=celery_names, timeout=2.0)
-    finally:
-        app.close()
-    return {name for reply in replies for name in reply} == set(celery_names)
+def _workers_ready(stack: CeleryStack, broker_url: str) -> bool:
+    for worker in stack.workers:
+        if worker.process.poll() is not None:  # e.g. its host could not be set up
+            raise RuntimeError(
+                f"{worker.name} exited with {worker.process.returncode}:\n{stack.airflow.log_tail(worker.name)}"
+            )
+    return workers_answer_ping(broker_url, [w.celery_node for w in stack.workers])
 
 
 @pytest.fixture(scope="module")
-def celery_stack(trained_model, postgres_database, redis_broker, tmp_path_factory) -> Iterator[CeleryStack]:
+def celery_stack(
+    trained_model, fleet_bucket, gcs_server, postgres_database, redis_broker, tmp_path_factory
+) -> Iterator[CeleryStack]:
     import yaml
 
     from tests.conftest import example_config_dict, free_port
 
+    check_isolation_available()
     root = tmp_path_factory.mktemp("celery")
     configs = root / "configs"
     configs.mkdir()
     config = example_config_dict(
         trained_model,
-        root / "published",
+        f"gs://{fleet_bucket}/published",
         name=MODEL,
+        model_dir=f"gs://{fleet_bucket}/models/{MODEL}",
         discovery={"policy": "latest"},  # step 300: one evaluation, one export per strategy
-        strategies=[
-            {"name": f"all_modes_{tag}", "kind": "all_modes", "servable": f"{MODEL}_{tag}"} for tag in TAGS
-        ],
+        strategies=[{**s, "servable": servable} for s, servable in zip(STRATEGIES, SERVABLES)],
         airflow={"schedule": None, "retries": 1, "retry_delay_seconds": 2, "max_active_tf_tasks": 2},
     )
-    (configs / f"{MODEL}.yaml").write_text(yaml.safe_dump(config))
+    config_path = configs / f"{MODEL}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    carried = (str(config_path), str(trained_model.eval_data))  # the config's input_fn and warmup read it
 
     token = secrets.token_hex(3)
     queue = f"exportflow_test_{token}"
@@ -171,6 +192,7 @@ def celery_stack(trained_model, postgres_database, redis_broker, tmp_path_factor
         executor="CeleryExecutor",
         components=("api-server", "scheduler", "dag-processor"),
         extra_env={
+            "STORAGE_EMULATOR_HOST": gcs_server.endpoint,
             "AIRFLOW__CELERY__BROKER_URL": redis_broker,
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{postgres_database}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
@@ -185,44 +207,45 @@ def celery_stack(trained_model, postgres_database, redis_broker, tmp_path_factor
             "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
         },
     )
-    workers: dict[str, str] = {}
-    celery_names: list[str] = []
+    workers: list[Worker] = []
     try:
         deployment.start()
         for index in (1, 2):
-            hostname = f"exportflow-worker-{index}-{token}"
-            celery_name = f"w{index}-{token}@exportflow"
             name = f"celery-worker-{index}"
-            deployment.start_component(
+            home = root / name / "home"
+            host = HostSpec(
+                hostname=f"exportflow-worker-{index}-{token}",
+                carry=carried,
+                private=(*SYSTEM_PRIVATE, SCRATCH),
+                make_dirs=(str(deployment.home / "logs"), str(home)),
+            )
+            celery_node = f"w{index}-{token}@exportflow"
+            process = deployment.start_component(
                 "celery",
                 "worker",
                 "--celery-hostname",
-                celery_name,
+                celery_node,
                 "--concurrency",
                 "1",
                 "--queues",
                 queue,
                 "--pid",
-                str(root / f"{name}.pid"),
+                str(root / name / "worker.pid"),
                 "--skip-serve-logs",
-                env={
-                    WORKER_HOSTNAME_ENV: hostname,
-                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.test_celery_executor.worker_hostname",
-                },
+                env={"AIRFLOW__CORE__HOSTNAME_CALLABLE": "socket.gethostname", "HOME": str(home)},
                 log_name=name,
+                launcher=launcher(host.write(root / f"{name}.host.json")),
             )
-            workers[name] = hostname
-            celery_names.append(celery_name)
-        wait_for(
-            lambda: _ping_workers(redis_broker, celery_names), 120, "both celery workers to answer a ping"
-        )
+            workers.append(Worker(name, host.hostname, celery_node, str(deployment.home), process))
+        stack = CeleryStack(deployment, fleet_bucket, tuple(workers), carried)
+        wait_for(lambda: _workers_ready(stack, redis_broker), 120, "both celery workers to answer a ping")
         deployment.wait_for_dag(DAG_ID)
-        yield CeleryStack(deployment, root / "published", workers, dict(zip(workers.values(), celery_names)))
+        yield stack
     finally:
         deployment.stop()
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class FailoverRun:
     run: dict[str, Any]
     run_id: str
@@ -235,35 +258,41 @@ class FailoverRun:
 
 @pytest.fixture(scope="module")
 def failover_run(celery_stack: CeleryStack) -> FailoverRun:
-    """One DAG run; once exports have succeeded on both workers, SIGKILL the worker running the third.
+    """One DAG run; SIGKILL the worker that starts a second export (the run's third) as it starts it.
 
     Three strategies, one checkpoint: the first two exports start together, one per worker (concurrency 1
-    each); the third starts on whichever finishes first, and that worker is killed mid-export.
+    each, at most two exports at once); the third is queued when the first of them finishes, and the
+    worker that takes it is killed as soon as it runs it, its private disk going with it. What it had
+    exported before is then warmed up and published by the other worker, from object storage, and the
+    killed export's next try (on the other worker, once the scheduler misses its heartbeat) must succeed.
     """
     api = celery_stack.airflow
     status, body = api.trigger(DAG_ID)
     assert status == 200, body
     run_id = body["dag_run_id"]
-    hosts = set(celery_stack.workers.values())
 
-    def export_running_after_exports_on_both_workers() -> dict[str, Any] | None:
+    def second_export_running_on_a_worker() -> dict[str, Any] | None:
         tis = api.task_instances(DAG_ID, run_id)
-        if any(ti["state"] in ("failed", "upstream_failed", "up_for_retry") for ti in tis):
-            raise AssertionError(f"a task failed before the kill: {tis}\n{celery_stack.failure_context()}")
+        if any(ti["state"] in FAILED for ti in tis):
+            failed = [
+                (ti["task_id"], ti["map_index"], ti["state"], ti["hostname"])
+                for ti in tis
+                if ti["state"] in FAILED
+            ]
+            raise AssertionError(f"failed before the kill: {failed}\n{celery_stack.failure_context()}")
         exports = [ti for ti in tis if ti["task_id"] == "export"]
-        if {ti["hostname"] for ti in exports if ti["state"] == "success"} != hosts:
-            return None
-        return next((ti for ti in exports if ti["state"] == "running" and ti["hostname"] in hosts), None)
+        done_on = {ti["hostname"] for ti in exports if ti["state"] == "success"}
+        return next((ti for ti in exports if ti["state"] == "running" and ti["hostname"] in done_on), None)
 
+    # Polled often, so the kill lands early in the export: while TensorFlow writes it on the worker's
+    # disk, before any of it is staged.
     victim = wait_for(
-        export_running_after_exports_on_both_workers,
-        300,
-        "exports done on both workers, then the third export running",
+        second_export_running_on_a_worker, 300, "a worker that finished an export running another", 0.2
     )
     killed_at = datetime.now(UTC)
-    _kill_worker_tree(celery_stack.worker_process(victim["hostname"]))
+    kill_like_a_lost_host(celery_stack.worker(victim["hostname"]).process)
     run = api.wait_for_run(DAG_ID, run_id, timeout=300)
-    (survivor,) = hosts - {victim["hostname"]}
+    (survivor,) = celery_stack.hostnames - {victim["hostname"]}
     return FailoverRun(
         run, run_id, victim, victim["hostname"], survivor, killed_at, api.task_instances(DAG_ID, run_id)
     )
@@ -272,58 +301,119 @@ def failover_run(celery_stack: CeleryStack) -> FailoverRun:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _kill_worker_tree(process: subprocess.Popen) -> None:
-    """SIGKILL a worker as a lost node would go: its process group and every descendant's group.
-
-    The task runner puts itself in a process group of its own (so its supervisor can signal it), so
-    killing only the worker's group would leave it running as an orphan — not what a dead host does.
-    """
-    import psutil
-
-    groups = {os.getpgid(process.pid)}
-    for child in psutil.Process(process.pid).children(recursive=True):
-        try:
-            groups.add(os.getpgid(child.pid))
-        except ProcessLookupError:
-            pass
-    for group in groups:
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.wait(timeout=30)
-
-
 def _started(ti: dict[str, Any]) -> datetime | None:
     return datetime.fromisoformat(ti["start_date"]) if ti.get("start_date") else None
 
 
-def assert_published_complete(destination: Path, servables: list[str], versions: list[str]) -> None:
-    """Every version folder holds a full SavedModel whose files match its manifest's sizes and CRC32C."""
-    from components.storage import crc32c_of_file
+def _by_map_index(tis: list[dict[str, Any]], task_id: str) -> dict[int, dict[str, Any]]:
+    return {ti["map_index"]: ti for ti in tis if ti["task_id"] == task_id}
 
-    published = sorted(p.name for p in destination.iterdir() if not p.name.startswith("."))
-    assert published == sorted(servables)
-    for servable in servables:
-        found = sorted(
-            (p.name for p in (destination / servable).iterdir() if not p.name.startswith(".")), key=int
+
+def _return_values(api: LiveAirflow, run_id: str) -> dict[tuple[str, int], Any]:
+    """Every task's XCom return value in the run, by (task id, map index)."""
+    runs = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances"
+    status, body = api.request("GET", f"{runs}/~/xcomEntries?xcom_key=return_value&limit=1000")
+    assert status == 200, body
+    values = {}
+    for entry in body["xcom_entries"]:
+        status, item = api.request(
+            "GET",
+            f"{runs}/{entry['task_id']}/xcomEntries/return_value?map_index={entry['map_index']}",
         )
+        assert status == 200, item
+        values[entry["task_id"], entry["map_index"]] = item["value"]
+    return values
+
+
+def _locations(value: Any) -> Iterator[str]:
+    """Every location an artifact names: ``uri`` and ``*_uri`` fields and multi-graph directories."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _locations(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str) and (key == "uri" or key.endswith("_uri")):
+                yield item
+            elif key == "graphs" and isinstance(item, dict):
+                yield from item.values()
+            else:
+                yield from _locations(item)
+
+
+def assert_published_complete(
+    client: Any, destination: str, servables: list[str], versions: list[str]
+) -> None:
+    """Every version holds a full SavedModel whose objects match its manifest's sizes and CRC32C.
+
+    Checked with the GCS client directly, on downloaded bytes, not with exportflow's storage code.
+    """
+    from components.storage import crc32c_of_bytes
+
+    bucket_name, _, prefix = destination.removeprefix("gs://").partition("/")
+    bucket = client.bucket(bucket_name)
+    for servable in servables:
+        base = f"{prefix}/{servable}/"
+        objects = {
+            blob.name.removeprefix(base): blob
+            for blob in client.list_blobs(bucket_name, prefix=base)
+            if not blob.name.removeprefix(base).startswith(".exportflow/")
+        }
+        found = sorted({name.split("/", 1)[0] for name in objects}, key=int)
         assert found == versions, f"{servable}: {found}"
         for version in versions:
-            folder = destination / servable / version
-            manifest = json.loads((folder / "assets.extra" / "export_manifest.json").read_text())
+            manifest = json.loads(
+                bucket.blob(f"{base}{version}/assets.extra/export_manifest.json").download_as_bytes()
+            )
             assert manifest["step"] == int(version)
             listed = {entry["path"]: entry for entry in manifest["files"]}
-            on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
-            assert set(listed) == on_disk - {"assets.extra/export_manifest.json"}, folder
+            stored = {name.removeprefix(f"{version}/") for name in objects if name.startswith(f"{version}/")}
+            assert set(listed) == stored - {"assets.extra/export_manifest.json"}, f"{servable}/{version}"
             assert "saved_model.pb" in listed and "variables/variables.index" in listed
             assert any(path.startswith("variables/variables.data-") for path in listed)
             for path, entry in listed.items():
-                assert (folder / path).stat().st_size == entry["size"], folder / path
-                assert crc32c_of_file(str(folder / path)) == entry["crc32c"], folder / path
+                data = objects[f"{version}/{path}"].download_as_bytes()
+                assert len(data) == entry["size"], f"{servable}/{version}/{path}"
+                assert crc32c_of_bytes(data) == entry["crc32c"], f"{servable}/{version}/{path}"
 
 
 # --- tests ---------------------------------------------------------------------------------------
+
+
+def test_workers_are_hosts_of_their_own_that_share_no_writable_path(celery_stack: CeleryStack) -> None:
+    """The isolation the rest relies on: own hostnames, and nothing one worker writes reaches another."""
+    here = socket.gethostname()
+    private = {*SYSTEM_PRIVATE, SCRATCH}
+    devices: dict[str, set[str]] = {}
+    for worker in celery_stack.workers:
+        pid = worker.process.pid
+        assert run_on(pid, "hostname").stdout.strip() == worker.hostname != here
+        mounts = writable_mounts(pid)
+        assert {m.point for m in mounts} == private, mounts  # everything else is read-only
+        assert {m.filesystem for m in mounts} == {"tmpfs"}
+        devices[worker.hostname] = {m.device for m in mounts}
+        # shared content (code, configs) is there, read-only; the carried files are private copies
+        probe = ROOT / f".probe-{worker.hostname}"
+        denied = run_on(pid, "touch", str(probe))
+        leaked = probe.exists()
+        probe.unlink(missing_ok=True)  # the source tree stays clean even when this fails
+        assert not leaked and denied.returncode != 0 and "Read-only file system" in denied.stderr, denied
+        for path in celery_stack.carried:
+            copy = run_on(pid, "sha256sum", path).stdout.split()
+            assert copy == [hashlib.sha256(Path(path).read_bytes()).hexdigest(), path]
+    first, second = (devices[w.hostname] for w in celery_stack.workers)
+    assert not first & second  # tmpfs instances of their own
+    assert not (first | second) & {m.device for m in visible_mounts(os.getpid())}  # nor the test's
+
+    for writer in celery_stack.workers:
+        probes = [f"{folder}/probe-from-{writer.hostname}" for folder in sorted(private)]
+        wrote = run_on(writer.process.pid, "sh", "-c", " && ".join(f"echo x > {p}" for p in probes))
+        assert wrote.returncode == 0, wrote.stderr
+        assert run_on(writer.process.pid, "cat", *probes).stdout == "x\n" * len(probes)
+        assert not any(Path(p).exists() for p in probes)  # not on the test's host
+        for other in celery_stack.workers:
+            if other is not writer:
+                seen = run_on(other.process.pid, "ls", *probes)
+                assert seen.returncode != 0 and seen.stdout == "", seen
 
 
 def test_run_succeeds_with_mapped_exports_spread_over_both_workers(
@@ -333,16 +423,40 @@ def test_run_succeeds_with_mapped_exports_spread_over_both_workers(
     tis = failover_run.task_instances
     assert {ti["state"] for ti in tis} == {"success"}
     exports = [ti for ti in tis if ti["task_id"] == "export"]
-    assert sorted(ti["map_index"] for ti in exports) == list(range(len(TAGS)))  # one per strategy
-    assert {ti["hostname"] for ti in exports} == set(celery_stack.workers.values())
+    assert sorted(ti["map_index"] for ti in exports) == list(range(len(STRATEGIES)))  # one per strategy
+    assert {ti["hostname"] for ti in exports} == celery_stack.hostnames
     assert {ti["task_id"] for ti in tis} == {"discover", "evaluate", "export", "warmup", "publish", "report"}
+
+
+def test_a_version_exported_on_one_host_is_published_by_the_other_through_object_storage(
+    celery_stack: CeleryStack, failover_run: FailoverRun
+) -> None:
+    """The handover itself: XCom carries staging URIs, and a publish ran where its export did not."""
+    tis = failover_run.task_instances
+    exports, publishes = _by_map_index(tis, "export"), _by_map_index(tis, "publish")
+    assert exports.keys() == publishes.keys() == set(range(len(STRATEGIES)))
+    crossed = {i for i in exports if exports[i]["hostname"] != publishes[i]["hostname"]}
+    # The killed worker's earlier export was published by the other: the third export was queued when the
+    # first export finished, before that version's publish could be (its warmup comes first), and the
+    # killed worker held the third export until it died.
+    assert crossed, [(i, exports[i]["hostname"], publishes[i]["hostname"]) for i in exports]
+    assert failover_run.run["state"] == "success", celery_stack.failure_context()
+    values = _return_values(celery_stack.airflow, failover_run.run_id)
+    everywhere = [uri for value in values.values() for uri in _locations(value)]
+    assert everywhere
+    assert [uri for uri in everywhere if not uri.startswith(f"gs://{celery_stack.bucket}/")] == []
+    for index in exports:
+        exported, warmed, published = (values[task_id, index] for task_id in ("export", "warmup", "publish"))
+        assert exported["uri"].startswith(celery_stack.staging), exported
+        assert warmed["uri"].startswith(celery_stack.staging), warmed
+        assert published["uri"].startswith(f"{celery_stack.destination}/{MODEL}_{exported['strategy']}/300")
 
 
 def test_task_of_the_killed_worker_is_retried_on_the_other_worker(
     celery_stack: CeleryStack, failover_run: FailoverRun
 ) -> None:
     api, victim = celery_stack.airflow, failover_run.victim
-    assert celery_stack.worker_process(failover_run.killed_host).poll() == -signal.SIGKILL
+    assert celery_stack.worker(failover_run.killed_host).process.poll() == -signal.SIGKILL
     status, body = api.request(
         "GET",
         f"/api/v2/dags/{DAG_ID}/dagRuns/{failover_run.run_id}/taskInstances/{victim['task_id']}/{victim['map_index']}/tries",
@@ -352,7 +466,7 @@ def test_task_of_the_killed_worker_is_retried_on_the_other_worker(
     assert [(t["try_number"], t["hostname"], t["state"]) for t in tries] == [
         (1, failover_run.killed_host, "failed"),
         (2, failover_run.survivor, "success"),
-    ]
+    ], celery_stack.failure_context()
     # the scheduler found it by its missing heartbeat, and nothing started after the kill ran on the dead host
     status, body = api.request("GET", f"/api/v2/eventLogs?dag_id={DAG_ID}&event=heartbeat%20timeout")
     assert status == 200, body
@@ -374,16 +488,14 @@ def test_task_of_the_killed_worker_is_retried_on_the_other_worker(
     assert later and {ti["hostname"] for ti in later} == {failover_run.survivor}
 
 
-def test_published_versions_are_complete_after_the_failover(
-    celery_stack: CeleryStack, failover_run: FailoverRun
+def test_published_versions_are_complete_and_staging_is_empty(
+    celery_stack: CeleryStack, failover_run: FailoverRun, gcs_server
 ) -> None:
     assert failover_run.run["state"] == "success", celery_stack.failure_context()
-    assert_published_complete(celery_stack.published, [f"{MODEL}_{tag}" for tag in TAGS], ["300"])
-    staging = celery_stack.published / ".exportflow"
-    leftovers = (
-        [p for p in staging.rglob("*") if p.name.startswith(("temp-", "tmp"))] if staging.exists() else []
-    )
-    assert leftovers == []
+    client = gcs_server.client()
+    assert_published_complete(client, celery_stack.destination, SERVABLES, ["300"])
+    bucket, _, prefix = celery_stack.staging.removeprefix("gs://").partition("/")
+    assert [blob.name for blob in client.list_blobs(bucket, prefix=prefix)] == []
 
 
 def test_image_health_checks_pass_for_live_components_and_fail_for_the_killed_worker(
@@ -402,8 +514,7 @@ def test_image_health_checks_pass_for_live_components_and_fail_for_the_killed_wo
         "scheduler": ["scheduler"],
         "dag-processor": ["dag-processor"],
         **{
-            host: ["celery", "worker", "--celery-hostname", node]
-            for host, node in celery_stack.celery_nodes.items()
+            w.hostname: ["celery", "worker", "--celery-hostname", w.celery_node] for w in celery_stack.workers
         },
     }
     with ThreadPoolExecutor(len(commands)) as pool:

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,10 +104,18 @@ class LiveAirflow:
         wait_for(self._healthy, 180, "the api-server to answer /api/v2/monitor/health")
         return self
 
-    def start_component(self, name: str, *args: str, env: dict[str, str] | None = None, log_name: str | None = None) -> subprocess.Popen:
+    def start_component(
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log_name: str | None = None,
+        launcher: Sequence[str] = (),
+    ) -> subprocess.Popen:
+        """Start ``airflow <name> <args>``, behind ``launcher`` (a command prefix that execs it) if given."""
         log = open(self.home / "logs" / f"{log_name or name}.out", "ab")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
-            [sys.executable, "-m", "airflow", name, *args],
+            [*launcher, sys.executable, "-m", "airflow", name, *args],
             env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
