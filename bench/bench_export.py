@@ -148,7 +148,7 @@ def run_method(method: str, model_dir: str, rows: int, out_dir: str) -> dict:
 
 
 def verify_full(path: str) -> dict:
-    from components.export.savedmodel import verify_export
+    from components.export.savedmodel.verify import verify_export
 
     started = time.perf_counter()
     verify_export(path, "full")

@@ -20,7 +20,7 @@ from components.artifacts import CheckpointArtifact, EvaluationArtifact
 from components.config import load_config
 from components.export.contrib import ExportStrategy
 from components.export.exporters import BestExporter
-from components.export.savedmodel import graph_dirs, signatures_by_tag, verify_export
+from components.export.savedmodel.verify import graph_dirs, signatures_by_tag, verify_export
 from components.stages import RunOptions, export_stage
 
 STEPS = 20

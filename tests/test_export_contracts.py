@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
-from components.export.assets import copy_assets_extra, normalize_assets_extra
 from components.export.context import (
     ExportContext,
     ExportMode,
@@ -48,8 +47,9 @@ from components.export.exporters import (
     loss_smaller,
     metric_compare_fn,
 )
-from components.export.names import validate_name, validate_version
-from components.export.retention import apply_retention, temp_dir_name, version_dirs
+from components.export.savedmodel.assets import copy_assets_extra, normalize_assets_extra
+from components.export.savedmodel.folder_names import validate_name, validate_version
+from components.export.savedmodel.retention import apply_retention, temp_dir_name, version_dirs
 from components.export.strategies import ENTRY_POINT_GROUP, PipelineStrategy, create_strategy, known_kinds
 from components.export.strategies.adapter import ExportStrategyAdapter
 from components.export.strategies.exporters import ledger_best

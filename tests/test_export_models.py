@@ -29,7 +29,7 @@ from components.export.errors import (
     VerificationError,
 )
 from components.export.exporters import BestExporter, FinalExporter, LatestExporter
-from components.export.savedmodel import (
+from components.export.savedmodel.verify import (
     SET_MANIFEST,
     read_saved_model_proto,
     read_set_manifest,

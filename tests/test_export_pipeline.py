@@ -25,7 +25,12 @@ from components.export.errors import (
 )
 from components.export.executor import export
 from components.export.exporters import Exporter, LatestExporter
-from components.export.savedmodel import SET_MANIFEST, read_set_manifest, signatures_by_tag, verify_export
+from components.export.savedmodel.verify import (
+    SET_MANIFEST,
+    read_set_manifest,
+    signatures_by_tag,
+    verify_export,
+)
 from components.export.spec import ExportParams
 from components.ledger.records import record_publication
 from components.paths import staging_dir

@@ -8,7 +8,7 @@ stays cheap and free of TensorFlow:
 * ``export_all_saved_models`` with ``combined`` / ``per_mode`` layouts (``all_modes.py``);
 * ``ExportContext``, ``enter_export_mode`` and friends, ``sharded_embedding`` (``context.py``);
 * ``StandaloneExporter``, ``DistributedExporter`` (``standalone.py``, ``distributed.py``);
-* variables by reference (``by_reference.py``), the retention helper (``retention.py``).
+* variables by reference, the retention helper and the rest of SavedModel writing (``savedmodel/``).
 
 The pipeline side — strategy kinds, registry, executor — lives in ``strategies/`` and ``executor.py``.
 """
@@ -36,7 +36,7 @@ _LAZY = {
     "sharded_embedding": "components.export.context",
     "StandaloneExporter": "components.export.standalone",
     "DistributedExporter": "components.export.distributed",
-    "apply_retention": "components.export.retention",
+    "apply_retention": "components.export.savedmodel.retention",
 }
 
 __all__ = list(_LAZY)

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from components.export.errors import ExportContextError
-from components.export.names import validate_name
+from components.export.savedmodel.folder_names import validate_name
 
 ROUTE_SIGNATURE = "route"
 

@@ -22,19 +22,19 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from components.export.assets import copy_assets_extra
 from components.export.context import ROUTE_SIGNATURE, ExportContext, ExportMode, enter_export_mode
 from components.export.errors import ExportContextError, ExportContractError
-from components.export.graphs import (
+from components.export.savedmodel.assets import copy_assets_extra
+from components.export.savedmodel.mode_graphs import (
     ModeGraph,
     build_mode_graph,
     plain_mode_graph,
     predict_signature,
     write_saved_model,
 )
-from components.export.savedmodel import write_set_manifest
+from components.export.savedmodel.verify import write_set_manifest
+from components.export.savedmodel.versions import Written, choose_version, write_set_version
 from components.export.standalone import ContextExporter, merge_context_signatures
-from components.export.writing import Written, choose_version, write_set_version
 
 log = logging.getLogger(__name__)
 ENTRY = "entry"
@@ -207,7 +207,7 @@ def _add_route_signature(entry: ModeGraph, ctx: ExportContext) -> None:
 
 def pin_gpu_ops_to_cpu(export_dir: str) -> int:
     """Rewrite GPU device placements in ``saved_model.pb`` to the CPU; return how many nodes changed."""
-    from components.export.savedmodel import read_saved_model_proto
+    from components.export.savedmodel.verify import read_saved_model_proto
 
     path = os.path.join(export_dir, "saved_model.pb")
     if not os.path.exists(path):

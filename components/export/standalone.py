@@ -15,10 +15,10 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from components.export.assets import copy_assets_extra, normalize_assets_extra
 from components.export.context import ExportContext, ExportMode, enter_export_mode
 from components.export.errors import ExportContextError, ExportContractError, MissingCheckpointError
-from components.export.graphs import (
+from components.export.savedmodel.assets import copy_assets_extra, normalize_assets_extra
+from components.export.savedmodel.mode_graphs import (
     ModeGraph,
     ModelFnCall,
     build_mode_graph,
@@ -26,8 +26,8 @@ from components.export.graphs import (
     predict_signature,
     write_saved_model,
 )
-from components.export.savedmodel import VerifyDepth
-from components.export.writing import Written, choose_version, write_version
+from components.export.savedmodel.verify import VerifyDepth
+from components.export.savedmodel.versions import Written, choose_version, write_version
 
 log = logging.getLogger(__name__)
 WARMUP_ASSET = "tf_serving_warmup_requests"

@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from components.artifacts import ExportArtifact
 from components.export.errors import VerificationError
-from components.export.savedmodel import read_set_manifest
+from components.export.savedmodel.verify import read_set_manifest
 from components.warmup.errors import WarmupError
 from components.warmup.replay import serving_session
 from components.warmup.signatures import ServingGraph, SignatureSpec, read_serving_graph

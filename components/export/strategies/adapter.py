@@ -20,12 +20,12 @@ from components.estimator import build_estimator
 from components.export.contrib import ExportStrategy
 from components.export.errors import ExportError, StrategyConfigError
 from components.export.exporters import Exporter
-from components.export.retention import temp_dir_name
+from components.export.savedmodel.retention import temp_dir_name
+from components.export.savedmodel.versions import Written, written_from_folder
 from components.export.strategies.all_modes import OptionsStrategy
 from components.export.strategies.base import Decision, StrategyContext
 from components.export.strategies.exporters import is_final
 from components.export.strategies.options import AdapterOptions
-from components.export.writing import Written, written_from_folder
 from components.imports import ImportPath
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from typing import Any
 from components.estimator import build_estimator
 from components.export.all_modes import write_all_modes
 from components.export.errors import StrategyConfigError
-from components.export.graphs import estimator_model_fn
+from components.export.savedmodel.mode_graphs import estimator_model_fn
+from components.export.savedmodel.versions import Written
 from components.export.strategies.base import PipelineStrategy, StrategyContext
 from components.export.strategies.options import AllModesOptions, BaseOptions, parse_options
-from components.export.writing import Written
 
 _MODE_KEYS = {"train": "train", "eval": "eval", "predict": "infer"}
 

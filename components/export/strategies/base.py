@@ -21,7 +21,7 @@ from typing import Any
 
 from components.artifacts import EvaluationArtifact
 from components.config.schema import PipelineConfig
-from components.export.writing import Written
+from components.export.savedmodel.versions import Written
 from components.ledger import LedgerState
 
 

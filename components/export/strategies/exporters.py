@@ -27,10 +27,10 @@ from components.export.exporters import (
     ServingExporter,
     metric_compare_fn,
 )
+from components.export.savedmodel.versions import Written
 from components.export.strategies.all_modes import OptionsStrategy
 from components.export.strategies.base import Decision, StrategyContext
 from components.export.strategies.options import BestOptions, FinalOptions, LatestOptions
-from components.export.writing import Written
 from components.imports import ImportPath
 
 log = logging.getLogger(__name__)

@@ -19,14 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from components.errors import ExportflowError
-from components.export.by_reference import (
+from components.export.errors import CheckpointMismatchError, EstimatorSpecError, ReceiverMismatchError
+from components.export.savedmodel.by_reference import (
     checkpoint_mismatches,
     graph_variable_specs,
     reference_blockers,
     reference_saver,
 )
-from components.export.errors import CheckpointMismatchError, EstimatorSpecError, ReceiverMismatchError
-from components.export.estimator_spec import as_estimator_spec, check_estimator_spec, mode_label
+from components.export.savedmodel.estimator_spec import as_estimator_spec, check_estimator_spec, mode_label
 
 log = logging.getLogger(__name__)
 

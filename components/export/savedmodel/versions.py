@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 from components.errors import ExportflowError
 from components.export.errors import ExportError, MissingCheckpointError
-from components.export.names import validate_version
-from components.export.retention import apply_retention, temp_dir_name
-from components.export.savedmodel import (
+from components.export.savedmodel.folder_names import validate_version
+from components.export.savedmodel.retention import apply_retention, temp_dir_name
+from components.export.savedmodel.verify import (
     SET_MANIFEST,
     VerifyDepth,
     export_signatures,

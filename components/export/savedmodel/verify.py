@@ -144,7 +144,7 @@ def verify_loads(
 def _import_and_check(graph: Any, meta_graph: Any, export_dir: str) -> None:
     import tensorflow as tf
 
-    from components.export.by_reference import checkpoint_mismatches, graph_variable_specs
+    from components.export.savedmodel.by_reference import checkpoint_mismatches, graph_variable_specs
 
     tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
     for name, signature in meta_graph.signature_def.items():
