@@ -126,7 +126,7 @@ def write_checkpoint(model_dir: str, rows: int) -> dict:
 
 
 def run_method(method: str, model_dir: str, rows: int, out_dir: str) -> dict:
-    from components.export.all_modes import export_all_saved_models
+    from components.export.compat.export_all_saved_models import export_all_saved_models
 
     est = estimator(model_dir, rows)
     prefix = os.path.join(model_dir, "model.ckpt-1000")

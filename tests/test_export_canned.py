@@ -18,8 +18,8 @@ from conftest import TrainedModel, example_config_dict
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact
 from components.config import load_config
-from components.export.contrib import ExportStrategy
-from components.export.exporters import BestExporter
+from components.export.compat.export_strategy import ExportStrategy
+from components.export.compat.exporters import BestExporter
 from components.export.savedmodel.verify import graph_dirs, signatures_by_tag, verify_export
 from components.stages import RunOptions, export_stage
 

@@ -16,7 +16,8 @@ from conftest import example_config_dict
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, PushedModelArtifact
 from components.config import load_config
-from components.export.contrib import ExportStrategy
+from components.export.compat.export_strategy import ExportStrategy
+from components.export.compat.exporters import Exporter, LatestExporter
 from components.export.errors import (
     ExportError,
     StrategyConfigError,
@@ -24,7 +25,6 @@ from components.export.errors import (
     VerificationError,
 )
 from components.export.executor import export
-from components.export.exporters import Exporter, LatestExporter
 from components.export.savedmodel.verify import (
     SET_MANIFEST,
     read_set_manifest,

@@ -23,7 +23,7 @@ from components.warmup.errors import WarmupError
 from components.warmup.replay import serving_session
 from components.warmup.signatures import ServingGraph, SignatureSpec, read_serving_graph
 
-ROUTE_SIGNATURE = "route"  # as components.export.context names it
+ROUTE_SIGNATURE = "route"  # as components.export.compat.export_context names it
 
 
 @dataclasses.dataclass(frozen=True)

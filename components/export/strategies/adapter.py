@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from components.estimator import build_estimator
-from components.export.contrib import ExportStrategy
+from components.export.compat.export_strategy import ExportStrategy
+from components.export.compat.exporters import Exporter
 from components.export.errors import ExportError, StrategyConfigError
-from components.export.exporters import Exporter
 from components.export.savedmodel.retention import temp_dir_name
 from components.export.savedmodel.versions import Written, written_from_folder
 from components.export.strategies.all_modes import OptionsStrategy

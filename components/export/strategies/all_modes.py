@@ -1,4 +1,4 @@
-"""Pipeline kind ``all_modes``: TRAIN, EVAL and PREDICT graphs of a checkpoint (see ``export/all_modes.py``).
+"""Pipeline kind ``all_modes``: TRAIN, EVAL and PREDICT graphs of a checkpoint (see ``compat/export_all_saved_models.py``).
 
 Params: ``layout`` (``combined`` | ``per_mode``), ``modes`` (a subset of ``train``/``eval``/``predict``;
 default: every mode with a configured receiver), plus the common options.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from components.estimator import build_estimator
-from components.export.all_modes import write_all_modes
+from components.export.compat.export_all_saved_models import write_all_modes
 from components.export.errors import StrategyConfigError
 from components.export.savedmodel.mode_graphs import estimator_model_fn
 from components.export.savedmodel.versions import Written

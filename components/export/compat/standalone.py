@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from components.export.context import ExportContext, ExportMode, enter_export_mode
+from components.export.compat.export_context import ExportContext, ExportMode, enter_export_mode
 from components.export.errors import ExportContextError, ExportContractError, MissingCheckpointError
 from components.export.savedmodel.assets import copy_assets_extra, normalize_assets_extra
 from components.export.savedmodel.mode_graphs import (

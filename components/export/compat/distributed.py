@@ -22,7 +22,13 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from components.export.context import ROUTE_SIGNATURE, ExportContext, ExportMode, enter_export_mode
+from components.export.compat.export_context import (
+    ROUTE_SIGNATURE,
+    ExportContext,
+    ExportMode,
+    enter_export_mode,
+)
+from components.export.compat.standalone import ContextExporter, merge_context_signatures
 from components.export.errors import ExportContextError, ExportContractError
 from components.export.savedmodel.assets import copy_assets_extra
 from components.export.savedmodel.mode_graphs import (
@@ -34,7 +40,6 @@ from components.export.savedmodel.mode_graphs import (
 )
 from components.export.savedmodel.verify import write_set_manifest
 from components.export.savedmodel.versions import Written, choose_version, write_set_version
-from components.export.standalone import ContextExporter, merge_context_signatures
 
 log = logging.getLogger(__name__)
 ENTRY = "entry"

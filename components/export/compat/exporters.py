@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from components.export.all_modes import write_all_modes
+from components.export.compat.export_all_saved_models import write_all_modes
 from components.export.errors import ExportContractError
 from components.export.savedmodel.assets import normalize_assets_extra
 from components.export.savedmodel.folder_names import validate_name
