@@ -52,7 +52,7 @@ from components.export.savedmodel.folder_names import validate_name, validate_ve
 from components.export.savedmodel.retention import apply_retention, temp_dir_name, version_dirs
 from components.export.strategies import ENTRY_POINT_GROUP, PipelineStrategy, create_strategy, known_kinds
 from components.export.strategies.adapter import ExportStrategyAdapter
-from components.export.strategies.exporters import ledger_best
+from components.export.strategies.exporter_kinds import ledger_best
 from components.export.strategies.options import (
     AllModesOptions,
     BestOptions,

@@ -37,7 +37,7 @@ class KindSource:
 def _builtins() -> dict[str, StrategyFactory]:
     from components.export.strategies.adapter import ExportStrategyAdapter
     from components.export.strategies.all_modes import AllModesStrategy
-    from components.export.strategies.exporters import BestStrategy, FinalStrategy, LatestStrategy
+    from components.export.strategies.exporter_kinds import BestStrategy, FinalStrategy, LatestStrategy
     from components.export.strategies.monolith import DistributedStrategy, StandaloneStrategy
 
     return {

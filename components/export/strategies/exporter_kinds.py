@@ -28,8 +28,7 @@ from components.export.compat.exporters import (
 )
 from components.export.errors import StrategyConfigError
 from components.export.savedmodel.versions import Written
-from components.export.strategies.all_modes import OptionsStrategy
-from components.export.strategies.base import Decision, StrategyContext
+from components.export.strategies.base import Decision, OptionsStrategy, StrategyContext
 from components.export.strategies.options import BestOptions, FinalOptions, LatestOptions
 from components.imports import ImportPath
 
