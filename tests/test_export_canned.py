@@ -301,9 +301,9 @@ def _estimator_predictions(factory_name, config, eval_data, key):
 
 
 def test_canned_linear_estimators_are_evaluated_exported_warmed_and_published(linear_run):
+    from components.layout import WARMUP_PATH
     from components.warmup.replay import replay
     from components.warmup.signatures import read_serving_graph
-    from components.warmup.spec import WARMUP_PATH
     from components.warmup.tfrecord import scan
 
     factory_name, config, report, eval_data = linear_run

@@ -31,12 +31,12 @@ from components.export.errors import (
     VerificationError,
 )
 from components.export.savedmodel.verify import (
-    SET_MANIFEST,
     read_saved_model_proto,
     read_set_manifest,
     signatures_by_tag,
     verify_export,
 )
+from components.layout import SET_MANIFEST
 from examples import data, model
 
 STEP = 300

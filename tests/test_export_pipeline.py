@@ -26,12 +26,12 @@ from components.export.errors import (
 )
 from components.export.executor import export
 from components.export.savedmodel.verify import (
-    SET_MANIFEST,
     read_set_manifest,
     signatures_by_tag,
     verify_export,
 )
 from components.export.spec import ExportParams
+from components.layout import SET_MANIFEST
 from components.ledger.records import record_publication
 from components.paths import staging_dir
 from components.stages import RunOptions, export_stage, ledger_of, strategy_named

@@ -40,9 +40,9 @@ from components.export.savedmodel.mode_graphs import (
 )
 from components.export.savedmodel.verify import write_set_manifest
 from components.export.savedmodel.versions import Written, choose_version, write_set_version
+from components.layout import ENTRY_GRAPH, SAVED_MODEL_PB
 
 log = logging.getLogger(__name__)
-ENTRY = "entry"
 _CPU = "/device:CPU:0"
 
 
@@ -100,7 +100,7 @@ class DistributedExporter(ContextExporter):
             if not self._dense_only:
                 for name, graph in ctx.sub_graphs.items():
                     graphs[name] = self._sub_graph(name, graph, ctx)
-            graphs[ENTRY] = entry
+            graphs[ENTRY_GRAPH] = entry
         if self._include_graphs is not None:
             available = sorted(graphs) + (sorted(ctx.sub_graphs) if self._dense_only else [])
             unknown = sorted(set(self._include_graphs) - set(available))
@@ -138,7 +138,7 @@ class DistributedExporter(ContextExporter):
                 by_reference=self._shared_embedding,
                 strip_default_attrs=self._strip_default_attrs,
                 as_text=self._as_text,
-                clear_devices=self._clear_entry_devices and name == ENTRY,
+                clear_devices=self._clear_entry_devices and name == ENTRY_GRAPH,
             )
             if not self._allow_gpu:
                 pinned = pin_gpu_ops_to_cpu(target)
@@ -146,7 +146,7 @@ class DistributedExporter(ContextExporter):
                     log.info(
                         "graph %s: %d ops placed on a GPU pinned to the CPU (allow_gpu=False)", name, pinned
                     )
-            if name == ENTRY:
+            if name == ENTRY_GRAPH:
                 copy_assets_extra(target, self.warmup_assets())
             folders[name] = name
             methods.append(outcome.method)
@@ -190,7 +190,7 @@ class DistributedExporter(ContextExporter):
             version,
             lambda out: self.write_into(out, serving_input_receiver_fn, checkpoint, version),
             verify=self._verify,
-            last=(ENTRY,),
+            last=(ENTRY_GRAPH,),
             label="distributed",
         )
 
@@ -214,7 +214,7 @@ def pin_gpu_ops_to_cpu(export_dir: str) -> int:
     """Rewrite GPU device placements in ``saved_model.pb`` to the CPU; return how many nodes changed."""
     from components.export.savedmodel.verify import read_saved_model_proto
 
-    path = os.path.join(export_dir, "saved_model.pb")
+    path = os.path.join(export_dir, SAVED_MODEL_PB)
     if not os.path.exists(path):
         return 0  # as_text exports are not rewritten
     proto = read_saved_model_proto(export_dir)

@@ -38,6 +38,7 @@ from components.export.savedmodel.versions import (
     write_set_version,
     write_version,
 )
+from components.layout import VARIABLES_PREFIX, local_path
 
 log = logging.getLogger(__name__)
 Layout = Literal["combined", "per_mode"]
@@ -112,7 +113,7 @@ def write_all_modes(
         )
         if first_variables is None and outcome.method == "saved":
             # Later modes link these freshly saved variables instead of saving them again.
-            first_variables = os.path.join(target, "variables", "variables")
+            first_variables = local_path(target, VARIABLES_PREFIX)
         copy_assets_extra(target, assets)
         folders[folder] = folder
         methods.append(outcome.method)

@@ -27,9 +27,10 @@ import socket
 import time
 from collections.abc import Collection
 
+from components.layout import TEMP_PREFIX
+
 log = logging.getLogger(__name__)
 
-TEMP_PREFIX = ".tmp-"
 _OUR_TEMP = re.compile(r"^\.tmp-(?P<label>.+)-(?P<pid>\d+)@(?P<host>[A-Za-z0-9.\-_]+)$")
 _TF_TEMP = re.compile(r"^temp-\d+$")
 DEFAULT_STALE_AFTER = 6 * 3600.0
