@@ -16,7 +16,6 @@ never a silent choice.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -26,12 +25,6 @@ from components.export.strategies.base import PipelineStrategy
 
 ENTRY_POINT_GROUP = "exportflow.export_strategies"
 StrategyFactory = Callable[[str, Mapping[str, Any]], PipelineStrategy]
-
-
-@dataclasses.dataclass(frozen=True)
-class KindSource:
-    kind: str
-    provider: str  # "built-in" or "<distribution>: <module:attr>"
 
 
 def _builtins() -> dict[str, StrategyFactory]:
