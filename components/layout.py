@@ -40,6 +40,13 @@ STAGING_FOLDER = "staging"  # <destination>/.exportflow/<model>/staging (or <sta
 LEASES_FOLDER = ".exportflow-leases"  # default discovery lease root, inside model_dir
 TEMP_PREFIX = ".tmp-"  # a folder being written; retention removes crashed ones
 PROBE_PREFIX = ".exportflow-preflight-"  # preflight's write probe, removed at once
+# beside the versions of a staging or publish folder, under <base>/.exportflow/ (publish/ and staging/
+# still spell these themselves; they are listed here so there is one place to look)
+STAGED_SUFFIX = ".staged.json"  # <version>.staged.json: the version is completely staged
+PUBLISHED_SUFFIX = ".published.json"  # <version>.published.json: the commit marker of a publication
+LEASE_SUFFIX = ".lease.json"  # <version>.lease.json: who is staging, publishing or removing it
+BUILDING = "building"  # .exportflow/building/[<graph>/]<version>/: a version being assembled
+CURRENT = "current"  # .exportflow/current: the version serving uses now
 
 
 def variables_data_shard(index: int, total: int) -> str:
