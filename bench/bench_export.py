@@ -126,7 +126,7 @@ def write_checkpoint(model_dir: str, rows: int) -> dict:
 
 
 def run_method(method: str, model_dir: str, rows: int, out_dir: str) -> dict:
-    from components.export.all_modes import export_all_saved_models
+    from components.export.compat.export_all_saved_models import export_all_saved_models
 
     est = estimator(model_dir, rows)
     prefix = os.path.join(model_dir, "model.ckpt-1000")
@@ -148,7 +148,7 @@ def run_method(method: str, model_dir: str, rows: int, out_dir: str) -> dict:
 
 
 def verify_full(path: str) -> dict:
-    from components.export.savedmodel import verify_export
+    from components.export.savedmodel.verify import verify_export
 
     started = time.perf_counter()
     verify_export(path, "full")

@@ -19,11 +19,18 @@ from typing import Any
 
 from components.artifacts import EvaluationArtifact, ExportArtifact, FileEntry, from_jsonable, to_jsonable
 from components.config.schema import StrategyConfig
+from components.layout import (
+    GRAPH_FILES,
+    MANIFEST_PATH,
+    SAVED_MODEL_PB,
+    VARIABLES_INDEX,
+    VARIABLES_PREFIX,
+    variables_data_shard,
+)
 from components.storage import crc32c_of_file
 
-MANIFEST_PATH = "assets.extra/export_manifest.json"
 MANIFEST_VERSION = 1
-_DATA_SHARD = re.compile(r"^variables/variables\.data-(\d{5})-of-(\d{5})$")
+_DATA_SHARD = re.compile(rf"^{re.escape(VARIABLES_PREFIX)}\.data-(\d{{5}})-of-(\d{{5}})$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,16 +73,16 @@ def missing_savedmodel_files(paths: list[str] | tuple[str, ...]) -> list[str]:
     """What a SavedModel with these files lacks: the graph, the variables index, or data shards."""
     present = set(paths)
     missing = []
-    if not present & {"saved_model.pb", "saved_model.pbtxt"}:
-        missing.append("saved_model.pb")
+    if not present & set(GRAPH_FILES):
+        missing.append(SAVED_MODEL_PB)
     shards = [m for m in (_DATA_SHARD.match(p) for p in present) if m]
-    if shards and "variables/variables.index" not in present:
-        missing.append("variables/variables.index")
-    if "variables/variables.index" in present and not shards:
-        missing.append("variables/variables.data-00000-of-00001")
+    if shards and VARIABLES_INDEX not in present:
+        missing.append(VARIABLES_INDEX)
+    if VARIABLES_INDEX in present and not shards:
+        missing.append(variables_data_shard(0, 1))
     for total in {int(m.group(2)) for m in shards}:
         for index in range(total):
-            name = f"variables/variables.data-{index:05d}-of-{total:05d}"
+            name = variables_data_shard(index, total)
             if name not in present:
                 missing.append(name)
     return missing

@@ -13,9 +13,8 @@ import os
 import tempfile
 
 from components.config.schema import PipelineConfig
+from components.layout import BOOKKEEPING, STAGING_FOLDER
 from components.storage.registry import scheme_of
-
-STAGING_FOLDER = "staging"
 
 
 def staging_root(config: PipelineConfig) -> str:
@@ -27,8 +26,8 @@ def staging_root(config: PipelineConfig) -> str:
         return os.path.join(config.staging_dir, config.name, STAGING_FOLDER)
     destination = config.destination.uri.removeprefix("file://")
     if scheme_of(destination) == "file":
-        return os.path.join(destination, ".exportflow", config.name, STAGING_FOLDER)
-    return f"{destination.rstrip('/')}/.exportflow/{config.name}/{STAGING_FOLDER}"
+        return os.path.join(destination, BOOKKEEPING, config.name, STAGING_FOLDER)
+    return f"{destination.rstrip('/')}/{BOOKKEEPING}/{config.name}/{STAGING_FOLDER}"
 
 
 def staging_is_local(config: PipelineConfig) -> bool:

@@ -7,7 +7,7 @@ Graph (``tf.compat.v1`` APIs, all variables via ``tf.compat.v1.get_variable``):
 * ``logit/kernel``, ``logit/bias``     concat(hidden, embedding) -> logit [1]
 * ``item_bias/part_0`` .. ``part_3``    a per-item bias, an embedding of width 1 split into ``num_shards``
   (4) shards (id ``i`` in shard ``i % 4``), added to the logit. Its lookups go through
-  :func:`components.export.context.sharded_embedding`, so a ``DistributedExporter`` puts each shard in
+  :func:`components.export.sharded_embedding`, so a ``DistributedExporter`` puts each shard in
   its own ``ps_<i>`` graph while training and ``StandaloneExporter`` keep it local.
 * ``global_step`` and, after training, the optimizer slots (``<var>/Adagrad`` or
   ``<var>/Adam``, ``<var>/Adam_1``, ``beta1_power``, ``beta2_power``).
@@ -76,7 +76,7 @@ def model_fn(features, labels, mode, params=None):
     """Estimator ``model_fn``: returns a ``tf.estimator.EstimatorSpec`` for TRAIN, EVAL and PREDICT."""
     import tensorflow as tf
 
-    from components.export.context import sharded_embedding
+    from components.export import sharded_embedding
 
     v1 = tf.compat.v1
     params = _resolve_params(params)

@@ -18,9 +18,9 @@ from conftest import TrainedModel, example_config_dict
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact
 from components.config import load_config
-from components.export.contrib import ExportStrategy
-from components.export.exporters import BestExporter
-from components.export.savedmodel import graph_dirs, signatures_by_tag, verify_export
+from components.export.compat.export_strategy import ExportStrategy
+from components.export.compat.exporters import BestExporter
+from components.export.savedmodel.verify import graph_dirs, signatures_by_tag, verify_export
 from components.stages import RunOptions, export_stage
 
 STEPS = 20
@@ -301,9 +301,9 @@ def _estimator_predictions(factory_name, config, eval_data, key):
 
 
 def test_canned_linear_estimators_are_evaluated_exported_warmed_and_published(linear_run):
+    from components.layout import WARMUP_PATH
     from components.warmup.replay import replay
     from components.warmup.signatures import read_serving_graph
-    from components.warmup.spec import WARMUP_PATH
     from components.warmup.tfrecord import scan
 
     factory_name, config, report, eval_data = linear_run

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
-from components.export.assets import copy_assets_extra, normalize_assets_extra
-from components.export.context import (
+from components.export.compat.export_context import (
     ExportContext,
     ExportMode,
     enter_export_mode,
@@ -29,7 +28,15 @@ from components.export.context import (
     is_exporting_standalone,
     shard_rows,
 )
-from components.export.contrib import ExportStrategy
+from components.export.compat.export_strategy import ExportStrategy
+from components.export.compat.exporters import (
+    BestExporter,
+    Exporter,
+    FinalExporter,
+    LatestExporter,
+    loss_smaller,
+    metric_compare_fn,
+)
 from components.export.errors import (
     ExportContextError,
     ExportContractError,
@@ -40,19 +47,12 @@ from components.export.errors import (
     UnknownStrategyError,
     UnsafeAssetPathError,
 )
-from components.export.exporters import (
-    BestExporter,
-    Exporter,
-    FinalExporter,
-    LatestExporter,
-    loss_smaller,
-    metric_compare_fn,
-)
-from components.export.names import validate_name, validate_version
-from components.export.retention import apply_retention, temp_dir_name, version_dirs
+from components.export.savedmodel.assets import copy_assets_extra, normalize_assets_extra
+from components.export.savedmodel.folder_names import validate_name, validate_version
+from components.export.savedmodel.retention import apply_retention, temp_dir_name, version_dirs
 from components.export.strategies import ENTRY_POINT_GROUP, PipelineStrategy, create_strategy, known_kinds
 from components.export.strategies.adapter import ExportStrategyAdapter
-from components.export.strategies.exporters import ledger_best
+from components.export.strategies.exporter_kinds import ledger_best
 from components.export.strategies.options import (
     AllModesOptions,
     BestOptions,
@@ -432,8 +432,8 @@ def test_builtin_kinds_build_with_their_options():
 
 PLUGIN = textwrap.dedent(
     """
-    from components.export.contrib import ExportStrategy
-    from components.export.exporters import LatestExporter
+    from components.export.compat.export_strategy import ExportStrategy
+    from components.export.compat.exporters import LatestExporter
     from components.export.strategies.base import PipelineStrategy
 
     class Mine(PipelineStrategy):

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.export.all_modes import export_all_saved_models
-from components.export.context import get_current_export_ctx, is_exporting_distributed
-from components.export.distributed import DistributedExporter
+from components.export.compat.distributed import DistributedExporter
+from components.export.compat.export_all_saved_models import export_all_saved_models
+from components.export.compat.export_context import get_current_export_ctx, is_exporting_distributed
+from components.export.compat.exporters import BestExporter, FinalExporter, LatestExporter
+from components.export.compat.standalone import StandaloneExporter
 from components.export.errors import (
     CheckpointMismatchError,
     EstimatorSpecError,
@@ -28,15 +30,13 @@ from components.export.errors import (
     ReceiverMismatchError,
     VerificationError,
 )
-from components.export.exporters import BestExporter, FinalExporter, LatestExporter
-from components.export.savedmodel import (
-    SET_MANIFEST,
+from components.export.savedmodel.verify import (
     read_saved_model_proto,
     read_set_manifest,
     signatures_by_tag,
     verify_export,
 )
-from components.export.standalone import StandaloneExporter
+from components.layout import SET_MANIFEST
 from examples import data, model
 
 STEP = 300

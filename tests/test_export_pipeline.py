@@ -16,7 +16,8 @@ from conftest import example_config_dict
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, PushedModelArtifact
 from components.config import load_config
-from components.export.contrib import ExportStrategy
+from components.export.compat.export_strategy import ExportStrategy
+from components.export.compat.exporters import Exporter, LatestExporter
 from components.export.errors import (
     ExportError,
     StrategyConfigError,
@@ -24,9 +25,13 @@ from components.export.errors import (
     VerificationError,
 )
 from components.export.executor import export
-from components.export.exporters import Exporter, LatestExporter
-from components.export.savedmodel import SET_MANIFEST, read_set_manifest, signatures_by_tag, verify_export
+from components.export.savedmodel.verify import (
+    read_set_manifest,
+    signatures_by_tag,
+    verify_export,
+)
 from components.export.spec import ExportParams
+from components.layout import SET_MANIFEST
 from components.ledger.records import record_publication
 from components.paths import staging_dir
 from components.stages import RunOptions, export_stage, ledger_of, strategy_named

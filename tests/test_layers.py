@@ -2,7 +2,9 @@
 
 - ``components/`` never imports airflow (the library must not depend on its orchestrator);
 - ``dags/`` never imports tensorflow or a cloud SDK (parse time runs on every scheduler loop);
-- ``components/`` and ``plugins/`` import heavy modules only inside functions.
+- ``components/`` and ``plugins/`` import heavy modules only inside functions;
+- the seed-compatible export library (``components/export/compat`` and ``savedmodel``) never imports,
+  even indirectly, the pipeline: strategies, the export stage, the ledger or config.
 """
 
 from __future__ import annotations
@@ -71,3 +73,55 @@ def test_importing_every_component_module_loads_no_heavy_module() -> None:
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+SEED_LIBRARY = ("components.export.compat", "components.export.savedmodel")
+PIPELINE = (
+    "components.export.strategies",
+    "components.export.executor",
+    "components.export.spec",
+    "components.ledger",
+    "components.config",
+)
+
+
+def module_of(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def import_graph(folder: str) -> dict[str, set[str]]:
+    """Module -> the modules of ``folder`` it imports anywhere in its body (``from pkg import mod`` included)."""
+    modules = {module_of(path): path for path in python_files(folder)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {m for m in found if m in modules}
+    return graph
+
+
+def import_chain(graph: dict[str, set[str]], start: str, forbidden: tuple[str, ...]) -> list[str] | None:
+    """The first chain of imports from ``start`` to a module under ``forbidden`` (None: there is none)."""
+    chains, seen = [[start]], {start}
+    while chains:
+        chain = chains.pop(0)
+        for target in sorted(graph[chain[-1]]):
+            if any(target == f or target.startswith(f + ".") for f in forbidden):
+                return [*chain, target]
+            if target not in seen:
+                seen.add(target)
+                chains.append([*chain, target])
+    return None
+
+
+def test_seed_compatible_export_library_never_imports_the_pipeline() -> None:
+    graph = import_graph("components")
+    library = sorted(m for m in graph if any(m == p or m.startswith(p + ".") for p in SEED_LIBRARY))
+    assert "components.export.compat.exporters" in library and "components.export.savedmodel.versions" in library
+    chains = [" -> ".join(c) for m in library if (c := import_chain(graph, m, PIPELINE))]
+    assert chains == []

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from components.config import ConfigError, parse_config
-from components.export.retention import apply_retention, temp_dir_name
+from components.export.savedmodel.retention import apply_retention, temp_dir_name
 from components.staging.area import StagingArea
 from components.staging.cache import ScratchCache
 from components.staging.cleanup import prune_strategy, reap_abandoned

@@ -18,6 +18,7 @@ import pytest
 
 from components.artifacts import ExportArtifact
 from components.config import ConfigError
+from components.layout import WARMUP_PATH
 from components.manifest import MANIFEST_PATH, read_manifest
 from components.runner import run_pipeline
 from components.stages import RunOptions, ledger_of, warmup_stage
@@ -27,7 +28,7 @@ from components.warmup.executor import inject_warmup
 from components.warmup.inject import warmup_targets, write_warmup
 from components.warmup.replay import replay
 from components.warmup.signatures import read_serving_graph
-from components.warmup.spec import WARMUP_PATH, WarmupParams
+from components.warmup.spec import WarmupParams
 from examples import data, model
 
 STEP = 300

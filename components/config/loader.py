@@ -23,6 +23,7 @@ import yaml
 from components.config.errors import ConfigError
 from components.config.schema import MAX_WARMUP_RECORDS, PipelineConfig
 from components.imports import ImportPath, ImportPathError
+from components.layout import ENTRY_GRAPH
 
 # libyaml's C parser: DAG parsing loads every config on every dag-processor loop.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -270,7 +271,7 @@ def _check_warmup(config: PipelineConfig) -> None:
             f"{list(warmup.heads)}; for one signature set warmup.signature instead",
         )
     for name, signature in warmup.graphs.items():
-        if not isinstance(name, str) or not name or name == "entry":
+        if not isinstance(name, str) or not name or name == ENTRY_GRAPH:
             raise ConfigError(
                 source, "warmup.graphs", f"{name!r}: name another graph of the export (entry is always warm)"
             )

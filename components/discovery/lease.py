@@ -47,6 +47,7 @@ from components.config.errors import ConfigError
 from components.config.schema import PipelineConfig
 from components.discovery.checkpoints import basename
 from components.discovery.errors import CheckpointVanished, LeaseError
+from components.layout import LEASES_FOLDER
 from components.storage import (
     ObjectNotFound,
     PreconditionFailed,
@@ -57,7 +58,6 @@ from components.storage import (
 )
 
 log = logging.getLogger(__name__)
-LEASES_FOLDER = ".exportflow-leases"
 HOLD_PREFIX = "hold."
 OWNER_FILE = "owner.json"
 _LEASE_NAME = re.compile(r"^(?P<prefix>.+)\.(?P<created>\d{9,12})\.(?P<token>[0-9a-f]{8})$")

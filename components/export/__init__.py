@@ -1,16 +1,19 @@
 """Export: turn a blessed checkpoint into SavedModels through pluggable export strategies.
 
-The library contracts (usable without the pipeline), imported lazily so ``import components.export``
-stays cheap and free of TensorFlow:
+Three parts, each usable on its own:
 
-* ``ExportStrategy(name, export_fn)`` — tf.contrib.learn's pair (``contrib.py``);
-* ``Exporter`` (an ABC), ``FinalExporter``, ``LatestExporter``, ``BestExporter`` (``exporters.py``);
-* ``export_all_saved_models`` with ``combined`` / ``per_mode`` layouts (``all_modes.py``);
-* ``ExportContext``, ``enter_export_mode`` and friends, ``sharded_embedding`` (``context.py``);
-* ``StandaloneExporter``, ``DistributedExporter`` (``standalone.py``, ``distributed.py``);
-* variables by reference (``by_reference.py``), the retention helper (``retention.py``).
+* ``compat/`` — the seed APIs, usable without the pipeline: tf.contrib.learn's ``ExportStrategy``,
+  tf.estimator's ``Exporter`` / ``FinalExporter`` / ``LatestExporter`` / ``BestExporter`` and
+  ``export_all_saved_models``, Monolith's ``ExportContext``, ``StandaloneExporter`` and
+  ``DistributedExporter``;
+* ``savedmodel/`` — writing SavedModels under all of them: graphs per mode, variables by reference,
+  assets, verification, versions and atomic writes, retention;
+* ``strategies/`` — the pipeline's strategy kinds (``all_modes``, ``final``, ``latest``, ``best``,
+  ``standalone``, ``distributed``, ``custom``), their base class and the entry-point registry;
+  ``executor.py`` runs one of them for the export stage (``spec.py``).
 
-The pipeline side — strategy kinds, registry, executor — lives in ``strategies/`` and ``executor.py``.
+The seed APIs are importable from here, lazily, so ``import components.export`` stays cheap and free
+of TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,24 +22,24 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "ExportStrategy": "components.export.contrib",
-    "Exporter": "components.export.exporters",
-    "FinalExporter": "components.export.exporters",
-    "LatestExporter": "components.export.exporters",
-    "BestExporter": "components.export.exporters",
-    "loss_smaller": "components.export.exporters",
-    "export_all_saved_models": "components.export.all_modes",
-    "ExportContext": "components.export.context",
-    "ExportMode": "components.export.context",
-    "enter_export_mode": "components.export.context",
-    "is_exporting": "components.export.context",
-    "is_exporting_standalone": "components.export.context",
-    "is_exporting_distributed": "components.export.context",
-    "get_current_export_ctx": "components.export.context",
-    "sharded_embedding": "components.export.context",
-    "StandaloneExporter": "components.export.standalone",
-    "DistributedExporter": "components.export.distributed",
-    "apply_retention": "components.export.retention",
+    "ExportStrategy": "components.export.compat.export_strategy",
+    "Exporter": "components.export.compat.exporters",
+    "FinalExporter": "components.export.compat.exporters",
+    "LatestExporter": "components.export.compat.exporters",
+    "BestExporter": "components.export.compat.exporters",
+    "loss_smaller": "components.export.compat.exporters",
+    "export_all_saved_models": "components.export.compat.export_all_saved_models",
+    "ExportContext": "components.export.compat.export_context",
+    "ExportMode": "components.export.compat.export_context",
+    "enter_export_mode": "components.export.compat.export_context",
+    "is_exporting": "components.export.compat.export_context",
+    "is_exporting_standalone": "components.export.compat.export_context",
+    "is_exporting_distributed": "components.export.compat.export_context",
+    "get_current_export_ctx": "components.export.compat.export_context",
+    "sharded_embedding": "components.export.compat.export_context",
+    "StandaloneExporter": "components.export.compat.standalone",
+    "DistributedExporter": "components.export.compat.distributed",
+    "apply_retention": "components.export.savedmodel.retention",
 }
 
 __all__ = list(_LAZY)

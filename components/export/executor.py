@@ -28,12 +28,12 @@ import uuid
 from typing import Any
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
-from components.export.by_reference import DeferredShards, deferring
 from components.export.errors import ExportError, StagingFailed
-from components.export.retention import temp_dir_name
+from components.export.savedmodel.by_reference import DeferredShards, deferring
+from components.export.savedmodel.retention import temp_dir_name
+from components.export.savedmodel.versions import WriteOutcome, Written, choose_version, write_version
 from components.export.spec import ExportParams
 from components.export.strategies import StrategyContext, create_strategy
-from components.export.writing import WriteOutcome, Written, choose_version, write_version
 from components.ledger import LedgerState
 from components.paths import work_dir
 from components.publish.dedupe import checkpoint_objects

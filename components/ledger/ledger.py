@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from components.artifacts import from_jsonable, to_jsonable
+from components.layout import BOOKKEEPING, LEDGER_FILE
 from components.ledger.errors import LedgerConflict, LedgerError, LedgerUnavailable
 from components.ledger.schema import READABLE_VERSIONS, SCHEMA_VERSION, LedgerState
 from components.storage import (
@@ -43,7 +44,7 @@ _MAX_ATTEMPTS = 10
 
 
 def ledger_uri(destination: str, model: str) -> str:
-    return storage_for(destination).join(destination, ".exportflow", model, "ledger.json")
+    return storage_for(destination).join(destination, BOOKKEEPING, model, LEDGER_FILE)
 
 
 def utc_now() -> str:

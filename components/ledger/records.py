@@ -154,12 +154,6 @@ def baseline(state: LedgerState, thresholds: Sequence[ThresholdConfig]) -> Basel
     return Baseline(step=record.step, metrics=dict(record.evaluation.metrics))
 
 
-def baseline_metrics(state: LedgerState, thresholds: Sequence[ThresholdConfig]) -> dict[str, float] | None:
-    """Metrics of ``baseline(state, thresholds)``."""
-    found = baseline(state, thresholds)
-    return None if found is None else found.metrics
-
-
 def _metric(record: CheckpointRecord, name: str) -> float | None:
     if record.evaluation is None:
         return None

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from components.config.schema import PipelineConfig
+from components.layout import PROBE_PREFIX
 from components.preflight.errors import Problem
 
 
@@ -117,7 +118,7 @@ def _check_local_writable(field: str, path: str, fix: str) -> list[Problem]:
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder):
         return [Problem(field, f"{path} cannot be created: {folder} is a file, not a folder", fix)]
-    probe = os.path.join(folder, f".exportflow-preflight-{uuid.uuid4().hex}")
+    probe = os.path.join(folder, f"{PROBE_PREFIX}{uuid.uuid4().hex}")
     try:
         descriptor = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
@@ -136,7 +137,7 @@ def _probe_object_store(
 
     try:
         store = storage_of() if storage_of is not None else storage_for(uri)
-        probe = store.join(uri, f".exportflow-preflight-{uuid.uuid4().hex}")
+        probe = store.join(uri, f"{PROBE_PREFIX}{uuid.uuid4().hex}")
         store.write_bytes(probe, b"exportflow preflight probe\n", if_generation_match=0)
         store.delete(probe)
     except StorageError as exc:

@@ -6,7 +6,7 @@
   one the ledger shows exported and not yet published).
 * Abandoned staging (a crashed run) is removed only when nothing live claims it. Local disk: a temp
   folder ``.tmp-<label>-<pid>@<host>`` whose process is gone (this host) or that expired (another host;
-  ``components.export.retention``). Object stores: a version folder without ``.staged.json`` whose lease
+  ``components.export.savedmodel.retention``). Object stores: a version folder without ``.staged.json`` whose lease
   can be taken (absent, expired, or naming a process of this host that is gone: ``protocol.lease_is_live``)
   — a pid is never checked on a host that does not own it.
 """
@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from components.export.retention import apply_retention, version_dirs
-from components.export.writing import is_complete
+from components.export.savedmodel.retention import apply_retention, version_dirs
+from components.export.savedmodel.versions import is_complete
 from components.publish.errors import PublishInProgress
 from components.publish.protocol import Lease
 from components.staging.area import LEASE_SUFFIX, STAGED_SUFFIX, StagingArea

@@ -20,14 +20,15 @@ from typing import Any, Self
 
 from components.artifacts import ExportArtifact, WarmupReplay, WarmupSummary
 from components.config.schema import PipelineConfig, WarmupConfig
+from components.layout import ENTRY_GRAPH, MANIFEST_PATH, WARMUP_PATH
 from components.storage import scheme_of
 from components.warmup import build, routed, sources
 from components.warmup.errors import WarmupLintError
-from components.warmup.inject import ENTRY_GRAPH, warmup_targets, write_warmup
+from components.warmup.inject import warmup_targets, write_warmup
 from components.warmup.lint import LintReport, lint_records, lint_scan
 from components.warmup.replay import replay
 from components.warmup.signatures import ServingGraph, read_serving_graph
-from components.warmup.spec import WARMUP_PATH, WarmupParams
+from components.warmup.spec import WarmupParams
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ class _Checked:
 def inject_warmup(params: WarmupParams, export: ExportArtifact) -> ExportArtifact:
     if scheme_of(export.uri) == "file":
         return _inject_local(params, export)
-    from components.manifest import MANIFEST_PATH
     from components.staging.area import staging_area
     from components.staging.handover import local_view, push_changes
 

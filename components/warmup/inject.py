@@ -10,13 +10,11 @@ from __future__ import annotations
 import os
 
 from components.artifacts import ExportArtifact
+from components.layout import ENTRY_GRAPH, WARMUP_PATH
 from components.storage import StorageError, storage_for
 from components.warmup import tfrecord
 from components.warmup.errors import WarmupError
 from components.warmup.signatures import has_serve_graph
-from components.warmup.spec import WARMUP_PATH
-
-ENTRY_GRAPH = "entry"
 
 
 def warmup_targets(

@@ -18,12 +18,12 @@ from typing import Any, Self
 
 from components.artifacts import ExportArtifact
 from components.export.errors import VerificationError
-from components.export.savedmodel import read_set_manifest
+from components.export.savedmodel.verify import read_set_manifest
 from components.warmup.errors import WarmupError
 from components.warmup.replay import serving_session
 from components.warmup.signatures import ServingGraph, SignatureSpec, read_serving_graph
 
-ROUTE_SIGNATURE = "route"  # as components.export.context names it
+ROUTE_SIGNATURE = "route"  # as components.export.compat.export_context names it
 
 
 @dataclasses.dataclass(frozen=True)

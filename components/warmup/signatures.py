@@ -12,7 +12,7 @@ import dataclasses
 import math
 
 from components.export.errors import ExportError
-from components.export.savedmodel import read_saved_model_proto
+from components.export.savedmodel.verify import read_saved_model_proto
 from components.warmup.errors import WarmupError
 
 SERVE_TAG = "serve"

@@ -8,10 +8,7 @@ from components.artifacts import ExportArtifact
 from components.component import ComponentSpec
 from components.config.schema import MAX_WARMUP_RECORDS, PipelineConfig
 
-WARMUP_FILE = "tf_serving_warmup_requests"
-WARMUP_PATH = f"assets.extra/{WARMUP_FILE}"  # relative to a SavedModel (version) directory
-
-__all__ = ["MAX_WARMUP_RECORDS", "SPEC", "WARMUP_FILE", "WARMUP_PATH", "WarmupParams"]
+__all__ = ["MAX_WARMUP_RECORDS", "SPEC", "WarmupParams"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ Used by the built-in kind ``custom`` (param ``target``: import path of the objec
 with ``target_kwargs``) and by the registry for entry points that name such objects. The user's code
 gets a scratch ``export_path`` inside the staging folder, the pinned checkpoint and the evaluation
 metrics (``eval_result``); for an Exporter, ``is_the_final_export`` follows the pipeline's definition of
-final (see ``strategies/exporters.py``). Whatever folder it returns becomes the version folder (it must
+final (see ``strategies/exporter_kinds.py``). Whatever folder it returns becomes the version folder (it must
 be inside the scratch folder), and is then verified like every other export. ``None`` means it declined.
 """
 
@@ -17,15 +17,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from components.estimator import build_estimator
-from components.export.contrib import ExportStrategy
+from components.export.compat.export_strategy import ExportStrategy
+from components.export.compat.exporters import Exporter
 from components.export.errors import ExportError, StrategyConfigError
-from components.export.exporters import Exporter
-from components.export.retention import temp_dir_name
-from components.export.strategies.all_modes import OptionsStrategy
-from components.export.strategies.base import Decision, StrategyContext
-from components.export.strategies.exporters import is_final
+from components.export.savedmodel.retention import temp_dir_name
+from components.export.savedmodel.versions import Written, written_from_folder
+from components.export.strategies.base import Decision, OptionsStrategy, StrategyContext
+from components.export.strategies.exporter_kinds import is_final
 from components.export.strategies.options import AdapterOptions
-from components.export.writing import Written, written_from_folder
 from components.imports import ImportPath
 
 log = logging.getLogger(__name__)

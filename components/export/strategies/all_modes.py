@@ -1,4 +1,4 @@
-"""Pipeline kind ``all_modes``: TRAIN, EVAL and PREDICT graphs of a checkpoint (see ``export/all_modes.py``).
+"""Pipeline kind ``all_modes``: TRAIN, EVAL and PREDICT graphs of a checkpoint (see ``compat/export_all_saved_models.py``).
 
 Params: ``layout`` (``combined`` | ``per_mode``), ``modes`` (a subset of ``train``/``eval``/``predict``;
 default: every mode with a configured receiver), plus the common options.
@@ -9,27 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from components.estimator import build_estimator
-from components.export.all_modes import write_all_modes
+from components.export.compat.export_all_saved_models import write_all_modes
 from components.export.errors import StrategyConfigError
-from components.export.graphs import estimator_model_fn
-from components.export.strategies.base import PipelineStrategy, StrategyContext
-from components.export.strategies.options import AllModesOptions, BaseOptions, parse_options
-from components.export.writing import Written
+from components.export.savedmodel.mode_graphs import estimator_model_fn
+from components.export.savedmodel.versions import Written
+from components.export.strategies.base import OptionsStrategy, StrategyContext
+from components.export.strategies.options import AllModesOptions
 
 _MODE_KEYS = {"train": "train", "eval": "eval", "predict": "infer"}
-
-
-class OptionsStrategy(PipelineStrategy):
-    """A built-in strategy whose params parse into an options dataclass."""
-
-    options_class: type[BaseOptions] = BaseOptions
-
-    def __init__(self, name: str, params: Any) -> None:
-        super().__init__(name, params)
-        self.options = parse_options(self.options_class, self.params, name)
-        self.exports_to_keep = self.options.exports_to_keep
-        self.verify = self.options.verify
-        self.version_scheme = self.options.version
 
 
 def receiver_map(ctx: StrategyContext, modes: tuple[str, ...] | None, strategy: str) -> dict[str, Any]:

@@ -4,7 +4,8 @@ The export executor owns everything around a strategy — the version name, the 
 rename into the version folder, idempotency, verification and retention — so a strategy only decides
 whether to export this checkpoint and writes one SavedModel (or a set of them) into the folder it is
 given. ``write`` may return a :class:`Written` describing a set, how variables got there, or that it
-declined after all (an ``Exporter`` that returns ``None``).
+declined after all (an ``Exporter`` that returns ``None``). The built-in kinds derive from
+:class:`OptionsStrategy`, which parses ``params`` into their options dataclass.
 
 Options in a strategy config's ``params`` (see ``strategies/options.py``): every kind takes ``verify``
 (``full`` | ``graph``), ``version`` (``step`` | ``timestamp``) and ``exports_to_keep``; the kinds that
@@ -21,7 +22,8 @@ from typing import Any
 
 from components.artifacts import EvaluationArtifact
 from components.config.schema import PipelineConfig
-from components.export.writing import Written
+from components.export.savedmodel.versions import Written
+from components.export.strategies.options import BaseOptions, parse_options
 from components.ledger import LedgerState
 
 
@@ -73,4 +75,17 @@ class PipelineStrategy(abc.ABC):
         """Write the SavedModel (or a set) into ``export_dir`` (which does not exist yet)."""
 
 
-__all__ = ["Decision", "PipelineStrategy", "StrategyContext", "Written"]
+class OptionsStrategy(PipelineStrategy):
+    """A built-in strategy whose params parse into an options dataclass."""
+
+    options_class: type[BaseOptions] = BaseOptions
+
+    def __init__(self, name: str, params: Any) -> None:
+        super().__init__(name, params)
+        self.options = parse_options(self.options_class, self.params, name)
+        self.exports_to_keep = self.options.exports_to_keep
+        self.verify = self.options.verify
+        self.version_scheme = self.options.version
+
+
+__all__ = ["Decision", "OptionsStrategy", "PipelineStrategy", "StrategyContext", "Written"]

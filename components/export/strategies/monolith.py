@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 
 from components.estimator import model_fn_of
-from components.export.distributed import DistributedExporter
-from components.export.standalone import ContextExporter, StandaloneExporter
-from components.export.strategies.all_modes import OptionsStrategy
-from components.export.strategies.base import StrategyContext
+from components.export.compat.distributed import DistributedExporter
+from components.export.compat.standalone import ContextExporter, StandaloneExporter
+from components.export.savedmodel.versions import Written
+from components.export.strategies.base import OptionsStrategy, StrategyContext
 from components.export.strategies.options import DistributedOptions, StandaloneOptions
-from components.export.writing import Written
 
 
 class StandaloneStrategy(OptionsStrategy):

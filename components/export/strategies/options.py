@@ -31,7 +31,7 @@ class BaseOptions:
 class CommonOptions(BaseOptions):
     """What every built-in strategy that writes SavedModels itself accepts."""
 
-    by_reference: bool = False  # place the checkpoint files as variables/ (see by_reference.py)
+    by_reference: bool = False  # place the checkpoint files as variables/ (see savedmodel/by_reference.py)
     as_text: bool = False
     strip_default_attrs: bool = True
     assets_extra: dict[str, str] = dataclasses.field(default_factory=dict)  # relative key -> source file

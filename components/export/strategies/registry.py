@@ -16,7 +16,6 @@ never a silent choice.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
@@ -28,16 +27,10 @@ ENTRY_POINT_GROUP = "exportflow.export_strategies"
 StrategyFactory = Callable[[str, Mapping[str, Any]], PipelineStrategy]
 
 
-@dataclasses.dataclass(frozen=True)
-class KindSource:
-    kind: str
-    provider: str  # "built-in" or "<distribution>: <module:attr>"
-
-
 def _builtins() -> dict[str, StrategyFactory]:
     from components.export.strategies.adapter import ExportStrategyAdapter
     from components.export.strategies.all_modes import AllModesStrategy
-    from components.export.strategies.exporters import BestStrategy, FinalStrategy, LatestStrategy
+    from components.export.strategies.exporter_kinds import BestStrategy, FinalStrategy, LatestStrategy
     from components.export.strategies.monolith import DistributedStrategy, StandaloneStrategy
 
     return {

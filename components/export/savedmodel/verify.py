@@ -21,10 +21,16 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from components.export.errors import VerificationError
+from components.layout import (
+    GRAPH_FILES,
+    SAVED_MODEL_PB,
+    SAVED_MODEL_PBTXT,
+    SET_MANIFEST,
+    VARIABLES_PREFIX,
+    local_path,
+)
 
-SET_MANIFEST = "export_set.json"
 SET_MANIFEST_FORMAT = "exportflow.export_set/1"
-SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 VerifyDepth = Literal["full", "graph"]
 
 
@@ -33,8 +39,8 @@ def read_saved_model_proto(export_dir: str):
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    pb = os.path.join(export_dir, "saved_model.pb")
-    pbtxt = os.path.join(export_dir, "saved_model.pbtxt")
+    pb = os.path.join(export_dir, SAVED_MODEL_PB)
+    pbtxt = os.path.join(export_dir, SAVED_MODEL_PBTXT)
     from google.protobuf import message, text_format
 
     try:
@@ -45,14 +51,14 @@ def read_saved_model_proto(export_dir: str):
             with open(pbtxt, encoding="utf-8") as handle:
                 text_format.Parse(handle.read(), proto)
         else:
-            raise VerificationError(f"{export_dir} holds no saved_model.pb or saved_model.pbtxt")
+            raise VerificationError(f"{export_dir} holds no {SAVED_MODEL_PB} or {SAVED_MODEL_PBTXT}")
     except (message.DecodeError, text_format.ParseError, UnicodeDecodeError) as exc:
         raise VerificationError(f"{export_dir}: the SavedModel proto does not parse: {exc}") from exc
     return proto
 
 
 def is_saved_model_dir(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, name)) for name in SAVED_MODEL_FILES)
+    return any(os.path.isfile(os.path.join(path, name)) for name in GRAPH_FILES)
 
 
 def signatures_by_tag(export_dir: str) -> dict[str, tuple[str, ...]]:
@@ -144,7 +150,7 @@ def verify_loads(
 def _import_and_check(graph: Any, meta_graph: Any, export_dir: str) -> None:
     import tensorflow as tf
 
-    from components.export.by_reference import checkpoint_mismatches, graph_variable_specs
+    from components.export.savedmodel.by_reference import checkpoint_mismatches, graph_variable_specs
 
     tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
     for name, signature in meta_graph.signature_def.items():
@@ -159,7 +165,7 @@ def _import_and_check(graph: Any, meta_graph: Any, export_dir: str) -> None:
     specs = graph_variable_specs(graph)
     if not specs:
         return
-    prefix = os.path.join(export_dir, "variables", "variables")
+    prefix = local_path(export_dir, VARIABLES_PREFIX)
     if not os.path.exists(f"{prefix}.index"):
         raise VerificationError(
             f"{export_dir}: the graph has {len(specs)} variables but variables/ has no index"

@@ -22,10 +22,9 @@ from typing import Any, Literal
 
 from components.errors import ExportflowError
 from components.export.errors import ExportError, MissingCheckpointError
-from components.export.names import validate_version
-from components.export.retention import apply_retention, temp_dir_name
-from components.export.savedmodel import (
-    SET_MANIFEST,
+from components.export.savedmodel.folder_names import validate_version
+from components.export.savedmodel.retention import apply_retention, temp_dir_name
+from components.export.savedmodel.verify import (
     VerifyDepth,
     export_signatures,
     graph_dirs,
@@ -33,11 +32,11 @@ from components.export.savedmodel import (
     read_set_manifest,
     verify_export,
 )
+from components.layout import EXPORT_SETS_DIR, SET_MANIFEST
 
 log = logging.getLogger(__name__)
 VersionScheme = Literal["step", "timestamp"]
 _STEP_SUFFIX = re.compile(r"-(\d+)$")
-SETS_DIR = "export_sets"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,7 +220,7 @@ def publish_set_by_graph(
         else:
             _replace_dir(graphs[graph], target, target_base)
         paths[graph] = target
-    sets = os.path.join(base, SETS_DIR)
+    sets = os.path.join(base, EXPORT_SETS_DIR)
     make_base(sets)
     target = os.path.join(sets, f"{version}.json")
     manifest = os.path.join(set_dir, SET_MANIFEST)

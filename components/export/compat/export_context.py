@@ -27,7 +27,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from components.export.errors import ExportContextError
-from components.export.names import validate_name
+from components.export.savedmodel.folder_names import validate_name
+from components.layout import ENTRY_GRAPH
 
 ROUTE_SIGNATURE = "route"
 
@@ -82,9 +83,9 @@ class ExportContext:
         import tensorflow as tf
 
         validate_name(name, f"{kind} name")
-        if name == "entry" or name in other:
+        if name == ENTRY_GRAPH or name in other:
             raise ExportContextError(
-                f"{kind} name {name!r} is already used by {'the entry graph' if name == 'entry' else 'another kind of sub-graph'}; "
+                f"{kind} name {name!r} is already used by {'the entry graph' if name == ENTRY_GRAPH else 'another kind of sub-graph'}; "
                 "sub-graph names must be unique across sub_graph() and dense_sub_graph(), e.g. 'ps_0', 'dense_tower'"
             )
         if name not in own:

@@ -19,14 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from components.errors import ExportflowError
-from components.export.by_reference import (
+from components.export.errors import CheckpointMismatchError, EstimatorSpecError, ReceiverMismatchError
+from components.export.savedmodel.by_reference import (
     checkpoint_mismatches,
     graph_variable_specs,
     reference_blockers,
     reference_saver,
 )
-from components.export.errors import CheckpointMismatchError, EstimatorSpecError, ReceiverMismatchError
-from components.export.estimator_spec import as_estimator_spec, check_estimator_spec, mode_label
+from components.export.savedmodel.estimator_spec import as_estimator_spec, check_estimator_spec, mode_label
+from components.layout import VARIABLES_PREFIX, local_path
 
 log = logging.getLogger(__name__)
 
@@ -323,7 +324,7 @@ def write_saved_model(
             }
             if index > 0:
                 # Checked against the variables the first MetaGraph put in the SavedModel: no restore needed.
-                _check_against_checkpoint(mode_graph, os.path.join(export_dir, "variables", "variables"))
+                _check_against_checkpoint(mode_graph, local_path(export_dir, VARIABLES_PREFIX))
                 builder.add_meta_graph(saver=mode_graph.custom_saver or _default_saver(), **kwargs)
                 continue
             reference = None

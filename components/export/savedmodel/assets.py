@@ -13,8 +13,7 @@ import shutil
 from collections.abc import Mapping
 
 from components.export.errors import UnsafeAssetPathError
-
-ASSETS_EXTRA = "assets.extra"
+from components.layout import ASSETS_EXTRA
 
 
 def normalize_assets_extra(assets_extra: Mapping[str, str] | None) -> dict[str, str]:

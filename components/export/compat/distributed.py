@@ -22,22 +22,27 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from components.export.assets import copy_assets_extra
-from components.export.context import ROUTE_SIGNATURE, ExportContext, ExportMode, enter_export_mode
+from components.export.compat.export_context import (
+    ROUTE_SIGNATURE,
+    ExportContext,
+    ExportMode,
+    enter_export_mode,
+)
+from components.export.compat.standalone import ContextExporter, merge_context_signatures
 from components.export.errors import ExportContextError, ExportContractError
-from components.export.graphs import (
+from components.export.savedmodel.assets import copy_assets_extra
+from components.export.savedmodel.mode_graphs import (
     ModeGraph,
     build_mode_graph,
     plain_mode_graph,
     predict_signature,
     write_saved_model,
 )
-from components.export.savedmodel import write_set_manifest
-from components.export.standalone import ContextExporter, merge_context_signatures
-from components.export.writing import Written, choose_version, write_set_version
+from components.export.savedmodel.verify import write_set_manifest
+from components.export.savedmodel.versions import Written, choose_version, write_set_version
+from components.layout import ENTRY_GRAPH, SAVED_MODEL_PB
 
 log = logging.getLogger(__name__)
-ENTRY = "entry"
 _CPU = "/device:CPU:0"
 
 
@@ -95,7 +100,7 @@ class DistributedExporter(ContextExporter):
             if not self._dense_only:
                 for name, graph in ctx.sub_graphs.items():
                     graphs[name] = self._sub_graph(name, graph, ctx)
-            graphs[ENTRY] = entry
+            graphs[ENTRY_GRAPH] = entry
         if self._include_graphs is not None:
             available = sorted(graphs) + (sorted(ctx.sub_graphs) if self._dense_only else [])
             unknown = sorted(set(self._include_graphs) - set(available))
@@ -133,7 +138,7 @@ class DistributedExporter(ContextExporter):
                 by_reference=self._shared_embedding,
                 strip_default_attrs=self._strip_default_attrs,
                 as_text=self._as_text,
-                clear_devices=self._clear_entry_devices and name == ENTRY,
+                clear_devices=self._clear_entry_devices and name == ENTRY_GRAPH,
             )
             if not self._allow_gpu:
                 pinned = pin_gpu_ops_to_cpu(target)
@@ -141,7 +146,7 @@ class DistributedExporter(ContextExporter):
                     log.info(
                         "graph %s: %d ops placed on a GPU pinned to the CPU (allow_gpu=False)", name, pinned
                     )
-            if name == ENTRY:
+            if name == ENTRY_GRAPH:
                 copy_assets_extra(target, self.warmup_assets())
             folders[name] = name
             methods.append(outcome.method)
@@ -185,7 +190,7 @@ class DistributedExporter(ContextExporter):
             version,
             lambda out: self.write_into(out, serving_input_receiver_fn, checkpoint, version),
             verify=self._verify,
-            last=(ENTRY,),
+            last=(ENTRY_GRAPH,),
             label="distributed",
         )
 
@@ -207,9 +212,9 @@ def _add_route_signature(entry: ModeGraph, ctx: ExportContext) -> None:
 
 def pin_gpu_ops_to_cpu(export_dir: str) -> int:
     """Rewrite GPU device placements in ``saved_model.pb`` to the CPU; return how many nodes changed."""
-    from components.export.savedmodel import read_saved_model_proto
+    from components.export.savedmodel.verify import read_saved_model_proto
 
-    path = os.path.join(export_dir, "saved_model.pb")
+    path = os.path.join(export_dir, SAVED_MODEL_PB)
     if not os.path.exists(path):
         return 0  # as_text exports are not rewritten
     proto = read_saved_model_proto(export_dir)

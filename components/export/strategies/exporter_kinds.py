@@ -19,18 +19,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from components.estimator import build_estimator
-from components.export.errors import StrategyConfigError
-from components.export.exporters import (
+from components.export.compat.exporters import (
     BestExporter,
     FinalExporter,
     LatestExporter,
     ServingExporter,
     metric_compare_fn,
 )
-from components.export.strategies.all_modes import OptionsStrategy
-from components.export.strategies.base import Decision, StrategyContext
+from components.export.errors import StrategyConfigError
+from components.export.savedmodel.versions import Written
+from components.export.strategies.base import Decision, OptionsStrategy, StrategyContext
 from components.export.strategies.options import BestOptions, FinalOptions, LatestOptions
-from components.export.writing import Written
 from components.imports import ImportPath
 
 log = logging.getLogger(__name__)

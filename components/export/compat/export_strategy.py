@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Self
 
 from components.export.errors import ExportContractError, ExportError
-from components.export.names import validate_name
+from components.export.savedmodel.folder_names import validate_name
 
 _ACCEPTED = (2, 3, 4)
 

@@ -24,14 +24,14 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from components.export.all_modes import write_all_modes
-from components.export.assets import normalize_assets_extra
+from components.export.compat.export_all_saved_models import write_all_modes
 from components.export.errors import ExportContractError
-from components.export.graphs import estimator_model_fn
-from components.export.names import validate_name
-from components.export.retention import apply_retention
-from components.export.savedmodel import VerifyDepth
-from components.export.writing import (
+from components.export.savedmodel.assets import normalize_assets_extra
+from components.export.savedmodel.folder_names import validate_name
+from components.export.savedmodel.mode_graphs import estimator_model_fn
+from components.export.savedmodel.retention import apply_retention
+from components.export.savedmodel.verify import VerifyDepth
+from components.export.savedmodel.versions import (
     VersionScheme,
     Written,
     choose_version,

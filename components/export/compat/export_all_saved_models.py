@@ -20,12 +20,17 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from components.export.assets import copy_assets_extra, normalize_assets_extra
 from components.export.errors import EstimatorSpecError, ReceiverMismatchError
-from components.export.estimator_spec import mode_label
-from components.export.graphs import ModelFnCall, build_mode_graph, estimator_model_fn, write_saved_model
-from components.export.savedmodel import VerifyDepth, write_set_manifest
-from components.export.writing import (
+from components.export.savedmodel.assets import copy_assets_extra, normalize_assets_extra
+from components.export.savedmodel.estimator_spec import mode_label
+from components.export.savedmodel.mode_graphs import (
+    ModelFnCall,
+    build_mode_graph,
+    estimator_model_fn,
+    write_saved_model,
+)
+from components.export.savedmodel.verify import VerifyDepth, write_set_manifest
+from components.export.savedmodel.versions import (
     VersionScheme,
     Written,
     choose_version,
@@ -33,6 +38,7 @@ from components.export.writing import (
     write_set_version,
     write_version,
 )
+from components.layout import VARIABLES_PREFIX, local_path
 
 log = logging.getLogger(__name__)
 Layout = Literal["combined", "per_mode"]
@@ -107,7 +113,7 @@ def write_all_modes(
         )
         if first_variables is None and outcome.method == "saved":
             # Later modes link these freshly saved variables instead of saving them again.
-            first_variables = os.path.join(target, "variables", "variables")
+            first_variables = local_path(target, VARIABLES_PREFIX)
         copy_assets_extra(target, assets)
         folders[folder] = folder
         methods.append(outcome.method)

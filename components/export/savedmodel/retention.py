@@ -8,9 +8,9 @@ staging folders, ``LatestExporter``, ``BestExporter``, the library ``export_*`` 
 * **versions** are integer-named directories (any number of digits); the newest ``keep`` by number are
   kept, plus any name in ``protect`` (e.g. exported but not yet published);
 * **temp dirs** are ours (``.tmp-<label>-<pid>@<host>``, see :func:`temp_dir_name`) or TensorFlow's
-  (``temp-<digits>``). Ours are judged like a publish lease (``components.publish.protocol.lease_is_live``)
-  whose holder is the named host and process and which expires ``stale_after`` seconds after the
-  folder last changed: on this host it is removed as soon as its process is gone; a folder named after
+  (``temp-<digits>``). Ours are judged by the rule publish applies to its leases: the holder is the
+  named host and process, and the claim expires ``stale_after`` seconds after the folder last
+  changed: on this host it is removed as soon as its process is gone; a folder named after
   another host (a staging folder shared over NFS) only once it expired — a pid is never checked on a
   host that does not own it. TensorFlow's and other ``.tmp-*`` ones (the old ``.tmp-<label>-<pid>``,
   which names no host) are removed when older than ``stale_after`` seconds.
@@ -27,11 +27,10 @@ import socket
 import time
 from collections.abc import Collection
 
-from components.publish.protocol import lease_is_live
+from components.layout import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
 
-TEMP_PREFIX = ".tmp-"
 _OUR_TEMP = re.compile(r"^\.tmp-(?P<label>.+)-(?P<pid>\d+)@(?P<host>[A-Za-z0-9.\-_]+)$")
 _TF_TEMP = re.compile(r"^temp-\d+$")
 DEFAULT_STALE_AFTER = 6 * 3600.0
@@ -105,8 +104,8 @@ def _crashed_temp_dirs(base: str, stale_after: float, now: float) -> list[str]:
             continue
         ours = _OUR_TEMP.match(name)
         if ours:
-            holder = {"host": ours.group("host"), "pid": int(ours.group("pid")), "expires_at": changed + stale_after}
-            if not _is_ours_now(holder) and not lease_is_live(holder, now):
+            host, pid = ours.group("host"), int(ours.group("pid"))
+            if not _is_ours_now(host, pid) and not _still_held(host, pid, changed + stale_after, now):
                 crashed.append(name)
             continue
         if (_TF_TEMP.match(name) or name.startswith(TEMP_PREFIX)) and now - changed > stale_after:
@@ -114,9 +113,27 @@ def _crashed_temp_dirs(base: str, stale_after: float, now: float) -> list[str]:
     return crashed
 
 
-def _is_ours_now(holder: dict[str, object]) -> bool:
+def _is_ours_now(host: str, pid: int) -> bool:
     """This very process (its own folder is never crashed, whatever its age)."""
-    return holder["host"] == _host() and holder["pid"] == os.getpid()
+    return host == _host() and pid == os.getpid()
+
+
+def _still_held(host: str, pid: int, expires_at: float, now: float) -> bool:
+    """Not expired and, when the holder is on this host, its process still exists.
+
+    A pid is only checked on the host that owns it. The export library keeps this rule to itself
+    rather than importing publish's lease, so it stays free of the pipeline (tests/test_layers.py).
+    """
+    if expires_at <= now:
+        return False
+    if host == _host():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, OverflowError):
+            return True
+    return True
 
 
 def _host() -> str:

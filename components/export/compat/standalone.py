@@ -15,10 +15,10 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from components.export.assets import copy_assets_extra, normalize_assets_extra
-from components.export.context import ExportContext, ExportMode, enter_export_mode
+from components.export.compat.export_context import ExportContext, ExportMode, enter_export_mode
 from components.export.errors import ExportContextError, ExportContractError, MissingCheckpointError
-from components.export.graphs import (
+from components.export.savedmodel.assets import copy_assets_extra, normalize_assets_extra
+from components.export.savedmodel.mode_graphs import (
     ModeGraph,
     ModelFnCall,
     build_mode_graph,
@@ -26,11 +26,11 @@ from components.export.graphs import (
     predict_signature,
     write_saved_model,
 )
-from components.export.savedmodel import VerifyDepth
-from components.export.writing import Written, choose_version, write_version
+from components.export.savedmodel.verify import VerifyDepth
+from components.export.savedmodel.versions import Written, choose_version, write_version
+from components.layout import WARMUP_FILE
 
 log = logging.getLogger(__name__)
-WARMUP_ASSET = "tf_serving_warmup_requests"
 
 
 class ContextExporter(abc.ABC):
@@ -90,11 +90,11 @@ class ContextExporter(abc.ABC):
             return dict(self._assets_extra)
         if not os.path.isfile(self._warmup_file):
             raise ExportContractError(f"warmup_file {self._warmup_file} does not exist")
-        if WARMUP_ASSET in self._assets_extra:
+        if WARMUP_FILE in self._assets_extra:
             raise ExportContractError(
-                f"assets_extra key {WARMUP_ASSET!r} collides with warmup_file; give one of them"
+                f"assets_extra key {WARMUP_FILE!r} collides with warmup_file; give one of them"
             )
-        return {**self._assets_extra, WARMUP_ASSET: self._warmup_file}
+        return {**self._assets_extra, WARMUP_FILE: self._warmup_file}
 
     def version(self, checkpoint: str, global_step: int | None) -> str:
         return choose_version(self._export_dir_base, checkpoint, global_step=global_step)
