@@ -23,8 +23,9 @@ from components.artifacts import FileEntry
 from components.manifest import MANIFEST_PATH
 from components.publish.errors import PublishInProgress, VersionConflict
 from components.publish.executor import destination_storage, publish
+from components.publish.layout import lease_uri
 from components.publish.progress import Progress, ProgressBar, bar_log
-from components.publish.protocol import collect_abandoned_builds, lease_uri
+from components.publish.protocol import collect_abandoned_builds
 from components.publish.retention import RetentionPolicy, apply_retention
 from components.publish.transfer import PublishEvent
 from components.storage import crc32c_of_file, storage_for

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from components.publish.executor import publish
-from components.publish.protocol import BOOKKEEPING, lease_uri
+from components.publish.layout import BOOKKEEPING, lease_uri
 from components.publish.retention import (
     BestRule,
     RetentionPolicy,

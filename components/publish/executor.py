@@ -36,15 +36,8 @@ from components.manifest import (
     write_manifest,
 )
 from components.publish.errors import DestinationError, ExportIncomplete
-from components.publish.protocol import (
-    GRAPH_FILES,
-    GraphSource,
-    Layout,
-    PublishSettings,
-    layout_for,
-    publish_version,
-    read_marker,
-)
+from components.publish.layout import GRAPH_FILES, Layout, layout_for
+from components.publish.protocol import GraphSource, PublishSettings, publish_version, read_marker
 from components.publish.spec import PublishParams
 from components.publish.transfer import Observer
 from components.storage import (

@@ -1,14 +1,7 @@
 """The publish protocol: how a version appears at the destination so no serving host sees it partially.
 
-Layout under ``<destination>/<servable>/`` (the servable's *base*)::
-
-    <version>/...                         a single-graph version (TF Serving's model base path is <base>)
-    <graph>/<version>/...                 a multi-graph set (DistributedExporter): each graph is its own
-                                          TF Serving model with base path <base>/<graph>
-    .exportflow/<version>.lease.json      who is publishing (or removing) the version, until when
-    .exportflow/<version>.published.json  the commit marker: the version is complete and verified
-    .exportflow/building/[<graph>/]<version>/...  a version being assembled, out of TF Serving's sight
-    .exportflow/current                   optional: the version serving uses now (retention keeps it)
+Where each piece lives (version folders, ``.exportflow`` bookkeeping, building folders) is
+``components/publish/layout.py``.
 
 TF Serving's file-system source takes *every* integer-named child of a model base path as a version and
 tries to load it — one without ``saved_model.pb`` fails to load and may stay in an error state on a
@@ -125,7 +118,6 @@ import json
 import logging
 import os
 import posixpath
-import re
 import socket
 import threading
 import time
@@ -139,13 +131,24 @@ from components.manifest import MANIFEST_PATH
 from components.publish.dedupe import DedupeIndex, build_index
 from components.publish.errors import (
     ChecksumMismatch,
-    DestinationError,
     DestinationFull,
     DestinationNotFound,
     PublishError,
     PublishInProgress,
     TransferFailed,
     VersionConflict,
+)
+from components.publish.layout import (
+    BOOKKEEPING,
+    BUILDING,
+    GRAPH_FILES,
+    VERSION_PATTERN,
+    Layout,
+    building_dir,
+    graph_order,
+    layout_for,
+    lease_uri,
+    marker_uri,
 )
 from components.publish.progress import Progress
 from components.publish.transfer import (
@@ -159,7 +162,6 @@ from components.publish.transfer import (
 )
 from components.storage import (
     BucketNotFound,
-    InvalidURI,
     ObjectInfo,
     PreconditionFailed,
     Storage,
@@ -172,17 +174,8 @@ from components.storage import (
 
 log = logging.getLogger(__name__)
 
-GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")  # what TF Serving keys on
-ENTRY_GRAPH = "entry"  # in a multi-graph set, published last
-BOOKKEEPING = ".exportflow"
-MARKER_SUFFIX = ".published.json"
-LEASE_SUFFIX = ".lease.json"
-BUILDING = "building"  # <base>/.exportflow/building/[<graph>/]<version>/: a version being assembled
-CURRENT = "current"
 MARKER_VERSION = 1
 _ROLLBACK_ON = (StorageFull, UploadChecksumMismatch, ChecksumMismatch)
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-_VERSION = re.compile(r"^[0-9]{1,19}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,45 +209,6 @@ class PublishSettings:
 
 
 @dataclasses.dataclass(frozen=True)
-class Layout:
-    """Where every piece of one version goes."""
-
-    storage: Storage
-    destination: str
-    servable: str
-    version: str
-    graphs: tuple[str | None, ...]
-
-    @property
-    def base(self) -> str:
-        return self.storage.join(self.destination, self.servable)
-
-    def graph_dir(self, graph: str | None) -> str:
-        return self.storage.join(self.base, graph, self.version) if graph else self.storage.join(self.base, self.version)
-
-    def building_dir(self, graph: str | None) -> str:
-        """Where a graph's version is assembled out of TF Serving's sight (same filesystem as its place)."""
-        return building_dir(self.storage, self.base, self.version, graph)
-
-    @property
-    def primary_dir(self) -> str:
-        """The version folder that stands for the set: the entry graph's, or the only one."""
-        return self.graph_dir(ENTRY_GRAPH if ENTRY_GRAPH in self.graphs else self.graphs[0])
-
-    @property
-    def graph_uris(self) -> dict[str, str]:
-        return {g or "": self.graph_dir(g) for g in self.graphs}
-
-    @property
-    def marker(self) -> str:
-        return marker_uri(self.storage, self.base, self.version)
-
-    @property
-    def lease(self) -> str:
-        return lease_uri(self.storage, self.base, self.version)
-
-
-@dataclasses.dataclass(frozen=True)
 class PublishOutcome:
     uri: str  # the (entry) graph's version directory
     graph_uris: dict[str, str]
@@ -265,77 +219,6 @@ class PublishOutcome:
     bytes_copied: int  # duplicated by the store (server-side copy, hard link)
     already_published: bool
     bytes_linked: int = 0  # the part of bytes_copied that was hard-linked
-
-
-def marker_uri(storage: Storage, base: str, version: str) -> str:
-    return storage.join(base, BOOKKEEPING, f"{version}{MARKER_SUFFIX}")
-
-
-def lease_uri(storage: Storage, base: str, version: str) -> str:
-    return storage.join(base, BOOKKEEPING, f"{version}{LEASE_SUFFIX}")
-
-
-def building_dir(storage: Storage, base: str, version: str, graph: str | None) -> str:
-    root = storage.join(base, BOOKKEEPING, BUILDING)
-    return storage.join(root, graph, version) if graph else storage.join(root, version)
-
-
-def check_segment(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not _SEGMENT.match(value) or value in (".", ".."):
-        raise DestinationError(
-            f"{kind} {value!r} must be one folder name (letters, digits, '_', '-', '.'); "
-            "a version may not reach outside the configured destination"
-        )
-    return value
-
-
-def check_destination(storage: Storage, destination: str) -> None:
-    """A well-formed destination: ``gs://<bucket>/<path>`` or an absolute local path."""
-    scheme = scheme_of(destination)
-    if scheme == "file":
-        path = destination.removeprefix("file://")
-        if not os.path.isabs(path):
-            raise DestinationError(f"destination {destination!r} must be an absolute path or a gs:// URI")
-        return
-    if scheme == "gs":
-        from components.storage.gcs import split_gcs_uri
-
-        try:
-            split_gcs_uri(destination)
-        except InvalidURI as exc:
-            raise DestinationError(f"destination {exc}") from exc
-
-
-def layout_for(
-    storage: Storage, destination: str, servable: str, version: str, graphs: Iterable[str | None]
-) -> Layout:
-    """Validated layout: every name one segment, the version an integer, every path inside ``destination``."""
-    check_destination(storage, destination)
-    check_segment("servable", servable)
-    if not isinstance(version, str) or not _VERSION.match(version):
-        raise DestinationError(f"version {version!r} must be a non-negative integer (TF Serving loads only those)")
-    names = tuple(graphs)
-    for graph in names:
-        if graph is not None:
-            check_segment("graph", graph)
-            if graph == BOOKKEEPING:
-                raise DestinationError(f"graph name {graph!r} is reserved")
-    if len(set(names)) != len(names) or (None in names and len(names) > 1):
-        raise DestinationError(f"graph names {list(names)} must be distinct, or a single unnamed graph")
-    layout = Layout(storage, destination, servable, version, names)
-    root = storage.join(destination, "")  # normalised, with a trailing separator (file:// stripped)
-    for target in [layout.marker, layout.lease, *(d for g in names for d in (layout.graph_dir(g), layout.building_dir(g)))]:
-        if not target.startswith(root) or "/../" in target:
-            raise DestinationError(f"{target} is outside the configured destination {destination}")
-    return layout
-
-
-def graph_order(graphs: Iterable[str | None]) -> list[str | None]:
-    """Publication order of ``saved_model.pb``: other graphs by name, then the entry graph."""
-    names = list(graphs)
-    return sorted((g for g in names if g != ENTRY_GRAPH), key=lambda g: g or "") + (
-        [ENTRY_GRAPH] if ENTRY_GRAPH in names else []
-    )
 
 
 def publish_version(
@@ -850,11 +733,11 @@ def collect_abandoned_builds(storage: Storage, base: str, ttl: float = 300.0) ->
     root = storage.join(base, BOOKKEEPING, BUILDING)
     graphs_of: dict[str, list[str | None]] = {}
     for name in storage.list_names(root):
-        if _VERSION.match(name):
+        if VERSION_PATTERN.match(name):
             graphs_of.setdefault(name, []).append(None)
         else:
             for child in storage.list_names(storage.join(root, name)):
-                if _VERSION.match(child):
+                if VERSION_PATTERN.match(child):
                     graphs_of.setdefault(child, []).append(name)
     collected = []
     for version, graphs in sorted(graphs_of.items()):

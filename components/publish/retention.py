@@ -32,14 +32,16 @@ from typing import Any, Literal
 
 from components.config.schema import PipelineConfig
 from components.publish.errors import PublishError, PublishInProgress
-from components.publish.protocol import (
+from components.publish.layout import (
     BOOKKEEPING,
     CURRENT,
     GRAPH_FILES,
     LEASE_SUFFIX,
     MARKER_SUFFIX,
-    Lease,
     check_segment,
+)
+from components.publish.protocol import (
+    Lease,
     collect_abandoned_builds,
     json_object,
     lease_is_live,
