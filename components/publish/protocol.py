@@ -118,13 +118,9 @@ import json
 import logging
 import os
 import posixpath
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, Self, cast
+from typing import Any, Protocol, cast
 
 from components.artifacts import FileEntry
 from components.manifest import MANIFEST_PATH
@@ -150,6 +146,7 @@ from components.publish.layout import (
     lease_uri,
     marker_uri,
 )
+from components.publish.lock import Lease
 from components.publish.progress import Progress
 from components.publish.transfer import (
     Observer,
@@ -753,153 +750,3 @@ def collect_abandoned_builds(storage: Storage, base: str, ttl: float = 300.0) ->
         log.info("removed the abandoned building folder of %s version %s", base, version)
         collected.append(version)
     return collected
-
-
-# ------------------------------------------------------------------------------------------- leases
-@dataclasses.dataclass
-class Lease:
-    """Exclusive right to change one version, held in ``<version>.lease.json``."""
-
-    storage: Storage
-    uri: str
-    owner: str
-    ttl: float
-    purpose: str
-    generation: int
-    lost: BaseException | None = None
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-
-    @classmethod
-    def acquire(cls, storage: Storage, uri: str, ttl: float, purpose: str) -> Lease:
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        body = _lease_body(owner, ttl, purpose)
-        for _attempt in range(5):
-            # Look first, then create-if-absent: the precondition closes the race on real GCS; the look
-            # keeps a store that ignores preconditions (the emulator) from silently taking a live lease.
-            found = storage.read_versioned(uri)
-            if found is None:
-                try:
-                    info = storage.write_bytes(uri, body, if_generation_match=0)
-                    return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
-                except PreconditionFailed:
-                    continue  # created meanwhile: look at it
-            data, generation = found
-            holder = json_object(data)
-            if holder is not None and lease_is_live(holder):
-                raise PublishInProgress(
-                    f"{uri}: {holder.get('purpose', 'publish')} in progress by {holder.get('owner')} until "
-                    f"{holder.get('expires_at')}; retry when it is done"
-                )
-            log.warning("taking over the stale lease %s (held by %s)", uri, holder.get("owner") if holder else "?")
-            try:
-                info = storage.write_bytes(uri, body, if_generation_match=generation)
-                return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
-            except PreconditionFailed:
-                continue
-        raise PublishInProgress(f"{uri}: the lease kept changing hands; retry later")
-
-    @staticmethod
-    def clear_stale(storage: Storage, uri: str) -> None:
-        """Remove the lease at ``uri`` if its holder is gone (never a live one)."""
-        found = storage.read_versioned(uri)
-        if found is None:
-            return
-        holder = json_object(found[0])
-        if holder is None or not lease_is_live(holder):
-            try:
-                storage.delete(uri, if_generation_match=found[1])
-            except PreconditionFailed:
-                pass  # renewed or taken over meanwhile
-
-    def renew(self) -> None:
-        with self._lock:
-            try:
-                info = self.storage.write_bytes(
-                    self.uri, _lease_body(self.owner, self.ttl, self.purpose), if_generation_match=self.generation
-                )
-            except PreconditionFailed as exc:
-                self.lost = exc
-                raise PublishInProgress(f"lease {self.uri} was taken over by another run") from exc
-            self.generation = info.generation or 0
-
-    def check(self) -> None:
-        """Raise if the lease was lost; else renew it (the next steps must run under a fresh lease)."""
-        if self.lost is not None:
-            raise PublishInProgress(f"lease {self.uri} was lost: {self.lost}")
-        self.renew()
-
-    def release(self) -> None:
-        with self._lock:
-            try:
-                self.storage.delete(self.uri, if_generation_match=self.generation)
-            except PreconditionFailed:
-                log.warning("lease %s changed hands before release; leaving it", self.uri)
-
-    def heartbeat(self) -> _Heartbeat:
-        return _Heartbeat(self)
-
-
-class _Heartbeat:
-    """Renews the lease every third of its TTL in a daemon thread while the ``with`` block runs."""
-
-    def __init__(self, lease: Lease) -> None:
-        self.lease = lease
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="publish-lease", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.lease.ttl / 3):
-            try:
-                self.lease.renew()
-            except (PublishInProgress, StorageError) as exc:
-                self.lease.lost = exc
-                log.warning("could not renew lease %s: %s", self.lease.uri, exc)
-                return
-
-
-def _lease_body(owner: str, ttl: float, purpose: str) -> bytes:
-    now = time.time()
-    host, pid, _ = owner.split(":", 2)
-    return json.dumps(
-        {
-            "owner": owner,
-            "host": host,
-            "pid": int(pid),
-            "purpose": purpose,
-            "renewed_at": now,
-            "expires_at": now + ttl,
-        },
-        sort_keys=True,
-    ).encode()
-
-
-def json_object(data: bytes) -> dict[str, Any] | None:
-    """``data`` parsed as a JSON object, or None."""
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def lease_is_live(lease: dict[str, Any], now: float | None = None) -> bool:
-    """Live: not expired, and — when held on this host — its process still exists."""
-    now = time.time() if now is None else now
-    if float(lease.get("expires_at", 0)) <= now:
-        return False
-    if lease.get("host") == socket.gethostname():
-        try:
-            os.kill(int(lease.get("pid", 0)), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, ValueError, OverflowError):
-            return True
-    return True

@@ -40,14 +40,8 @@ from components.publish.layout import (
     MARKER_SUFFIX,
     check_segment,
 )
-from components.publish.protocol import (
-    Lease,
-    collect_abandoned_builds,
-    json_object,
-    lease_is_live,
-    read_marker,
-    unpublish,
-)
+from components.publish.lock import Lease, json_object, lease_is_live
+from components.publish.protocol import collect_abandoned_builds, read_marker, unpublish
 from components.storage import PreconditionFailed, Storage, StorageError
 
 log = logging.getLogger(__name__)

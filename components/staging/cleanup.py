@@ -7,7 +7,7 @@
 * Abandoned staging (a crashed run) is removed only when nothing live claims it. Local disk: a temp
   folder ``.tmp-<label>-<pid>@<host>`` whose process is gone (this host) or that expired (another host;
   ``components.export.retention``). Object stores: a version folder without ``.staged.json`` whose lease
-  can be taken (absent, expired, or naming a process of this host that is gone: ``protocol.lease_is_live``)
+  can be taken (absent, expired, or naming a process of this host that is gone: ``components.publish.lock.lease_is_live``)
   — a pid is never checked on a host that does not own it.
 """
 
@@ -19,7 +19,7 @@ from collections.abc import Collection
 from components.export.retention import apply_retention, version_dirs
 from components.export.writing import is_complete
 from components.publish.errors import PublishInProgress
-from components.publish.protocol import Lease
+from components.publish.lock import Lease
 from components.staging.area import LEASE_SUFFIX, STAGED_SUFFIX, StagingArea
 from components.staging.handover import remove_version
 from components.storage import StorageError

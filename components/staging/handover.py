@@ -26,7 +26,7 @@ from components.artifacts import FileEntry
 from components.manifest import list_export_files
 from components.publish.dedupe import DedupeIndex
 from components.publish.errors import PublishError, PublishInProgress
-from components.publish.protocol import Lease
+from components.publish.lock import Lease
 from components.publish.transfer import Transfer, TransferResult, run_transfers
 from components.staging.area import LEASE_TTL, StagingArea
 from components.staging.errors import (
