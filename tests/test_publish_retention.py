@@ -15,6 +15,7 @@ import yaml
 
 from components.publish.executor import publish
 from components.publish.layout import BOOKKEEPING, lease_uri
+from components.publish.marker import CommitMarker
 from components.publish.retention import (
     BestRule,
     RetentionPolicy,
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def published(version: str, auc: float = 0.5) -> VersionView:
-    marker = {"graphs": [{"name": None}], "metrics": {"auc": auc}}
+    marker = CommitMarker.from_dict({"graphs": [{"name": None}], "metrics": {"auc": auc}})
     return VersionView(version, (None,), (None,), marker)
 
 
@@ -68,8 +69,8 @@ def test_lower_is_better_best_and_versions_in_every_other_state() -> None:
         "400": VersionView("400", (None,), (), None, live),  # another run is publishing it
         "500": VersionView("500", (None,), (None,), None),  # loadable, no marker
         "600": VersionView("600", (None,), (), None),  # abandoned partial upload
-        "700": VersionView("700", (None,), (), {"graphs": [{"name": None}]}),  # marked, graph file gone
-        "800": VersionView("800", ("entry", "ps_0"), ("ps_0",), {"graphs": [{"name": "entry"}, {"name": "ps_0"}]}),
+        "700": VersionView("700", (None,), (), CommitMarker.from_dict({"graphs": [{"name": None}]})),  # marked, graph file gone
+        "800": VersionView("800", ("entry", "ps_0"), ("ps_0",), CommitMarker.from_dict({"graphs": [{"name": "entry"}, {"name": "ps_0"}]})),
     }
     decisions = actions(decide(views, RetentionPolicy(keep=1, best=BestRule("auc", higher_is_better=False)), None))
     assert decisions == {

@@ -37,7 +37,8 @@ from components.manifest import (
 )
 from components.publish.errors import DestinationError, ExportIncomplete
 from components.publish.layout import GRAPH_FILES, Layout, layout_for
-from components.publish.protocol import GraphSource, PublishSettings, publish_version, read_marker
+from components.publish.marker import MarkedExport, read_marker
+from components.publish.protocol import GraphSource, PublishSettings, publish_version
 from components.publish.spec import PublishParams
 from components.publish.transfer import Observer
 from components.storage import (
@@ -116,14 +117,12 @@ def _published_before(storage: Storage, layout: Layout, export: ExportArtifact) 
     """The destination holds this export's version, committed: its marker names the same model, strategy,
     step and checkpoint, and every graph it lists holds ``saved_model.pb``."""
     marker = read_marker(storage, layout.marker)
-    if marker is None or not all(
-        marker.get(key) == value
-        for key, value in (
-            ("model", export.model_name),
-            ("strategy", export.strategy),
-            ("step", export.step),
-            ("checkpoint", export.checkpoint_uri),
-        )
+    recorded = marker.export if marker is not None else None
+    if recorded is None or (recorded.model, recorded.strategy, recorded.step, recorded.checkpoint) != (
+        export.model_name,
+        export.strategy,
+        export.step,
+        export.checkpoint_uri,
     ):
         return False
     return all(
@@ -169,7 +168,7 @@ def _publish_sources(
         servable=servable_of(params),
         version=export.version,
         graphs=sources,
-        marker_info=_marker_info(params, export),
+        export=_marked_export(params, export),
         checkpoint_uri=export.checkpoint_uri,
         settings=publish_settings(destination),
         force=params.force,
@@ -312,13 +311,13 @@ def _manifest_extra(export: ExportArtifact) -> dict[str, Any]:
     return extra
 
 
-def _marker_info(params: PublishParams, export: ExportArtifact) -> dict[str, Any]:
+def _marked_export(params: PublishParams, export: ExportArtifact) -> MarkedExport:
     """What retention and the UI read from the commit marker without opening the manifest."""
-    return {
-        "model": export.model_name,
-        "strategy": export.strategy,
-        "step": export.step,
-        "checkpoint": export.checkpoint_uri,
-        "metrics": dict(export.metrics),
-        "blessed": params.evaluation.blessed if params.evaluation else True,
-    }
+    return MarkedExport(
+        model=export.model_name,
+        strategy=export.strategy,
+        step=export.step,
+        checkpoint=export.checkpoint_uri,
+        metrics=dict(export.metrics),
+        blessed=params.evaluation.blessed if params.evaluation else True,
+    )

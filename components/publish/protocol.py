@@ -113,14 +113,12 @@ in tests does not, so there the lease and deterministic versions are what keep t
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
 import logging
 import os
 import posixpath
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from components.artifacts import FileEntry
 from components.manifest import MANIFEST_PATH
@@ -147,6 +145,14 @@ from components.publish.layout import (
     marker_uri,
 )
 from components.publish.lock import Lease
+from components.publish.marker import (
+    CommitMarker,
+    MarkedExport,
+    MarkedGraph,
+    now_iso,
+    read_marker,
+    write_marker,
+)
 from components.publish.progress import Progress
 from components.publish.transfer import (
     Observer,
@@ -171,7 +177,6 @@ from components.storage import (
 
 log = logging.getLogger(__name__)
 
-MARKER_VERSION = 1
 _ROLLBACK_ON = (StorageFull, UploadChecksumMismatch, ChecksumMismatch)
 
 
@@ -225,7 +230,7 @@ def publish_version(
     servable: str,
     version: str,
     graphs: tuple[GraphSource, ...],
-    marker_info: dict[str, Any] | None = None,
+    export: MarkedExport | None = None,
     checkpoint_uri: str | None = None,
     settings: PublishSettings = PublishSettings(),
     force: bool = False,
@@ -235,7 +240,7 @@ def publish_version(
     layout = layout_for(storage, destination, servable, version, (g.name for g in graphs))
     run = _Run(storage, layout, graphs, settings, observer)
     try:
-        return run.publish(marker_info or {}, checkpoint_uri, force)
+        return run.publish(export, checkpoint_uri, force)
     except BucketNotFound as exc:
         raise DestinationNotFound(
             f"destination {destination}: {exc}; create the bucket or fix destination.uri (nothing was written)"
@@ -306,7 +311,7 @@ class _Run:
         self.loadable_written = False  # a graph file became visible (nothing is rolled back after that)
 
     # ----------------------------------------------------------------------------------------------
-    def publish(self, marker_info: dict[str, Any], checkpoint_uri: str | None, force: bool) -> PublishOutcome:
+    def publish(self, export: MarkedExport | None, checkpoint_uri: str | None, force: bool) -> PublishOutcome:
         layout, storage = self.layout, self.storage
         existing_marker = read_marker(storage, layout.marker)
         if existing_marker is not None and self._marker_matches(existing_marker):
@@ -319,7 +324,7 @@ class _Run:
         self._notify("lease", layout.lease)
         try:
             with self.lease.heartbeat():
-                results = self._publish_locked(existing_marker, marker_info, checkpoint_uri, force)
+                results = self._publish_locked(existing_marker, export, checkpoint_uri, force)
         except BaseException as exc:
             self._after_failure(exc)
             raise
@@ -328,8 +333,8 @@ class _Run:
 
     def _publish_locked(
         self,
-        existing_marker: dict[str, Any] | None,
-        marker_info: dict[str, Any],
+        existing_marker: CommitMarker | None,
+        export: MarkedExport | None,
         checkpoint_uri: str | None,
         force: bool,
     ) -> list[TransferResult]:
@@ -380,7 +385,7 @@ class _Run:
             self._notify("renamed", final)
         progress.finish()
         self._remove_building(inventory, results)  # before the marker: a marked version leaves none behind
-        self._write_marker(marker_info)
+        self._write_marker(export)
         return results
 
     def _notify(self, kind: str, uri: str, size: int = 0) -> None:
@@ -472,7 +477,7 @@ class _Run:
     def _resolve_loadable_conflict(
         self,
         final: dict[str | None, dict[str, ObjectInfo]],
-        existing_marker: dict[str, Any] | None,
+        existing_marker: CommitMarker | None,
         force: bool,
     ) -> bool:
         """A loadable version with other content is never rewritten in place: ``VersionConflict``, or with
@@ -606,38 +611,23 @@ class _Run:
                 "version? saved_model.pb was not written"
             )
 
-    def _marker_matches(self, marker: dict[str, Any]) -> bool:
-        ours = {g.name or "": g.manifest_crc32c for g in self.graphs}
-        theirs = {g.get("name") or "": g.get("manifest_crc32c") for g in marker.get("graphs", [])}
-        return ours == theirs
+    def _marker_matches(self, marker: CommitMarker) -> bool:
+        return marker.content == {g.name or "": g.manifest_crc32c for g in self.graphs}
 
     # ------------------------------------------------------------------------------------- marker
-    def _write_marker(self, marker_info: dict[str, Any]) -> None:
-        marker = {
-            "marker_version": MARKER_VERSION,
-            "servable": self.layout.servable,
-            "version": self.layout.version,
-            "graphs": [
-                {
-                    "name": g.name,
-                    "uri": self.layout.graph_dir(g.name),
-                    "manifest_crc32c": g.manifest_crc32c,
-                    "files": len(g.files),
-                    "bytes": g.total_bytes,
-                }
+    def _write_marker(self, export: MarkedExport | None) -> None:
+        marker = CommitMarker(
+            servable=self.layout.servable,
+            version=self.layout.version,
+            graphs=tuple(
+                MarkedGraph(g.name, self.layout.graph_dir(g.name), g.manifest_crc32c, len(g.files), g.total_bytes)
                 for g in self.graphs
-            ],
-            "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "run": self.lease.owner if self.lease else None,
-            **marker_info,
-        }
-        data = json.dumps(marker, indent=1, sort_keys=True).encode()
-        try:  # a new version has no marker: create it in one request
-            info = self.storage.write_bytes(self.layout.marker, data, if_generation_match=0)
-        except PreconditionFailed:  # repairing a marked version: replace the marker we found
-            existing = self.storage.stat(self.layout.marker)
-            generation = existing.generation if existing and existing.generation else 0
-            info = self.storage.write_bytes(self.layout.marker, data, if_generation_match=generation)
+            ),
+            published_at=now_iso(),
+            run=self.lease.owner if self.lease else None,
+            export=export,
+        )
+        info = write_marker(self.storage, self.layout.marker, marker)
         self._notify("marker", self.layout.marker, info.size)
 
     def _remove_building(self, inventory: _Inventory, results: list[TransferResult]) -> None:
@@ -685,19 +675,6 @@ class _Run:
             bytes_linked=sum(r.bytes_linked for r in results),
             already_published=already,
         )
-
-
-def read_marker(storage: Storage, uri: str) -> dict[str, Any] | None:
-    """The commit marker at ``uri``, or None (absent or unreadable — then the version is not published)."""
-    found = storage.read_versioned(uri)
-    if found is None:
-        return None
-    try:
-        marker = json.loads(found[0])
-    except ValueError:
-        log.warning("commit marker %s is not valid JSON; treating the version as unpublished", uri)
-        return None
-    return marker if isinstance(marker, dict) else None
 
 
 def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | None]) -> int:

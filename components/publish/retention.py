@@ -41,7 +41,8 @@ from components.publish.layout import (
     check_segment,
 )
 from components.publish.lock import Lease, json_object, lease_is_live
-from components.publish.protocol import collect_abandoned_builds, read_marker, unpublish
+from components.publish.marker import CommitMarker, read_marker
+from components.publish.protocol import collect_abandoned_builds, unpublish
 from components.storage import PreconditionFailed, Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,12 @@ class VersionView:
     version: str
     graphs: tuple[str | None, ...]  # graph folders that hold the version (None: <base>/<version>)
     loadable: tuple[str | None, ...]  # those of them with saved_model.pb
-    marker: dict[str, Any] | None = None
+    marker: CommitMarker | None = None
     lease: dict[str, Any] | None = None  # only a live one
 
     @property
     def marked_graphs(self) -> tuple[str | None, ...]:
-        return tuple(g.get("name") for g in (self.marker or {}).get("graphs", []))
+        return self.marker.graph_names if self.marker is not None else ()
 
     @property
     def complete(self) -> bool:
@@ -127,7 +128,7 @@ def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
             for child in children:
                 if child.isdigit():
                     graphs_of.setdefault(child, []).append(name)
-    markers: dict[str, dict[str, Any] | None] = {}
+    markers: dict[str, CommitMarker | None] = {}
     leases: dict[str, dict[str, Any]] = {}
     stale: list[tuple[str, int]] = []
     bookkeeping = storage.join(base, BOOKKEEPING)
@@ -319,9 +320,9 @@ def _best(published: list[VersionView], rule: BestRule | None) -> str | None:
     if rule is None:
         return None
     scored = [
-        (float(v.marker["metrics"][rule.metric]), v.version)  # type: ignore[index]
+        (float(v.marker.metrics[rule.metric]), v.version)
         for v in published
-        if isinstance((v.marker or {}).get("metrics"), dict) and rule.metric in v.marker["metrics"]  # type: ignore[index]
+        if v.marker is not None and rule.metric in v.marker.metrics
     ]
     if not scored:
         return None
