@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from components.publish.executor import publish
-from components.publish.layout import BOOKKEEPING, lease_uri
+from components.publish.layout import BOOKKEEPING, lock_uri
 from components.publish.marker import CommitMarker
 from components.publish.retention import (
     BestRule,
@@ -101,7 +101,7 @@ def test_retention_deletes_what_policy_allows_and_nothing_else(destination: str,
     storage.write_bytes(storage.join(base, "700", "variables", "variables.index"), b"x", if_generation_match=0)
     lease = {"owner": f"{socket.gethostname()}:{os.getppid()}:t", "host": socket.gethostname(),
              "pid": os.getppid(), "purpose": "publish", "expires_at": time.time() + 600}
-    storage.write_bytes(lease_uri(storage, base, "700"), json.dumps(lease).encode(), if_generation_match=0)
+    storage.write_bytes(lock_uri(storage, base, "700"), json.dumps(lease).encode(), if_generation_match=0)
     storage.write_bytes(storage.join(base, "800", "assets", "vocab.txt"), b"y", if_generation_match=0)
     policy = RetentionPolicy(keep=2, pinned=frozenset({"100"}), best=BestRule("auc", higher_is_better=False))
 
@@ -142,9 +142,9 @@ def test_stale_leases_of_killed_runs_are_cleared(tmp_path: Path) -> None:
     child.wait()
     lease = {"owner": f"{socket.gethostname()}:{child.pid}:t", "host": socket.gethostname(), "pid": child.pid,
              "purpose": "publish", "expires_at": time.time() + 600}
-    storage.write_bytes(lease_uri(storage, base, "100"), json.dumps(lease).encode(), if_generation_match=0)
+    storage.write_bytes(lock_uri(storage, base, "100"), json.dumps(lease).encode(), if_generation_match=0)
     apply_retention(storage, destination, "example", RetentionPolicy(keep=5))
-    assert storage.stat(lease_uri(storage, base, "100")) is None
+    assert storage.stat(lock_uri(storage, base, "100")) is None
     assert loadable_versions(storage, base) == ["100"]
 
 

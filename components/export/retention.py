@@ -8,7 +8,7 @@ staging folders, ``LatestExporter``, ``BestExporter``, the library ``export_*`` 
 * **versions** are integer-named directories (any number of digits); the newest ``keep`` by number are
   kept, plus any name in ``protect`` (e.g. exported but not yet published);
 * **temp dirs** are ours (``.tmp-<label>-<pid>@<host>``, see :func:`temp_dir_name`) or TensorFlow's
-  (``temp-<digits>``). Ours are judged like a publish lease (``components.publish.lock.lease_is_live``)
+  (``temp-<digits>``). Ours are judged like a publish version lock (``components.publish.lock.lock_is_live``)
   whose holder is the named host and process and which expires ``stale_after`` seconds after the
   folder last changed: on this host it is removed as soon as its process is gone; a folder named after
   another host (a staging folder shared over NFS) only once it expired — a pid is never checked on a
@@ -27,7 +27,7 @@ import socket
 import time
 from collections.abc import Collection
 
-from components.publish.lock import lease_is_live
+from components.publish.lock import lock_is_live
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def _crashed_temp_dirs(base: str, stale_after: float, now: float) -> list[str]:
         ours = _OUR_TEMP.match(name)
         if ours:
             holder = {"host": ours.group("host"), "pid": int(ours.group("pid")), "expires_at": changed + stale_after}
-            if not _is_ours_now(holder) and not lease_is_live(holder, now):
+            if not _is_ours_now(holder) and not lock_is_live(holder, now):
                 crashed.append(name)
             continue
         if (_TF_TEMP.match(name) or name.startswith(TEMP_PREFIX)) and now - changed > stale_after:

@@ -2,7 +2,7 @@
 
 This executor prepares the inputs — the export's manifest (written once, then only verified), the
 storage back-end and transfer settings from the destination config — and hands them to the publish
-protocol (``protocol.py``, which documents the order of writes, the lease and the commit marker).
+protocol (``protocol.py``, which documents the order of writes, the version lock and the commit marker).
 A multi-graph export (``ExportArtifact.graphs``) publishes as one all-or-nothing set.
 
 Where the bytes come from (the export's staged URI):

@@ -30,7 +30,7 @@ GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")  # what TF Serving keys on
 ENTRY_GRAPH = "entry"  # in a multi-graph set, published last
 BOOKKEEPING = ".exportflow"
 MARKER_SUFFIX = ".published.json"
-LEASE_SUFFIX = ".lease.json"
+LOCK_SUFFIX = ".lease.json"  # the version lock; named "lease" on disk since the first release
 BUILDING = "building"  # <base>/.exportflow/building/[<graph>/]<version>/: a version being assembled
 CURRENT = "current"
 SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # one folder name
@@ -72,16 +72,16 @@ class Layout:
         return marker_uri(self.storage, self.base, self.version)
 
     @property
-    def lease(self) -> str:
-        return lease_uri(self.storage, self.base, self.version)
+    def lock(self) -> str:
+        return lock_uri(self.storage, self.base, self.version)
 
 
 def marker_uri(storage: Storage, base: str, version: str) -> str:
     return storage.join(base, BOOKKEEPING, f"{version}{MARKER_SUFFIX}")
 
 
-def lease_uri(storage: Storage, base: str, version: str) -> str:
-    return storage.join(base, BOOKKEEPING, f"{version}{LEASE_SUFFIX}")
+def lock_uri(storage: Storage, base: str, version: str) -> str:
+    return storage.join(base, BOOKKEEPING, f"{version}{LOCK_SUFFIX}")
 
 
 def building_dir(storage: Storage, base: str, version: str, graph: str | None) -> str:
@@ -133,7 +133,7 @@ def layout_for(
         raise DestinationError(f"graph names {list(names)} must be distinct, or a single unnamed graph")
     layout = Layout(storage, destination, servable, version, names)
     root = storage.join(destination, "")  # normalised, with a trailing separator (file:// stripped)
-    for target in [layout.marker, layout.lease, *(d for g in names for d in (layout.graph_dir(g), layout.building_dir(g)))]:
+    for target in [layout.marker, layout.lock, *(d for g in names for d in (layout.graph_dir(g), layout.building_dir(g)))]:
         if not target.startswith(root) or "/../" in target:
             raise DestinationError(f"{target} is outside the configured destination {destination}")
     return layout

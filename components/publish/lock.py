@@ -6,6 +6,10 @@ and expires unless renewed: a killed run's lock goes stale and the next run take
 compare-and-swap (create with ``if_generation_match=0``, replace by generation). On the holder's own host
 a lock whose process is gone is stale at once. Stores that ignore preconditions (the GCS emulator) are
 still kept apart by looking before creating.
+
+On disk the file keeps the name it always had (``.lease.json``, so existing destinations and staging
+areas stay readable); in code it is the *version lock*, not to be confused with discovery's checkpoint
+leases (``components/discovery/lease.py``), which pin a checkpoint while a run reads it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class Lease:
+class VersionLock:
     """Exclusive right to change one version, held in ``<version>.lease.json``."""
 
     storage: Storage
@@ -40,12 +44,12 @@ class Lease:
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
-    def acquire(cls, storage: Storage, uri: str, ttl: float, purpose: str) -> Lease:
+    def acquire(cls, storage: Storage, uri: str, ttl: float, purpose: str) -> VersionLock:
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        body = _lease_body(owner, ttl, purpose)
+        body = _lock_body(owner, ttl, purpose)
         for _attempt in range(5):
             # Look first, then create-if-absent: the precondition closes the race on real GCS; the look
-            # keeps a store that ignores preconditions (the emulator) from silently taking a live lease.
+            # keeps a store that ignores preconditions (the emulator) from silently taking a live lock.
             found = storage.read_versioned(uri)
             if found is None:
                 try:
@@ -55,27 +59,27 @@ class Lease:
                     continue  # created meanwhile: look at it
             data, generation = found
             holder = json_object(data)
-            if holder is not None and lease_is_live(holder):
+            if holder is not None and lock_is_live(holder):
                 raise PublishInProgress(
                     f"{uri}: {holder.get('purpose', 'publish')} in progress by {holder.get('owner')} until "
                     f"{holder.get('expires_at')}; retry when it is done"
                 )
-            log.warning("taking over the stale lease %s (held by %s)", uri, holder.get("owner") if holder else "?")
+            log.warning("taking over the stale lock %s (held by %s)", uri, holder.get("owner") if holder else "?")
             try:
                 info = storage.write_bytes(uri, body, if_generation_match=generation)
                 return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
             except PreconditionFailed:
                 continue
-        raise PublishInProgress(f"{uri}: the lease kept changing hands; retry later")
+        raise PublishInProgress(f"{uri}: the lock kept changing hands; retry later")
 
     @staticmethod
     def clear_stale(storage: Storage, uri: str) -> None:
-        """Remove the lease at ``uri`` if its holder is gone (never a live one)."""
+        """Remove the lock at ``uri`` if its holder is gone (never a live one)."""
         found = storage.read_versioned(uri)
         if found is None:
             return
         holder = json_object(found[0])
-        if holder is None or not lease_is_live(holder):
+        if holder is None or not lock_is_live(holder):
             try:
                 storage.delete(uri, if_generation_match=found[1])
             except PreconditionFailed:
@@ -85,17 +89,17 @@ class Lease:
         with self._lock:
             try:
                 info = self.storage.write_bytes(
-                    self.uri, _lease_body(self.owner, self.ttl, self.purpose), if_generation_match=self.generation
+                    self.uri, _lock_body(self.owner, self.ttl, self.purpose), if_generation_match=self.generation
                 )
             except PreconditionFailed as exc:
                 self.lost = exc
-                raise PublishInProgress(f"lease {self.uri} was taken over by another run") from exc
+                raise PublishInProgress(f"lock {self.uri} was taken over by another run") from exc
             self.generation = info.generation or 0
 
     def check(self) -> None:
-        """Raise if the lease was lost; else renew it (the next steps must run under a fresh lease)."""
+        """Raise if the lock was lost; else renew it (the next steps must run under a fresh lock)."""
         if self.lost is not None:
-            raise PublishInProgress(f"lease {self.uri} was lost: {self.lost}")
+            raise PublishInProgress(f"lock {self.uri} was lost: {self.lost}")
         self.renew()
 
     def release(self) -> None:
@@ -103,19 +107,19 @@ class Lease:
             try:
                 self.storage.delete(self.uri, if_generation_match=self.generation)
             except PreconditionFailed:
-                log.warning("lease %s changed hands before release; leaving it", self.uri)
+                log.warning("lock %s changed hands before release; leaving it", self.uri)
 
     def heartbeat(self) -> _Heartbeat:
         return _Heartbeat(self)
 
 
 class _Heartbeat:
-    """Renews the lease every third of its TTL in a daemon thread while the ``with`` block runs."""
+    """Renews the lock every third of its TTL in a daemon thread while the ``with`` block runs."""
 
-    def __init__(self, lease: Lease) -> None:
-        self.lease = lease
+    def __init__(self, lock: VersionLock) -> None:
+        self.lock = lock
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="publish-lease", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="publish-lock", daemon=True)
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -126,16 +130,16 @@ class _Heartbeat:
         self._thread.join()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.lease.ttl / 3):
+        while not self._stop.wait(self.lock.ttl / 3):
             try:
-                self.lease.renew()
+                self.lock.renew()
             except (PublishInProgress, StorageError) as exc:
-                self.lease.lost = exc
-                log.warning("could not renew lease %s: %s", self.lease.uri, exc)
+                self.lock.lost = exc
+                log.warning("could not renew lock %s: %s", self.lock.uri, exc)
                 return
 
 
-def _lease_body(owner: str, ttl: float, purpose: str) -> bytes:
+def _lock_body(owner: str, ttl: float, purpose: str) -> bytes:
     now = time.time()
     host, pid, _ = owner.split(":", 2)
     return json.dumps(
@@ -160,14 +164,14 @@ def json_object(data: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def lease_is_live(lease: dict[str, Any], now: float | None = None) -> bool:
+def lock_is_live(lock: dict[str, Any], now: float | None = None) -> bool:
     """Live: not expired, and — when held on this host — its process still exists."""
     now = time.time() if now is None else now
-    if float(lease.get("expires_at", 0)) <= now:
+    if float(lock.get("expires_at", 0)) <= now:
         return False
-    if lease.get("host") == socket.gethostname():
+    if lock.get("host") == socket.gethostname():
         try:
-            os.kill(int(lease.get("pid", 0)), 0)
+            os.kill(int(lock.get("pid", 0)), 0)
         except ProcessLookupError:
             return False
         except (PermissionError, ValueError, OverflowError):

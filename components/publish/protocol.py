@@ -20,9 +20,9 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
 2. **Already published?** If the commit marker names this exact content (the CRC32C of every graph's
    manifest) and every object is present with the manifest's size and CRC32C (as GCS lists them; on
    local disk the size — each file's CRC32C was checked when it was written), stop: zero bytes moved.
-3. **Lease.** Create ``<version>.lease.json`` with ``if_generation_match=0``. If it exists and is live
+3. **Lock.** Create ``<version>.lease.json`` with ``if_generation_match=0``. If it exists and is live
    (not expired; on this host, its process still runs) another run owns the version:
-   ``PublishInProgress``. A stale lease (a killed run) is taken over by compare-and-swap, and with it
+   ``PublishInProgress``. A stale lock (a killed run) is taken over by compare-and-swap, and with it
    the killed run's building folder. A heartbeat thread renews it; it is checked again before step 6.
 4. **Inventory.** Choose where each graph is assembled: its building folder; or, on local disk, the
    version folder itself when that already holds ``saved_model.pb`` (a marked version being repaired
@@ -52,21 +52,21 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
    (ps graphs first, the entry graph last; no existing non-empty folder is ever replaced), then flush
    the folders holding the old and the new names (``fsync: true``) — the version appears whole, in
    one step. GCS: delete the building objects (in parallel, by generation). Then write
-   ``<version>.published.json`` (create-only) and release the lease.
+   ``<version>.published.json`` (create-only) and release the lock.
 
 **Crash anywhere** (``tests/test_publish_faults.py`` kills a publishing process after every object
 it writes and lists the destination as TF Serving would):
 
 * *local disk:* before a graph's rename no integer-named folder of it exists; after it the folder is
-  complete and flushed. A rerun takes over the lease and re-uses every object of the building folder
+  complete and flushed. A rerun takes over the lock and re-uses every object of the building folder
   that matches (0 bytes again for what was already linked or copied). Between the last rename and the
   marker the version is complete but unmarked; a rerun finds every file matching and only writes the
   marker. Building folders nobody resumes are removed by retention (``collect_abandoned_builds``,
-  under the version's lease, never while a live run holds it).
+  under the version's lock, never while a live run holds it).
 * *GCS:* before step 6 nothing numbered exists. **The window** — numbered objects without
   ``saved_model.pb`` — lasts from the first server-side copy into place until the graph's
   ``saved_model.pb``: ``ceil(objects / parallelism)`` copy round trips (metadata-only copies within a
-  bucket, independent of size), one listing (overlapping the lease renewal) and one graph-file write
+  bucket, independent of size), one listing (overlapping the lock renewal) and one graph-file write
   per graph. The upload phase, which was the window before, is now outside it. Measured with
   ``bench/bench_publish_window.py`` (64 files, 256 MiB, emulator behind a delaying proxy, medians of
   3, on a 2-core machine shared with other jobs, so absolute times are inflated)::
@@ -84,7 +84,7 @@ it writes and lists the destination as TF Serving would):
   a file-system source would try to load (the fault test records those kill points and asserts they
   are exactly the placement copies and, in a set, the ps graph file before the entry's); a rerun
   completes the version (it re-uses every placed and building object that matches), and retention
-  deletes a numbered prefix without ``saved_model.pb``, marker or live lease. The building objects of
+  deletes a numbered prefix without ``saved_model.pb``, marker or live lock. The building objects of
   a killed run stay until a rerun or retention collects them.
 * Objects are atomic on GCS and renamed into place on local disk, so no object is ever half-written.
 
@@ -105,9 +105,9 @@ host's own schedule — an entry host can load version N before a ps host has. S
 previous ps version loaded (TF Serving version policy ``latest { num_versions: 2 }`` on ps models) and
 the entry graph must address ps models by version.
 
-**Concurrency.** Every write carries a generation precondition; the lease makes a second publisher of
+**Concurrency.** Every write carries a generation precondition; the lock makes a second publisher of
 the same version fail fast instead of interleaving. Real GCS enforces preconditions; the emulator used
-in tests does not, so there the lease and deterministic versions are what keep two runs apart.
+in tests does not, so there the lock and deterministic versions are what keep two runs apart.
 """
 
 from __future__ import annotations
@@ -141,10 +141,10 @@ from components.publish.layout import (
     building_dir,
     graph_order,
     layout_for,
-    lease_uri,
+    lock_uri,
     marker_uri,
 )
-from components.publish.lock import Lease
+from components.publish.lock import VersionLock
 from components.publish.marker import (
     CommitMarker,
     MarkedExport,
@@ -206,7 +206,7 @@ class GraphSource:
 class PublishSettings:
     parallelism: int = 8  # concurrent transfers
     link_local: bool = True  # local destination: hard-link the export's files (copy across filesystems)
-    lease_ttl: float = 120.0  # seconds a lease lives without renewal
+    lock_ttl: float = 120.0  # seconds a lock lives without renewal
     progress_every: float = 5.0  # seconds between progress log lines
 
 
@@ -304,7 +304,7 @@ class _Run:
     ) -> None:
         self.storage, self.layout, self.graphs, self.settings = storage, layout, graphs, settings
         self.observer = observer
-        self.lease: Lease | None = None
+        self.lock: VersionLock | None = None
         self.renamer = folder_renamer(storage)
         self.renames = self.renamer is not None
         self.in_place: set[str | None] = set()  # local disk: graphs already loadable, repaired where they are
@@ -317,18 +317,18 @@ class _Run:
         if existing_marker is not None and self._marker_matches(existing_marker):
             if not self._problems(self._final_dirs(), graph_files=True):
                 log.info("%s version %s is already published; nothing to move", layout.base, layout.version)
-                Lease.clear_stale(storage, layout.lease)  # a run killed after its marker leaves one
+                VersionLock.clear_stale(storage, layout.lock)  # a run killed after its marker leaves one
                 return self._outcome([], already=True)
             log.warning("%s version %s is marked published but objects are missing; repairing", layout.base, layout.version)
-        self.lease = Lease.acquire(storage, layout.lease, self.settings.lease_ttl, "publish")
-        self._notify("lease", layout.lease)
+        self.lock = VersionLock.acquire(storage, layout.lock, self.settings.lock_ttl, "publish")
+        self._notify("lease", layout.lock)  # the event names the file: <version>.lease.json
         try:
-            with self.lease.heartbeat():
+            with self.lock.heartbeat():
                 results = self._publish_locked(existing_marker, export, checkpoint_uri, force)
         except BaseException as exc:
             self._after_failure(exc)
             raise
-        self.lease.release()
+        self.lock.release()
         return self._outcome(results, already=False)
 
     def _publish_locked(
@@ -365,8 +365,8 @@ class _Run:
             if result.transfer.target not in plan.from_building or result.method == "uploaded":
                 results.append(result)
                 progress.object_done(result.method, result.info.size)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lease") as side:
-            renewed = side.submit(self.lease.check)  # type: ignore[union-attr]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lock") as side:
+            renewed = side.submit(self.lock.check)  # type: ignore[union-attr]
             self._verify_before_graphs()  # both must pass before a graph file; they overlap their round trips
             renewed.result()
         for transfer in plan.graph_files:  # in graph order: the entry graph last
@@ -624,7 +624,7 @@ class _Run:
                 for g in self.graphs
             ),
             published_at=now_iso(),
-            run=self.lease.owner if self.lease else None,
+            run=self.lock.owner if self.lock else None,
             export=export,
         )
         info = write_marker(self.storage, self.layout.marker, marker)
@@ -647,9 +647,9 @@ class _Run:
             log.warning("could not remove the building objects of %s version %s: %s", self.layout.base, self.layout.version, exc)
 
     def _after_failure(self, exc: BaseException) -> None:
-        """Release the lease. After a full disk or bad bytes, and before any graph file became visible,
+        """Release the lock. After a full disk or bad bytes, and before any graph file became visible,
         also remove the partial version (frees the disk; nothing of it was loadable). Other failures —
-        network, a lost lease, a conflict — keep what is there for the rerun to reuse."""
+        network, a lost lock, a conflict — keep what is there for the rerun to reuse."""
         try:
             if isinstance(exc, _ROLLBACK_ON) and not self.loadable_written:
                 for graph in self.graphs:
@@ -658,8 +658,8 @@ class _Run:
                     final = self.layout.graph_dir(graph.name)
                     if not any(self.storage.stat(self.storage.join(final, f)) for f in GRAPH_FILES):
                         self.storage.delete_prefix(final)
-            if self.lease is not None:
-                self.lease.release()
+            if self.lock is not None:
+                self.lock.release()
         except StorageError as cleanup_error:
             log.warning("cleanup after a failed publish of %s failed too: %s", self.layout.base, cleanup_error)
 
@@ -680,7 +680,7 @@ class _Run:
 def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | None]) -> int:
     """Make a version unloadable, then remove it: ``saved_model.pb`` (entry graph first), every other
     object, the commit marker last. Interrupted, it leaves a marked version without graph files, which
-    retention recognises as not loadable and finishes. The caller holds the version's lease."""
+    retention recognises as not loadable and finishes. The caller holds the version's lock."""
     names = list(graphs)
     dirs = {g: storage.join(base, g, version) if g else storage.join(base, version) for g in names}
     removed = 0
@@ -703,7 +703,7 @@ def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | 
 
 def collect_abandoned_builds(storage: Storage, base: str, ttl: float = 300.0) -> list[str]:
     """Remove the building folders that no live run owns (a killed run's half-built version), each under
-    the version's lease so a publisher starting now waits or fails fast. Returns the versions collected."""
+    the version's lock so a publisher starting now waits or fails fast. Returns the versions collected."""
     root = storage.join(base, BOOKKEEPING, BUILDING)
     graphs_of: dict[str, list[str | None]] = {}
     for name in storage.list_names(root):
@@ -716,14 +716,14 @@ def collect_abandoned_builds(storage: Storage, base: str, ttl: float = 300.0) ->
     collected = []
     for version, graphs in sorted(graphs_of.items()):
         try:
-            lease = Lease.acquire(storage, lease_uri(storage, base, version), ttl, "retire")
+            lock = VersionLock.acquire(storage, lock_uri(storage, base, version), ttl, "retire")
         except PublishInProgress:
             continue  # being built right now
         try:
             for graph in graphs:
                 storage.delete_prefix(building_dir(storage, base, version, graph))
         finally:
-            lease.release()
+            lock.release()
         log.info("removed the abandoned building folder of %s version %s", base, version)
         collected.append(version)
     return collected

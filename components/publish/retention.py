@@ -7,10 +7,10 @@ ledger, so retention is right even when several pipelines or a human touched the
 * **published** — its commit marker exists and every graph holds ``saved_model.pb``. These are the
   candidates: the ``keep`` newest (by version number), the best by the configured metric, every pinned
   version and the current one stay; the rest go.
-* **publishing** — a live lease (not expired; on this host, its process is alive): skipped, whatever it is.
+* **publishing** — a live lock (not expired; on this host, its process is alive): skipped, whatever it is.
 * **loadable, unmarked** — ``saved_model.pb`` but no marker (published by another tool, or a run died
   between its last graph and its marker): kept and reported; a publish rerun commits it.
-* **not loadable** — no ``saved_model.pb`` and no live lease: an abandoned partial upload, or a removal
+* **not loadable** — no ``saved_model.pb`` and no live lock: an abandoned partial upload, or a removal
   that was interrupted. Nothing can serve it; it is deleted.
 
 The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
@@ -18,7 +18,7 @@ forward or back, see ``mark_current``) and is never deleted. *Best* is judged by
 threshold that has a ``change`` rule (its metric and direction), else by ``loss``, lower is better —
 tf.estimator's BestExporter default — when the markers carry it.
 
-Deleting takes the version's lease first (so a publisher of the same version waits or fails fast), then
+Deleting takes the version's lock first (so a publisher of the same version waits or fails fast), then
 removes ``saved_model.pb`` (entry graph first) so no host can newly load it, then everything else, then
 the marker. A dry run lists the decisions and deletes nothing.
 """
@@ -36,17 +36,17 @@ from components.publish.layout import (
     BOOKKEEPING,
     CURRENT,
     GRAPH_FILES,
-    LEASE_SUFFIX,
+    LOCK_SUFFIX,
     MARKER_SUFFIX,
     check_segment,
 )
-from components.publish.lock import Lease, json_object, lease_is_live
+from components.publish.lock import VersionLock, json_object, lock_is_live
 from components.publish.marker import CommitMarker, read_marker
 from components.publish.protocol import collect_abandoned_builds, unpublish
 from components.storage import PreconditionFailed, Storage, StorageError
 
 log = logging.getLogger(__name__)
-RETIRE_LEASE_TTL = 300.0
+RETIRE_LOCK_TTL = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +74,7 @@ class VersionView:
     graphs: tuple[str | None, ...]  # graph folders that hold the version (None: <base>/<version>)
     loadable: tuple[str | None, ...]  # those of them with saved_model.pb
     marker: CommitMarker | None = None
-    lease: dict[str, Any] | None = None  # only a live one
+    lock: dict[str, Any] | None = None  # only a live one
 
     @property
     def marked_graphs(self) -> tuple[str | None, ...]:
@@ -110,11 +110,11 @@ class RetentionReport:
 class Survey:
     views: dict[str, VersionView]
     current: str | None
-    stale_leases: tuple[tuple[str, int], ...]  # (uri, generation) of leases whose holder is gone
+    stale_locks: tuple[tuple[str, int], ...]  # (uri, generation) of locks whose holder is gone
 
 
 def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
-    """Every version under ``base``, the current one, and leases left behind by killed runs."""
+    """Every version under ``base``, the current one, and locks left behind by killed runs."""
     graphs_of: dict[str, list[str | None]] = {}
     names = storage.list_names(base)
     for name in names:
@@ -129,28 +129,28 @@ def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
                 if child.isdigit():
                     graphs_of.setdefault(child, []).append(name)
     markers: dict[str, CommitMarker | None] = {}
-    leases: dict[str, dict[str, Any]] = {}
+    locks: dict[str, dict[str, Any]] = {}
     stale: list[tuple[str, int]] = []
     bookkeeping = storage.join(base, BOOKKEEPING)
     for name in storage.list_names(bookkeeping):
         if name.endswith(MARKER_SUFFIX):
             version = name[: -len(MARKER_SUFFIX)]
             markers[version] = read_marker(storage, storage.join(bookkeeping, name))
-        elif name.endswith(LEASE_SUFFIX):
-            version = name[: -len(LEASE_SUFFIX)]
+        elif name.endswith(LOCK_SUFFIX):
+            version = name[: -len(LOCK_SUFFIX)]
             found = storage.read_versioned(storage.join(bookkeeping, name))
             if found is None:
                 continue
-            lease = json_object(found[0])
-            if lease is not None and lease_is_live(lease, now):
-                leases[version] = lease
+            lock = json_object(found[0])
+            if lock is not None and lock_is_live(lock, now):
+                locks[version] = lock
             else:
                 stale.append((storage.join(bookkeeping, name), found[1]))
     views = {}
-    for version in set(graphs_of) | set(markers) | set(leases):
+    for version in set(graphs_of) | set(markers) | set(locks):
         graphs = tuple(graphs_of.get(version, ()))
         loadable = tuple(g for g in graphs if _has_graph_file(storage, base, g, version))
-        views[version] = VersionView(version, graphs, loadable, markers.get(version), leases.get(version))
+        views[version] = VersionView(version, graphs, loadable, markers.get(version), locks.get(version))
     return Survey(views, read_current(storage, base), tuple(stale))
 
 
@@ -159,9 +159,9 @@ def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str 
     decisions: dict[str, Decision] = {}
     published: list[VersionView] = []
     for view in views.values():
-        if view.lease is not None:
+        if view.lock is not None:
             decisions[view.version] = Decision(
-                view.version, "skip", f"{view.lease.get('purpose', 'publish')} in progress by {view.lease.get('owner')}"
+                view.version, "skip", f"{view.lock.get('purpose', 'publish')} in progress by {view.lock.get('owner')}"
             )
         elif view.complete:
             published.append(view)
@@ -175,7 +175,7 @@ def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str 
             decisions[view.version] = Decision(view.version, "delete", "marked but not loadable (an interrupted removal)")
         else:
             decisions[view.version] = Decision(
-                view.version, "delete", "abandoned partial upload (no saved_model.pb, no marker, no live lease)"
+                view.version, "delete", "abandoned partial upload (no saved_model.pb, no marker, no live lock)"
             )
     published.sort(key=lambda v: int(v.version), reverse=True)
     best = _best(published, policy.best)
@@ -214,7 +214,7 @@ def apply_retention(
     deleted = []
     final = []
     if not dry_run:
-        for uri, generation in found.stale_leases:
+        for uri, generation in found.stale_locks:
             try:
                 storage.delete(uri, if_generation_match=generation)  # left by a killed run
             except PreconditionFailed:
@@ -226,7 +226,7 @@ def apply_retention(
             continue
         view = views[decision.version]
         try:
-            lease = Lease.acquire(storage, storage.join(base, BOOKKEEPING, f"{view.version}{LEASE_SUFFIX}"), RETIRE_LEASE_TTL, "retire")
+            lock = VersionLock.acquire(storage, storage.join(base, BOOKKEEPING, f"{view.version}{LOCK_SUFFIX}"), RETIRE_LOCK_TTL, "retire")
         except PublishInProgress as exc:
             final.append(Decision(view.version, "skip", f"became busy: {exc}"))
             continue
@@ -234,7 +234,7 @@ def apply_retention(
             graphs = set(view.graphs) | set(view.marked_graphs)
             unpublish(storage, base, view.version, sorted(graphs, key=lambda g: g or ""))
         finally:
-            lease.release()
+            lock.release()
         deleted.append(view.version)
         final.append(decision)
         log.info("retention: deleted %s version %s (%s)", base, view.version, decision.reason)

@@ -15,8 +15,8 @@ from components.storage import Storage, scheme_of, storage_for
 
 BOOKKEEPING = ".exportflow"
 STAGED_SUFFIX = ".staged.json"
-LEASE_SUFFIX = ".lease.json"
-LEASE_TTL = 120.0  # seconds a staging lease lives without renewal (renewed every third of it)
+LOCK_SUFFIX = ".lease.json"  # the version lock; named "lease" on disk since the first release
+LOCK_TTL = 120.0  # seconds a staging lock lives without renewal (renewed every third of it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +42,8 @@ class StagingArea:
     def staged_marker(self, strategy: str, version: str) -> str:
         return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{STAGED_SUFFIX}")
 
-    def lease_uri(self, strategy: str, version: str) -> str:
-        return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{LEASE_SUFFIX}")
+    def lock_uri(self, strategy: str, version: str) -> str:
+        return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{LOCK_SUFFIX}")
 
     def scratch_path(self, *parts: str) -> str:
         return os.path.join(self.scratch, *parts)

@@ -6,8 +6,8 @@
   one the ledger shows exported and not yet published).
 * Abandoned staging (a crashed run) is removed only when nothing live claims it. Local disk: a temp
   folder ``.tmp-<label>-<pid>@<host>`` whose process is gone (this host) or that expired (another host;
-  ``components.export.retention``). Object stores: a version folder without ``.staged.json`` whose lease
-  can be taken (absent, expired, or naming a process of this host that is gone: ``components.publish.lock.lease_is_live``)
+  ``components.export.retention``). Object stores: a version folder without ``.staged.json`` whose lock
+  can be taken (absent, expired, or naming a process of this host that is gone: ``components.publish.lock.lock_is_live``)
   — a pid is never checked on a host that does not own it.
 """
 
@@ -19,13 +19,13 @@ from collections.abc import Collection
 from components.export.retention import apply_retention, version_dirs
 from components.export.writing import is_complete
 from components.publish.errors import PublishInProgress
-from components.publish.lock import Lease
-from components.staging.area import LEASE_SUFFIX, STAGED_SUFFIX, StagingArea
+from components.publish.lock import VersionLock
+from components.staging.area import LOCK_SUFFIX, STAGED_SUFFIX, StagingArea
 from components.staging.handover import remove_version
 from components.storage import StorageError
 
 log = logging.getLogger(__name__)
-REAP_LEASE_TTL = 300.0
+REAP_LOCK_TTL = 300.0
 
 
 def is_staged(area: StagingArea, strategy: str, version: str) -> bool:
@@ -75,7 +75,7 @@ def prune_strategy(
 
 
 def reap_abandoned(area: StagingArea, strategy: str, *, protect: Collection[str] = ()) -> list[str]:
-    """Object store: remove version folders without ``.staged.json`` that no live lease claims."""
+    """Object store: remove version folders without ``.staged.json`` that no live lock claims."""
     if area.local:
         return [n for n in apply_retention(area.strategy_uri(strategy)).removed_temp_dirs]
     reaped = []
@@ -83,7 +83,7 @@ def reap_abandoned(area: StagingArea, strategy: str, *, protect: Collection[str]
         if version in protect or area.read_staged(strategy, version) is not None:
             continue
         try:
-            lease = Lease.acquire(area.storage, area.lease_uri(strategy, version), REAP_LEASE_TTL, "reap staging")
+            lock = VersionLock.acquire(area.storage, area.lock_uri(strategy, version), REAP_LOCK_TTL, "reap staging")
         except PublishInProgress:
             continue  # someone is staging it now
         try:
@@ -92,8 +92,8 @@ def reap_abandoned(area: StagingArea, strategy: str, *, protect: Collection[str]
                 reaped.append(version)
                 log.info("staging: reaped abandoned %s", area.version_uri(strategy, version))
         finally:
-            lease.release()
+            lock.release()
     for name in area.storage.list_names(area.storage.join(area.strategy_uri(strategy), ".exportflow")):
-        if name.endswith(LEASE_SUFFIX) and not name.endswith(STAGED_SUFFIX):
-            Lease.clear_stale(area.storage, area.storage.join(area.strategy_uri(strategy), ".exportflow", name))
+        if name.endswith(LOCK_SUFFIX) and not name.endswith(STAGED_SUFFIX):
+            VersionLock.clear_stale(area.storage, area.storage.join(area.strategy_uri(strategy), ".exportflow", name))
     return reaped
