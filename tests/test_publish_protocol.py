@@ -26,7 +26,7 @@ from components.publish.executor import destination_storage, publish
 from components.publish.layout import lock_uri
 from components.publish.progress import Progress, ProgressBar, bar_log
 from components.publish.protocol import collect_abandoned_builds
-from components.publish.retention import RetentionPolicy, apply_retention
+from components.publish.retention import RetentionPolicy, prune_published_versions
 from components.publish.transfer import PublishEvent
 from components.storage import crc32c_of_file, storage_for
 from tests.support.publishing import (
@@ -457,7 +457,7 @@ def test_abandoned_building_folders_are_collected_unless_a_live_run_owns_them(de
             "purpose": "publish", "expires_at": time.time() + 600}
     storage.write_bytes(live, json.dumps(body).encode(), if_generation_match=0)
 
-    apply_retention(storage, destination, "example", RetentionPolicy(keep=2))
+    prune_published_versions(storage, destination, "example", RetentionPolicy(keep=2))
 
     assert storage.list_names(building) == ["200"]  # being built by a live run: untouched
     storage.delete(live)

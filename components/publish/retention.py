@@ -87,7 +87,9 @@ class VersionView:
 
 
 @dataclasses.dataclass(frozen=True)
-class Decision:
+class RetentionDecision:
+    """What retention does with one published version, and why (shown by ``exportflow retention``)."""
+
     version: str
     action: Literal["keep", "delete", "skip"]
     reason: str
@@ -97,7 +99,7 @@ class Decision:
 class RetentionReport:
     servable: str
     base: str
-    decisions: tuple[Decision, ...]
+    decisions: tuple[RetentionDecision, ...]
     dry_run: bool
     deleted: tuple[str, ...] = ()
 
@@ -154,27 +156,27 @@ def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
     return Survey(views, read_current(storage, base), tuple(stale))
 
 
-def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str | None) -> list[Decision]:
+def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str | None) -> list[RetentionDecision]:
     """What to do with each version (newest first). Pure: no I/O."""
-    decisions: dict[str, Decision] = {}
+    decisions: dict[str, RetentionDecision] = {}
     published: list[VersionView] = []
     for view in views.values():
         if view.lock is not None:
-            decisions[view.version] = Decision(
+            decisions[view.version] = RetentionDecision(
                 view.version, "skip", f"{view.lock.get('purpose', 'publish')} in progress by {view.lock.get('owner')}"
             )
         elif view.complete:
             published.append(view)
         elif view.version == current:
-            decisions[view.version] = Decision(view.version, "keep", "current (marked as served)")
+            decisions[view.version] = RetentionDecision(view.version, "keep", "current (marked as served)")
         elif view.marker is None and view.loadable:
-            decisions[view.version] = Decision(
+            decisions[view.version] = RetentionDecision(
                 view.version, "keep", "loadable but not committed: rerun publish to commit it, or remove it by hand"
             )
         elif view.marker is not None:
-            decisions[view.version] = Decision(view.version, "delete", "marked but not loadable (an interrupted removal)")
+            decisions[view.version] = RetentionDecision(view.version, "delete", "marked but not loadable (an interrupted removal)")
         else:
-            decisions[view.version] = Decision(
+            decisions[view.version] = RetentionDecision(
                 view.version, "delete", "abandoned partial upload (no saved_model.pb, no marker, no live lock)"
             )
     published.sort(key=lambda v: int(v.version), reverse=True)
@@ -190,15 +192,15 @@ def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str 
         if view.version == current:
             reasons.append("current (marked as served)")
         if reasons:
-            decisions[view.version] = Decision(view.version, "keep", ", ".join(reasons))
+            decisions[view.version] = RetentionDecision(view.version, "keep", ", ".join(reasons))
         else:
-            decisions[view.version] = Decision(
+            decisions[view.version] = RetentionDecision(
                 view.version, "delete", f"older than the {policy.keep} newest published versions"
             )
     return sorted(decisions.values(), key=lambda d: int(d.version), reverse=True)
 
 
-def apply_retention(
+def prune_published_versions(
     storage: Storage,
     destination: str,
     servable: str,
@@ -206,6 +208,8 @@ def apply_retention(
     *,
     dry_run: bool = False,
 ) -> RetentionReport:
+    """Delete the versions of ``servable`` at ``destination`` that ``policy`` does not keep, each under its
+    version lock, plus the locks and building folders killed runs left behind; ``dry_run`` only decides."""
     check_segment("servable", servable)
     base = storage.join(destination, servable)
     found = survey(storage, base)
@@ -228,7 +232,7 @@ def apply_retention(
         try:
             lock = VersionLock.acquire(storage, storage.join(base, BOOKKEEPING, f"{view.version}{LOCK_SUFFIX}"), RETIRE_LOCK_TTL, "retire")
         except PublishInProgress as exc:
-            final.append(Decision(view.version, "skip", f"became busy: {exc}"))
+            final.append(RetentionDecision(view.version, "skip", f"became busy: {exc}"))
             continue
         try:
             graphs = set(view.graphs) | set(view.marked_graphs)
@@ -267,7 +271,7 @@ def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> li
     policy = policy_for(config)
     try:
         return [
-            apply_retention(storage, config.destination.uri, servable, policy, dry_run=dry_run)
+            prune_published_versions(storage, config.destination.uri, servable, policy, dry_run=dry_run)
             for servable in servables_of(config)
         ]
     except StorageError as exc:
@@ -279,7 +283,7 @@ def retire_old_versions(config: PipelineConfig, servable: str) -> RetentionRepor
     from components.publish.executor import destination_storage
 
     try:
-        report = apply_retention(destination_storage(config.destination), config.destination.uri, servable, policy_for(config))
+        report = prune_published_versions(destination_storage(config.destination), config.destination.uri, servable, policy_for(config))
     except (PublishError, StorageError) as exc:
         log.warning("retention of %s/%s skipped: %s", config.destination.uri, servable, exc)
         return None
