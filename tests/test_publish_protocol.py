@@ -21,8 +21,9 @@ import pytest
 
 from components.artifacts import FileEntry
 from components.manifest import MANIFEST_PATH
+from components.publish.destination import destination_storage
 from components.publish.errors import PublishInProgress, VersionConflict
-from components.publish.executor import destination_storage, publish
+from components.publish.executor import publish
 from components.publish.layout import lock_uri
 from components.publish.progress import Progress, ProgressBar, bar_log
 from components.publish.protocol import collect_abandoned_builds

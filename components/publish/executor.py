@@ -35,48 +35,21 @@ from components.manifest import (
     read_manifest_file,
     write_manifest,
 )
-from components.publish.errors import DestinationError, ExportIncomplete
+from components.publish.destination import destination_storage
+from components.publish.errors import ExportIncomplete
 from components.publish.layout import GRAPH_FILES, Layout, layout_for
 from components.publish.marker import MarkedExport, read_marker
 from components.publish.protocol import GraphSource, PublishSettings, publish_version
 from components.publish.spec import PublishParams
 from components.publish.transfer import Observer
 from components.storage import (
-    InvalidStorageOptions,
     Storage,
-    StorageOptions,
     crc32c_of_bytes,
     crc32c_of_file,
     scheme_of,
-    storage_for,
 )
-from components.storage.base import MiB
 
 log = logging.getLogger(__name__)
-
-
-def storage_options(destination: DestinationConfig) -> StorageOptions:
-    """The back-end options a destination config asks for (errors name the config field)."""
-    if destination.parallelism <= 0:
-        raise DestinationError(f"destination.parallelism must be positive, got {destination.parallelism}")
-    if destination.chunk_mib <= 0:
-        raise DestinationError(f"destination.chunk_mib must be positive, got {destination.chunk_mib}")
-    try:
-        return StorageOptions(
-            project=destination.project,
-            credentials_path=destination.credentials_path,
-            timeout=destination.timeout_s,
-            retry_deadline=destination.retry_deadline_s,
-            chunk_size=destination.chunk_mib * MiB,
-            pool_size=max(16, destination.parallelism + 4),
-            durable=destination.fsync,
-        )
-    except InvalidStorageOptions as exc:
-        raise DestinationError(f"destination: {exc} (see timeout_s, retry_deadline_s)") from exc
-
-
-def destination_storage(destination: DestinationConfig) -> Storage:
-    return storage_for(destination.uri, storage_options(destination))
 
 
 def publish_settings(destination: DestinationConfig) -> PublishSettings:

@@ -265,7 +265,7 @@ def servables_of(config: PipelineConfig) -> list[str]:
 
 def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> list[RetentionReport]:
     """Apply (or with ``dry_run`` only plan) retention for every servable the config publishes."""
-    from components.publish.executor import destination_storage
+    from components.publish.destination import destination_storage
 
     storage = destination_storage(config.destination)
     policy = policy_for(config)
@@ -280,7 +280,7 @@ def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> li
 
 def retire_old_versions(config: PipelineConfig, servable: str) -> RetentionReport | None:
     """Retention after a publish: a failure here is logged, never fails the publish."""
-    from components.publish.executor import destination_storage
+    from components.publish.destination import destination_storage
 
     try:
         report = prune_published_versions(destination_storage(config.destination), config.destination.uri, servable, policy_for(config))

@@ -10,6 +10,7 @@ from typing import Any
 
 from components.config.schema import PipelineConfig
 from components.paths import cache_dir, scratch_dir, staging_root
+from components.publish.destination import storage_options
 from components.staging.cache import ScratchCache
 from components.storage import Storage, scheme_of, storage_for
 
@@ -62,8 +63,6 @@ class StagingArea:
 
 def staging_area(config: PipelineConfig) -> StagingArea:
     """The config's staging area, reached with the destination's credentials and transfer settings."""
-    from components.publish.executor import storage_options
-
     root = staging_root(config)
     return StagingArea(
         root=root,
