@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from components.config import ConfigError, parse_config
-from components.export.retention import apply_retention, temp_dir_name
+from components.export.retention import prune_export_versions, temp_dir_name
 from components.staging.area import StagingArea
 from components.staging.cache import ScratchCache
 from components.staging.cleanup import prune_strategy, reap_abandoned
@@ -45,7 +45,7 @@ def test_local_temp_folder_of_another_host_is_kept_until_it_expires(tmp_path: Pa
     os.utime(theirs_old, (now - 7200, now - 7200))
     os.utime(ours, (now - 7200, now - 7200))  # old, but this very process is writing it
 
-    result = apply_retention(str(tmp_path), stale_after=3600, now=now)
+    result = prune_export_versions(str(tmp_path), stale_after=3600, now=now)
 
     assert sorted(result.removed_temp_dirs) == sorted([crashed_here.name, theirs_old.name])
     assert sorted(os.listdir(tmp_path)) == sorted([theirs.name, ours.name])

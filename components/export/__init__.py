@@ -36,7 +36,7 @@ _LAZY = {
     "sharded_embedding": "components.export.context",
     "StandaloneExporter": "components.export.standalone",
     "DistributedExporter": "components.export.distributed",
-    "apply_retention": "components.export.retention",
+    "prune_export_versions": "components.export.retention",
 }
 
 __all__ = list(_LAZY)

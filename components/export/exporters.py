@@ -29,7 +29,7 @@ from components.export.assets import normalize_assets_extra
 from components.export.errors import ExportContractError
 from components.export.graphs import estimator_model_fn
 from components.export.names import validate_name
-from components.export.retention import apply_retention
+from components.export.retention import prune_export_versions
 from components.export.savedmodel import VerifyDepth
 from components.export.writing import (
     VersionScheme,
@@ -182,7 +182,7 @@ class ServingExporter(Exporter):
             verify=self.verify,
             label=self.name,
         )
-        apply_retention(base, self.exports_to_keep, protect={version})
+        prune_export_versions(base, self.exports_to_keep, protect={version})
         return outcome.path
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from components.export.retention import apply_retention, version_dirs
+from components.export.retention import prune_export_versions, version_dirs
 from components.export.writing import is_complete
 from components.publish.errors import PublishInProgress
 from components.publish.lock import VersionLock
@@ -59,7 +59,7 @@ def prune_strategy(
             if version in published and version not in protect and remove_version(area, strategy, version):
                 removed.append(version)
         if area.local:
-            result = apply_retention(area.strategy_uri(strategy), keep, protect=protect)
+            result = prune_export_versions(area.strategy_uri(strategy), keep, protect=protect)
             return removed + list(result.removed_versions)
         removed += reap_abandoned(area, strategy, protect=protect)
         remaining = [v for v in staged_versions(area, strategy) if v not in removed]
@@ -77,7 +77,7 @@ def prune_strategy(
 def reap_abandoned(area: StagingArea, strategy: str, *, protect: Collection[str] = ()) -> list[str]:
     """Object store: remove version folders without ``.staged.json`` that no live lock claims."""
     if area.local:
-        return [n for n in apply_retention(area.strategy_uri(strategy)).removed_temp_dirs]
+        return [n for n in prune_export_versions(area.strategy_uri(strategy)).removed_temp_dirs]
     reaped = []
     for version in staged_versions(area, strategy):
         if version in protect or area.read_staged(strategy, version) is not None:
