@@ -6,7 +6,7 @@ One module owns these names so the protocol, retention and the tests spell them 
     <version>/...                         a single-graph version (TF Serving's model base path is <base>)
     <graph>/<version>/...                 a multi-graph set (DistributedExporter): each graph is its own
                                           TF Serving model with base path <base>/<graph>
-    .exportflow/<version>.lease.json      who is publishing (or removing) the version, until when
+    .exportflow/<version>.lease.json      the version lock: who is publishing (or removing) it, until when
     .exportflow/<version>.published.json  the commit marker: the version is complete and verified
     .exportflow/building/[<graph>/]<version>/...  a version being assembled, out of TF Serving's sight
     .exportflow/current                   optional: the version serving uses now (retention keeps it)
@@ -52,7 +52,7 @@ class Layout:
         return self.storage.join(self.destination, self.servable)
 
     def graph_dir(self, graph: str | None) -> str:
-        return self.storage.join(self.base, graph, self.version) if graph else self.storage.join(self.base, self.version)
+        return version_dir(self.storage, self.base, self.version, graph)
 
     def building_dir(self, graph: str | None) -> str:
         """Where a graph's version is assembled out of TF Serving's sight (same filesystem as its place)."""
@@ -82,6 +82,11 @@ def marker_uri(storage: Storage, base: str, version: str) -> str:
 
 def lock_uri(storage: Storage, base: str, version: str) -> str:
     return storage.join(base, BOOKKEEPING, f"{version}{LOCK_SUFFIX}")
+
+
+def version_dir(storage: Storage, base: str, version: str, graph: str | None) -> str:
+    """Where TF Serving loads a graph's version from: ``<base>/[<graph>/]<version>``."""
+    return storage.join(base, graph, version) if graph else storage.join(base, version)
 
 
 def building_dir(storage: Storage, base: str, version: str, graph: str | None) -> str:

@@ -143,6 +143,7 @@ from components.publish.layout import (
     layout_for,
     lock_uri,
     marker_uri,
+    version_dir,
 )
 from components.publish.lock import VersionLock
 from components.publish.marker import (
@@ -682,7 +683,7 @@ def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | 
     object, the commit marker last. Interrupted, it leaves a marked version without graph files, which
     retention recognises as not loadable and finishes. The caller holds the version's lock."""
     names = list(graphs)
-    dirs = {g: storage.join(base, g, version) if g else storage.join(base, version) for g in names}
+    dirs = {g: version_dir(storage, base, version, g) for g in names}
     removed = 0
     for graph in reversed(graph_order(names)):
         for name in GRAPH_FILES:

@@ -39,6 +39,8 @@ from components.publish.layout import (
     LOCK_SUFFIX,
     MARKER_SUFFIX,
     check_segment,
+    lock_uri,
+    version_dir,
 )
 from components.publish.lock import VersionLock, json_object, lock_is_live
 from components.publish.marker import CommitMarker, read_marker
@@ -230,7 +232,7 @@ def prune_published_versions(
             continue
         view = views[decision.version]
         try:
-            lock = VersionLock.acquire(storage, storage.join(base, BOOKKEEPING, f"{view.version}{LOCK_SUFFIX}"), RETIRE_LOCK_TTL, "retire")
+            lock = VersionLock.acquire(storage, lock_uri(storage, base, view.version), RETIRE_LOCK_TTL, "retire")
         except PublishInProgress as exc:
             final.append(RetentionDecision(view.version, "skip", f"became busy: {exc}"))
             continue
@@ -335,5 +337,5 @@ def _best(published: list[VersionView], rule: BestRule | None) -> str | None:
 
 
 def _has_graph_file(storage: Storage, base: str, graph: str | None, version: str) -> bool:
-    folder = storage.join(base, graph, version) if graph else storage.join(base, version)
+    folder = version_dir(storage, base, version, graph)
     return any(storage.stat(storage.join(folder, name)) is not None for name in GRAPH_FILES)
