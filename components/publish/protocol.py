@@ -1,7 +1,8 @@
 """The publish protocol: how a version appears at the destination so no serving host sees it partially.
 
 Where each piece lives (version folders, ``.exportflow`` bookkeeping, building folders) is
-``components/publish/layout.py``.
+``layout.py``; the version lock of step 3 is ``lock.py``; the commit marker of step 7 is ``marker.py``.
+This module is the order of writes between them.
 
 TF Serving's file-system source takes *every* integer-named child of a model base path as a version and
 tries to load it — one without ``saved_model.pb`` fails to load and may stay in an error state on a
@@ -237,7 +238,8 @@ def publish_version(
     force: bool = False,
     observer: Observer | None = None,
 ) -> PublishOutcome:
-    """Publish ``graphs`` as ``version`` of ``servable`` following the protocol above."""
+    """Publish ``graphs`` as ``version`` of ``servable`` following the protocol above; ``export`` (what the
+    publish stage knows about the export) is recorded in the commit marker."""
     layout = layout_for(storage, destination, servable, version, (g.name for g in graphs))
     run = _Run(storage, layout, graphs, settings, observer)
     try:
