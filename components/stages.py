@@ -37,7 +37,8 @@ from components.ledger.records import (
 )
 from components.paths import work_dir
 from components.preflight import preflight
-from components.publish.executor import destination_storage, publish
+from components.publish.destination import destination_storage
+from components.publish.executor import publish
 from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
 from components.staging.release import release_staged

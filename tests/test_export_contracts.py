@@ -49,7 +49,7 @@ from components.export.errors import (
 )
 from components.export.savedmodel.assets import copy_assets_extra, normalize_assets_extra
 from components.export.savedmodel.folder_names import validate_name, validate_version
-from components.export.savedmodel.retention import apply_retention, temp_dir_name, version_dirs
+from components.export.savedmodel.retention import prune_export_versions, temp_dir_name, version_dirs
 from components.export.strategies import ENTRY_POINT_GROUP, PipelineStrategy, create_strategy, known_kinds
 from components.export.strategies.adapter import ExportStrategyAdapter
 from components.export.strategies.exporter_kinds import ledger_best
@@ -357,13 +357,13 @@ def test_retention_keeps_the_newest_versions_by_number(tmp_path):
     (tmp_path / "not-a-version").mkdir()
     (tmp_path / "12345").write_text("a file, not a version")
     assert version_dirs(str(tmp_path)) == ["2", "9", "10", "100", "1700000000"]
-    result = apply_retention(str(tmp_path), 2, protect={"9"})
+    result = prune_export_versions(str(tmp_path), 2, protect={"9"})
     assert result.removed_versions == ("2", "10")
     assert sorted(os.listdir(tmp_path)) == ["100", "12345", "1700000000", "9", "not-a-version"]
-    assert apply_retention(str(tmp_path), None).removed_versions == ()
+    assert prune_export_versions(str(tmp_path), None).removed_versions == ()
     with pytest.raises(ValueError, match="positive"):
-        apply_retention(str(tmp_path), 0)
-    assert apply_retention(str(tmp_path / "missing"), 3).kept == ()
+        prune_export_versions(str(tmp_path), 0)
+    assert prune_export_versions(str(tmp_path / "missing"), 3).kept == ()
 
 
 def test_retention_removes_crashed_temp_dirs_only(tmp_path):
@@ -378,7 +378,7 @@ def test_retention_removes_crashed_temp_dirs_only(tmp_path):
     now = time.time()
     os.utime(old_tf, (now - 7200, now - 7200))
     os.utime(old_unknown, (now - 7200, now - 7200))
-    result = apply_retention(str(tmp_path), stale_after=3600, now=now)
+    result = prune_export_versions(str(tmp_path), stale_after=3600, now=now)
     assert sorted(result.removed_temp_dirs) == sorted([crashed.name, old_tf.name, old_unknown.name])
     assert sorted(os.listdir(tmp_path)) == sorted([ours.name, fresh_tf.name])
 

@@ -38,7 +38,7 @@ from components.publish.errors import (
     ExportIncomplete,
 )
 from components.publish.executor import publish
-from components.publish.protocol import BOOKKEEPING, GRAPH_FILES
+from components.publish.layout import BOOKKEEPING, GRAPH_FILES
 from components.storage import Storage, StorageOptions, crc32c_of_file, storage_for
 from components.storage.gcs import GCSStorage
 from tests.support.faultproxy import DropResponse, FaultProxy, Reset, Stall

@@ -21,11 +21,13 @@ import pytest
 
 from components.artifacts import FileEntry
 from components.manifest import MANIFEST_PATH
+from components.publish.destination import destination_storage
 from components.publish.errors import PublishInProgress, VersionConflict
-from components.publish.executor import destination_storage, publish
+from components.publish.executor import publish
+from components.publish.layout import lock_uri
 from components.publish.progress import Progress, ProgressBar, bar_log
-from components.publish.protocol import collect_abandoned_builds, lease_uri
-from components.publish.retention import RetentionPolicy, apply_retention
+from components.publish.protocol import collect_abandoned_builds
+from components.publish.retention import RetentionPolicy, prune_published_versions
 from components.publish.transfer import PublishEvent
 from components.storage import crc32c_of_file, storage_for
 from tests.support.publishing import (
@@ -77,7 +79,7 @@ def test_publish_verifies_everything_then_a_rerun_moves_nothing(destination: str
     assert pushed.bytes_moved == pushed.bytes_total > 0 and not pushed.already_published
     marker = json.loads(storage.read_bytes(pushed.marker_uri))
     assert marker["version"] == "300" and marker["step"] == 300 and marker["metrics"]["auc"] > 0
-    assert storage.stat(lease_uri(storage, storage.join(destination, "example"), "300")) is None
+    assert storage.stat(lock_uri(storage, storage.join(destination, "example"), "300")) is None
     before = {p: (i.generation, i.size) for p, i in relative_objects(storage, storage.join(destination, "example")).items()}
 
     again = publish(params_for(config), export)
@@ -237,7 +239,7 @@ def test_a_loadable_version_with_other_content_is_never_rewritten_unless_forced(
 
 def _write_lease(destination: str, pid: int, expires_in: float) -> str:
     storage = storage_for(destination)
-    uri = lease_uri(storage, storage.join(destination, "example"), "300")
+    uri = lock_uri(storage, storage.join(destination, "example"), "300")
     body = {"owner": f"{socket.gethostname()}:{pid}:test", "host": socket.gethostname(), "pid": pid,
             "purpose": "publish", "expires_at": time.time() + expires_in}
     storage.write_bytes(uri, json.dumps(body).encode(), if_generation_match=0)
@@ -266,7 +268,7 @@ def test_a_stale_lease_is_taken_over(destination: str, tmp_path: Path, how: str)
     pushed = publish(params_for(config), export)
     assert_published_exactly(destination, pushed.uri, export.uri)
     storage = storage_for(destination)
-    assert storage.stat(lease_uri(storage, storage.join(destination, "example"), "300")) is None
+    assert storage.stat(lock_uri(storage, storage.join(destination, "example"), "300")) is None
 
 
 def test_unchanged_files_of_a_new_version_are_copied_by_the_store(gcs_bucket: str, tmp_path: Path) -> None:
@@ -451,12 +453,12 @@ def test_abandoned_building_folders_are_collected_unless_a_live_run_owns_them(de
             publish(params_for(config), make_export(tmp_path / "staging", step=step, seed=step), observer=stop_after_two)
     building = storage.join(base, ".exportflow", "building")
     assert storage.list_names(building) == ["100", "200"] and storage.list_names(base) == [".exportflow"]
-    live = lease_uri(storage, base, "200")
+    live = lock_uri(storage, base, "200")
     body = {"owner": f"{socket.gethostname()}:{os.getppid()}:test", "host": socket.gethostname(), "pid": os.getppid(),
             "purpose": "publish", "expires_at": time.time() + 600}
     storage.write_bytes(live, json.dumps(body).encode(), if_generation_match=0)
 
-    apply_retention(storage, destination, "example", RetentionPolicy(keep=2))
+    prune_published_versions(storage, destination, "example", RetentionPolicy(keep=2))
 
     assert storage.list_names(building) == ["200"]  # being built by a live run: untouched
     storage.delete(live)

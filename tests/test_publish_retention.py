@@ -14,14 +14,15 @@ import pytest
 import yaml
 
 from components.publish.executor import publish
-from components.publish.protocol import BOOKKEEPING, lease_uri
+from components.publish.layout import BOOKKEEPING, lock_uri
+from components.publish.marker import CommitMarker
 from components.publish.retention import (
     BestRule,
     RetentionPolicy,
     VersionView,
-    apply_retention,
     decide,
     mark_current,
+    prune_published_versions,
     retire_old_versions,
 )
 from components.storage import storage_for
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def published(version: str, auc: float = 0.5) -> VersionView:
-    marker = {"graphs": [{"name": None}], "metrics": {"auc": auc}}
+    marker = CommitMarker.from_dict({"graphs": [{"name": None}], "metrics": {"auc": auc}})
     return VersionView(version, (None,), (None,), marker)
 
 
@@ -68,8 +69,8 @@ def test_lower_is_better_best_and_versions_in_every_other_state() -> None:
         "400": VersionView("400", (None,), (), None, live),  # another run is publishing it
         "500": VersionView("500", (None,), (None,), None),  # loadable, no marker
         "600": VersionView("600", (None,), (), None),  # abandoned partial upload
-        "700": VersionView("700", (None,), (), {"graphs": [{"name": None}]}),  # marked, graph file gone
-        "800": VersionView("800", ("entry", "ps_0"), ("ps_0",), {"graphs": [{"name": "entry"}, {"name": "ps_0"}]}),
+        "700": VersionView("700", (None,), (), CommitMarker.from_dict({"graphs": [{"name": None}]})),  # marked, graph file gone
+        "800": VersionView("800", ("entry", "ps_0"), ("ps_0",), CommitMarker.from_dict({"graphs": [{"name": "entry"}, {"name": "ps_0"}]})),
     }
     decisions = actions(decide(views, RetentionPolicy(keep=1, best=BestRule("auc", higher_is_better=False)), None))
     assert decisions == {
@@ -100,15 +101,15 @@ def test_retention_deletes_what_policy_allows_and_nothing_else(destination: str,
     storage.write_bytes(storage.join(base, "700", "variables", "variables.index"), b"x", if_generation_match=0)
     lease = {"owner": f"{socket.gethostname()}:{os.getppid()}:t", "host": socket.gethostname(),
              "pid": os.getppid(), "purpose": "publish", "expires_at": time.time() + 600}
-    storage.write_bytes(lease_uri(storage, base, "700"), json.dumps(lease).encode(), if_generation_match=0)
+    storage.write_bytes(lock_uri(storage, base, "700"), json.dumps(lease).encode(), if_generation_match=0)
     storage.write_bytes(storage.join(base, "800", "assets", "vocab.txt"), b"y", if_generation_match=0)
     policy = RetentionPolicy(keep=2, pinned=frozenset({"100"}), best=BestRule("auc", higher_is_better=False))
 
-    dry = apply_retention(storage, destination, "example", policy, dry_run=True)
+    dry = prune_published_versions(storage, destination, "example", policy, dry_run=True)
     assert set(dry.doomed) == {"300", "400", "800"} and dry.deleted == ()
     assert loadable_versions(storage, base) == ["100", "200", "300", "400", "500", "600"]
 
-    report = apply_retention(storage, destination, "example", policy)
+    report = prune_published_versions(storage, destination, "example", policy)
 
     assert sorted(report.deleted) == ["300", "400", "800"]
     assert loadable_versions(storage, base) == ["100", "200", "500", "600"]
@@ -126,7 +127,7 @@ def test_a_multi_graph_set_goes_as_a_whole(tmp_path: Path) -> None:
     for step in (100, 200):
         publish(params_for(config), make_export(tmp_path / "staging", step=step, seed=step, graphs=("entry", "ps_0")))
     storage = storage_for(destination)
-    report = apply_retention(storage, destination, "example", RetentionPolicy(keep=1))
+    report = prune_published_versions(storage, destination, "example", RetentionPolicy(keep=1))
     assert report.deleted == ("100",)
     assert loadable_versions(storage, storage.join(destination, "example")) == ["entry/200", "ps_0/200"]
     assert not Path(destination, "example", "entry", "100").exists() and not Path(destination, "example", "ps_0", "100").exists()
@@ -141,9 +142,9 @@ def test_stale_leases_of_killed_runs_are_cleared(tmp_path: Path) -> None:
     child.wait()
     lease = {"owner": f"{socket.gethostname()}:{child.pid}:t", "host": socket.gethostname(), "pid": child.pid,
              "purpose": "publish", "expires_at": time.time() + 600}
-    storage.write_bytes(lease_uri(storage, base, "100"), json.dumps(lease).encode(), if_generation_match=0)
-    apply_retention(storage, destination, "example", RetentionPolicy(keep=5))
-    assert storage.stat(lease_uri(storage, base, "100")) is None
+    storage.write_bytes(lock_uri(storage, base, "100"), json.dumps(lease).encode(), if_generation_match=0)
+    prune_published_versions(storage, destination, "example", RetentionPolicy(keep=5))
+    assert storage.stat(lock_uri(storage, base, "100")) is None
     assert loadable_versions(storage, base) == ["100"]
 
 

@@ -1,7 +1,7 @@
 """Abandoned staging is removed only when nothing live claims it; never by a pid checked on another host.
 
 Local disk: temp folders carry their host (``.tmp-<label>-<pid>@<host>``). Object stores: a version folder
-without ``.staged.json`` is claimed by its lease, judged like the publish lease (``lease_is_live``).
+without ``.staged.json`` is claimed by its lease, judged like the publish version lock (``lock_is_live``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from components.config import ConfigError, parse_config
-from components.export.savedmodel.retention import apply_retention, temp_dir_name
+from components.export.savedmodel.retention import prune_export_versions, temp_dir_name
 from components.staging.area import StagingArea
 from components.staging.cache import ScratchCache
 from components.staging.cleanup import prune_strategy, reap_abandoned
@@ -45,7 +45,7 @@ def test_local_temp_folder_of_another_host_is_kept_until_it_expires(tmp_path: Pa
     os.utime(theirs_old, (now - 7200, now - 7200))
     os.utime(ours, (now - 7200, now - 7200))  # old, but this very process is writing it
 
-    result = apply_retention(str(tmp_path), stale_after=3600, now=now)
+    result = prune_export_versions(str(tmp_path), stale_after=3600, now=now)
 
     assert sorted(result.removed_temp_dirs) == sorted([crashed_here.name, theirs_old.name])
     assert sorted(os.listdir(tmp_path)) == sorted([theirs.name, ours.name])
@@ -68,7 +68,7 @@ def area(gcs_bucket: str, tmp_path: Path) -> StagingArea:
 def half_staged(area: StagingArea, version: str, lease: bytes | None) -> None:
     area.storage.write_bytes(area.storage.join(area.version_uri("s", version), "variables/variables.index"), b"x")
     if lease is not None:
-        area.storage.write_bytes(area.lease_uri("s", version), lease)
+        area.storage.write_bytes(area.lock_uri("s", version), lease)
 
 
 def test_object_store_staging_is_reaped_only_when_its_lease_is_not_live(area: StagingArea) -> None:
@@ -83,8 +83,8 @@ def test_object_store_staging_is_reaped_only_when_its_lease_is_not_live(area: St
 
     left = sorted({info.uri.split("/")[-3] for info in area.storage.list(area.strategy_uri("s")) if "/variables/" in info.uri})
     assert left == ["100", "500"]
-    assert area.storage.stat(area.lease_uri("s", "100")) is not None  # the live lease is untouched
-    assert area.storage.stat(area.lease_uri("s", "200")) is None
+    assert area.storage.stat(area.lock_uri("s", "100")) is not None  # the live lease is untouched
+    assert area.storage.stat(area.lock_uri("s", "200")) is None
 
 
 def test_prune_removes_published_and_keeps_the_newest_unpublished(area: StagingArea) -> None:

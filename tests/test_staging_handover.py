@@ -227,7 +227,7 @@ def test_a_version_another_host_is_staging_is_left_alone_and_the_export_retries(
     area.storage.write_bytes(theirs, b"being written on the other host")
     lease = {"owner": f"other-host:{os.getpid()}:0123456789ab", "host": "other-host", "pid": os.getpid(),
              "purpose": "stage", "renewed_at": time.time(), "expires_at": time.time() + 600}
-    area.storage.write_bytes(area.lease_uri("all_modes", str(STEP)), json.dumps(lease).encode())
+    area.storage.write_bytes(area.lock_uri("all_modes", str(STEP)), json.dumps(lease).encode())
 
     with pytest.raises(StagingFailed, match="is busy: .*stage in progress by other-host") as caught:
         export_stage(all_on_gcs, "all_modes", evaluation, options)

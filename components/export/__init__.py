@@ -39,7 +39,7 @@ _LAZY = {
     "sharded_embedding": "components.export.compat.export_context",
     "StandaloneExporter": "components.export.compat.standalone",
     "DistributedExporter": "components.export.compat.distributed",
-    "apply_retention": "components.export.savedmodel.retention",
+    "prune_export_versions": "components.export.savedmodel.retention",
 }
 
 __all__ = list(_LAZY)

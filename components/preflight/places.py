@@ -22,7 +22,7 @@ def check_locations(config: PipelineConfig) -> list[Problem]:
     from components.config.errors import ConfigError
     from components.discovery import lease
     from components.paths import staging_root
-    from components.publish.executor import destination_storage
+    from components.publish.destination import destination_storage
 
     model_dir_problems = _check_model_dir(config.model_dir)
     problems = model_dir_problems + _check_source_files(config)

@@ -34,7 +34,7 @@ class VersionConflict(PublishError):
 
 
 class PublishInProgress(RetryableError, PublishError):
-    """Another run holds the version's lease (publishing or removing it); retry later."""
+    """Another run holds the version's lock (publishing or removing it); retry later."""
 
 
 class TransferFailed(RetryableError, PublishError):

@@ -2,7 +2,7 @@
 
 This executor prepares the inputs — the export's manifest (written once, then only verified), the
 storage back-end and transfer settings from the destination config — and hands them to the publish
-protocol (``protocol.py``, which documents the order of writes, the lease and the commit marker).
+protocol (``protocol.py``, which documents the order of writes, the version lock and the commit marker).
 A multi-graph export (``ExportArtifact.graphs``) publishes as one all-or-nothing set.
 
 Where the bytes come from (the export's staged URI):
@@ -35,54 +35,21 @@ from components.manifest import (
     read_manifest_file,
     write_manifest,
 )
-from components.publish.errors import DestinationError, ExportIncomplete
-from components.publish.protocol import (
-    GRAPH_FILES,
-    GraphSource,
-    Layout,
-    PublishSettings,
-    layout_for,
-    publish_version,
-    read_marker,
-)
+from components.publish.destination import destination_storage
+from components.publish.errors import ExportIncomplete
+from components.publish.layout import GRAPH_FILES, Layout, layout_for
+from components.publish.marker import MarkedExport, read_marker
+from components.publish.protocol import GraphSource, PublishSettings, publish_version
 from components.publish.spec import PublishParams
 from components.publish.transfer import Observer
 from components.storage import (
-    InvalidStorageOptions,
     Storage,
-    StorageOptions,
     crc32c_of_bytes,
     crc32c_of_file,
     scheme_of,
-    storage_for,
 )
-from components.storage.base import MiB
 
 log = logging.getLogger(__name__)
-
-
-def storage_options(destination: DestinationConfig) -> StorageOptions:
-    """The back-end options a destination config asks for (errors name the config field)."""
-    if destination.parallelism <= 0:
-        raise DestinationError(f"destination.parallelism must be positive, got {destination.parallelism}")
-    if destination.chunk_mib <= 0:
-        raise DestinationError(f"destination.chunk_mib must be positive, got {destination.chunk_mib}")
-    try:
-        return StorageOptions(
-            project=destination.project,
-            credentials_path=destination.credentials_path,
-            timeout=destination.timeout_s,
-            retry_deadline=destination.retry_deadline_s,
-            chunk_size=destination.chunk_mib * MiB,
-            pool_size=max(16, destination.parallelism + 4),
-            durable=destination.fsync,
-        )
-    except InvalidStorageOptions as exc:
-        raise DestinationError(f"destination: {exc} (see timeout_s, retry_deadline_s)") from exc
-
-
-def destination_storage(destination: DestinationConfig) -> Storage:
-    return storage_for(destination.uri, storage_options(destination))
 
 
 def publish_settings(destination: DestinationConfig) -> PublishSettings:
@@ -123,14 +90,12 @@ def _published_before(storage: Storage, layout: Layout, export: ExportArtifact) 
     """The destination holds this export's version, committed: its marker names the same model, strategy,
     step and checkpoint, and every graph it lists holds ``saved_model.pb``."""
     marker = read_marker(storage, layout.marker)
-    if marker is None or not all(
-        marker.get(key) == value
-        for key, value in (
-            ("model", export.model_name),
-            ("strategy", export.strategy),
-            ("step", export.step),
-            ("checkpoint", export.checkpoint_uri),
-        )
+    recorded = marker.export if marker is not None else None
+    if recorded is None or (recorded.model, recorded.strategy, recorded.step, recorded.checkpoint) != (
+        export.model_name,
+        export.strategy,
+        export.step,
+        export.checkpoint_uri,
     ):
         return False
     return all(
@@ -176,7 +141,7 @@ def _publish_sources(
         servable=servable_of(params),
         version=export.version,
         graphs=sources,
-        marker_info=_marker_info(params, export),
+        export=_marked_export(params, export),
         checkpoint_uri=export.checkpoint_uri,
         settings=publish_settings(destination),
         force=params.force,
@@ -319,13 +284,13 @@ def _manifest_extra(export: ExportArtifact) -> dict[str, Any]:
     return extra
 
 
-def _marker_info(params: PublishParams, export: ExportArtifact) -> dict[str, Any]:
+def _marked_export(params: PublishParams, export: ExportArtifact) -> MarkedExport:
     """What retention and the UI read from the commit marker without opening the manifest."""
-    return {
-        "model": export.model_name,
-        "strategy": export.strategy,
-        "step": export.step,
-        "checkpoint": export.checkpoint_uri,
-        "metrics": dict(export.metrics),
-        "blessed": params.evaluation.blessed if params.evaluation else True,
-    }
+    return MarkedExport(
+        model=export.model_name,
+        strategy=export.strategy,
+        step=export.step,
+        checkpoint=export.checkpoint_uri,
+        metrics=dict(export.metrics),
+        blessed=params.evaluation.blessed if params.evaluation else True,
+    )

@@ -1,14 +1,8 @@
 """The publish protocol: how a version appears at the destination so no serving host sees it partially.
 
-Layout under ``<destination>/<servable>/`` (the servable's *base*)::
-
-    <version>/...                         a single-graph version (TF Serving's model base path is <base>)
-    <graph>/<version>/...                 a multi-graph set (DistributedExporter): each graph is its own
-                                          TF Serving model with base path <base>/<graph>
-    .exportflow/<version>.lease.json      who is publishing (or removing) the version, until when
-    .exportflow/<version>.published.json  the commit marker: the version is complete and verified
-    .exportflow/building/[<graph>/]<version>/...  a version being assembled, out of TF Serving's sight
-    .exportflow/current                   optional: the version serving uses now (retention keeps it)
+Where each piece lives (version folders, ``.exportflow`` bookkeeping, building folders) is
+``layout.py``; the version lock of step 3 is ``lock.py``; the commit marker of step 7 is ``marker.py``.
+This module is the order of writes between them.
 
 TF Serving's file-system source takes *every* integer-named child of a model base path as a version and
 tries to load it — one without ``saved_model.pb`` fails to load and may stay in an error state on a
@@ -27,9 +21,9 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
 2. **Already published?** If the commit marker names this exact content (the CRC32C of every graph's
    manifest) and every object is present with the manifest's size and CRC32C (as GCS lists them; on
    local disk the size — each file's CRC32C was checked when it was written), stop: zero bytes moved.
-3. **Lease.** Create ``<version>.lease.json`` with ``if_generation_match=0``. If it exists and is live
+3. **Lock.** Create ``<version>.lease.json`` with ``if_generation_match=0``. If it exists and is live
    (not expired; on this host, its process still runs) another run owns the version:
-   ``PublishInProgress``. A stale lease (a killed run) is taken over by compare-and-swap, and with it
+   ``PublishInProgress``. A stale lock (a killed run) is taken over by compare-and-swap, and with it
    the killed run's building folder. A heartbeat thread renews it; it is checked again before step 6.
 4. **Inventory.** Choose where each graph is assembled: its building folder; or, on local disk, the
    version folder itself when that already holds ``saved_model.pb`` (a marked version being repaired
@@ -59,21 +53,21 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
    (ps graphs first, the entry graph last; no existing non-empty folder is ever replaced), then flush
    the folders holding the old and the new names (``fsync: true``) — the version appears whole, in
    one step. GCS: delete the building objects (in parallel, by generation). Then write
-   ``<version>.published.json`` (create-only) and release the lease.
+   ``<version>.published.json`` (create-only) and release the lock.
 
 **Crash anywhere** (``tests/test_publish_faults.py`` kills a publishing process after every object
 it writes and lists the destination as TF Serving would):
 
 * *local disk:* before a graph's rename no integer-named folder of it exists; after it the folder is
-  complete and flushed. A rerun takes over the lease and re-uses every object of the building folder
+  complete and flushed. A rerun takes over the lock and re-uses every object of the building folder
   that matches (0 bytes again for what was already linked or copied). Between the last rename and the
   marker the version is complete but unmarked; a rerun finds every file matching and only writes the
   marker. Building folders nobody resumes are removed by retention (``collect_abandoned_builds``,
-  under the version's lease, never while a live run holds it).
+  under the version's lock, never while a live run holds it).
 * *GCS:* before step 6 nothing numbered exists. **The window** — numbered objects without
   ``saved_model.pb`` — lasts from the first server-side copy into place until the graph's
   ``saved_model.pb``: ``ceil(objects / parallelism)`` copy round trips (metadata-only copies within a
-  bucket, independent of size), one listing (overlapping the lease renewal) and one graph-file write
+  bucket, independent of size), one listing (overlapping the lock renewal) and one graph-file write
   per graph. The upload phase, which was the window before, is now outside it. Measured with
   ``bench/bench_publish_window.py`` (64 files, 256 MiB, emulator behind a delaying proxy, medians of
   3, on a 2-core machine shared with other jobs, so absolute times are inflated)::
@@ -91,7 +85,7 @@ it writes and lists the destination as TF Serving would):
   a file-system source would try to load (the fault test records those kill points and asserts they
   are exactly the placement copies and, in a set, the ps graph file before the entry's); a rerun
   completes the version (it re-uses every placed and building object that matches), and retention
-  deletes a numbered prefix without ``saved_model.pb``, marker or live lease. The building objects of
+  deletes a numbered prefix without ``saved_model.pb``, marker or live lock. The building objects of
   a killed run stay until a rerun or retention collects them.
 * Objects are atomic on GCS and renamed into place on local disk, so no object is ever half-written.
 
@@ -112,40 +106,54 @@ host's own schedule — an entry host can load version N before a ps host has. S
 previous ps version loaded (TF Serving version policy ``latest { num_versions: 2 }`` on ps models) and
 the entry graph must address ps models by version.
 
-**Concurrency.** Every write carries a generation precondition; the lease makes a second publisher of
+**Concurrency.** Every write carries a generation precondition; the lock makes a second publisher of
 the same version fail fast instead of interleaving. Real GCS enforces preconditions; the emulator used
-in tests does not, so there the lease and deterministic versions are what keep two runs apart.
+in tests does not, so there the lock and deterministic versions are what keep two runs apart.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import json
 import logging
 import os
 import posixpath
-import re
-import socket
-import threading
-import time
-import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, Self, cast
+from typing import Protocol, cast
 
 from components.artifacts import FileEntry
 from components.manifest import MANIFEST_PATH
 from components.publish.dedupe import DedupeIndex, build_index
 from components.publish.errors import (
     ChecksumMismatch,
-    DestinationError,
     DestinationFull,
     DestinationNotFound,
     PublishError,
     PublishInProgress,
     TransferFailed,
     VersionConflict,
+)
+from components.publish.layout import (
+    BOOKKEEPING,
+    BUILDING,
+    GRAPH_FILES,
+    VERSION_PATTERN,
+    Layout,
+    building_dir,
+    graph_order,
+    layout_for,
+    lock_uri,
+    marker_uri,
+    version_dir,
+)
+from components.publish.lock import VersionLock
+from components.publish.marker import (
+    CommitMarker,
+    MarkedExport,
+    MarkedGraph,
+    now_iso,
+    read_marker,
+    write_marker,
 )
 from components.publish.progress import Progress
 from components.publish.transfer import (
@@ -159,7 +167,6 @@ from components.publish.transfer import (
 )
 from components.storage import (
     BucketNotFound,
-    InvalidURI,
     ObjectInfo,
     PreconditionFailed,
     Storage,
@@ -172,17 +179,7 @@ from components.storage import (
 
 log = logging.getLogger(__name__)
 
-GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")  # what TF Serving keys on
-ENTRY_GRAPH = "entry"  # in a multi-graph set, published last
-BOOKKEEPING = ".exportflow"
-MARKER_SUFFIX = ".published.json"
-LEASE_SUFFIX = ".lease.json"
-BUILDING = "building"  # <base>/.exportflow/building/[<graph>/]<version>/: a version being assembled
-CURRENT = "current"
-MARKER_VERSION = 1
 _ROLLBACK_ON = (StorageFull, UploadChecksumMismatch, ChecksumMismatch)
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
-_VERSION = re.compile(r"^[0-9]{1,19}$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,47 +208,8 @@ class GraphSource:
 class PublishSettings:
     parallelism: int = 8  # concurrent transfers
     link_local: bool = True  # local destination: hard-link the export's files (copy across filesystems)
-    lease_ttl: float = 120.0  # seconds a lease lives without renewal
+    lock_ttl: float = 120.0  # seconds a lock lives without renewal
     progress_every: float = 5.0  # seconds between progress log lines
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    """Where every piece of one version goes."""
-
-    storage: Storage
-    destination: str
-    servable: str
-    version: str
-    graphs: tuple[str | None, ...]
-
-    @property
-    def base(self) -> str:
-        return self.storage.join(self.destination, self.servable)
-
-    def graph_dir(self, graph: str | None) -> str:
-        return self.storage.join(self.base, graph, self.version) if graph else self.storage.join(self.base, self.version)
-
-    def building_dir(self, graph: str | None) -> str:
-        """Where a graph's version is assembled out of TF Serving's sight (same filesystem as its place)."""
-        return building_dir(self.storage, self.base, self.version, graph)
-
-    @property
-    def primary_dir(self) -> str:
-        """The version folder that stands for the set: the entry graph's, or the only one."""
-        return self.graph_dir(ENTRY_GRAPH if ENTRY_GRAPH in self.graphs else self.graphs[0])
-
-    @property
-    def graph_uris(self) -> dict[str, str]:
-        return {g or "": self.graph_dir(g) for g in self.graphs}
-
-    @property
-    def marker(self) -> str:
-        return marker_uri(self.storage, self.base, self.version)
-
-    @property
-    def lease(self) -> str:
-        return lease_uri(self.storage, self.base, self.version)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,77 +225,6 @@ class PublishOutcome:
     bytes_linked: int = 0  # the part of bytes_copied that was hard-linked
 
 
-def marker_uri(storage: Storage, base: str, version: str) -> str:
-    return storage.join(base, BOOKKEEPING, f"{version}{MARKER_SUFFIX}")
-
-
-def lease_uri(storage: Storage, base: str, version: str) -> str:
-    return storage.join(base, BOOKKEEPING, f"{version}{LEASE_SUFFIX}")
-
-
-def building_dir(storage: Storage, base: str, version: str, graph: str | None) -> str:
-    root = storage.join(base, BOOKKEEPING, BUILDING)
-    return storage.join(root, graph, version) if graph else storage.join(root, version)
-
-
-def check_segment(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not _SEGMENT.match(value) or value in (".", ".."):
-        raise DestinationError(
-            f"{kind} {value!r} must be one folder name (letters, digits, '_', '-', '.'); "
-            "a version may not reach outside the configured destination"
-        )
-    return value
-
-
-def check_destination(storage: Storage, destination: str) -> None:
-    """A well-formed destination: ``gs://<bucket>/<path>`` or an absolute local path."""
-    scheme = scheme_of(destination)
-    if scheme == "file":
-        path = destination.removeprefix("file://")
-        if not os.path.isabs(path):
-            raise DestinationError(f"destination {destination!r} must be an absolute path or a gs:// URI")
-        return
-    if scheme == "gs":
-        from components.storage.gcs import split_gcs_uri
-
-        try:
-            split_gcs_uri(destination)
-        except InvalidURI as exc:
-            raise DestinationError(f"destination {exc}") from exc
-
-
-def layout_for(
-    storage: Storage, destination: str, servable: str, version: str, graphs: Iterable[str | None]
-) -> Layout:
-    """Validated layout: every name one segment, the version an integer, every path inside ``destination``."""
-    check_destination(storage, destination)
-    check_segment("servable", servable)
-    if not isinstance(version, str) or not _VERSION.match(version):
-        raise DestinationError(f"version {version!r} must be a non-negative integer (TF Serving loads only those)")
-    names = tuple(graphs)
-    for graph in names:
-        if graph is not None:
-            check_segment("graph", graph)
-            if graph == BOOKKEEPING:
-                raise DestinationError(f"graph name {graph!r} is reserved")
-    if len(set(names)) != len(names) or (None in names and len(names) > 1):
-        raise DestinationError(f"graph names {list(names)} must be distinct, or a single unnamed graph")
-    layout = Layout(storage, destination, servable, version, names)
-    root = storage.join(destination, "")  # normalised, with a trailing separator (file:// stripped)
-    for target in [layout.marker, layout.lease, *(d for g in names for d in (layout.graph_dir(g), layout.building_dir(g)))]:
-        if not target.startswith(root) or "/../" in target:
-            raise DestinationError(f"{target} is outside the configured destination {destination}")
-    return layout
-
-
-def graph_order(graphs: Iterable[str | None]) -> list[str | None]:
-    """Publication order of ``saved_model.pb``: other graphs by name, then the entry graph."""
-    names = list(graphs)
-    return sorted((g for g in names if g != ENTRY_GRAPH), key=lambda g: g or "") + (
-        [ENTRY_GRAPH] if ENTRY_GRAPH in names else []
-    )
-
-
 def publish_version(
     storage: Storage,
     *,
@@ -345,17 +232,18 @@ def publish_version(
     servable: str,
     version: str,
     graphs: tuple[GraphSource, ...],
-    marker_info: dict[str, Any] | None = None,
+    export: MarkedExport | None = None,
     checkpoint_uri: str | None = None,
     settings: PublishSettings = PublishSettings(),
     force: bool = False,
     observer: Observer | None = None,
 ) -> PublishOutcome:
-    """Publish ``graphs`` as ``version`` of ``servable`` following the protocol above."""
+    """Publish ``graphs`` as ``version`` of ``servable`` following the protocol above; ``export`` (what the
+    publish stage knows about the export) is recorded in the commit marker."""
     layout = layout_for(storage, destination, servable, version, (g.name for g in graphs))
     run = _Run(storage, layout, graphs, settings, observer)
     try:
-        return run.publish(marker_info or {}, checkpoint_uri, force)
+        return run.publish(export, checkpoint_uri, force)
     except BucketNotFound as exc:
         raise DestinationNotFound(
             f"destination {destination}: {exc}; create the bucket or fix destination.uri (nothing was written)"
@@ -419,37 +307,37 @@ class _Run:
     ) -> None:
         self.storage, self.layout, self.graphs, self.settings = storage, layout, graphs, settings
         self.observer = observer
-        self.lease: Lease | None = None
+        self.lock: VersionLock | None = None
         self.renamer = folder_renamer(storage)
         self.renames = self.renamer is not None
         self.in_place: set[str | None] = set()  # local disk: graphs already loadable, repaired where they are
         self.loadable_written = False  # a graph file became visible (nothing is rolled back after that)
 
     # ----------------------------------------------------------------------------------------------
-    def publish(self, marker_info: dict[str, Any], checkpoint_uri: str | None, force: bool) -> PublishOutcome:
+    def publish(self, export: MarkedExport | None, checkpoint_uri: str | None, force: bool) -> PublishOutcome:
         layout, storage = self.layout, self.storage
         existing_marker = read_marker(storage, layout.marker)
         if existing_marker is not None and self._marker_matches(existing_marker):
             if not self._problems(self._final_dirs(), graph_files=True):
                 log.info("%s version %s is already published; nothing to move", layout.base, layout.version)
-                Lease.clear_stale(storage, layout.lease)  # a run killed after its marker leaves one
+                VersionLock.clear_stale(storage, layout.lock)  # a run killed after its marker leaves one
                 return self._outcome([], already=True)
             log.warning("%s version %s is marked published but objects are missing; repairing", layout.base, layout.version)
-        self.lease = Lease.acquire(storage, layout.lease, self.settings.lease_ttl, "publish")
-        self._notify("lease", layout.lease)
+        self.lock = VersionLock.acquire(storage, layout.lock, self.settings.lock_ttl, "publish")
+        self._notify("lease", layout.lock)  # the event names the file: <version>.lease.json
         try:
-            with self.lease.heartbeat():
-                results = self._publish_locked(existing_marker, marker_info, checkpoint_uri, force)
+            with self.lock.heartbeat():
+                results = self._publish_locked(existing_marker, export, checkpoint_uri, force)
         except BaseException as exc:
             self._after_failure(exc)
             raise
-        self.lease.release()
+        self.lock.release()
         return self._outcome(results, already=False)
 
     def _publish_locked(
         self,
-        existing_marker: dict[str, Any] | None,
-        marker_info: dict[str, Any],
+        existing_marker: CommitMarker | None,
+        export: MarkedExport | None,
         checkpoint_uri: str | None,
         force: bool,
     ) -> list[TransferResult]:
@@ -480,8 +368,8 @@ class _Run:
             if result.transfer.target not in plan.from_building or result.method == "uploaded":
                 results.append(result)
                 progress.object_done(result.method, result.info.size)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lease") as side:
-            renewed = side.submit(self.lease.check)  # type: ignore[union-attr]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lock") as side:
+            renewed = side.submit(self.lock.check)  # type: ignore[union-attr]
             self._verify_before_graphs()  # both must pass before a graph file; they overlap their round trips
             renewed.result()
         for transfer in plan.graph_files:  # in graph order: the entry graph last
@@ -500,7 +388,7 @@ class _Run:
             self._notify("renamed", final)
         progress.finish()
         self._remove_building(inventory, results)  # before the marker: a marked version leaves none behind
-        self._write_marker(marker_info)
+        self._write_marker(export)
         return results
 
     def _notify(self, kind: str, uri: str, size: int = 0) -> None:
@@ -592,7 +480,7 @@ class _Run:
     def _resolve_loadable_conflict(
         self,
         final: dict[str | None, dict[str, ObjectInfo]],
-        existing_marker: dict[str, Any] | None,
+        existing_marker: CommitMarker | None,
         force: bool,
     ) -> bool:
         """A loadable version with other content is never rewritten in place: ``VersionConflict``, or with
@@ -726,38 +614,23 @@ class _Run:
                 "version? saved_model.pb was not written"
             )
 
-    def _marker_matches(self, marker: dict[str, Any]) -> bool:
-        ours = {g.name or "": g.manifest_crc32c for g in self.graphs}
-        theirs = {g.get("name") or "": g.get("manifest_crc32c") for g in marker.get("graphs", [])}
-        return ours == theirs
+    def _marker_matches(self, marker: CommitMarker) -> bool:
+        return marker.content == {g.name or "": g.manifest_crc32c for g in self.graphs}
 
     # ------------------------------------------------------------------------------------- marker
-    def _write_marker(self, marker_info: dict[str, Any]) -> None:
-        marker = {
-            "marker_version": MARKER_VERSION,
-            "servable": self.layout.servable,
-            "version": self.layout.version,
-            "graphs": [
-                {
-                    "name": g.name,
-                    "uri": self.layout.graph_dir(g.name),
-                    "manifest_crc32c": g.manifest_crc32c,
-                    "files": len(g.files),
-                    "bytes": g.total_bytes,
-                }
+    def _write_marker(self, export: MarkedExport | None) -> None:
+        marker = CommitMarker(
+            servable=self.layout.servable,
+            version=self.layout.version,
+            graphs=tuple(
+                MarkedGraph(g.name, self.layout.graph_dir(g.name), g.manifest_crc32c, len(g.files), g.total_bytes)
                 for g in self.graphs
-            ],
-            "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "run": self.lease.owner if self.lease else None,
-            **marker_info,
-        }
-        data = json.dumps(marker, indent=1, sort_keys=True).encode()
-        try:  # a new version has no marker: create it in one request
-            info = self.storage.write_bytes(self.layout.marker, data, if_generation_match=0)
-        except PreconditionFailed:  # repairing a marked version: replace the marker we found
-            existing = self.storage.stat(self.layout.marker)
-            generation = existing.generation if existing and existing.generation else 0
-            info = self.storage.write_bytes(self.layout.marker, data, if_generation_match=generation)
+            ),
+            published_at=now_iso(),
+            run=self.lock.owner if self.lock else None,
+            export=export,
+        )
+        info = write_marker(self.storage, self.layout.marker, marker)
         self._notify("marker", self.layout.marker, info.size)
 
     def _remove_building(self, inventory: _Inventory, results: list[TransferResult]) -> None:
@@ -777,9 +650,9 @@ class _Run:
             log.warning("could not remove the building objects of %s version %s: %s", self.layout.base, self.layout.version, exc)
 
     def _after_failure(self, exc: BaseException) -> None:
-        """Release the lease. After a full disk or bad bytes, and before any graph file became visible,
+        """Release the lock. After a full disk or bad bytes, and before any graph file became visible,
         also remove the partial version (frees the disk; nothing of it was loadable). Other failures —
-        network, a lost lease, a conflict — keep what is there for the rerun to reuse."""
+        network, a lost lock, a conflict — keep what is there for the rerun to reuse."""
         try:
             if isinstance(exc, _ROLLBACK_ON) and not self.loadable_written:
                 for graph in self.graphs:
@@ -788,8 +661,8 @@ class _Run:
                     final = self.layout.graph_dir(graph.name)
                     if not any(self.storage.stat(self.storage.join(final, f)) for f in GRAPH_FILES):
                         self.storage.delete_prefix(final)
-            if self.lease is not None:
-                self.lease.release()
+            if self.lock is not None:
+                self.lock.release()
         except StorageError as cleanup_error:
             log.warning("cleanup after a failed publish of %s failed too: %s", self.layout.base, cleanup_error)
 
@@ -807,25 +680,12 @@ class _Run:
         )
 
 
-def read_marker(storage: Storage, uri: str) -> dict[str, Any] | None:
-    """The commit marker at ``uri``, or None (absent or unreadable — then the version is not published)."""
-    found = storage.read_versioned(uri)
-    if found is None:
-        return None
-    try:
-        marker = json.loads(found[0])
-    except ValueError:
-        log.warning("commit marker %s is not valid JSON; treating the version as unpublished", uri)
-        return None
-    return marker if isinstance(marker, dict) else None
-
-
 def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | None]) -> int:
     """Make a version unloadable, then remove it: ``saved_model.pb`` (entry graph first), every other
     object, the commit marker last. Interrupted, it leaves a marked version without graph files, which
-    retention recognises as not loadable and finishes. The caller holds the version's lease."""
+    retention recognises as not loadable and finishes. The caller holds the version's lock."""
     names = list(graphs)
-    dirs = {g: storage.join(base, g, version) if g else storage.join(base, version) for g in names}
+    dirs = {g: version_dir(storage, base, version, g) for g in names}
     removed = 0
     for graph in reversed(graph_order(names)):
         for name in GRAPH_FILES:
@@ -846,177 +706,27 @@ def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | 
 
 def collect_abandoned_builds(storage: Storage, base: str, ttl: float = 300.0) -> list[str]:
     """Remove the building folders that no live run owns (a killed run's half-built version), each under
-    the version's lease so a publisher starting now waits or fails fast. Returns the versions collected."""
+    the version's lock so a publisher starting now waits or fails fast. Returns the versions collected."""
     root = storage.join(base, BOOKKEEPING, BUILDING)
     graphs_of: dict[str, list[str | None]] = {}
     for name in storage.list_names(root):
-        if _VERSION.match(name):
+        if VERSION_PATTERN.match(name):
             graphs_of.setdefault(name, []).append(None)
         else:
             for child in storage.list_names(storage.join(root, name)):
-                if _VERSION.match(child):
+                if VERSION_PATTERN.match(child):
                     graphs_of.setdefault(child, []).append(name)
     collected = []
     for version, graphs in sorted(graphs_of.items()):
         try:
-            lease = Lease.acquire(storage, lease_uri(storage, base, version), ttl, "retire")
+            lock = VersionLock.acquire(storage, lock_uri(storage, base, version), ttl, "retire")
         except PublishInProgress:
             continue  # being built right now
         try:
             for graph in graphs:
                 storage.delete_prefix(building_dir(storage, base, version, graph))
         finally:
-            lease.release()
+            lock.release()
         log.info("removed the abandoned building folder of %s version %s", base, version)
         collected.append(version)
     return collected
-
-
-# ------------------------------------------------------------------------------------------- leases
-@dataclasses.dataclass
-class Lease:
-    """Exclusive right to change one version, held in ``<version>.lease.json``."""
-
-    storage: Storage
-    uri: str
-    owner: str
-    ttl: float
-    purpose: str
-    generation: int
-    lost: BaseException | None = None
-    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-
-    @classmethod
-    def acquire(cls, storage: Storage, uri: str, ttl: float, purpose: str) -> Lease:
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        body = _lease_body(owner, ttl, purpose)
-        for _attempt in range(5):
-            # Look first, then create-if-absent: the precondition closes the race on real GCS; the look
-            # keeps a store that ignores preconditions (the emulator) from silently taking a live lease.
-            found = storage.read_versioned(uri)
-            if found is None:
-                try:
-                    info = storage.write_bytes(uri, body, if_generation_match=0)
-                    return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
-                except PreconditionFailed:
-                    continue  # created meanwhile: look at it
-            data, generation = found
-            holder = json_object(data)
-            if holder is not None and lease_is_live(holder):
-                raise PublishInProgress(
-                    f"{uri}: {holder.get('purpose', 'publish')} in progress by {holder.get('owner')} until "
-                    f"{holder.get('expires_at')}; retry when it is done"
-                )
-            log.warning("taking over the stale lease %s (held by %s)", uri, holder.get("owner") if holder else "?")
-            try:
-                info = storage.write_bytes(uri, body, if_generation_match=generation)
-                return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
-            except PreconditionFailed:
-                continue
-        raise PublishInProgress(f"{uri}: the lease kept changing hands; retry later")
-
-    @staticmethod
-    def clear_stale(storage: Storage, uri: str) -> None:
-        """Remove the lease at ``uri`` if its holder is gone (never a live one)."""
-        found = storage.read_versioned(uri)
-        if found is None:
-            return
-        holder = json_object(found[0])
-        if holder is None or not lease_is_live(holder):
-            try:
-                storage.delete(uri, if_generation_match=found[1])
-            except PreconditionFailed:
-                pass  # renewed or taken over meanwhile
-
-    def renew(self) -> None:
-        with self._lock:
-            try:
-                info = self.storage.write_bytes(
-                    self.uri, _lease_body(self.owner, self.ttl, self.purpose), if_generation_match=self.generation
-                )
-            except PreconditionFailed as exc:
-                self.lost = exc
-                raise PublishInProgress(f"lease {self.uri} was taken over by another run") from exc
-            self.generation = info.generation or 0
-
-    def check(self) -> None:
-        """Raise if the lease was lost; else renew it (the next steps must run under a fresh lease)."""
-        if self.lost is not None:
-            raise PublishInProgress(f"lease {self.uri} was lost: {self.lost}")
-        self.renew()
-
-    def release(self) -> None:
-        with self._lock:
-            try:
-                self.storage.delete(self.uri, if_generation_match=self.generation)
-            except PreconditionFailed:
-                log.warning("lease %s changed hands before release; leaving it", self.uri)
-
-    def heartbeat(self) -> _Heartbeat:
-        return _Heartbeat(self)
-
-
-class _Heartbeat:
-    """Renews the lease every third of its TTL in a daemon thread while the ``with`` block runs."""
-
-    def __init__(self, lease: Lease) -> None:
-        self.lease = lease
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="publish-lease", daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.lease.ttl / 3):
-            try:
-                self.lease.renew()
-            except (PublishInProgress, StorageError) as exc:
-                self.lease.lost = exc
-                log.warning("could not renew lease %s: %s", self.lease.uri, exc)
-                return
-
-
-def _lease_body(owner: str, ttl: float, purpose: str) -> bytes:
-    now = time.time()
-    host, pid, _ = owner.split(":", 2)
-    return json.dumps(
-        {
-            "owner": owner,
-            "host": host,
-            "pid": int(pid),
-            "purpose": purpose,
-            "renewed_at": now,
-            "expires_at": now + ttl,
-        },
-        sort_keys=True,
-    ).encode()
-
-
-def json_object(data: bytes) -> dict[str, Any] | None:
-    """``data`` parsed as a JSON object, or None."""
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def lease_is_live(lease: dict[str, Any], now: float | None = None) -> bool:
-    """Live: not expired, and — when held on this host — its process still exists."""
-    now = time.time() if now is None else now
-    if float(lease.get("expires_at", 0)) <= now:
-        return False
-    if lease.get("host") == socket.gethostname():
-        try:
-            os.kill(int(lease.get("pid", 0)), 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, ValueError, OverflowError):
-            return True
-    return True

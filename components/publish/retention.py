@@ -7,10 +7,10 @@ ledger, so retention is right even when several pipelines or a human touched the
 * **published** — its commit marker exists and every graph holds ``saved_model.pb``. These are the
   candidates: the ``keep`` newest (by version number), the best by the configured metric, every pinned
   version and the current one stay; the rest go.
-* **publishing** — a live lease (not expired; on this host, its process is alive): skipped, whatever it is.
+* **publishing** — a live lock (not expired; on this host, its process is alive): skipped, whatever it is.
 * **loadable, unmarked** — ``saved_model.pb`` but no marker (published by another tool, or a run died
   between its last graph and its marker): kept and reported; a publish rerun commits it.
-* **not loadable** — no ``saved_model.pb`` and no live lease: an abandoned partial upload, or a removal
+* **not loadable** — no ``saved_model.pb`` and no live lock: an abandoned partial upload, or a removal
   that was interrupted. Nothing can serve it; it is deleted.
 
 The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
@@ -18,7 +18,7 @@ forward or back, see ``mark_current``) and is never deleted. *Best* is judged by
 threshold that has a ``change`` rule (its metric and direction), else by ``loss``, lower is better —
 tf.estimator's BestExporter default — when the markers carry it.
 
-Deleting takes the version's lease first (so a publisher of the same version waits or fails fast), then
+Deleting takes the version's lock first (so a publisher of the same version waits or fails fast), then
 removes ``saved_model.pb`` (entry graph first) so no host can newly load it, then everything else, then
 the marker. A dry run lists the decisions and deletes nothing.
 """
@@ -32,24 +32,23 @@ from typing import Any, Literal
 
 from components.config.schema import PipelineConfig
 from components.publish.errors import PublishError, PublishInProgress
-from components.publish.protocol import (
+from components.publish.layout import (
     BOOKKEEPING,
     CURRENT,
     GRAPH_FILES,
-    LEASE_SUFFIX,
+    LOCK_SUFFIX,
     MARKER_SUFFIX,
-    Lease,
     check_segment,
-    collect_abandoned_builds,
-    json_object,
-    lease_is_live,
-    read_marker,
-    unpublish,
+    lock_uri,
+    version_dir,
 )
+from components.publish.lock import VersionLock, json_object, lock_is_live
+from components.publish.marker import CommitMarker, read_marker
+from components.publish.protocol import collect_abandoned_builds, unpublish
 from components.storage import PreconditionFailed, Storage, StorageError
 
 log = logging.getLogger(__name__)
-RETIRE_LEASE_TTL = 300.0
+RETIRE_LOCK_TTL = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,12 +75,12 @@ class VersionView:
     version: str
     graphs: tuple[str | None, ...]  # graph folders that hold the version (None: <base>/<version>)
     loadable: tuple[str | None, ...]  # those of them with saved_model.pb
-    marker: dict[str, Any] | None = None
-    lease: dict[str, Any] | None = None  # only a live one
+    marker: CommitMarker | None = None
+    lock: dict[str, Any] | None = None  # only a live one
 
     @property
     def marked_graphs(self) -> tuple[str | None, ...]:
-        return tuple(g.get("name") for g in (self.marker or {}).get("graphs", []))
+        return self.marker.graph_names if self.marker is not None else ()
 
     @property
     def complete(self) -> bool:
@@ -90,7 +89,9 @@ class VersionView:
 
 
 @dataclasses.dataclass(frozen=True)
-class Decision:
+class RetentionDecision:
+    """What retention does with one published version, and why (shown by ``exportflow retention``)."""
+
     version: str
     action: Literal["keep", "delete", "skip"]
     reason: str
@@ -100,7 +101,7 @@ class Decision:
 class RetentionReport:
     servable: str
     base: str
-    decisions: tuple[Decision, ...]
+    decisions: tuple[RetentionDecision, ...]
     dry_run: bool
     deleted: tuple[str, ...] = ()
 
@@ -113,11 +114,11 @@ class RetentionReport:
 class Survey:
     views: dict[str, VersionView]
     current: str | None
-    stale_leases: tuple[tuple[str, int], ...]  # (uri, generation) of leases whose holder is gone
+    stale_locks: tuple[tuple[str, int], ...]  # (uri, generation) of locks whose holder is gone
 
 
 def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
-    """Every version under ``base``, the current one, and leases left behind by killed runs."""
+    """Every version under ``base``, the current one, and locks left behind by killed runs."""
     graphs_of: dict[str, list[str | None]] = {}
     names = storage.list_names(base)
     for name in names:
@@ -131,54 +132,54 @@ def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
             for child in children:
                 if child.isdigit():
                     graphs_of.setdefault(child, []).append(name)
-    markers: dict[str, dict[str, Any] | None] = {}
-    leases: dict[str, dict[str, Any]] = {}
+    markers: dict[str, CommitMarker | None] = {}
+    locks: dict[str, dict[str, Any]] = {}
     stale: list[tuple[str, int]] = []
     bookkeeping = storage.join(base, BOOKKEEPING)
     for name in storage.list_names(bookkeeping):
         if name.endswith(MARKER_SUFFIX):
             version = name[: -len(MARKER_SUFFIX)]
             markers[version] = read_marker(storage, storage.join(bookkeeping, name))
-        elif name.endswith(LEASE_SUFFIX):
-            version = name[: -len(LEASE_SUFFIX)]
+        elif name.endswith(LOCK_SUFFIX):
+            version = name[: -len(LOCK_SUFFIX)]
             found = storage.read_versioned(storage.join(bookkeeping, name))
             if found is None:
                 continue
-            lease = json_object(found[0])
-            if lease is not None and lease_is_live(lease, now):
-                leases[version] = lease
+            lock = json_object(found[0])
+            if lock is not None and lock_is_live(lock, now):
+                locks[version] = lock
             else:
                 stale.append((storage.join(bookkeeping, name), found[1]))
     views = {}
-    for version in set(graphs_of) | set(markers) | set(leases):
+    for version in set(graphs_of) | set(markers) | set(locks):
         graphs = tuple(graphs_of.get(version, ()))
         loadable = tuple(g for g in graphs if _has_graph_file(storage, base, g, version))
-        views[version] = VersionView(version, graphs, loadable, markers.get(version), leases.get(version))
+        views[version] = VersionView(version, graphs, loadable, markers.get(version), locks.get(version))
     return Survey(views, read_current(storage, base), tuple(stale))
 
 
-def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str | None) -> list[Decision]:
+def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str | None) -> list[RetentionDecision]:
     """What to do with each version (newest first). Pure: no I/O."""
-    decisions: dict[str, Decision] = {}
+    decisions: dict[str, RetentionDecision] = {}
     published: list[VersionView] = []
     for view in views.values():
-        if view.lease is not None:
-            decisions[view.version] = Decision(
-                view.version, "skip", f"{view.lease.get('purpose', 'publish')} in progress by {view.lease.get('owner')}"
+        if view.lock is not None:
+            decisions[view.version] = RetentionDecision(
+                view.version, "skip", f"{view.lock.get('purpose', 'publish')} in progress by {view.lock.get('owner')}"
             )
         elif view.complete:
             published.append(view)
         elif view.version == current:
-            decisions[view.version] = Decision(view.version, "keep", "current (marked as served)")
+            decisions[view.version] = RetentionDecision(view.version, "keep", "current (marked as served)")
         elif view.marker is None and view.loadable:
-            decisions[view.version] = Decision(
+            decisions[view.version] = RetentionDecision(
                 view.version, "keep", "loadable but not committed: rerun publish to commit it, or remove it by hand"
             )
         elif view.marker is not None:
-            decisions[view.version] = Decision(view.version, "delete", "marked but not loadable (an interrupted removal)")
+            decisions[view.version] = RetentionDecision(view.version, "delete", "marked but not loadable (an interrupted removal)")
         else:
-            decisions[view.version] = Decision(
-                view.version, "delete", "abandoned partial upload (no saved_model.pb, no marker, no live lease)"
+            decisions[view.version] = RetentionDecision(
+                view.version, "delete", "abandoned partial upload (no saved_model.pb, no marker, no live lock)"
             )
     published.sort(key=lambda v: int(v.version), reverse=True)
     best = _best(published, policy.best)
@@ -193,15 +194,15 @@ def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str 
         if view.version == current:
             reasons.append("current (marked as served)")
         if reasons:
-            decisions[view.version] = Decision(view.version, "keep", ", ".join(reasons))
+            decisions[view.version] = RetentionDecision(view.version, "keep", ", ".join(reasons))
         else:
-            decisions[view.version] = Decision(
+            decisions[view.version] = RetentionDecision(
                 view.version, "delete", f"older than the {policy.keep} newest published versions"
             )
     return sorted(decisions.values(), key=lambda d: int(d.version), reverse=True)
 
 
-def apply_retention(
+def prune_published_versions(
     storage: Storage,
     destination: str,
     servable: str,
@@ -209,6 +210,8 @@ def apply_retention(
     *,
     dry_run: bool = False,
 ) -> RetentionReport:
+    """Delete the versions of ``servable`` at ``destination`` that ``policy`` does not keep, each under its
+    version lock, plus the locks and building folders killed runs left behind; ``dry_run`` only decides."""
     check_segment("servable", servable)
     base = storage.join(destination, servable)
     found = survey(storage, base)
@@ -217,7 +220,7 @@ def apply_retention(
     deleted = []
     final = []
     if not dry_run:
-        for uri, generation in found.stale_leases:
+        for uri, generation in found.stale_locks:
             try:
                 storage.delete(uri, if_generation_match=generation)  # left by a killed run
             except PreconditionFailed:
@@ -229,15 +232,15 @@ def apply_retention(
             continue
         view = views[decision.version]
         try:
-            lease = Lease.acquire(storage, storage.join(base, BOOKKEEPING, f"{view.version}{LEASE_SUFFIX}"), RETIRE_LEASE_TTL, "retire")
+            lock = VersionLock.acquire(storage, lock_uri(storage, base, view.version), RETIRE_LOCK_TTL, "retire")
         except PublishInProgress as exc:
-            final.append(Decision(view.version, "skip", f"became busy: {exc}"))
+            final.append(RetentionDecision(view.version, "skip", f"became busy: {exc}"))
             continue
         try:
             graphs = set(view.graphs) | set(view.marked_graphs)
             unpublish(storage, base, view.version, sorted(graphs, key=lambda g: g or ""))
         finally:
-            lease.release()
+            lock.release()
         deleted.append(view.version)
         final.append(decision)
         log.info("retention: deleted %s version %s (%s)", base, view.version, decision.reason)
@@ -264,13 +267,13 @@ def servables_of(config: PipelineConfig) -> list[str]:
 
 def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> list[RetentionReport]:
     """Apply (or with ``dry_run`` only plan) retention for every servable the config publishes."""
-    from components.publish.executor import destination_storage
+    from components.publish.destination import destination_storage
 
     storage = destination_storage(config.destination)
     policy = policy_for(config)
     try:
         return [
-            apply_retention(storage, config.destination.uri, servable, policy, dry_run=dry_run)
+            prune_published_versions(storage, config.destination.uri, servable, policy, dry_run=dry_run)
             for servable in servables_of(config)
         ]
     except StorageError as exc:
@@ -279,10 +282,10 @@ def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> li
 
 def retire_old_versions(config: PipelineConfig, servable: str) -> RetentionReport | None:
     """Retention after a publish: a failure here is logged, never fails the publish."""
-    from components.publish.executor import destination_storage
+    from components.publish.destination import destination_storage
 
     try:
-        report = apply_retention(destination_storage(config.destination), config.destination.uri, servable, policy_for(config))
+        report = prune_published_versions(destination_storage(config.destination), config.destination.uri, servable, policy_for(config))
     except (PublishError, StorageError) as exc:
         log.warning("retention of %s/%s skipped: %s", config.destination.uri, servable, exc)
         return None
@@ -323,9 +326,9 @@ def _best(published: list[VersionView], rule: BestRule | None) -> str | None:
     if rule is None:
         return None
     scored = [
-        (float(v.marker["metrics"][rule.metric]), v.version)  # type: ignore[index]
+        (float(v.marker.metrics[rule.metric]), v.version)
         for v in published
-        if isinstance((v.marker or {}).get("metrics"), dict) and rule.metric in v.marker["metrics"]  # type: ignore[index]
+        if v.marker is not None and rule.metric in v.marker.metrics
     ]
     if not scored:
         return None
@@ -334,5 +337,5 @@ def _best(published: list[VersionView], rule: BestRule | None) -> str | None:
 
 
 def _has_graph_file(storage: Storage, base: str, graph: str | None, version: str) -> bool:
-    folder = storage.join(base, graph, version) if graph else storage.join(base, version)
+    folder = version_dir(storage, base, version, graph)
     return any(storage.stat(storage.join(folder, name)) is not None for name in GRAPH_FILES)

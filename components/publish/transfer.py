@@ -83,7 +83,7 @@ class TransferResult:
 
 @dataclasses.dataclass(frozen=True)
 class PublishEvent:
-    """One object written at the destination (a transfer, a manifest, a graph, a marker, a lease)."""
+    """One object written at the destination (a transfer, a manifest, a graph, a marker, a lock file)."""
 
     kind: str
     uri: str

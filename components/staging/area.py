@@ -10,13 +10,14 @@ from typing import Any
 
 from components.config.schema import PipelineConfig
 from components.paths import cache_dir, scratch_dir, staging_root
+from components.publish.destination import storage_options
 from components.staging.cache import ScratchCache
 from components.storage import Storage, scheme_of, storage_for
 
 BOOKKEEPING = ".exportflow"
 STAGED_SUFFIX = ".staged.json"
-LEASE_SUFFIX = ".lease.json"
-LEASE_TTL = 120.0  # seconds a staging lease lives without renewal (renewed every third of it)
+LOCK_SUFFIX = ".lease.json"  # the version lock; named "lease" on disk since the first release
+LOCK_TTL = 120.0  # seconds a staging lock lives without renewal (renewed every third of it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +43,8 @@ class StagingArea:
     def staged_marker(self, strategy: str, version: str) -> str:
         return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{STAGED_SUFFIX}")
 
-    def lease_uri(self, strategy: str, version: str) -> str:
-        return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{LEASE_SUFFIX}")
+    def lock_uri(self, strategy: str, version: str) -> str:
+        return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{LOCK_SUFFIX}")
 
     def scratch_path(self, *parts: str) -> str:
         return os.path.join(self.scratch, *parts)
@@ -62,8 +63,6 @@ class StagingArea:
 
 def staging_area(config: PipelineConfig) -> StagingArea:
     """The config's staging area, reached with the destination's credentials and transfer settings."""
-    from components.publish.executor import storage_options
-
     root = staging_root(config)
     return StagingArea(
         root=root,

@@ -6,8 +6,8 @@
   one the ledger shows exported and not yet published).
 * Abandoned staging (a crashed run) is removed only when nothing live claims it. Local disk: a temp
   folder ``.tmp-<label>-<pid>@<host>`` whose process is gone (this host) or that expired (another host;
-  ``components.export.savedmodel.retention``). Object stores: a version folder without ``.staged.json`` whose lease
-  can be taken (absent, expired, or naming a process of this host that is gone: ``protocol.lease_is_live``)
+  ``components.export.savedmodel.retention``). Object stores: a version folder without ``.staged.json`` whose lock
+  can be taken (absent, expired, or naming a process of this host that is gone: ``components.publish.lock.lock_is_live``)
   — a pid is never checked on a host that does not own it.
 """
 
@@ -16,16 +16,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from components.export.savedmodel.retention import apply_retention, version_dirs
+from components.export.savedmodel.retention import prune_export_versions, version_dirs
 from components.export.savedmodel.versions import is_complete
 from components.publish.errors import PublishInProgress
-from components.publish.protocol import Lease
-from components.staging.area import LEASE_SUFFIX, STAGED_SUFFIX, StagingArea
+from components.publish.lock import VersionLock
+from components.staging.area import LOCK_SUFFIX, STAGED_SUFFIX, StagingArea
 from components.staging.handover import remove_version
 from components.storage import StorageError
 
 log = logging.getLogger(__name__)
-REAP_LEASE_TTL = 300.0
+REAP_LOCK_TTL = 300.0
 
 
 def is_staged(area: StagingArea, strategy: str, version: str) -> bool:
@@ -59,7 +59,7 @@ def prune_strategy(
             if version in published and version not in protect and remove_version(area, strategy, version):
                 removed.append(version)
         if area.local:
-            result = apply_retention(area.strategy_uri(strategy), keep, protect=protect)
+            result = prune_export_versions(area.strategy_uri(strategy), keep, protect=protect)
             return removed + list(result.removed_versions)
         removed += reap_abandoned(area, strategy, protect=protect)
         remaining = [v for v in staged_versions(area, strategy) if v not in removed]
@@ -75,15 +75,15 @@ def prune_strategy(
 
 
 def reap_abandoned(area: StagingArea, strategy: str, *, protect: Collection[str] = ()) -> list[str]:
-    """Object store: remove version folders without ``.staged.json`` that no live lease claims."""
+    """Object store: remove version folders without ``.staged.json`` that no live lock claims."""
     if area.local:
-        return [n for n in apply_retention(area.strategy_uri(strategy)).removed_temp_dirs]
+        return [n for n in prune_export_versions(area.strategy_uri(strategy)).removed_temp_dirs]
     reaped = []
     for version in staged_versions(area, strategy):
         if version in protect or area.read_staged(strategy, version) is not None:
             continue
         try:
-            lease = Lease.acquire(area.storage, area.lease_uri(strategy, version), REAP_LEASE_TTL, "reap staging")
+            lock = VersionLock.acquire(area.storage, area.lock_uri(strategy, version), REAP_LOCK_TTL, "reap staging")
         except PublishInProgress:
             continue  # someone is staging it now
         try:
@@ -92,8 +92,8 @@ def reap_abandoned(area: StagingArea, strategy: str, *, protect: Collection[str]
                 reaped.append(version)
                 log.info("staging: reaped abandoned %s", area.version_uri(strategy, version))
         finally:
-            lease.release()
+            lock.release()
     for name in area.storage.list_names(area.storage.join(area.strategy_uri(strategy), ".exportflow")):
-        if name.endswith(LEASE_SUFFIX) and not name.endswith(STAGED_SUFFIX):
-            Lease.clear_stale(area.storage, area.storage.join(area.strategy_uri(strategy), ".exportflow", name))
+        if name.endswith(LOCK_SUFFIX) and not name.endswith(STAGED_SUFFIX):
+            VersionLock.clear_stale(area.storage, area.storage.join(area.strategy_uri(strategy), ".exportflow", name))
     return reaped

@@ -26,9 +26,9 @@ from components.artifacts import FileEntry
 from components.manifest import list_export_files
 from components.publish.dedupe import DedupeIndex
 from components.publish.errors import PublishError, PublishInProgress
-from components.publish.protocol import Lease
+from components.publish.lock import VersionLock
 from components.publish.transfer import Transfer, TransferResult, run_transfers
-from components.staging.area import LEASE_TTL, StagingArea
+from components.staging.area import LOCK_TTL, StagingArea
 from components.staging.errors import (
     StagedVersionCorrupt,
     StagedVersionMissing,
@@ -68,12 +68,12 @@ def stage_version(
     files = list_export_files(local_dir) + [
         FileEntry(rel, obj.size, obj.crc32c or area.storage.checksum(obj.uri)) for rel, obj in sorted((references or {}).items())
     ]
-    lease = _lease(area, strategy, version, "stage")
+    lock = _lock(area, strategy, version, "stage")
     try:
-        with lease.heartbeat():
+        with lock.heartbeat():
             results = _upload(area, target, local_dir, files, DedupeIndex(area.storage, same_bytes), references or {})
             _verify(area, target, files)
-            lease.check()
+            lock.check()
             record = {
                 "version": version,
                 "files": [dataclasses.asdict(f) for f in files],
@@ -84,14 +84,14 @@ def stage_version(
                 area.staged_marker(strategy, version), json.dumps(record, indent=1, sort_keys=True).encode()
             )
     except BaseException as exc:
-        _discard(area, target, lease)
+        _discard(area, target, lock)
         if isinstance(exc, StorageError):
             kind = StagingUnavailable if isinstance(exc, TransientStorageError) else StagingError
             raise kind(f"staging {local_dir} as {target} failed: {exc}; nothing was left staged") from exc
         if isinstance(exc, PublishError):
             raise StagingError(f"staging {target} failed: {exc}; nothing was left staged") from exc
         raise
-    lease.release()
+    lock.release()
     for entry in files:  # this worker holds the bytes: a later stage here reads them without downloading
         if entry.path not in (references or {}):
             area.cache.adopt(os.path.join(local_dir, *entry.path.split("/")), entry.crc32c or "", entry.size)
@@ -166,7 +166,7 @@ def push_changes(area: StagingArea, uri: str, folder: str, before: dict[str, Obj
 
 def remove_version(area: StagingArea, strategy: str, version: str) -> bool:
     """Remove a staged version (no longer needed: published, or retired). Marker first, so it stops
-    counting as staged before any object goes. False when another worker holds its lease."""
+    counting as staged before any object goes. False when another worker holds its lock."""
     uri = area.version_uri(strategy, version)
     if area.local:
         if not os.path.isdir(uri):
@@ -174,7 +174,7 @@ def remove_version(area: StagingArea, strategy: str, version: str) -> bool:
         shutil.rmtree(uri, ignore_errors=True)
         return True
     try:
-        lease = _lease(area, strategy, version, "remove")
+        lock = _lock(area, strategy, version, "remove")
     except StagingUnavailable as exc:
         log.info("staged %s not removed now: %s", uri, exc)
         return False
@@ -182,13 +182,13 @@ def remove_version(area: StagingArea, strategy: str, version: str) -> bool:
         area.storage.delete(area.staged_marker(strategy, version))
         area.storage.delete_prefix(uri)
     finally:
-        lease.release()
+        lock.release()
     return True
 
 
-def _lease(area: StagingArea, strategy: str, version: str, purpose: str) -> Lease:
+def _lock(area: StagingArea, strategy: str, version: str, purpose: str) -> VersionLock:
     try:
-        return Lease.acquire(area.storage, area.lease_uri(strategy, version), LEASE_TTL, purpose)
+        return VersionLock.acquire(area.storage, area.lock_uri(strategy, version), LOCK_TTL, purpose)
     except PublishInProgress as exc:
         raise StagingUnavailable(f"staged version {area.version_uri(strategy, version)} is busy: {exc}") from exc
 
@@ -241,9 +241,9 @@ def _verify(area: StagingArea, target: str, files: list[FileEntry]) -> None:
         raise StagedVersionCorrupt(f"staged {target} does not match the export: {'; '.join(problems[:5])}")
 
 
-def _discard(area: StagingArea, target: str, lease: Lease) -> None:
+def _discard(area: StagingArea, target: str, lock: VersionLock) -> None:
     try:
         area.storage.delete_prefix(target)
-        lease.release()
+        lock.release()
     except StorageError as exc:
         log.warning("could not remove the partly staged %s (the next export reaps it): %s", target, exc)

@@ -29,7 +29,7 @@ from components.export.errors import ExportContractError
 from components.export.savedmodel.assets import normalize_assets_extra
 from components.export.savedmodel.folder_names import validate_name
 from components.export.savedmodel.mode_graphs import estimator_model_fn
-from components.export.savedmodel.retention import apply_retention
+from components.export.savedmodel.retention import prune_export_versions
 from components.export.savedmodel.verify import VerifyDepth
 from components.export.savedmodel.versions import (
     VersionScheme,
@@ -182,7 +182,7 @@ class ServingExporter(Exporter):
             verify=self.verify,
             label=self.name,
         )
-        apply_retention(base, self.exports_to_keep, protect={version})
+        prune_export_versions(base, self.exports_to_keep, protect={version})
         return outcome.path
 
 

@@ -3,7 +3,7 @@
 tf.estimator's exporters each carry their own garbage collection, count only 10-digit names and never
 remove the ``temp-<timestamp>`` folders a crash leaves behind. Every export path here (the pipeline's
 staging folders, ``LatestExporter``, ``BestExporter``, the library ``export_*`` functions) goes through
-:func:`apply_retention` instead:
+:func:`prune_export_versions` instead:
 
 * **versions** are integer-named directories (any number of digits); the newest ``keep`` by number are
   kept, plus any name in ``protect`` (e.g. exported but not yet published);
@@ -58,7 +58,7 @@ def version_dirs(base: str) -> list[str]:
     return sorted(versions, key=int)
 
 
-def apply_retention(
+def prune_export_versions(
     base: str,
     keep: int | None = None,
     *,

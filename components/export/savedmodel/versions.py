@@ -23,7 +23,7 @@ from typing import Any, Literal
 from components.errors import ExportflowError
 from components.export.errors import ExportError, MissingCheckpointError
 from components.export.savedmodel.folder_names import validate_version
-from components.export.savedmodel.retention import apply_retention, temp_dir_name
+from components.export.savedmodel.retention import prune_export_versions, temp_dir_name
 from components.export.savedmodel.verify import (
     VerifyDepth,
     export_signatures,
@@ -152,7 +152,7 @@ def write_version(
             final_dir, version, written_from_folder(final_dir), export_signatures(final_dir), True
         )
     make_base(base)
-    apply_retention(base)  # crashed temp folders only
+    prune_export_versions(base)  # crashed temp folders only
     tmp_dir = os.path.join(base, temp_dir_name(version))
     result = _write_verified(tmp_dir, write, verify, f"{label} failed writing version {version}")
     if result is None:
@@ -250,7 +250,7 @@ def write_set_version(
     duplicated exports; the set manifest merges with one an earlier exporter of this version wrote.
     """
     make_base(base)
-    apply_retention(base)  # crashed temp folders only
+    prune_export_versions(base)  # crashed temp folders only
     tmp_dir = os.path.join(base, temp_dir_name(f"set-{version}"))
     if _write_verified(tmp_dir, write, verify, f"{label} failed writing set version {version}") is None:
         return {}
