@@ -94,7 +94,7 @@ def test_custom_model_config_is_refused(tmp_path: Path) -> None:
 def test_a_label_on_an_unlisted_version_is_never_written(tmp_path: Path) -> None:
     uri = str(tmp_path / "models.config")
 
-    def dangling(config):  # noqa: ANN001, ANN202
+    def dangling(config):
         result = model_config.with_servable(config, "example", "/d/example", {3}, {"stable": 3})
         result.model_config_list.config[0].version_labels["canary"] = 9
         return result
@@ -109,7 +109,7 @@ def test_two_writers_that_read_the_same_config_one_wins_the_other_gets_a_conflic
     uri = str(tmp_path / "models.config")
     config_file.update(storage, uri, lambda c: model_config.with_servable(c, "a", "/d/a", {1}, {}))
 
-    def slow_writer(config):  # noqa: ANN001, ANN202
+    def slow_writer(config):
         # while this writer holds its read, another one writes its change
         config_file.update(storage, uri, lambda c: model_config.with_servable(c, "b", "/d/b", {2}, {}))
         return model_config.with_servable(config, "a", "/d/a", {1, 3}, {})

@@ -279,7 +279,6 @@ def servables_of(config: PipelineConfig) -> list[str]:
 def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> list[RetentionReport]:
     """Apply (or with ``dry_run`` only plan) retention for every servable the config publishes."""
     from components.publish.destination import destination_storage
-
     from components.serving.errors import ServingError
     from components.serving.protection import serving_needs
 

@@ -20,7 +20,7 @@ from components.serving.errors import VersionNotAvailable
 
 # Called with (servable, version) once the version is listed; returns when a label may point at it.
 AvailabilityWait = Callable[[str, int], None]
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.2
 REQUEST_TIMEOUT_SECONDS = 10.0
 
 
@@ -28,7 +28,7 @@ def version_states(status_url: str, servable: str) -> dict[int, str]:
     """Each version TF Serving reports for ``servable`` and its state (``AVAILABLE``, ``LOADING``, ...)."""
     url = f"{status_url.rstrip('/')}/v1/models/{urllib.parse.quote(servable, safe='')}"
     try:
-        with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:  # noqa: S310 - configured URL
+        with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT_SECONDS) as response:
             body = json.loads(response.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 404:

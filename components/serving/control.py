@@ -168,7 +168,7 @@ def move_label(
         return None
     was_listed = entry is not None and version in entry.versions
 
-    def list_version(config):  # noqa: ANN001, ANN202 - a ModelServerConfig
+    def list_version(config):
         now = model_config.find(config, servable)
         if now is not None and now.labels.get(label) != previous:
             raise _label_moved(label, servable, previous, now.labels.get(label))
@@ -179,7 +179,7 @@ def move_label(
     try:
         wait(servable, version)
 
-        def point_label(config):  # noqa: ANN001, ANN202
+        def point_label(config):
             now = model_config.find(config, servable)
             if now is None or now.labels.get(label) != previous:
                 raise _label_moved(label, servable, previous, now.labels.get(label) if now else None)
@@ -274,7 +274,7 @@ def pin(config: PipelineConfig, version: int, *, servable: str | None = None) ->
     if int(version) in target.history.load().pinned(name):
         return False
 
-    def add(config_proto):  # noqa: ANN001, ANN202
+    def add(config_proto):
         now = model_config.find(config_proto, name)
         versions = set(now.versions if now else ()) | {int(version)}
         return model_config.with_servable(config_proto, name, target.base_path(name), versions, now.labels if now else {})
@@ -304,7 +304,7 @@ def status(config: PipelineConfig) -> list[ServableStatus]:
     return [_status_of(name, read.config, history) for name in target.servables]
 
 
-def _status_of(name: str, config, history: ServingHistory) -> ServableStatus:  # noqa: ANN001
+def _status_of(name: str, config, history: ServingHistory) -> ServableStatus:
     entry = model_config.find(config, name)
     targets = {}
     for label in sorted(set(entry.labels if entry else ()) | set(history.labels_of(name))):
@@ -316,7 +316,7 @@ def _status_of(name: str, config, history: ServingHistory) -> ServableStatus:  #
 
 
 def _unlist_if_unneeded(target: ServingTarget, servable: str, version: int, pins: set[int]) -> None:
-    def drop(config):  # noqa: ANN001, ANN202
+    def drop(config):
         now = model_config.find(config, servable)
         if now is None or version not in now.versions or version in now.labels.values() or version in pins:
             return config
