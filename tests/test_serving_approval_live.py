@@ -57,6 +57,12 @@ def test_approve_moves_stable_and_reject_changes_nothing(live, workspace: Path) 
     assert labels(workspace) == {"stable": 100}
     (move,) = LabelHistory(storage_for(str(workspace)), str(workspace / "published"), "example").load().moves
     assert (move.to_version, move.who, move.run_id) == (100, "admin", run["dag_run_id"])
+    status, events = live.request("GET", "/api/v2/assets/events?limit=100")
+    assert status == 200, events
+    serving_events = [e for e in events["asset_events"] if str(e.get("uri", "")).endswith("/example/models.config")]
+    assert [e["extra"] for e in serving_events] == [
+        {"servable": "example", "label": "stable", "from": None, "to": 100, "action": "promote", "who": "admin"}
+    ]
 
     before = (workspace / "published" / "models.config").read_bytes()
     status, run = live.trigger(PROMOTE, {"action": "promote", "version": 200, "label": "stable", "reason": "no"})
