@@ -63,6 +63,8 @@ def test_written_config_parses_with_tf_serving_proto_and_keeps_other_servables(t
 def test_a_fresh_config_is_created_and_an_unchanged_one_is_not_rewritten(tmp_path: Path) -> None:
     storage = storage_for(str(tmp_path))
     uri = str(tmp_path / "sub" / "models.config")
+    config_file.update(storage, uri, lambda c: c)
+    assert storage.read_versioned(uri) is None  # no change: no empty config appears
     config_file.update(storage, uri, lambda c: model_config.with_servable(c, "example", "/d/example", {7}, {}))
     first = storage.read_versioned(uri)
     assert first is not None

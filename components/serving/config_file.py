@@ -46,8 +46,8 @@ def update(storage: Storage, uri: str, change: Callable[[Any], Any]) -> Any:
     """Apply ``change`` to the config at ``uri`` and write it if it differs; returns the config now there."""
     current = read(storage, uri)
     new = change(current.config)
-    if new == current.config and current.generation:
-        return new
+    if new == current.config:
+        return new  # unchanged (or still empty where no file exists): nothing written
     text = model_config.render(new, uri)
     try:
         storage.write_bytes(uri, text.encode("utf-8"), if_generation_match=current.generation)
