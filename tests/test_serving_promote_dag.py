@@ -82,3 +82,17 @@ def test_an_unpublished_version_fails_the_check_and_moves_nothing(airflow_home: 
     assert summary["tasks"]["move_label[-1]"]["state"] != "success"
     assert "version 7 of 'example' is not published" in summary["output"]
     assert not (tmp_path / "published" / "models.config").exists()
+
+
+def test_trigger_conf_cannot_name_anything_but_the_form_fields(airflow_home: Path, tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100)
+    configs = write_configs(tmp_path / "configs", {"example": config_dict(tmp_path, mode="labels")})
+    conf = {"action": "promote", "version": 100, "label": "canary", "config_path": "/tmp/elsewhere.config"}
+    summary = run_dag_test(airflow_env(airflow_home, configs), PROMOTE, conf)
+    assert summary["tasks"]["check[-1]"]["state"] == "failed"
+    assert (
+        "trigger conf has fields ['config_path'] this DAG does not accept; "
+        "allowed: ['action', 'label', 'reason', 'servable', 'version']"
+    ) in summary["output"]
+    assert not (tmp_path / "published" / "models.config").exists()
