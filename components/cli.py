@@ -86,6 +86,55 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _serving(args: argparse.Namespace) -> int:
+    """``exportflow serving status|promote|rollback|pin|unpin``: labels in the model server config."""
+    from components.config import load_config
+    from components.serving import control
+    from components.serving.report import format_move, format_status
+
+    config = load_config(args.config)
+    if args.action == "status":
+        target = control.target_for(config)
+        print(format_status(control.status(config), config.serving.mode, target.config_uri))
+    elif args.action == "promote":
+        move = control.promote(
+            config, args.version, args.label, servable=args.servable, who=args.who, reason=args.reason
+        )
+        print(format_move(move) if move else f"{args.label} already points at version {args.version}")
+    elif args.action == "rollback":
+        print(format_move(control.rollback(config, args.label, servable=args.servable, who=args.who, reason=args.reason)))
+    elif args.action == "pin":
+        changed = control.pin(config, args.version, servable=args.servable)
+        print(f"pinned version {args.version}" if changed else f"version {args.version} was already pinned")
+    else:
+        control.unpin(config, args.version, servable=args.servable)
+        print(f"unpinned version {args.version}")
+    return 0
+
+
+def _add_serving_parser(sub: argparse._SubParsersAction) -> None:
+    import getpass
+
+    serving = sub.add_parser("serving", help="TF Serving version labels: status, promote, rollback, pin, unpin")
+    actions = serving.add_subparsers(dest="action", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", required=True, help="the model's YAML config")
+    common.add_argument("--servable", help="which servable (default: the model's only one)")
+    who = argparse.ArgumentParser(add_help=False)
+    who.add_argument("--who", default=getpass.getuser(), help="recorded in the label history (default: you)")
+    who.add_argument("--reason", default="", help="why, recorded in the label history")
+    actions.add_parser("status", parents=[common], help="labels, loaded versions, pins and label history")
+    promote = actions.add_parser("promote", parents=[common, who], help="point a label at a published version")
+    promote.add_argument("--version", type=int, required=True)
+    promote.add_argument("--label", default="stable")
+    rollback = actions.add_parser("rollback", parents=[common, who], help="move a label back to its previous version")
+    rollback.add_argument("--label", default="stable")
+    for name, text in (("pin", "keep a version loaded without a label"), ("unpin", "release a pinned version")):
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("--version", type=int, required=True)
+    serving.set_defaults(func=_serving)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exportflow", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -118,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="check fields and imported code, not files, folders or buckets (e.g. in CI without access)",
     )
     validate.set_defaults(func=_validate)
+    _add_serving_parser(sub)
     return parser
 
 

@@ -41,6 +41,7 @@ from components.publish.destination import destination_storage
 from components.publish.executor import publish
 from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
+from components.serving.publication import label_fresh_version
 from components.staging.release import release_staged
 from components.warmup.executor import inject_warmup
 from components.warmup.spec import WarmupParams
@@ -244,6 +245,7 @@ def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: Run
         # Published and recorded: its staged copy has done its job (a crash before this line leaves it to
         # the next export's staging retention, which removes versions the ledger shows as published).
         release_staged(config, exported)
+        label_fresh_version(config, strategy.servable or config.name, pushed.version, run_id=options.run_id)
         retire_old_versions(config, strategy.servable or config.name)
     lease.release(evaluation.checkpoint if evaluation else None, holder=exported.strategy)
     return pushed

@@ -30,7 +30,7 @@ _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 _PATH_FIELDS = {
     "model_dir", "destination.uri", "destination.credentials_path", "warmup.path", "staging_dir",
-    "staging", "scratch_dir",
+    "staging", "scratch_dir", "serving.config_path",
 }
 
 
@@ -200,6 +200,7 @@ def _check_semantics(config: PipelineConfig) -> None:
         raise ConfigError(source, "discovery.max_per_run", "expected a positive integer")
     _check_warmup(config)
     _check_airflow(config)
+    _check_serving(config)
     if config.destination.keep <= 0:
         raise ConfigError(source, "destination.keep", "expected a positive integer")
     if config.staging is not None and config.staging_dir is not None:
@@ -314,6 +315,28 @@ def _kind(value: Any) -> str:
 
 _PRESETS = {"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"}
 _CRON_FIELD = re.compile(r"^[0-9A-Za-z*,/\-?LW#]+$")
+
+
+_LABEL = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
+
+
+def _check_serving(config: PipelineConfig) -> None:
+    source, serving = config.source, config.serving
+    if serving.publish_label is not None and not _LABEL.match(serving.publish_label):
+        raise ConfigError(
+            source, "serving.publish_label", f"{serving.publish_label!r} must be a lowercase label name such as canary"
+        )
+    if serving.label_wait_seconds < 0:
+        raise ConfigError(source, "serving.label_wait_seconds", "expected zero or a positive number of seconds")
+    if serving.status_url is not None and not re.match(r"^https?://[^/\s]+", serving.status_url):
+        raise ConfigError(
+            source, "serving.status_url", f"{serving.status_url!r} must be TF Serving's REST address, e.g. http://host:8501"
+        )
+    if serving.config_path is not None:
+        _check_scheme(source, "serving.config_path", serving.config_path)
+    if serving.mode == "latest" and (serving.publish_label is not None or serving.approval):
+        field = "serving.publish_label" if serving.publish_label is not None else "serving.approval"
+        raise ConfigError(source, field, "labels need serving.mode: labels (mode latest serves the highest version)")
 
 
 def _check_airflow(config: PipelineConfig) -> None:

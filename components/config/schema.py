@@ -163,6 +163,27 @@ class AirflowConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """How TF Serving is told which versions to load (components/serving/). Default: as before."""
+
+    # latest: no model server config is written; TF Serving serves the highest published version.
+    # labels: exportflow owns a ModelServerConfig listing each servable's versions and version_labels
+    # (stable, canary, ...), moved by `exportflow serving promote|rollback|pin|unpin`.
+    mode: Literal["latest", "labels"] = "latest"
+    # The ModelServerConfig text proto TF Serving reads (--model_config_file); default
+    # <destination.uri>/models.config. Entries for servables this model does not publish are kept.
+    config_path: str | None = None
+    publish_label: str | None = None  # label a fresh publication gets (e.g. canary); null: none
+    approval: bool = False  # moving the `stable` label needs a person's approval (the DAG's HITL step)
+    # TF Serving's REST address (http://host:8501); when set, a label moves only once
+    # GET <status_url>/v1/models/<name> reports the version AVAILABLE.
+    status_url: str | None = None
+    # Without status_url: seconds to wait between listing a version and labelling it (at least TF
+    # Serving's --model_config_file_poll_wait_seconds plus load time). With it: the most to wait.
+    label_wait_seconds: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """One model's post-training pipeline."""
 
@@ -181,6 +202,7 @@ class PipelineConfig:
     discovery: DiscoveryConfig = DiscoveryConfig()
     warmup: WarmupConfig = WarmupConfig()
     airflow: AirflowConfig = AirflowConfig()
+    serving: ServingConfig = ServingConfig()  # version labels and the model server config
     # Where export hands a version to warmup and publish: a URI of any registered storage scheme (a local
     # path, gs://bucket/prefix, ...), holding <strategy>/<version>/ until the version is published. Default:
     # <destination.uri>/.exportflow/<name>/staging (local destination: today's folder, hard links; gs://

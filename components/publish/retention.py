@@ -13,7 +13,9 @@ ledger, so retention is right even when several pipelines or a human touched the
 * **not loadable** — no ``saved_model.pb`` and no live lock: an abandoned partial upload, or a removal
   that was interrupted. Nothing can serve it; it is deleted.
 
-The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
+Versions serving control needs (``components.serving.protection``: labelled, listed in the model server
+config, or a label's rollback target) are kept; when the model server config cannot be read, retention
+deletes nothing. The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
 forward or back, see ``mark_current``) and is never deleted. *Best* is judged by the first evaluation
 threshold that has a ``change`` rule (its metric and direction), else by ``loss``, lower is better —
 tf.estimator's BestExporter default — when the markers carry it.
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from components.config.schema import PipelineConfig
@@ -158,8 +160,14 @@ def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
     return Survey(views, read_current(storage, base), tuple(stale))
 
 
-def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str | None) -> list[RetentionDecision]:
-    """What to do with each version (newest first). Pure: no I/O."""
+def decide(
+    views: dict[str, VersionView],
+    policy: RetentionPolicy,
+    current: str | None,
+    serving: Mapping[str, str] | None = None,
+) -> list[RetentionDecision]:
+    """What to do with each version (newest first). Pure: no I/O. ``serving`` maps versions that serving
+    control needs (labelled, listed in the model server config, a label's rollback target) to why: kept."""
     decisions: dict[str, RetentionDecision] = {}
     published: list[VersionView] = []
     for view in views.values():
@@ -167,6 +175,8 @@ def decide(views: dict[str, VersionView], policy: RetentionPolicy, current: str 
             decisions[view.version] = RetentionDecision(
                 view.version, "skip", f"{view.lock.get('purpose', 'publish')} in progress by {view.lock.get('owner')}"
             )
+        elif serving and view.version in serving:
+            decisions[view.version] = RetentionDecision(view.version, "keep", serving[view.version])
         elif view.complete:
             published.append(view)
         elif view.version == current:
@@ -209,6 +219,7 @@ def prune_published_versions(
     policy: RetentionPolicy,
     *,
     dry_run: bool = False,
+    serving: Mapping[str, str] | None = None,
 ) -> RetentionReport:
     """Delete the versions of ``servable`` at ``destination`` that ``policy`` does not keep, each under its
     version lock, plus the locks and building folders killed runs left behind; ``dry_run`` only decides."""
@@ -216,7 +227,7 @@ def prune_published_versions(
     base = storage.join(destination, servable)
     found = survey(storage, base)
     views = found.views
-    decisions = decide(views, policy, found.current)
+    decisions = decide(views, policy, found.current, serving)
     deleted = []
     final = []
     if not dry_run:
@@ -268,14 +279,21 @@ def servables_of(config: PipelineConfig) -> list[str]:
 def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> list[RetentionReport]:
     """Apply (or with ``dry_run`` only plan) retention for every servable the config publishes."""
     from components.publish.destination import destination_storage
+    from components.serving.errors import ServingError
+    from components.serving.protection import serving_needs
 
     storage = destination_storage(config.destination)
     policy = policy_for(config)
     try:
         return [
-            prune_published_versions(storage, config.destination.uri, servable, policy, dry_run=dry_run)
+            prune_published_versions(
+                storage, config.destination.uri, servable, policy, dry_run=dry_run,
+                serving=serving_needs(config, servable),
+            )
             for servable in servables_of(config)
         ]
+    except ServingError as exc:
+        raise PublishError(f"retention at {config.destination.uri} deleted nothing: {exc}") from exc
     except StorageError as exc:
         raise PublishError(f"retention at {config.destination.uri} failed: {exc}") from exc
 
@@ -283,10 +301,15 @@ def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> li
 def retire_old_versions(config: PipelineConfig, servable: str) -> RetentionReport | None:
     """Retention after a publish: a failure here is logged, never fails the publish."""
     from components.publish.destination import destination_storage
+    from components.serving.errors import ServingError
+    from components.serving.protection import serving_needs
 
     try:
-        report = prune_published_versions(destination_storage(config.destination), config.destination.uri, servable, policy_for(config))
-    except (PublishError, StorageError) as exc:
+        report = prune_published_versions(
+            destination_storage(config.destination), config.destination.uri, servable, policy_for(config),
+            serving=serving_needs(config, servable),
+        )
+    except (PublishError, ServingError, StorageError) as exc:
         log.warning("retention of %s/%s skipped: %s", config.destination.uri, servable, exc)
         return None
     return report

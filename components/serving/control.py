@@ -1,0 +1,339 @@
+"""Promote, roll back, pin and unpin: label moves on the model server config, recorded in the history.
+
+A label may point only at a version TF Serving has loaded, so a move is two writes of the config:
+
+1. add the version to the servable's ``specific`` versions (the label's current version stays listed);
+2. once the version is AVAILABLE (``availability``), point the label at it and stop listing the old
+   version unless another label, or a pin, still needs it.
+
+Between the two writes another promotion may move the same label: the second write then refuses with
+``ServingConflict`` (the label is not where this move found it), takes back the version it listed (when
+nothing else needs it) and records nothing. Every completed move is appended to the serving history
+(``components.ledger.label_history``): from, to, who, when, run id, reason. A rollback moves the label
+to the version it held before its current one (see ``ServingHistory.label_stack``).
+
+Only single-graph versions (``<destination>/<servable>/<version>``) can be labelled: a multi-graph set is
+several TF Serving models and is refused here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+from components.config.schema import PipelineConfig
+from components.ledger.label_history import LabelHistory, LabelMove, ServingHistory
+from components.publish.layout import BOOKKEEPING, GRAPH_FILES, MARKER_SUFFIX, marker_uri, version_dir
+from components.publish.marker import read_marker
+from components.serving import config_file, model_config
+from components.serving.availability import AvailabilityWait, configured_wait
+from components.serving.errors import (
+    ServingConflict,
+    ServingError,
+    ServingModeOff,
+    UnknownLabel,
+    VersionNotPublished,
+)
+from components.serving.model_config import ServableEntry
+from components.storage import Storage, scheme_of, storage_for
+
+CONFIG_FILE = "models.config"
+LABEL_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingTarget:
+    """Where one model's serving state lives."""
+
+    model: str
+    destination: str
+    storage: Storage  # the destination's
+    config_uri: str
+    config_storage: Storage
+    servables: tuple[str, ...]
+
+    def base_path(self, servable: str) -> str:
+        return self.storage.join(self.destination, servable)
+
+    @property
+    def history(self) -> LabelHistory:
+        return LabelHistory(self.storage, self.destination, self.model)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServableStatus:
+    servable: str
+    entry: ServableEntry | None  # None: not in the model server config
+    pins: tuple[int, ...]
+    rollback_targets: Mapping[str, int]  # label -> the version a rollback takes it to
+    moves: tuple[LabelMove, ...]
+
+
+def target_for(config: PipelineConfig) -> ServingTarget:
+    from components.publish.destination import destination_storage
+    from components.publish.retention import servables_of
+
+    storage = destination_storage(config.destination)
+    uri = config.serving.config_path or storage.join(config.destination.uri, CONFIG_FILE)
+    same_store = scheme_of(uri) == scheme_of(config.destination.uri)
+    return ServingTarget(
+        config.name,
+        config.destination.uri,
+        storage,
+        uri,
+        storage if same_store else storage_for(uri),
+        tuple(servables_of(config)),
+    )
+
+
+def published_versions(target: ServingTarget, servable: str) -> list[int]:
+    """Versions with a commit marker (cheap: one listing), newest first."""
+    folder = target.storage.join(target.base_path(servable), BOOKKEEPING)
+    names = target.storage.list_names(folder)
+    found = {n.removesuffix(MARKER_SUFFIX) for n in names if n.endswith(MARKER_SUFFIX)}
+    return sorted((int(v) for v in found if v.isdigit()), reverse=True)
+
+
+def check_published(target: ServingTarget, servable: str, version: int) -> None:
+    """A complete single-graph publication of ``version``: its commit marker and its ``saved_model.pb``."""
+    base = target.base_path(servable)
+    marker = read_marker(target.storage, marker_uri(target.storage, base, str(version)))
+    if marker is None:
+        known = published_versions(target, servable)[:10]
+        raise VersionNotPublished(
+            f"version {version} of {servable!r} is not published at {target.destination} (no commit marker); "
+            f"published versions: {known or 'none'}"
+        )
+    if marker.graph_names != (None,):
+        raise ServingError(
+            f"version {version} of {servable!r} is a multi-graph set {list(marker.graph_names)}; serving labels "
+            "support single-graph versions only"
+        )
+    folder = version_dir(target.storage, base, str(version), None)
+    if not any(target.storage.stat(target.storage.join(folder, name)) for name in GRAPH_FILES):
+        raise VersionNotPublished(
+            f"version {version} of {servable!r} has a commit marker but no saved_model.pb in {folder}; "
+            "publish it again before labelling it"
+        )
+
+
+def check_mode(config: PipelineConfig) -> None:
+    if config.serving.mode != "labels":
+        raise ServingModeOff(
+            f"{config.source}: serving.mode is {config.serving.mode!r}, so exportflow writes no model server "
+            "config for this model; set serving.mode: labels to use labels, pins and rollbacks"
+        )
+
+
+def check_label(label: str) -> str:
+    if not isinstance(label, str) or not LABEL_PATTERN.match(label):
+        raise UnknownLabel(f"label {label!r} must be lowercase letters, digits, '_' or '-', e.g. stable or canary")
+    return label
+
+
+def check_servable(target: ServingTarget, servable: str | None) -> str:
+    if servable is None:
+        if len(target.servables) == 1:
+            return target.servables[0]
+        raise ServingError(f"model {target.model!r} publishes several servables {list(target.servables)}; name one")
+    if servable not in target.servables:
+        raise ServingError(
+            f"servable {servable!r} is not published by model {target.model!r}; its servables: {list(target.servables)}"
+        )
+    return servable
+
+
+def move_label(
+    target: ServingTarget,
+    servable: str,
+    label: str,
+    version: int,
+    *,
+    wait: AvailabilityWait,
+    who: str,
+    run_id: str | None = None,
+    reason: str = "",
+    action: Literal["promote", "rollback"] = "promote",
+) -> LabelMove | None:
+    """Point ``label`` at ``version`` in two writes (see the module docstring); None when it already does."""
+    check_label(label)
+    check_published(target, servable, version)
+    pins = set(target.history.load().pinned(servable))
+    start = config_file.read(target.config_storage, target.config_uri)
+    entry = model_config.find(start.config, servable)
+    previous = entry.labels.get(label) if entry else None
+    if previous == version:
+        return None
+    was_listed = entry is not None and version in entry.versions
+
+    def list_version(config):
+        now = model_config.find(config, servable)
+        if now is not None and now.labels.get(label) != previous:
+            raise _label_moved(label, servable, previous, now.labels.get(label))
+        versions = set(now.versions if now else ()) | {version}
+        return model_config.with_servable(config, servable, target.base_path(servable), versions, now.labels if now else {})
+
+    config_file.update(target.config_storage, target.config_uri, list_version)
+    try:
+        wait(servable, version)
+
+        def point_label(config):
+            now = model_config.find(config, servable)
+            if now is None or now.labels.get(label) != previous:
+                raise _label_moved(label, servable, previous, now.labels.get(label) if now else None)
+            labels = {**now.labels, label: version}
+            versions = set(now.versions) | {version}
+            if previous is not None and previous not in labels.values() and previous not in pins:
+                versions.discard(previous)
+            return model_config.with_servable(config, servable, target.base_path(servable), versions, labels)
+
+        config_file.update(target.config_storage, target.config_uri, point_label)
+    except BaseException:
+        if not was_listed:
+            _unlist_if_unneeded(target, servable, version, pins)
+        raise
+    return target.history.record_move(
+        servable=servable,
+        label=label,
+        from_version=previous,
+        to_version=version,
+        action=action,
+        who=who,
+        run_id=run_id,
+        reason=reason,
+    )
+
+
+def promote(
+    config: PipelineConfig,
+    version: int,
+    label: str,
+    *,
+    servable: str | None = None,
+    who: str,
+    run_id: str | None = None,
+    reason: str = "",
+    wait: AvailabilityWait | None = None,
+) -> LabelMove | None:
+    check_mode(config)
+    target = target_for(config)
+    name = check_servable(target, servable)
+    return move_label(
+        target, name, check_label(label), int(version), wait=wait or _wait_of(config),
+        who=who, run_id=run_id, reason=reason,
+    )
+
+
+def rollback(
+    config: PipelineConfig,
+    label: str,
+    *,
+    servable: str | None = None,
+    who: str,
+    run_id: str | None = None,
+    reason: str = "",
+    wait: AvailabilityWait | None = None,
+) -> LabelMove:
+    """Move ``label`` back to the version it held before its current one."""
+    check_mode(config)
+    target = target_for(config)
+    name = check_servable(target, servable)
+    check_label(label)
+    history = target.history.load()
+    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, name)
+    current = entry.labels.get(label) if entry else None
+    if current is None:
+        labels = sorted(entry.labels) if entry else []
+        raise UnknownLabel(f"servable {name!r} has no label {label!r}; its labels: {labels or 'none'}")
+    stack = history.label_stack(name, label)
+    if not stack or stack[-1] != current:
+        raise ServingError(
+            f"label {label!r} of {name!r} points at version {current}, which its history does not show "
+            f"(last recorded: {stack[-1] if stack else 'none'}); the config was edited by hand — promote "
+            "the version you want instead"
+        )
+    previous = history.rollback_target(name, label)
+    if previous is None:
+        raise ServingError(f"label {label!r} of {name!r} has no earlier version to roll back to (it only held {current})")
+    move = move_label(
+        target, name, label, previous, wait=wait or _wait_of(config),
+        who=who, run_id=run_id, reason=reason, action="rollback",
+    )
+    assert move is not None  # previous != current: the stack never holds a version twice in a row
+    return move
+
+
+def pin(config: PipelineConfig, version: int, *, servable: str | None = None) -> bool:
+    """Keep ``version`` loaded (and out of retention's reach) without a label; False if already pinned."""
+    check_mode(config)
+    target = target_for(config)
+    name = check_servable(target, servable)
+    check_published(target, name, int(version))
+    if int(version) in target.history.load().pinned(name):
+        return False
+
+    def add(config_proto):
+        now = model_config.find(config_proto, name)
+        versions = set(now.versions if now else ()) | {int(version)}
+        return model_config.with_servable(config_proto, name, target.base_path(name), versions, now.labels if now else {})
+
+    config_file.update(target.config_storage, target.config_uri, add)
+    target.history.update(lambda h: h.with_pins(name, set(h.pinned(name)) | {int(version)}))
+    return True
+
+
+def unpin(config: PipelineConfig, version: int, *, servable: str | None = None) -> None:
+    """Stop keeping ``version`` loaded for its pin; it stays listed while a label points at it."""
+    check_mode(config)
+    target = target_for(config)
+    name = check_servable(target, servable)
+    pins = set(target.history.load().pinned(name))
+    if int(version) not in pins:
+        raise ServingError(f"version {version} of {name!r} is not pinned; pinned versions: {sorted(pins) or 'none'}")
+    target.history.update(lambda h: h.with_pins(name, set(h.pinned(name)) - {int(version)}))
+    _unlist_if_unneeded(target, name, int(version), pins - {int(version)})
+
+
+def status(config: PipelineConfig) -> list[ServableStatus]:
+    """What each servable of the model loads and labels, its pins, rollback targets and label history."""
+    target = target_for(config)
+    read = config_file.read(target.config_storage, target.config_uri)
+    history = target.history.load()
+    return [_status_of(name, read.config, history) for name in target.servables]
+
+
+def _status_of(name: str, config, history: ServingHistory) -> ServableStatus:
+    entry = model_config.find(config, name)
+    targets = {}
+    for label in sorted(set(entry.labels if entry else ()) | set(history.labels_of(name))):
+        back = history.rollback_target(name, label)
+        if back is not None:
+            targets[label] = back
+    moves = tuple(m for m in history.moves if m.servable == name)
+    return ServableStatus(name, entry, history.pinned(name), targets, moves)
+
+
+def _unlist_if_unneeded(target: ServingTarget, servable: str, version: int, pins: set[int]) -> None:
+    def drop(config):
+        now = model_config.find(config, servable)
+        if now is None or version not in now.versions or version in now.labels.values() or version in pins:
+            return config
+        return model_config.with_servable(
+            config, servable, target.base_path(servable), set(now.versions) - {version}, now.labels
+        )
+
+    config_file.update(target.config_storage, target.config_uri, drop)
+
+
+def _label_moved(label: str, servable: str, expected: int | None, found: int | None) -> ServingConflict:
+    return ServingConflict(
+        f"label {label!r} of {servable!r} moved from {expected} to {found} while this promotion waited "
+        "(another promotion won); this one changed nothing — check `exportflow serving status`, then "
+        "promote again if still wanted"
+    )
+
+
+def _wait_of(config: PipelineConfig) -> AvailabilityWait:
+    return configured_wait(config.serving.status_url, config.serving.label_wait_seconds)

@@ -1,0 +1,75 @@
+"""Approval of a `stable` move on a live Airflow (api-server, scheduler, dag-processor, triggerer):
+the promote DAG waits in Airflow's HITL step, a person answers through the REST API; Approve moves the
+label (recorded as done by the approver), Reject leaves everything as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.ledger.label_history import LabelHistory
+from components.serving import config_file, model_config
+from components.storage import storage_for
+from tests.conftest import free_port
+from tests.support.airflow_live import live_airflow, wait_for
+from tests.test_serving_labels import publish_versions, serving_config
+from tests.test_serving_promote_dag import config_dict
+
+PROMOTE = "exportflow__example__promote"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("serving_live")
+    publish_versions(serving_config(root), root, 100, 200)
+    (root / "configs").mkdir()
+    (root / "configs" / "example.yaml").write_text(yaml.safe_dump(config_dict(root, mode="labels", approval=True)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def live(workspace: Path):
+    yield from live_airflow(home=workspace / "airflow", port=free_port(), configs_dir=workspace / "configs")
+
+
+def labels(workspace: Path) -> dict[str, int]:
+    read = config_file.read(storage_for(str(workspace)), str(workspace / "published" / "models.config"))
+    entry = model_config.find(read.config, "example")
+    return dict(entry.labels) if entry else {}
+
+
+def answer(live, run_id: str, option: str) -> None:
+    path = f"/api/v2/dags/{PROMOTE}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
+    wait_for(lambda: live.request("GET", path)[0] == 200, 180, "the approval step to ask for an answer")
+    status, body = live.request("PATCH", path, {"chosen_options": [option], "params_input": {}})
+    assert status == 200, body
+
+
+def test_approve_moves_stable_and_reject_changes_nothing(live, workspace: Path) -> None:
+    live.wait_for_dag(PROMOTE)
+
+    status, run = live.trigger(PROMOTE, {"action": "promote", "version": 100, "label": "stable", "reason": "first"})
+    assert status == 200, run
+    answer(live, run["dag_run_id"], "Approve")
+    assert live.wait_for_run(PROMOTE, run["dag_run_id"])["state"] == "success", live.log_tail("scheduler")
+    assert labels(workspace) == {"stable": 100}
+    (move,) = LabelHistory(storage_for(str(workspace)), str(workspace / "published"), "example").load().moves
+    assert (move.to_version, move.who, move.run_id) == (100, "admin", run["dag_run_id"])
+    status, events = live.request("GET", "/api/v2/assets/events?limit=100")
+    assert status == 200, events
+    serving_events = [e for e in events["asset_events"] if str(e.get("uri", "")).endswith("/example/models.config")]
+    assert [e["extra"] for e in serving_events] == [
+        {"servable": "example", "label": "stable", "from": None, "to": 100, "action": "promote", "who": "admin"}
+    ]
+
+    before = (workspace / "published" / "models.config").read_bytes()
+    status, run = live.trigger(PROMOTE, {"action": "promote", "version": 200, "label": "stable", "reason": "no"})
+    assert status == 200, run
+    answer(live, run["dag_run_id"], "Reject")
+    live.wait_for_run(PROMOTE, run["dag_run_id"])
+    states = {t["task_id"]: t["state"] for t in live.task_instances(PROMOTE, run["dag_run_id"])}
+    assert states["approve"] == "success" and states["move_label"] == "skipped"
+    assert (workspace / "published" / "models.config").read_bytes() == before  # not even version 200 listed
+    assert len(LabelHistory(storage_for(str(workspace)), str(workspace / "published"), "example").load().moves) == 1

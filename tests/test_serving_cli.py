@@ -1,0 +1,98 @@
+"""``exportflow serving status|promote|rollback|pin|unpin``: what it prints, and its exact errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.cli import main
+from components.config import load_config
+from tests.test_serving_labels import config_path, publish_versions
+
+
+def write_config(tmp_path: Path, **serving: object) -> str:
+    data = {
+        "name": "example",
+        "model_dir": str(tmp_path / "model"),
+        "model_fn": "examples.model:model_fn",
+        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
+        "destination": {"uri": str(tmp_path / "published")},
+        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
+        "serving": {"mode": "labels", "label_wait_seconds": 0, **serving},
+    }
+    path = tmp_path / "example.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_promote_rollback_pin_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path)
+    publish_versions(load_config(path), tmp_path, 100, 200)
+
+    code, out, _ = run(capsys, "serving", "promote", "--config", path, "--version", "100", "--who", "alice")
+    assert code == 0 and out.rstrip().endswith("promote   stable (new) -> 100  by alice")
+    code, out, _ = run(capsys, "serving", "promote", "--config", path, "--version", "200", "--who", "bob", "--reason", "auc up")
+    assert code == 0 and out.rstrip().endswith("promote   stable 100 -> 200  by bob: auc up")
+    code, out, _ = run(capsys, "serving", "promote", "--config", path, "--version", "200", "--who", "bob")
+    assert out == "stable already points at version 200\n"
+    assert run(capsys, "serving", "pin", "--config", path, "--version", "100")[1] == "pinned version 100\n"
+
+    code, out, _ = run(capsys, "serving", "status", "--config", path)
+    lines = out.splitlines()
+    assert lines[:5] == [
+        f"serving mode: labels; model server config: {config_path(tmp_path)}",
+        "example:",
+        "  loaded versions: 100, 200",
+        "  stable     -> 200  (rollback: 100)",
+        "  pinned: 100",
+    ]
+    assert len(lines) == 7  # and the two moves
+
+    code, out, _ = run(capsys, "serving", "rollback", "--config", path, "--who", "carol")
+    assert code == 0 and out.rstrip().endswith("rollback  stable 200 -> 100  by carol")
+    assert run(capsys, "serving", "unpin", "--config", path, "--version", "100")[1] == "unpinned version 100\n"
+
+
+def test_bad_input_exact_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path)
+    publish_versions(load_config(path), tmp_path, 100)
+
+    code, _, err = run(capsys, "serving", "promote", "--config", path, "--version", "7")
+    assert code == 1
+    assert err == (
+        f"exportflow: error: version 7 of 'example' is not published at {tmp_path / 'published'} "
+        "(no commit marker); published versions: [100]\n"
+    )
+    code, _, err = run(capsys, "serving", "rollback", "--config", path, "--label", "canary")
+    assert code == 1 and err == "exportflow: error: servable 'example' has no label 'canary'; its labels: none\n"
+
+    config_path(tmp_path).write_text("model_config_list {\n  config { name: 'example' }\n  nonsense\n}\n")
+    code, _, err = run(capsys, "serving", "promote", "--config", path, "--version", "100")
+    assert code == 1
+    assert err == (
+        f"exportflow: error: model server config {config_path(tmp_path)} is malformed at line 3, column 3: "
+        'Message type "tensorflow.serving.ModelConfigList" has no field named "nonsense".; '
+        "exportflow left it untouched — fix it (it must parse as TF Serving's "
+        "ModelServerConfig text proto) or remove it\n"
+    )
+    assert config_path(tmp_path).read_text() == "model_config_list {\n  config { name: 'example' }\n  nonsense\n}\n"
+
+
+def test_mode_latest_refuses_label_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path, mode="latest")
+    code, _, err = run(capsys, "serving", "pin", "--config", path, "--version", "1")
+    assert code == 1
+    assert err == (
+        f"exportflow: error: {path}: serving.mode is 'latest', so exportflow writes no model server config for "
+        "this model; set serving.mode: labels to use labels, pins and rollbacks\n"
+    )
+    code, out, _ = run(capsys, "serving", "status", "--config", path)
+    assert code == 0 and "serving mode: latest" in out and "not in the model server config" in out

@@ -1,0 +1,189 @@
+"""Label moves on real published versions: two-phase against a TF Serving status stand-in, rollback,
+concurrent promotions, pins, the history, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.config.loader import parse_config
+from components.config.schema import PipelineConfig
+from components.ledger.label_history import LabelHistory
+from components.publish.executor import publish
+from components.serving import config_file, control, model_config
+from components.serving.availability import status_wait
+from components.serving.errors import (
+    ServingConflict,
+    ServingError,
+    ServingModeOff,
+    UnknownLabel,
+    VersionNotAvailable,
+    VersionNotPublished,
+)
+from components.storage import storage_for
+from tests.support.publishing import make_export, params_for
+from tests.support.tf_serving_status import status_server
+
+
+def serving_config(tmp_path: Path, **serving: Any) -> PipelineConfig:
+    data = {
+        "name": "example",
+        "model_dir": str(tmp_path / "model"),
+        "model_fn": "examples.model:model_fn",
+        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
+        "destination": {"uri": str(tmp_path / "published"), "keep": 1},
+        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
+        "serving": {"mode": "labels", "label_wait_seconds": 0, **serving},
+    }
+    return parse_config(data, base_dir=tmp_path)
+
+
+def publish_versions(config: PipelineConfig, tmp_path: Path, *steps: int) -> None:
+    for step in steps:
+        publish(params_for(config), make_export(tmp_path / "exports", step=step, seed=step))
+
+
+def config_path(tmp_path: Path) -> Path:
+    return tmp_path / "published" / "models.config"
+
+
+def entry(tmp_path: Path) -> model_config.ServableEntry | None:
+    read = config_file.read(storage_for(str(tmp_path)), str(config_path(tmp_path)))
+    return model_config.find(read.config, "example")
+
+
+def history(tmp_path: Path):
+    return LabelHistory(storage_for(str(tmp_path)), str(tmp_path / "published"), "example").load()
+
+
+def test_promotion_lists_the_version_first_and_labels_it_once_tf_serving_reports_it_available(tmp_path: Path) -> None:
+    with status_server(str(config_path(tmp_path)), loading_polls=2) as server:
+        config = serving_config(tmp_path, status_url=server.url, label_wait_seconds=30)
+        publish_versions(config, tmp_path, 100, 200)
+        first = control.promote(config, 100, "stable", who="alice", reason="first")
+        second = control.promote(config, 200, "stable", who="bob", run_id="manual__1", reason="better auc")
+
+    assert server.violations == []  # no label ever pointed at a version the server had not loaded
+    # the server saw 200 listed beside the labelled 100 (phase 1) before the label moved (phase 2)
+    assert ((100, 200), {"stable": 100}) in [s.get("example") for s in server.seen]
+    assert entry(tmp_path) == model_config.ServableEntry(
+        "example", str(tmp_path / "published" / "example"), (200,), {"stable": 200}, "specific"
+    )
+    assert first is not None and (first.from_version, first.to_version, first.who) == (None, 100, "alice")
+    assert second is not None and (second.from_version, second.to_version, second.who, second.run_id, second.reason) == (
+        100, 200, "bob", "manual__1", "better auc"
+    )
+    assert history(tmp_path).moves == (first, second)
+    assert control.promote(config, 200, "stable", who="bob") is None  # already there: nothing written
+
+
+def test_a_version_never_available_is_not_labelled_and_is_taken_back_out(tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100, 200)
+    control.promote(config, 100, "stable", who="alice")
+    with status_server(str(config_path(tmp_path)), loading_polls=10**6) as server, pytest.raises(VersionNotAvailable) as caught:
+        control.promote(config, 200, "stable", who="alice", wait=status_wait(server.url, 0.3, poll_seconds=0.02))
+    assert "did not report example version 200 AVAILABLE within 0.3 s" in str(caught.value)
+    assert "the label was not moved" in str(caught.value)
+    assert entry(tmp_path).labels == {"stable": 100} and entry(tmp_path).versions == (100,)
+    assert len(history(tmp_path).moves) == 1
+
+
+def test_rollback_returns_the_label_to_its_previous_version_and_twice_walks_further_back(tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100, 200, 300)
+    for version in (100, 200, 300):
+        control.promote(config, version, "stable", who="alice")
+
+    back = control.rollback(config, "stable", who="carol", reason="latency regression")
+    assert (back.from_version, back.to_version, back.action, back.reason) == (300, 200, "rollback", "latency regression")
+    assert entry(tmp_path).labels == {"stable": 200} and entry(tmp_path).versions == (200,)
+    control.rollback(config, "stable", who="carol")
+    assert entry(tmp_path).labels == {"stable": 100}
+    with pytest.raises(ServingError, match=r"label 'stable' of 'example' has no earlier version to roll back to \(it only held 100\)"):
+        control.rollback(config, "stable", who="carol")
+    assert [m.to_version for m in history(tmp_path).moves] == [100, 200, 300, 200, 100]  # append-only
+
+
+def test_two_labels_share_versions_and_a_move_keeps_what_the_other_label_needs(tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100, 200)
+    control.promote(config, 100, "stable", who="a")
+    control.promote(config, 100, "canary", who="a")
+    control.promote(config, 200, "canary", who="a")
+    assert entry(tmp_path).versions == (100, 200)
+    assert entry(tmp_path).labels == {"stable": 100, "canary": 200}
+    control.promote(config, 200, "stable", who="a")
+    assert entry(tmp_path).versions == (200,)
+
+
+def test_two_concurrent_promotions_one_wins_the_other_gets_a_conflict_and_leaves_nothing(tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100, 200, 300)
+    control.promote(config, 100, "stable", who="alice")
+
+    def meanwhile(servable: str, version: int) -> None:
+        # while alice waits for 300 to load, bob promotes 200 all the way
+        assert entry(tmp_path).versions == (100, 300)
+        control.promote(config, 200, "stable", who="bob")
+
+    with pytest.raises(ServingConflict) as caught:
+        control.promote(config, 300, "stable", who="alice", wait=meanwhile)
+    assert str(caught.value).startswith(
+        "label 'stable' of 'example' moved from 100 to 200 while this promotion waited (another promotion won); "
+        "this one changed nothing"
+    )
+    assert entry(tmp_path).labels == {"stable": 200} and entry(tmp_path).versions == (200,)  # 300 taken back out
+    assert [(m.who, m.to_version) for m in history(tmp_path).moves] == [("alice", 100), ("bob", 200)]
+
+
+def test_pin_keeps_a_version_listed_through_label_moves_and_unpin_releases_it(tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100, 200)
+    control.promote(config, 100, "stable", who="a")
+    assert control.pin(config, 100) is True
+    assert control.pin(config, 100) is False
+    control.promote(config, 200, "stable", who="a")
+    assert entry(tmp_path).versions == (100, 200)
+    control.unpin(config, 100)
+    assert entry(tmp_path).versions == (200,)
+    with pytest.raises(ServingError, match=r"^version 100 of 'example' is not pinned; pinned versions: none$"):
+        control.unpin(config, 100)
+
+
+def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100)
+    with pytest.raises(VersionNotPublished) as caught:
+        control.promote(config, 999, "stable", who="a")
+    assert str(caught.value) == (
+        f"version 999 of 'example' is not published at {tmp_path / 'published'} (no commit marker); published versions: [100]"
+    )
+    with pytest.raises(UnknownLabel, match=r"^label 'Stable!' must be lowercase letters, digits, '_' or '-', e.g. stable or canary$"):
+        control.promote(config, 100, "Stable!", who="a")
+    control.promote(config, 100, "stable", who="a")
+    with pytest.raises(UnknownLabel, match=r"^servable 'example' has no label 'canary'; its labels: \['stable'\]$"):
+        control.rollback(config, "canary", who="a")
+    with pytest.raises(ServingError, match=r"^servable 'other' is not published by model 'example'; its servables: \['example'\]$"):
+        control.promote(config, 100, "stable", servable="other", who="a")
+    assert entry(tmp_path).labels == {"stable": 100}
+
+
+def test_a_malformed_config_is_refused_by_promote_and_left_untouched(tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100)
+    config_path(tmp_path).write_text("model_config_list {\n  config {\n    name: 'example'\n")
+    with pytest.raises(ServingError, match=r'is malformed at line 3, column 11: Expected "\}"\.; exportflow left it untouched'):
+        control.promote(config, 100, "stable", who="a")
+    assert config_path(tmp_path).read_text() == "model_config_list {\n  config {\n    name: 'example'\n"
+    assert history(tmp_path).moves == ()
+
+
+def test_mode_latest_writes_no_config(tmp_path: Path) -> None:
+    config = serving_config(tmp_path, mode="latest")
+    publish_versions(config, tmp_path, 100)
+    with pytest.raises(ServingModeOff, match="serving.mode is 'latest', so exportflow writes no model server config"):
+        control.promote(config, 100, "stable", who="a")
+    assert not config_path(tmp_path).exists()

@@ -1,0 +1,98 @@
+"""The promote DAG in real Airflow: parsed only for models with serving labels, its form, a promotion
+run end to end with ``dag.test()``, and a bad version refused before anything moves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.ledger.label_history import LabelHistory
+from components.serving import config_file, model_config
+from components.storage import storage_for
+from tests.support.dag_test_run import airflow_env, migrate, run_dag_test
+from tests.test_airflow_dags import parse, write_configs
+from tests.test_serving_labels import publish_versions, serving_config
+
+PROMOTE = "exportflow__example__promote"
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("airflow")
+    migrate(airflow_env(home, home))
+    return home
+
+
+def config_dict(tmp_path: Path, name: str = "example", **serving: object) -> dict:
+    return {
+        "name": name,
+        "model_dir": str(tmp_path / "model"),
+        "model_fn": "examples.model:model_fn",
+        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
+        "destination": {"uri": str(tmp_path / "published")},
+        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
+        "serving": {"label_wait_seconds": 0, **serving},
+    }
+
+
+def test_promote_dag_only_for_labels_models_with_a_form_of_configured_choices(airflow_home: Path, tmp_path: Path) -> None:
+    configs = write_configs(tmp_path / "configs", {
+        "example": config_dict(tmp_path, mode="labels", publish_label="shadow", approval=True),
+        "plain": config_dict(tmp_path, name="plain"),
+    })
+    parsed = parse(airflow_home, configs)
+    assert parsed["errors"] == {} and parsed["heavy"] == []
+    assert sorted(d for d in parsed["dags"] if d.endswith("__promote")) == [PROMOTE]
+    dag = parsed["dags"][PROMOTE]
+    assert set(dag["tasks"]) == {"check", "approve", "no_approval_needed", "move_label"}
+    params = dag["params"]
+    assert params["label"]["enum"] == ["canary", "shadow", "stable"]
+    assert params["servable"]["enum"] == ["example"]
+    assert params["action"]["enum"] == ["promote", "rollback"]
+    assert params["version"]["type"] == ["null", "integer"]
+
+
+def test_a_promotion_run_moves_the_label_and_records_the_run(airflow_home: Path, tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100, 200)
+    configs = write_configs(tmp_path / "configs", {"example": config_dict(tmp_path, mode="labels", approval=True)})
+    env = airflow_env(airflow_home, configs)
+
+    # canary needs no approval (approval guards stable only)
+    summary = run_dag_test(env, PROMOTE, {"action": "promote", "version": 200, "label": "canary", "reason": "try it"})
+    assert summary["state"] == "success", summary["output"][-3000:]
+    states = {task: info["state"] for task, info in summary["tasks"].items()}
+    assert states == {
+        "check[-1]": "success", "no_approval_needed[-1]": "success", "approve[-1]": "skipped", "move_label[-1]": "success"
+    }
+    read = config_file.read(storage_for(str(tmp_path)), str(tmp_path / "published" / "models.config"))
+    assert model_config.find(read.config, "example").labels == {"canary": 200}
+    (move,) = LabelHistory(storage_for(str(tmp_path)), str(tmp_path / "published"), "example").load().moves
+    assert (move.to_version, move.run_id, move.reason) == (200, summary["run_id"], "try it")
+
+
+def test_an_unpublished_version_fails_the_check_and_moves_nothing(airflow_home: Path, tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100)
+    configs = write_configs(tmp_path / "configs", {"example": config_dict(tmp_path, mode="labels")})
+    summary = run_dag_test(airflow_env(airflow_home, configs), PROMOTE, {"action": "promote", "version": 7, "label": "stable"})
+    assert summary["state"] == "failed"
+    assert summary["tasks"]["check[-1]"]["state"] == "failed"
+    assert summary["tasks"]["move_label[-1]"]["state"] != "success"
+    assert "version 7 of 'example' is not published" in summary["output"]
+    assert not (tmp_path / "published" / "models.config").exists()
+
+
+def test_trigger_conf_cannot_name_anything_but_the_form_fields(airflow_home: Path, tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100)
+    configs = write_configs(tmp_path / "configs", {"example": config_dict(tmp_path, mode="labels")})
+    conf = {"action": "promote", "version": 100, "label": "canary", "config_path": "/tmp/elsewhere.config"}
+    summary = run_dag_test(airflow_env(airflow_home, configs), PROMOTE, conf)
+    assert summary["tasks"]["check[-1]"]["state"] == "failed"
+    assert (
+        "trigger conf has fields ['config_path'] this DAG does not accept; "
+        "allowed: ['action', 'label', 'reason', 'servable', 'version']"
+    ) in summary["output"]
+    assert not (tmp_path / "published" / "models.config").exists()
