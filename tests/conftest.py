@@ -10,6 +10,7 @@ import dataclasses
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,56 @@ import yaml
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Test tiers (markers registered in pyproject.toml), applied here so no test file names its own:
+# a test is in every tier a fixture it uses or its module puts it in, and in ``unit`` when in none.
+# A test parametrized with the value "gcs" takes the emulator through request.getfixturevalue.
+TIER_BY_FIXTURE = {
+    "trained_model": "tf",  # the example Estimator trained once per session (model_copy uses it too)
+    "gcs_server": "emulator",  # gcp-storage-emulator on loopback (gcs, gcs_bucket use it too)
+}
+TIER_BY_MODULE = {
+    # TensorFlow graphs, SavedModels or training without the trained_model fixture
+    "test_discovery_integrity": "tf",
+    "test_example_model": "tf",
+    "test_export_canned": "tf",
+    "test_export_contracts": "tf",
+    "test_export_models": "tf",
+    "test_warmup": "tf",
+    # a real Airflow: a migrated metadata database, `airflow dags test`, a scheduler or the api-server
+    "test_airflow_dags": "live",
+    "test_airflow_live": "live",
+    "test_demo_e2e": "live",
+    "test_sensor": "live",
+    "test_ui_plugin": "live",
+    # the CeleryExecutor on PostgreSQL and Redis, workers as isolated hosts
+    "test_celery_executor": "scale",
+}
+TIERS = ("tf", "emulator", "live", "scale")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        tiers = {tier for fixture, tier in TIER_BY_FIXTURE.items() if fixture in item.fixturenames}
+        tiers |= {TIER_BY_MODULE[module]} if module in TIER_BY_MODULE else set()
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        if "gcs" in params.values():
+            tiers.add("emulator")
+        for tier in sorted(tiers) or ["unit"]:
+            item.add_marker(tier)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_load_no_tensorflow(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keeps ``-m unit`` honest: a unit test that loads TensorFlow fails, naming the tier it belongs to."""
+    checked = request.node.get_closest_marker("unit") is not None and "tensorflow" not in sys.modules
+    yield
+    if checked and "tensorflow" in sys.modules:
+        pytest.fail(
+            "this test loads TensorFlow but is in the 'unit' tier: add its fixture or module to "
+            "TIER_BY_FIXTURE / TIER_BY_MODULE ('tf') in tests/conftest.py"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +171,16 @@ def gcs_server() -> Iterator[GCSEmulator]:
 
 
 @pytest.fixture
-def gcs(gcs_server: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[GCSEmulator]:
+def gcs(
+    gcs_server: GCSEmulator, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[GCSEmulator]:
     """The emulator, wiped, with STORAGE_EMULATOR_HOST set and our cached storage clients reset."""
     from components.storage import registry
 
+    if request.node.get_closest_marker("unit") is not None:
+        pytest.fail(
+            "this test uses the GCS emulator but is in the 'unit' tier: see TIER_BY_FIXTURE in tests/conftest.py"
+        )
     gcs_server.server.wipe()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.endpoint)
     registry._instances.clear()
