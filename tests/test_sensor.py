@@ -144,11 +144,6 @@ def test_sensor_resumes_from_the_event() -> None:
         )
 
 
-def test_the_timeout_is_required() -> None:
-    with pytest.raises(TypeError, match="timeout"):
-        NewCheckpointSensor(task_id="wait", config_path="/c.yaml")  # type: ignore[call-arg]
-
-
 SENSOR_DAG = textwrap.dedent(
     """
     import os
