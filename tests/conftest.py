@@ -9,18 +9,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+# Also importable from here for older test modules; new ones import tests.support.example_pipeline.
+from tests.support.example_pipeline import (  # noqa: F401
+    PROJECT_ROOT,
+    TrainedModel,
+    example_config_dict,
+    free_port,
+    write_config,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Test tiers (markers registered in pyproject.toml), applied here so no test file names its own:
 # a test is in every tier a fixture it uses or its module puts it in, and in ``unit`` when in none.
@@ -73,17 +79,6 @@ def _unit_tests_load_no_tensorflow(request: pytest.FixtureRequest) -> Iterator[N
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainedModel:
-    model_dir: Path
-    data_dir: Path
-    steps: tuple[int, ...]
-
-    @property
-    def eval_data(self) -> Path:
-        return self.data_dir / "eval.tfrecord"
-
-
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     """The example model trained to step 300 with checkpoints at 0, 100, 200, 300. Treat as read-only."""
@@ -102,19 +97,6 @@ def model_copy(trained_model: TrainedModel, tmp_path: Path) -> TrainedModel:
     return dataclasses.replace(trained_model, model_dir=target)
 
 
-def example_config_dict(model: TrainedModel, destination: str | Path, **overrides: Any) -> dict[str, Any]:
-    """The example pipeline config as a dict, pointing at ``model`` and publishing to ``destination``."""
-    data = yaml.safe_load((PROJECT_ROOT / "examples" / "pipeline.yaml").read_text())
-    data["model_dir"] = str(model.model_dir)
-    data["evaluation"]["input_fn_kwargs"]["path"] = str(model.eval_data)
-    data["warmup"]["path"] = str(model.eval_data)
-    data["warmup"]["num_records"] = 10
-    data["destination"]["uri"] = str(destination)
-    for key, value in overrides.items():
-        data[key] = value
-    return data
-
-
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Any]:
     """Write a config file into tmp_path and load it: ``make_config(model, destination, **overrides)``."""
@@ -122,18 +104,10 @@ def make_config(tmp_path: Path) -> Callable[..., Any]:
 
     def make(model: TrainedModel, destination: str | Path | None = None, **overrides: Any):
         dest = destination if destination is not None else tmp_path / "published"
-        path = tmp_path / "configs" / "example.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(example_config_dict(model, dest, **overrides)))
-        return load_config(path)
+        data = example_config_dict(model, dest, **overrides)
+        return load_config(write_config(data, tmp_path / "configs" / "example.yaml"))
 
     return make
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass(frozen=True)

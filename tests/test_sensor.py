@@ -13,21 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
-from conftest import TrainedModel, example_config_dict, free_port
 
 from plugins import triggers
 from plugins.sensors import NewCheckpointSensor
 from plugins.triggers import CheckpointEvent, NewCheckpointTrigger
+from tests.support.example_pipeline import TrainedModel, example_config_dict, free_port
+from tests.support.example_pipeline import write_config as write_yaml_config
 
 
 def write_config(model_dir: Path, trained: TrainedModel, root: Path) -> str:
     model = TrainedModel(model_dir, trained.data_dir, ())
-    path = root / "configs" / "example.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(example_config_dict(model, root / "published")))
-    return str(path)
+    return str(write_yaml_config(example_config_dict(model, root / "published"), root / "configs" / "example.yaml"))
 
 
 def trainer_writes(trained: TrainedModel, model_dir: Path, step: int) -> None:
