@@ -37,29 +37,28 @@ TIER_BY_FIXTURE = {
 }
 TIER_BY_MODULE = {
     # TensorFlow graphs, SavedModels or training without the trained_model fixture
-    "test_discovery_integrity": "tf",
-    "test_example_model": "tf",
-    "test_export_canned": "tf",
-    "test_export_contracts": "tf",
-    "test_export_models": "tf",
-    "test_warmup": "tf",
+    "test_discovery_integrity": ("tf",),
+    "test_example_model": ("tf",),
+    "test_export_canned": ("tf",),
+    "test_export_contracts": ("tf",),
+    "test_export_models": ("tf",),
+    "test_warmup": ("tf",),
     # a real Airflow: a migrated metadata database, `airflow dags test`, a scheduler or the api-server
-    "test_airflow_dags": "live",
-    "test_airflow_live": "live",
-    "test_demo_e2e": "live",
-    "test_sensor": "live",
-    "test_ui_plugin": "live",
+    "test_airflow_dags": ("live",),
+    "test_airflow_live": ("live",),
+    "test_demo_e2e": ("live", "tf"),  # the demo trains the example model itself
+    "test_sensor": ("live",),
+    "test_ui_plugin": ("live",),
     # the CeleryExecutor on PostgreSQL and Redis, workers as isolated hosts
-    "test_celery_executor": "scale",
+    "test_celery_executor": ("scale",),
 }
-TIERS = ("tf", "emulator", "live", "scale")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         module = item.path.stem
         tiers = {tier for fixture, tier in TIER_BY_FIXTURE.items() if fixture in item.fixturenames}
-        tiers |= {TIER_BY_MODULE[module]} if module in TIER_BY_MODULE else set()
+        tiers |= set(TIER_BY_MODULE.get(module, ()))
         params = item.callspec.params if hasattr(item, "callspec") else {}
         if "gcs" in params.values():
             tiers.add("emulator")
