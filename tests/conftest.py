@@ -9,28 +9,73 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+# Also importable from here for older test modules; new ones import tests.support.example_pipeline.
+from tests.support.example_pipeline import (  # noqa: F401
+    PROJECT_ROOT,
+    TrainedModel,
+    example_config_dict,
+    free_port,
+    write_config,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Test tiers (markers registered in pyproject.toml), applied here so no test file names its own:
+# a test is in every tier a fixture it uses or its module puts it in, and in ``unit`` when in none.
+# A test parametrized with the value "gcs" takes the emulator through request.getfixturevalue.
+TIER_BY_FIXTURE = {
+    "trained_model": "tf",  # the example Estimator trained once per session (model_copy uses it too)
+    "gcs_server": "emulator",  # gcp-storage-emulator on loopback (gcs, gcs_bucket use it too)
+}
+TIER_BY_MODULE = {
+    # TensorFlow graphs, SavedModels or training without the trained_model fixture
+    "test_discovery_integrity": ("tf",),
+    "test_example_model": ("tf",),
+    "test_export_canned": ("tf",),
+    "test_export_contracts": ("tf",),
+    "test_export_models": ("tf",),
+    "test_warmup": ("tf",),
+    # a real Airflow: a migrated metadata database, `airflow dags test`, a scheduler or the api-server
+    "test_airflow_dags": ("live",),
+    "test_airflow_live": ("live",),
+    "test_demo_e2e": ("live", "tf"),  # the demo trains the example model itself
+    "test_sensor": ("live",),
+    "test_ui_plugin": ("live",),
+    # the CeleryExecutor on PostgreSQL and Redis, workers as isolated hosts
+    "test_celery_executor": ("scale",),
+}
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainedModel:
-    model_dir: Path
-    data_dir: Path
-    steps: tuple[int, ...]
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        tiers = {tier for fixture, tier in TIER_BY_FIXTURE.items() if fixture in item.fixturenames}
+        tiers |= set(TIER_BY_MODULE.get(module, ()))
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        if "gcs" in params.values():
+            tiers.add("emulator")
+        for tier in sorted(tiers) or ["unit"]:
+            item.add_marker(tier)
 
-    @property
-    def eval_data(self) -> Path:
-        return self.data_dir / "eval.tfrecord"
+
+@pytest.fixture(autouse=True)
+def _unit_tests_load_no_tensorflow(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Keeps ``-m unit`` honest: a unit test that loads TensorFlow fails, naming the tier it belongs to."""
+    checked = request.node.get_closest_marker("unit") is not None and "tensorflow" not in sys.modules
+    yield
+    if checked and "tensorflow" in sys.modules:
+        pytest.fail(
+            "this test loads TensorFlow but is in the 'unit' tier: add its fixture or module to "
+            "TIER_BY_FIXTURE / TIER_BY_MODULE ('tf') in tests/conftest.py"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -51,19 +96,6 @@ def model_copy(trained_model: TrainedModel, tmp_path: Path) -> TrainedModel:
     return dataclasses.replace(trained_model, model_dir=target)
 
 
-def example_config_dict(model: TrainedModel, destination: str | Path, **overrides: Any) -> dict[str, Any]:
-    """The example pipeline config as a dict, pointing at ``model`` and publishing to ``destination``."""
-    data = yaml.safe_load((PROJECT_ROOT / "examples" / "pipeline.yaml").read_text())
-    data["model_dir"] = str(model.model_dir)
-    data["evaluation"]["input_fn_kwargs"]["path"] = str(model.eval_data)
-    data["warmup"]["path"] = str(model.eval_data)
-    data["warmup"]["num_records"] = 10
-    data["destination"]["uri"] = str(destination)
-    for key, value in overrides.items():
-        data[key] = value
-    return data
-
-
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Any]:
     """Write a config file into tmp_path and load it: ``make_config(model, destination, **overrides)``."""
@@ -71,18 +103,10 @@ def make_config(tmp_path: Path) -> Callable[..., Any]:
 
     def make(model: TrainedModel, destination: str | Path | None = None, **overrides: Any):
         dest = destination if destination is not None else tmp_path / "published"
-        path = tmp_path / "configs" / "example.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(example_config_dict(model, dest, **overrides)))
-        return load_config(path)
+        data = example_config_dict(model, dest, **overrides)
+        return load_config(write_config(data, tmp_path / "configs" / "example.yaml"))
 
     return make
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +144,16 @@ def gcs_server() -> Iterator[GCSEmulator]:
 
 
 @pytest.fixture
-def gcs(gcs_server: GCSEmulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[GCSEmulator]:
+def gcs(
+    gcs_server: GCSEmulator, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Iterator[GCSEmulator]:
     """The emulator, wiped, with STORAGE_EMULATOR_HOST set and our cached storage clients reset."""
     from components.storage import registry
 
+    if request.node.get_closest_marker("unit") is not None:
+        pytest.fail(
+            "this test uses the GCS emulator but is in the 'unit' tier: see TIER_BY_FIXTURE in tests/conftest.py"
+        )
     gcs_server.server.wipe()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.endpoint)
     registry._instances.clear()

@@ -24,6 +24,7 @@ from components.discovery.executor import discover, list_checkpoints
 from components.discovery.spec import DiscoveryParams
 from components.ledger.schema import CheckpointRecord, LedgerState
 from components.storage import storage_for
+from tests.support.example_pipeline import upload_folder
 
 
 def write_fake_checkpoint(
@@ -39,15 +40,6 @@ def write_state_file(folder: Path, steps: list[int], prefix: str = "model.ckpt")
     lines = [f'model_checkpoint_path: "{prefix}-{steps[-1]}"']
     lines += [f'all_model_checkpoint_paths: "{prefix}-{s}"' for s in steps]
     (folder / "checkpoint").write_text("\n".join(lines) + "\n")
-
-
-def upload_folder(local: Path, uri: str) -> str:
-    """Upload every file below ``local`` to ``uri`` (the emulator bucket), keeping relative paths."""
-    storage = storage_for(uri)
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            storage.upload_file(str(path), storage.join(uri, str(path.relative_to(local))))
-    return uri
 
 
 def params(model_dir: str, **kwargs) -> DiscoveryParams:

@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-from test_discovery import upload_folder
 
 from components.discovery import lease
 from components.discovery.errors import CheckpointVanished
@@ -18,6 +17,7 @@ from components.discovery.spec import DiscoveryParams
 from components.ledger.schema import LedgerState
 from components.stages import RunOptions, discover_stage
 from components.storage import storage_for
+from tests.support.example_pipeline import upload_folder
 
 
 def found(model_dir: str, **kwargs):

@@ -6,30 +6,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
-from conftest import TrainedModel, example_config_dict
-from test_discovery import upload_folder
 
-from components.config import load_config
 from components.discovery import lease
 from components.evaluation.digest import config_digest, metrics_digest
 from components.evaluation.errors import LoggedMetricsMissing
 from components.paths import work_dir
 from components.stages import RunOptions, discover_stage, evaluate_stage, ledger_of
-
-
-def config_for(model: TrainedModel, tmp_path: Path, evaluation: dict[str, Any] | None = None, **top: Any):
-    """The example config for ``model`` with ``evaluation`` keys replaced, written to and loaded from a file."""
-    data = example_config_dict(model, tmp_path / "published", **top)
-    data["evaluation"].update(evaluation or {})
-    data["evaluation"] = {k: v for k, v in data["evaluation"].items() if v is not None}
-    path = tmp_path / "configs" / "example.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
+from tests.support.example_pipeline import config_for, upload_folder, write_eval_summaries
 
 
 def eval_event_files(config, step: int) -> list[str]:
@@ -82,24 +67,6 @@ def test_no_thresholds_is_an_explicit_blessing(model_copy, tmp_path: Path) -> No
     ]
     stored = ledger_of(config).load().record(100).evaluation
     assert stored.reasons == evaluation.reasons  # kept with the metrics, never an absent decision
-
-
-def write_eval_summaries(model: TrainedModel, steps: list[int]) -> dict[int, dict[str, float]]:
-    """What train_and_evaluate leaves in model_dir/eval: Estimator.evaluate of each checkpoint."""
-    import functools
-
-    from examples.model import eval_input_fn, make_estimator
-
-    estimator = make_estimator(model.model_dir)
-    results = {}
-    for step in steps:
-        raw = estimator.evaluate(
-            functools.partial(eval_input_fn, path=str(model.eval_data)),
-            steps=2,
-            checkpoint_path=str(model.model_dir / f"model.ckpt-{step}"),
-        )
-        results[step] = {k: float(v) for k, v in raw.items() if k != "global_step"}
-    return results
 
 
 @pytest.mark.parametrize("where", ["local", "gcs"])

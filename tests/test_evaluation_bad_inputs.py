@@ -18,7 +18,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_evaluation import config_for
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact
 from components.discovery import lease
@@ -35,6 +34,7 @@ from components.ledger.records import record_evaluation
 from components.preflight import PreflightFailed
 from components.runner import run_pipeline
 from components.stages import RunOptions, ledger_of
+from tests.support.example_pipeline import config_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -600,9 +600,21 @@ def test_shard_rows_cover_the_vocabulary():
     assert sum(shard_rows(1000, 4)) == 1000 and shard_rows(1, 1) == [1]
 
 
-def test_exporter_contract_errors_are_value_errors():
-    for error in (ExportContractError, InvalidNameError, UnsafeAssetPathError, StrategyConfigError):
-        assert issubclass(error, ValueError) and issubclass(error, ExportError)
+@pytest.mark.parametrize(
+    ("error", "bad_call"),
+    [
+        (ExportContractError, lambda: ExportStrategy("bad", "not a function")),
+        (InvalidNameError, lambda: FinalExporter("final/../x", receiver)),
+        (UnsafeAssetPathError, lambda: FinalExporter("final", receiver, assets_extra={"/etc/x": __file__})),
+        (StrategyConfigError, lambda: create_strategy("custom", "c", {})),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else "",
+)
+def test_exporter_contract_errors_are_value_errors(error, bad_call):
+    """Code written against tf.estimator catches bad exporter arguments as ValueError; it still catches ours."""
+    with pytest.raises(ValueError) as caught:
+        bad_call()
+    assert isinstance(caught.value, error) and isinstance(caught.value, ExportError)
 
 
 def test_creating_a_well_formed_strategy_logs_no_warning(caplog):

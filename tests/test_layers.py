@@ -1,24 +1,30 @@
 """The project's layer rules, checked on the source rather than remembered.
 
-- ``components/`` never imports airflow (the library must not depend on its orchestrator);
-- ``dags/`` never imports tensorflow or a cloud SDK (parse time runs on every scheduler loop);
-- ``components/`` and ``plugins/`` import heavy modules only inside functions;
-- the seed-compatible export library (``components/export/compat`` and ``savedmodel``) never imports,
-  even indirectly, the pipeline: strategies, the export stage, the ledger or config.
+The import-linter contracts in pyproject.toml (``[tool.importlinter]``) hold the layers of ``components/``,
+"components never import airflow", "dags never import tensorflow" and the seed-compatible export library's
+independence; these tests run them, prove they catch a forbidden import, and check what import-linter
+cannot express:
+
+- every top-level module of ``components/`` has a place in the layers contract;
+- ``components/``, ``plugins/`` and ``examples/`` import heavy modules only inside functions (import-linter
+  sees an import in a function like any other), and importing them loads none.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("tensorflow", "tensorflow_serving", "tensorflow_estimator", "google.cloud", "google_crc32c")
+CONTRACTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
 
 
 def python_files(folder: str) -> list[Path]:
@@ -46,14 +52,75 @@ def offenders(folder: str, prefixes: tuple[str, ...], top_level_only: bool) -> l
     ]
 
 
-def test_components_never_import_airflow() -> None:
-    assert python_files("components")
-    assert offenders("components", ("airflow",), top_level_only=False) == []
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` on the tree at ``root`` (its pyproject.toml and packages), without a cache folder.
+
+    The checkout is on the venv's path (an editable install), so it is dropped there: ``dags`` is a
+    namespace package, and the checkout's portion would otherwise be linted beside a copy's.
+    """
+    script = (
+        "import sys\n"
+        f"sys.path[:] = [{str(root)!r}] + [p for p in sys.path if p not in ('', {str(ROOT)!r})]\n"
+        "from importlinter.cli import lint_imports_command\n"
+        "sys.argv = ['lint-imports', '--no-cache', '--no-logo']\n"
+        "lint_imports_command()\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=root
+    )
 
 
-def test_dags_never_import_tensorflow_or_cloud_sdks() -> None:
-    assert python_files("dags")
-    assert offenders("dags", HEAVY, top_level_only=False) == []
+def test_import_contracts_are_kept() -> None:
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in result.stdout
+
+
+def test_every_components_module_has_a_layer() -> None:
+    (layers,) = [c for c in CONTRACTS if c["type"] == "layers" and c["containers"] == ["components"]]
+    placed = {name.strip() for layer in layers["layers"] for name in layer.replace(":", "|").split("|")}
+    modules = {
+        path.stem if path.is_file() else path.name
+        for path in (ROOT / "components").iterdir()
+        if (path.suffix == ".py" and path.stem != "__init__") or (path / "__init__.py").is_file()
+    }
+    assert modules - placed == set(), "place these in [tool.importlinter] components-layers in pyproject.toml"
+    assert placed - modules == set()
+
+
+# (file to change, the import added to it, the contract that must break)
+FORBIDDEN_IMPORTS = [
+    ("components/export/savedmodel/folder_names.py", "import airflow.sdk", "components-no-airflow"),
+    ("components/errors.py", "import components.artifacts", "components-layers"),
+    ("dags/exportflow_dags.py", "import tensorflow", "dags-no-tensorflow"),
+    (
+        "components/export/savedmodel/mode_graphs.py",
+        "from components.export.strategies import registry",
+        "seed-export-library",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("relative", "line", "contract"), FORBIDDEN_IMPORTS, ids=[c for *_, c in FORBIDDEN_IMPORTS]
+)
+def test_a_forbidden_import_breaks_its_contract(
+    tmp_path: Path, relative: str, line: str, contract: str
+) -> None:
+    for folder in ("components", "plugins", "dags", "examples"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    target = tmp_path / relative
+    target.write_text(target.read_text() + f"\n{line}\n")
+
+    result = lint_imports(tmp_path)
+
+    (name,) = [c["name"] for c in CONTRACTS if c["id"] == contract]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{len(CONTRACTS) - 1} kept, 1 broken." in result.stdout
+    broken = " ".join(result.stdout.split("Broken contracts", 1)[1].split())  # undo its line wrapping
+    assert name in broken
+    assert relative.removesuffix(".py").replace("/", ".") in broken
 
 
 @pytest.mark.parametrize("folder", ["components", "plugins", "examples"])
@@ -71,57 +138,8 @@ def test_importing_every_component_module_loads_no_heavy_module() -> None:
         f"for name in {modules!r}: importlib.import_module(name)\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {['tensorflow', 'tensorflow_serving', 'tensorflow_estimator', 'keras']!r} or m.startswith('google.cloud.storage'))))\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
-
-SEED_LIBRARY = ("components.export.compat", "components.export.savedmodel")
-PIPELINE = (
-    "components.export.strategies",
-    "components.export.executor",
-    "components.export.spec",
-    "components.ledger",
-    "components.config",
-)
-
-
-def module_of(path: Path) -> str:
-    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-
-
-def import_graph(folder: str) -> dict[str, set[str]]:
-    """Module -> the modules of ``folder`` it imports anywhere in its body (``from pkg import mod`` included)."""
-    modules = {module_of(path): path for path in python_files(folder)}
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found.add(node.module)
-                found.update(f"{node.module}.{alias.name}" for alias in node.names)
-        graph[name] = {m for m in found if m in modules}
-    return graph
-
-
-def import_chain(graph: dict[str, set[str]], start: str, forbidden: tuple[str, ...]) -> list[str] | None:
-    """The first chain of imports from ``start`` to a module under ``forbidden`` (None: there is none)."""
-    chains, seen = [[start]], {start}
-    while chains:
-        chain = chains.pop(0)
-        for target in sorted(graph[chain[-1]]):
-            if any(target == f or target.startswith(f + ".") for f in forbidden):
-                return [*chain, target]
-            if target not in seen:
-                seen.add(target)
-                chains.append([*chain, target])
-    return None
-
-
-def test_seed_compatible_export_library_never_imports_the_pipeline() -> None:
-    graph = import_graph("components")
-    library = sorted(m for m in graph if any(m == p or m.startswith(p + ".") for p in SEED_LIBRARY))
-    assert "components.export.compat.exporters" in library and "components.export.savedmodel.versions" in library
-    chains = [" -> ".join(c) for m in library if (c := import_chain(graph, m, PIPELINE))]
-    assert chains == []

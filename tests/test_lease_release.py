@@ -21,10 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from conftest import PROJECT_ROOT, TrainedModel, example_config_dict
-from test_discovery import upload_folder
-from test_evaluation import write_eval_summaries
 
 from components.config import ConfigError, load_config
 from components.discovery import lease
@@ -40,6 +36,14 @@ from components.stages import (
     warmup_stage,
 )
 from components.warmup.errors import WarmupLintError
+from tests.support.example_pipeline import (
+    PROJECT_ROOT,
+    TrainedModel,
+    example_config_dict,
+    upload_folder,
+    write_eval_summaries,
+)
+from tests.support.example_pipeline import write_config as write_yaml_config
 
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(PROJECT_ROOT)}
 
@@ -52,10 +56,7 @@ def write_config(model: TrainedModel, tmp_path: Path, **sections: Any):
             data[key] = {k: v for k, v in {**data[key], **value}.items() if v is not None}
         else:
             data[key] = value
-    path = tmp_path / "configs" / "example.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
+    return load_config(write_yaml_config(data, tmp_path / "configs" / "example.yaml"))
 
 
 def lease_folder(config) -> list[str]:

@@ -16,12 +16,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from test_evaluation import config_for
-
 from components.discovery import lease
 from components.paths import staging_dir, work_dir
 from components.runner import run_pipeline
 from components.stages import RunOptions, ledger_of
+from tests.support.example_pipeline import config_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,8 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import PROJECT_ROOT, example_config_dict
 
 from components.cli import main
 from components.config import load_config
@@ -31,6 +29,8 @@ from components.discovery import lease
 from components.preflight import PreflightFailed, find_problems
 from components.runner import run_pipeline
 from components.stages import RunOptions
+from tests.support.example_pipeline import PROJECT_ROOT, example_config_dict
+from tests.support.example_pipeline import write_config as write_yaml_config
 
 IMPORT_FIX = "fix: check the spelling, and that the package is installed or on PYTHONPATH"
 
@@ -77,10 +77,7 @@ def receiver_with_arguments(feature_spec, batch_size=None):
 
 
 def write_config(folder: Path, model, destination, name: str = "example.yaml", **overrides) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    path.write_text(yaml.safe_dump(example_config_dict(model, destination, **overrides)))
-    return path
+    return write_yaml_config(example_config_dict(model, destination, **overrides), folder / name)
 
 
 def validate(capsys, *args: str) -> tuple[int, str, list[str]]:

@@ -13,21 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, TaskDeferred
-from conftest import TrainedModel, example_config_dict, free_port
 
 from plugins import triggers
 from plugins.sensors import NewCheckpointSensor
 from plugins.triggers import CheckpointEvent, NewCheckpointTrigger
+from tests.support.example_pipeline import TrainedModel, example_config_dict, free_port
+from tests.support.example_pipeline import write_config as write_yaml_config
 
 
 def write_config(model_dir: Path, trained: TrainedModel, root: Path) -> str:
     model = TrainedModel(model_dir, trained.data_dir, ())
-    path = root / "configs" / "example.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(example_config_dict(model, root / "published")))
-    return str(path)
+    return str(write_yaml_config(example_config_dict(model, root / "published"), root / "configs" / "example.yaml"))
 
 
 def trainer_writes(trained: TrainedModel, model_dir: Path, step: int) -> None:
@@ -142,11 +139,6 @@ def test_sensor_resumes_from_the_event() -> None:
         sensor.execute_complete(
             {}, CheckpointEvent("error", "example", message="GCS refused access").to_payload()
         )
-
-
-def test_the_timeout_is_required() -> None:
-    with pytest.raises(TypeError, match="timeout"):
-        NewCheckpointSensor(task_id="wait", config_path="/c.yaml")  # type: ignore[call-arg]
 
 
 SENSOR_DAG = textwrap.dedent(

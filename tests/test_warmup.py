@@ -727,8 +727,9 @@ def test_more_than_1000_is_allowed_with_truncate(make_config, trained_model):
 
 
 def test_the_manual_trigger_cannot_pick_warmup_files():
-    from plugins.params import run_options_from_params
+    """The form has no warmup field, and a trigger conf that names one is refused, not ignored."""
+    from plugins.params import build_params, refuse_unknown_params
 
-    assert not [f.name for f in dataclasses.fields(RunOptions) if "warmup" in f.name]
-    options = run_options_from_params({"warmup": {"source": "file", "path": "/etc/passwd"}}, ["all_modes"])
-    assert options == RunOptions()
+    assert not [name for name in build_params(["all_modes"]) if "warmup" in name]
+    with pytest.raises(ValueError, match=r"fields \['warmup'\] that this DAG does not accept"):
+        refuse_unknown_params({"warmup": {"source": "file", "path": "/etc/passwd"}})
