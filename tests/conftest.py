@@ -49,6 +49,8 @@ TIER_BY_MODULE = {
     "test_demo_e2e": ("live", "tf"),  # the demo trains the example model itself
     "test_sensor": ("live",),
     "test_ui_plugin": ("live",),
+    "test_serving_promote_dag": ("live",),  # the promote DAG through `dag.test()`
+    "test_serving_approval_live": ("live",),  # approve / reject on a live api-server
     # the CeleryExecutor on PostgreSQL and Redis, workers as isolated hosts
     "test_celery_executor": ("scale",),
 }
