@@ -31,7 +31,7 @@ from components.publish.protocol import (
 )
 from components.publish.spec import PublishParams
 from components.publish.transfer import Observer
-from components.storage import InvalidStorageOptions, Storage, StorageOptions, crc32c_of_file, storage_for
+from components.storage import InvalidStorageOptions, Storage, StorageOptions, crc32c_of_file
 from components.storage.base import MiB
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,9 @@ def storage_options(destination: DestinationConfig) -> StorageOptions:
 
 
 def destination_storage(destination: DestinationConfig) -> Storage:
-    return storage_for(destination.uri, storage_options(destination))
+    from components.storage.factory import destination_storage as built_by_the_factory
+
+    return built_by_the_factory(destination)
 
 
 def publish_settings(destination: DestinationConfig) -> PublishSettings:
