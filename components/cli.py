@@ -31,10 +31,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from components.config import load_config
-    from components.storage.factory import ModelStorage
     from components.report import publications_table
     from components.runner import run_pipeline
     from components.stages import RunOptions
+    from components.storage.factory import ModelStorage
 
     config = load_config(args.config)
     ledger = ModelStorage(config).ledger()  # the storage factory: the destination's own credentials
