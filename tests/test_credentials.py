@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,12 @@ def gcs_model(gcs_bucket: str, trained_model: TrainedModel, tmp_path: Path) -> P
     return config_path
 
 
+def logged(operator_class: type, **kwargs: Any) -> Any:
+    """The operator logging through a stdlib logger, so ``caplog`` sees every line it writes."""
+    logger = logging.getLogger(f"test.{kwargs['task_id']}")
+    return type(operator_class.__name__, (operator_class,), {"log": property(lambda self: logger)})(**kwargs)
+
+
 def assert_only_the_connection_reached_gcs(proxy: RecordingProxy) -> None:
     assert proxy.heads, "nothing reached the emulator"
     assert proxy.authorizations() == {f"Bearer {TOKEN}"}
@@ -108,11 +115,12 @@ def assert_clients_built_with_the_connection() -> None:
 
 
 def test_stage_task_in_process_uses_the_connection_for_the_ledger_model_dir_and_leases(
-    gcs_model, connection, proxied, capsys
+    gcs_model, connection, proxied, caplog
 ) -> None:
     from plugins.operators import StageOperator
 
-    operator = StageOperator(task_id="discover", stage="discover", config_path=str(gcs_model))
+    caplog.set_level(logging.DEBUG)
+    operator = logged(StageOperator, task_id="discover", stage="discover", config_path=str(gcs_model))
     checkpoints = operator.execute({"params": {"checkpoint": 300}, "run_id": "manual__1"})
 
     assert [c["step"] for c in checkpoints] == [300]
@@ -121,30 +129,30 @@ def test_stage_task_in_process_uses_the_connection_for_the_ledger_model_dir_and_
     assert_clients_built_with_the_connection()
     assert_only_the_connection_reached_gcs(proxied)
     assert TOKEN not in json.dumps(checkpoints)
-    assert TOKEN not in "".join(capsys.readouterr())
+    assert caplog.records and TOKEN not in caplog.text
 
 
 def test_stage_task_in_another_interpreter_gets_a_token_not_the_connection(
-    gcs_model, connection, proxied, capsys
+    gcs_model, connection, proxied, caplog
 ) -> None:
     data = yaml.safe_load(gcs_model.read_text())
     data["airflow"].update(runtime="external_python", python=sys.executable)
     gcs_model.write_text(yaml.safe_dump(data))
     from plugins.operators import StageOperator
 
-    operator = StageOperator(task_id="discover", stage="discover", config_path=str(gcs_model))
+    caplog.set_level(logging.DEBUG)
+    operator = logged(StageOperator, task_id="discover", stage="discover", config_path=str(gcs_model))
     checkpoints = operator.execute({"params": {"checkpoint": 300}, "run_id": "manual__1"})
 
     assert [c["step"] for c in checkpoints] == [300]
     assert connection == [CONN_ID]
     # every request the child sent (ledger, listing, lease) carried the connection's token
     assert_only_the_connection_reached_gcs(proxied)
-    output = "".join(capsys.readouterr())
-    assert "running stage discover in" in output
-    assert TOKEN not in output and TOKEN not in json.dumps(checkpoints)
+    assert "running stage discover in" in caplog.text
+    assert TOKEN not in caplog.text and TOKEN not in json.dumps(checkpoints)
 
 
-def test_report_task_reads_the_ledger_with_the_connection(gcs_model, connection, proxied, capsys) -> None:
+def test_report_task_reads_the_ledger_with_the_connection(gcs_model, connection, proxied, caplog) -> None:
     from plugins.operators import ReportRunOperator
 
     class OutletEvents(dict):
@@ -159,7 +167,8 @@ def test_report_task_reads_the_ledger_with_the_connection(gcs_model, connection,
     pushed = {"uri": "gs://b/published/example/300", "destination": "gs://b/published", "model_name": "example",
               "version": "300", "step": 300, "strategy": "all_modes", "manifest_uri": "gs://b/m.json"}
     outlet_events = OutletEvents()
-    operator = ReportRunOperator(task_id="report", config_path=str(gcs_model), pushed=[pushed])
+    caplog.set_level(logging.DEBUG)
+    operator = logged(ReportRunOperator, task_id="report", config_path=str(gcs_model), pushed=[pushed])
     result = operator.execute({"params": {}, "outlet_events": outlet_events})
 
     assert [p["version"] for p in result] == ["300"]
@@ -168,7 +177,7 @@ def test_report_task_reads_the_ledger_with_the_connection(gcs_model, connection,
     assert_clients_built_with_the_connection()
     assert_only_the_connection_reached_gcs(proxied)
     assert TOKEN not in json.dumps(result) + json.dumps(list(outlet_events.values()))
-    assert TOKEN not in "".join(capsys.readouterr())
+    assert caplog.records and TOKEN not in caplog.text
 
 
 def test_sensor_and_trigger_poll_with_the_connection(gcs_model, connection, proxied) -> None:

@@ -8,6 +8,7 @@ the answer from the result channel, never from stdout, and map each failure iden
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def run_export(trained_model: TrainedModel, tmp_path: Path, monkeypatch: pytest.
         path = tmp_path / runtime / "example.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(data))
-        operator = StageOperator(
+        logger = logging.getLogger("test.export")  # caplog sees what the operator logs
+        logged = type("StageOperator", (StageOperator,), {"log": property(lambda self: logger)})
+        operator = logged(
             task_id="export", stage="export", config_path=str(path), strategy="user", evaluation=evaluation.to_dict()
         )
         return operator.execute({"params": {}})
@@ -45,11 +48,12 @@ def run_export(trained_model: TrainedModel, tmp_path: Path, monkeypatch: pytest.
     return run
 
 
-def test_the_answer_comes_from_the_result_channel_not_from_what_user_code_prints(run_export, capfd) -> None:
+def test_the_answer_comes_from_the_result_channel_not_from_what_user_code_prints(run_export, caplog) -> None:
+    caplog.set_level(logging.INFO)
     for runtime in RUNTIMES:
         assert run_export("declines", runtime) is None, runtime  # declined; stdout's last line says otherwise
-    printed = capfd.readouterr()
-    assert '{"result": {"uri": "/forged"' in printed.out + printed.err  # logged as what it is: output
+    forged = [r for r in caplog.records if r.name == "test.export" and '{"result": {"uri": "/forged"' in r.getMessage()]
+    assert forged and all(r.levelno == logging.INFO for r in forged)  # the child's stdout, logged as output
 
 
 @pytest.mark.parametrize(
