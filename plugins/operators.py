@@ -180,8 +180,9 @@ class StageOperator(BaseOperator):
             prefix = f"[{request.stage}] "
             printed = threading.Thread(target=log_lines, args=(process.stdout, self.log, prefix), daemon=True)
             printed.start()
-            process.stdin.write(encode_request(request))  # the token goes here only, never argv
-            process.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # it died first: reported below, by its missing outcome
+                process.stdin.write(encode_request(request))  # the token goes here only, never argv
+                process.stdin.close()
             log_lines(process.stderr, self.log, prefix)
             returncode = process.wait()
             printed.join()
