@@ -31,13 +31,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from components.config import load_config
-    from components.ledger import Ledger
+    from components.model_storage import ModelStorage
     from components.report import publications_table, retired_publications
     from components.runner import run_pipeline
     from components.stages import RunOptions
 
     config = load_config(args.config)
-    ledger = Ledger(config.destination.uri, config.name)
+    ledger = ModelStorage(config).ledger()  # the storage factory: the destination's own credentials
     before = ledger.load()
     options = RunOptions(
         checkpoint=args.checkpoint,

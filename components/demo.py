@@ -17,7 +17,8 @@ from pathlib import Path
 from components.airflow_env import PROJECT_ROOT, embedded_airflow_env
 from components.config import load_config
 from components.errors import ExportflowError
-from components.ledger import Ledger, LedgerState
+from components.ledger import LedgerState
+from components.model_storage import ModelStorage
 
 EXAMPLE_CONFIG = PROJECT_ROOT / "examples" / "pipeline.yaml"
 DAG_ID = "exportflow__example"
@@ -93,7 +94,7 @@ def run_demo(workspace: str | os.PathLike[str]) -> tuple[LedgerState, LedgerStat
     ws = Workspace(Path(workspace).resolve())
     prepare_workspace(ws)
     config = load_config(ws.config_path)
-    ledger = Ledger(config.destination.uri, config.name)
+    ledger = ModelStorage(config).ledger()  # the storage factory: the destination's own credentials
     before = ledger.load()
     print("migrating the embedded Airflow metadata database ...", flush=True)
     run_airflow(ws, ["db", "migrate"], "db-migrate.log")

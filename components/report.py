@@ -11,7 +11,7 @@ from components.ledger import LedgerState
 def retired_publications(config: PipelineConfig, state: LedgerState) -> frozenset[tuple[str, str]]:
     """``(strategy, version)`` of recorded publications that retention has since deleted: their commit
     marker is gone from the destination (the ledger keeps the record; the version is no longer served)."""
-    from components.publish.destination import destination_storage
+    from components.model_storage import destination_storage
 
     storage = destination_storage(config.destination)
     retired = set()

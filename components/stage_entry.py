@@ -1,15 +1,30 @@
-"""Run one stage from JSON in, JSON out: the single entry point every Airflow task goes through.
+"""Run one stage from a JSON request: the single entry point every Airflow task goes through.
 
-In-process tasks call ``call_stage`` directly. With ``airflow.runtime: external_python`` the task runs
-``<python> -m components.stage_entry`` instead, in a separate interpreter that receives only this
-request on stdin and answers on stdout — the same contract a Kubernetes pod would use.
+One contract in every runtime:
+
+* in-process: the operator calls ``call_stage`` (with the model's credentials) and maps a failure
+  through ``StageFailure.of``;
+* another interpreter (``airflow.runtime: external_python``): ``<python> -m components.stage_entry
+  --result <file>`` reads the request on stdin and writes its ``StageOutcome`` to ``<file>``. Its stdout
+  and stderr are logs only (model code may print anything there), never the answer;
+* a Kubernetes pod: the same command with ``--request '<request JSON>' --result
+  /airflow/xcom/return.json``, the file KubernetesPodOperator's XCom sidecar reads.
+
+A failure maps one way, ``StageFailure.of``: an ``ExportflowError`` keeps its ``retryable``; a
+``ValueError`` (an invalid request or run option) is permanent; anything else may be transient and is
+retryable. The exit status says the same: 0 done, 3 permanent failure, 4 retryable failure; any other
+status is a crash, retryable.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import logging
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +36,7 @@ from components.discovery import spec as discovery_spec
 from components.errors import ExportflowError
 from components.evaluation import spec as evaluation_spec
 from components.export import spec as export_spec
+from components.model_storage import AccessToken, ModelStorage
 from components.publish import spec as publish_spec
 from components.stages import (
     RunOptions,
@@ -30,7 +46,12 @@ from components.stages import (
     publish_stage,
     warmup_stage,
 )
+from components.storage import CredentialsSource
 from components.warmup import spec as warmup_spec
+
+log = logging.getLogger(__name__)
+EXIT_PERMANENT = 3
+EXIT_RETRYABLE = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +60,38 @@ class StageRequest:
     config_path: str
     options: RunOptions = dataclasses.field(default_factory=RunOptions)
     inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    credentials: AccessToken | None = None  # for another interpreter: the orchestrator's, as a token
+
+
+@dataclasses.dataclass(frozen=True)
+class StageFailure:
+    """A failed stage as every runtime reports it: the error's type name, its message, and whether a
+    retry may succeed."""
+
+    error: str
+    message: str
+    retryable: bool
+
+    @classmethod
+    def of(cls, exc: BaseException) -> StageFailure:
+        if isinstance(exc, ExportflowError):
+            retryable = exc.retryable
+        elif isinstance(exc, ValueError):  # an invalid request or run option: a retry fails the same way
+            retryable = False
+        else:  # unexpected: it may not happen again (memory, a flaky dependency); Airflow's retries decide
+            retryable = True
+        return cls(type(exc).__name__, str(exc), retryable)
+
+    def __str__(self) -> str:
+        return f"{self.error}: {self.message}"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageOutcome:
+    """What a stage in another interpreter writes to its result file: a result or a failure."""
+
+    result: Any = None
+    failure: StageFailure | None = None
 
 
 def _discover(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
@@ -74,7 +127,8 @@ STAGES: dict[str, tuple[ComponentSpec, Runner]] = {
 }
 
 
-def call_stage(request: StageRequest) -> Any:
+def call_stage(request: StageRequest, credentials: CredentialsSource | None = None) -> Any:
+    """Run the stage with ``credentials`` (else the request's) applying to every storage it builds."""
     if request.stage not in STAGES:
         raise ValueError(f"unknown stage {request.stage!r}; stages: {sorted(STAGES)}")
     spec, run = STAGES[request.stage]
@@ -83,7 +137,9 @@ def call_stage(request: StageRequest) -> Any:
         for name, value in request.inputs.items()
     }
     spec.check_inputs(inputs)
-    return run(load_config(request.config_path), request.options, inputs)
+    config = load_config(request.config_path)
+    with ModelStorage(config, credentials or request.credentials).installed():
+        return run(config, request.options, inputs)
 
 
 def encode_request(request: StageRequest) -> str:
@@ -91,28 +147,63 @@ def encode_request(request: StageRequest) -> str:
 
 
 def decode_request(text: str) -> StageRequest:
-    return from_jsonable(StageRequest, json.loads(text))
+    try:
+        return from_jsonable(StageRequest, json.loads(text))
+    except (TypeError, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a stage request ({exc}); expected the JSON of a StageRequest") from exc
 
 
-def main() -> int:
-    """stdin: a StageRequest as JSON. stdout: ``{"result": ...}`` or ``{"error": ..., "retryable": ...}``."""
-    import logging
+def write_outcome(path: str, outcome: StageOutcome) -> None:
+    """Atomically: a reader finds the whole outcome or no file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".outcome-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(to_jsonable(outcome), handle)
+    os.replace(tmp, path)
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+def read_outcome(path: str) -> StageOutcome | None:
+    """The outcome a child wrote, or None when it wrote none (it crashed first)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return from_jsonable(StageOutcome, json.load(handle))
+    except FileNotFoundError:
+        return None
+
+
+def run_request(request_text: str) -> StageOutcome:
+    """Decode and run one request; every failure becomes a ``StageFailure`` (traceback logged).
+
+    SIGTERM (a pod being deleted, the operator stopping its child) raises ``RunTerminated`` inside the
+    stage, so it releases its leases on the way out; the outcome is a retryable failure."""
     from components.runner import RunTerminated, sigterm_raises
 
-    request = decode_request(sys.stdin.read())
     try:
-        with sigterm_raises():  # a pod being deleted gets SIGTERM: the stage releases its leases first
-            result = call_stage(request)
-    except ExportflowError as exc:
-        print(json.dumps({"error": type(exc).__name__, "message": str(exc), "retryable": exc.retryable}))
-        return 3
+        with sigterm_raises():
+            return StageOutcome(result=call_stage(decode_request(request_text)))
     except RunTerminated as exc:
-        print(json.dumps({"error": type(exc).__name__, "message": str(exc), "retryable": True}))
-        return 3
-    print(json.dumps({"result": result}))
-    return 0
+        return StageOutcome(failure=StageFailure(type(exc).__name__, str(exc), retryable=True))
+    except Exception as exc:
+        log.exception("stage failed")
+        return StageOutcome(failure=StageFailure.of(exc))
+
+
+def exit_status(outcome: StageOutcome) -> int:
+    if outcome.failure is None:
+        return 0
+    return EXIT_RETRYABLE if outcome.failure.retryable else EXIT_PERMANENT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.stage_entry", description=__doc__)
+    parser.add_argument("--request", default="-", help="the StageRequest JSON; '-' (default) reads stdin")
+    parser.add_argument("--result", required=True, help="file to write the StageOutcome JSON to")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    outcome = run_request(sys.stdin.read() if args.request == "-" else args.request)
+    write_outcome(args.result, outcome)
+    return exit_status(outcome)
 
 
 if __name__ == "__main__":

@@ -35,14 +35,15 @@ from components.ledger.records import (
     record_export,
     record_publication,
 )
+from components.model_storage import ModelStorage
 from components.paths import work_dir
 from components.preflight import preflight
-from components.publish.destination import destination_storage
 from components.publish.executor import publish
 from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
 from components.serving.publication import label_fresh_version
 from components.staging.release import release_staged
+from components.storage import CredentialsSource
 from components.warmup.executor import inject_warmup
 from components.warmup.spec import WarmupParams
 
@@ -68,9 +69,9 @@ class RunOptions:
             raise ValueError(f"max_checkpoints must be positive, got {self.max_checkpoints}")
 
 
-def ledger_of(config: PipelineConfig) -> Ledger:
-    """The model's ledger, read and written with the destination's own credentials and settings."""
-    return Ledger(config.destination.uri, config.name, destination_storage(config.destination))
+def ledger_of(config: PipelineConfig, credentials: CredentialsSource | None = None) -> Ledger:
+    """The model's ledger, built by the storage factory (``credentials``: the orchestrator's, if any)."""
+    return ModelStorage(config, credentials).ledger()
 
 
 def selected_strategies(config: PipelineConfig, options: RunOptions) -> tuple[StrategyConfig, ...]:
@@ -107,12 +108,14 @@ def discovery_params(config: PipelineConfig, options: RunOptions | None = None) 
     )
 
 
-def pending_steps(config: PipelineConfig) -> list[int]:
+def pending_steps(config: PipelineConfig, credentials: CredentialsSource | None = None) -> list[int]:
     """Steps a default run of ``config`` would take now, pinning nothing: what the sensor polls for.
 
     Raises ``ModelDirError`` while the model dir is missing or empty.
     """
-    return [c.step for c in discover(discovery_params(config), ledger_of(config).load())]
+    storage = ModelStorage(config, credentials)
+    state = storage.ledger().load()
+    return [c.step for c in discover(discovery_params(config), state, storage.for_uri(config.model_dir))]
 
 
 def discover_stage(

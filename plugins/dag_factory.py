@@ -95,14 +95,7 @@ def _doc_md(config: PipelineConfig) -> str:
 
 def build_dag(config: PipelineConfig) -> DAG:
     from plugins.assets import published_alias
-    from plugins.operators import (
-        DiscoverCheckpointsOperator,
-        EvaluateCheckpointOperator,
-        ExportStrategyOperator,
-        InjectWarmupOperator,
-        PublishExportOperator,
-        ReportRunOperator,
-    )
+    from plugins.operators import ReportRunOperator, StageOperator
     from plugins.params import build_params
 
     strategy_names = [s.name for s in config.strategies]
@@ -128,8 +121,9 @@ def build_dag(config: PipelineConfig) -> DAG:
         description=f"exportflow: {config.name} ({len(config.strategies)} strategies)",
         doc_md=_doc_md(config),
     ) as dag:
-        discover = DiscoverCheckpointsOperator(
+        discover = StageOperator(
             task_id="discover",
+            stage="discover",
             execution_timeout=timedelta(minutes=minutes.discover),
             inlets=_schedule(config) if airflow.schedule == "asset" else [],
             **common,
@@ -143,26 +137,21 @@ def build_dag(config: PipelineConfig) -> DAG:
                 timeout=timedelta(minutes=airflow.wait_for_checkpoint_minutes),
                 poll_interval=float(airflow.wait_poll_seconds),
             ) >> discover
-        def mapped(operator: Any, task_id: str, timeout_minutes: int, *, tf: bool = True) -> Any:
+        def mapped(stage: str, timeout_minutes: int, *, tf: bool = True) -> Any:
             """A mapped stage task named by its label; TF stages get the per-run bound and pool."""
-            return operator.partial(
-                task_id=task_id,
+            return StageOperator.partial(
+                task_id=stage,
+                stage=stage,
                 execution_timeout=timedelta(minutes=timeout_minutes),
                 map_index_template="{{ exportflow_label }}",
                 **(tf_task if tf else {}),
                 **common,
             )
 
-        evaluate = mapped(EvaluateCheckpointOperator, "evaluate", minutes.evaluate).expand(
-            checkpoint=discover.output
-        )
-        export = mapped(ExportStrategyOperator, "export", minutes.export).expand(
-            evaluation=evaluate.output, strategy=strategy_names
-        )
-        warmup = mapped(InjectWarmupOperator, "warmup", minutes.warmup).expand(export=export.output)
-        publish = mapped(PublishExportOperator, "publish", minutes.publish, tf=False).expand(
-            export=warmup.output
-        )
+        evaluate = mapped("evaluate", minutes.evaluate).expand(checkpoint=discover.output)
+        export = mapped("export", minutes.export).expand(evaluation=evaluate.output, strategy=strategy_names)
+        warmup = mapped("warmup", minutes.warmup).expand(export=export.output)
+        publish = mapped("publish", minutes.publish, tf=False).expand(export=warmup.output)
         ReportRunOperator(
             task_id="report",
             pushed=publish.output,

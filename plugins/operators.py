@@ -1,148 +1,142 @@
-"""One operator per stage; each names its stage and inputs, and ``components.stage_entry`` does the work.
+"""The stage operator (one class for every stage) and the report operator.
+
+A ``StageOperator`` names its stage and its inputs; ``components.stage_entry`` does the work, in this
+task process or, with ``airflow.runtime: external_python``, in a separate interpreter that receives only
+its request and answers through a result file. Either way a failure maps one way
+(``StageFailure.of``): an error a retry cannot fix (bad config, corrupt checkpoint, invalid run option)
+fails the task at once; anything else is retried with backoff.
 
 Config (trusted) comes from the file the DAG factory named; run options come from the run's params
 (validated against the form's schema) and, for asset-triggered runs, from every triggering event.
-Artifacts travel as small JSON dicts through XCom. An error a retry cannot fix (bad config, corrupt
-checkpoint) fails the task at once; transient ones are retried with backoff. With
-``airflow.runtime: external_python`` the stage runs in a separate interpreter that receives only its
-request.
+Artifacts travel as small JSON dicts through XCom. Storage and the ledger come from the storage factory
+with the model's Airflow connection (``plugins/credentials.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
+import os
 import subprocess
+import tempfile
+import threading
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any
 
 from airflow.sdk import BaseOperator
 
-
-class StageFailed(Exception):
-    """A stage failed in an external interpreter with an error a retry may fix."""
-
-
-@contextlib.contextmanager
-def gcp_credentials(conn_id: str | None) -> Iterator[None]:
-    """Make an Airflow connection's Google credentials the Application Default Credentials for a stage.
-
-    Without ``gcp_conn_id`` the stage uses ADC as the worker has them. With it, the google provider
-    (the ``google`` extra) exposes the connection's key as ``GOOGLE_APPLICATION_CREDENTIALS`` for the
-    stage's duration only — a temporary file for inline keys — so in-process and external-python
-    stages alike authenticate through ADC. The key never appears in logs or XCom.
-    """
-    if conn_id is None:
-        yield
-        return
-    try:
-        from airflow.providers.google.common.hooks.base_google import GoogleBaseHook
-    except ImportError as exc:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(
-            f"airflow.gcp_conn_id is {conn_id!r} but the Google provider is not installed; "
-            "install exportflow with the `google` extra, or remove gcp_conn_id to use ADC"
-        ) from exc
-    with GoogleBaseHook(gcp_conn_id=conn_id).provide_gcp_credential_file_as_context():
-        yield
-
-
-class _StageOperator(BaseOperator):
-    """Shared plumbing: config path, run options, the stage call, permanent-error handling."""
-
-    stage: ClassVar[str]
-    ui_color = "#e8f0fe"
-
-    def __init__(self, *, config_path: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config_path = config_path
-
-    def stage_inputs(self) -> dict[str, Any]:
-        return {}
-
-    def label(self) -> str:
-        """Shown as the mapped task instance's name (``map_index_template``)."""
-        return ""
-
-    def run_options(self, context: Any, config: Any) -> Any:
-        import dataclasses
-
-        from plugins.params import run_options_from_params
-
-        options = run_options_from_params(context["params"], [s.name for s in config.strategies])
-        return dataclasses.replace(options, run_id=context.get("run_id"))  # recorded with publications
-
-    def execute(self, context: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from components.config import load_config
-        from components.errors import ExportflowError
-        from components.stage_entry import StageRequest
-
-        context["exportflow_label"] = self.label()
-        try:
-            config = load_config(self.config_path)
-            request = StageRequest(self.stage, self.config_path, self.run_options(context, config), self.stage_inputs())
-            with gcp_credentials(config.airflow.gcp_conn_id):
-                if config.airflow.runtime == "external_python":
-                    return self._call_external(config.airflow.python, request)
-                from components.stage_entry import call_stage
-
-                return call_stage(request)
-        except ExportflowError as exc:
-            if exc.retryable:
-                raise
-            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-        except ValueError as exc:  # invalid run options: retrying cannot help
-            raise AirflowFailException(str(exc)) from exc
-
-    def _call_external(self, python: str, request: Any) -> Any:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from components.stage_entry import encode_request
-
-        self.log.info("running stage %s in %s", request.stage, python)
-        process = subprocess.run(
-            [python, "-m", "components.stage_entry"],
-            input=encode_request(request),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        for line in process.stderr.splitlines():
-            self.log.info("[%s] %s", request.stage, line)
-        lines = process.stdout.strip().splitlines()
-        answer = json.loads(lines[-1]) if lines else {}
-        if process.returncode == 0 and "result" in answer:
-            return answer["result"]
-        if "error" in answer:
-            message = f"{answer['error']}: {answer['message']}"
-            if answer.get("retryable"):
-                raise StageFailed(message)
-            raise AirflowFailException(message)
-        raise StageFailed(f"stage {request.stage} exited with {process.returncode} in {python}")
-
-
+# Each stage's inputs (the operator's keyword arguments, mapped over by the DAG); the order is the label's.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "discover": (),
+    "evaluate": ("checkpoint",),
+    "export": ("strategy", "evaluation"),
+    "warmup": ("export",),
+    "publish": ("export",),
+}
+TF_STAGES = frozenset({"evaluate", "export", "warmup"})  # import TensorFlow (its start-up lines logged)
 RECENT_EVENTS = 500  # asset events read back by an asset-triggered discover
 
 
-class DiscoverCheckpointsOperator(_StageOperator):
-    """Complete, new checkpoints → Checkpoint artifacts (the evaluate task maps over them).
+class StageFailed(Exception):
+    """A stage failed with an error a retry may fix; the message names the original error."""
 
-    In an asset-triggered run it takes exactly the checkpoints named by *every* triggering event
-    (events coalesce when training writes faster than exports run), marking those flagged final.
+
+def failure_exception(failure: Any) -> Exception:
+    """The exception a task raises for a ``StageFailure``: permanent fails at once, else Airflow retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return StageFailed(str(failure)) if failure.retryable else AirflowFailException(str(failure))
+
+
+@contextlib.contextmanager
+def failures_mapped() -> Iterator[None]:
+    """Map any exception but Airflow's own by ``StageFailure.of``, as the external runtime does."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from components.stage_entry import StageFailure
+
+    try:
+        yield
+    except (AirflowException, StageFailed):
+        raise
+    except Exception as exc:
+        raise failure_exception(StageFailure.of(exc)) from exc
+
+
+class StageOperator(BaseOperator):
+    """Run one exportflow stage of the model configured at ``config_path``.
+
+    ``stage`` is one of ``STAGE_INPUTS``; the stage's inputs are keyword arguments (``checkpoint``,
+    ``strategy``, ``evaluation``, ``export``) so the DAG can map over them. Warmup and publish of a
+    strategy that declined upstream (``export=None``) have nothing to do.
     """
 
-    stage = "discover"
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        stage: str,
+        config_path: str,
+        checkpoint: dict[str, Any] | None = None,
+        strategy: str | None = None,
+        evaluation: dict[str, Any] | None = None,
+        export: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if stage not in STAGE_INPUTS:
+            raise ValueError(f"unknown stage {stage!r}; stages: {sorted(STAGE_INPUTS)}")
+        self.stage = stage
+        self.config_path = config_path
+        given = {"checkpoint": checkpoint, "strategy": strategy, "evaluation": evaluation, "export": export}
+        self.inputs = {name: given[name] for name in STAGE_INPUTS[stage]}
+
+    def label(self) -> str:
+        """Shown as the mapped task instance's name (``map_index_template``)."""
+        if self.stage == "evaluate":
+            return f"step {self.inputs['checkpoint'].get('step')}"
+        if self.stage == "export":
+            return f"{self.inputs['strategy']} @ step {self.inputs['evaluation']['checkpoint']['step']}"
+        if self.stage in ("warmup", "publish"):
+            export = self.inputs["export"]
+            return "nothing exported" if export is None else f"{export['strategy']} @ step {export['step']}"
+        return ""
+
+    def execute(self, context: Any) -> Any:
+        from components.config import load_config
+        from components.stage_entry import StageRequest
+        from plugins.credentials import credentials_for
+
+        context["exportflow_label"] = self.label()
+        if "export" in self.inputs and self.inputs["export"] is None:
+            self.log.info("the strategy exported nothing upstream; nothing to %s", self.stage)
+            return None
+        with failures_mapped():
+            config = load_config(self.config_path)
+            credentials = credentials_for(config)
+            request = StageRequest(self.stage, self.config_path, self.run_options(context, config), self.inputs)
+            if config.airflow.runtime == "external_python":
+                outcome = self._call_external(config.airflow.python, request, credentials)
+                if outcome.failure is not None:
+                    raise failure_exception(outcome.failure)
+                return outcome.result
+            return self._call_in_process(request, credentials)
 
     def run_options(self, context: Any, config: Any) -> Any:
-        import dataclasses
+        from plugins.params import refuse_unknown_params, run_options_from_params
 
-        from plugins.params import refuse_unknown_params, steps_from_asset_events
+        if self.stage == "discover":
+            refuse_unknown_params(context["params"])
+        options = run_options_from_params(context["params"], [s.name for s in config.strategies])
+        options = dataclasses.replace(options, run_id=context.get("run_id"))  # recorded with publications
+        return self._with_asset_events(context, config, options) if self.stage == "discover" else options
 
-        refuse_unknown_params(context["params"])
-        options = super().run_options(context, config)
+    def _with_asset_events(self, context: Any, config: Any, options: Any) -> Any:
+        """An asset-triggered discover takes exactly the checkpoints named by *every* triggering event
+        (events coalesce when training writes faster than exports run), marking those flagged final."""
+        from plugins.params import steps_from_asset_events
+
         events = dict(context.get("triggering_asset_events") or {})
         if config.airflow.schedule == "asset":
             # Airflow links to a run only the events queued before it; read the asset's recent events
@@ -158,78 +152,47 @@ class DiscoverCheckpointsOperator(_StageOperator):
             options = dataclasses.replace(options, steps=steps, final_steps=final_steps)
         return options
 
+    def _call_in_process(self, request: Any, credentials: Any) -> Any:
+        from components.stage_entry import call_stage
+        from components.tf_logs import import_tensorflow
 
-class EvaluateCheckpointOperator(_StageOperator):
-    """One checkpoint → its ModelEvaluation with blessing and reasons (recorded in the ledger)."""
+        if request.stage in TF_STAGES:
+            import_tensorflow(self.log)
+        return call_stage(request, credentials)
 
-    stage = "evaluate"
+    def _call_external(self, python: str, request: Any, credentials: Any) -> Any:
+        """Run the stage in ``python``; its outcome comes from a result file, its stdout and stderr are logs."""
+        from components.stage_entry import encode_request, read_outcome
+        from components.tf_logs import log_lines
+        from plugins.credentials import access_token_for
 
-    def __init__(self, *, checkpoint: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.checkpoint = checkpoint
-
-    def stage_inputs(self) -> dict[str, Any]:
-        return {"checkpoint": self.checkpoint}
-
-    def label(self) -> str:
-        return f"step {self.checkpoint.get('step')}"
-
-
-class ExportStrategyOperator(_StageOperator):
-    """Run one registered export strategy for one evaluation; mapped per checkpoint × strategy."""
-
-    stage = "export"
-    ui_color = "#fce8e6"
-
-    def __init__(self, *, strategy: str, evaluation: dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.strategy = strategy
-        self.evaluation = evaluation
-
-    def stage_inputs(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "evaluation": self.evaluation}
-
-    def label(self) -> str:
-        return f"{self.strategy} @ step {self.evaluation['checkpoint']['step']}"
-
-
-class _ExportConsumer(_StageOperator):
-    """Warmup and publish: one export in; nothing to do when the strategy declined upstream."""
-
-    def __init__(self, *, export: dict[str, Any] | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.export = export
-
-    def stage_inputs(self) -> dict[str, Any]:
-        return {"export": self.export}
-
-    def label(self) -> str:
-        if self.export is None:
-            return "nothing exported"
-        return f"{self.export['strategy']} @ step {self.export['step']}"
-
-    def execute(self, context: Any) -> Any:
-        if self.export is None:
-            context["exportflow_label"] = self.label()
-            self.log.info("the strategy exported nothing upstream; nothing to %s", self.stage)
-            return None
-        return super().execute(context)
+        self.log.info("running stage %s in %s", request.stage, python)
+        request = dataclasses.replace(request, credentials=access_token_for(credentials))
+        with tempfile.TemporaryDirectory(prefix="exportflow-stage-") as folder:
+            result_path = os.path.join(folder, "outcome.json")
+            process = subprocess.Popen(
+                [python, "-m", "components.stage_entry", "--result", result_path],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            prefix = f"[{request.stage}] "
+            printed = threading.Thread(target=log_lines, args=(process.stdout, self.log, prefix), daemon=True)
+            printed.start()
+            with contextlib.suppress(BrokenPipeError):  # it died first: reported below, by its missing outcome
+                process.stdin.write(encode_request(request))  # the token goes here only, never argv
+                process.stdin.close()
+            log_lines(process.stderr, self.log, prefix)
+            returncode = process.wait()
+            printed.join()
+            outcome = read_outcome(result_path)
+        if outcome is None:
+            raise StageFailed(f"stage {request.stage} exited with {returncode} in {python} without an outcome")
+        return outcome
 
 
-class InjectWarmupOperator(_ExportConsumer):
-    """Write TF Serving warmup requests into one export."""
-
-    stage = "warmup"
-
-
-class PublishExportOperator(_ExportConsumer):
-    """Publish one export to the destination."""
-
-    stage = "publish"
-    ui_color = "#e6f4ea"
-
-
-class ReportRunOperator(_StageOperator):
+class ReportRunOperator(BaseOperator):
     """Log what the run published and emit one asset event per newly published version.
 
     Events go to ``<destination>/<model>`` through the DAG's alias (one task can add several events
@@ -238,9 +201,11 @@ class ReportRunOperator(_StageOperator):
     """
 
     template_fields = ("pushed",)  # resolves the upstream XComArg
+    ui_color = "#e8f0fe"
 
-    def __init__(self, *, pushed: list[dict[str, Any] | None], **kwargs: Any) -> None:
+    def __init__(self, *, config_path: str, pushed: list[dict[str, Any] | None], **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.config_path = config_path
         self.pushed = pushed
 
     def execute(self, context: Any) -> Any:
@@ -248,8 +213,11 @@ class ReportRunOperator(_StageOperator):
         from components.config import load_config
         from components.stages import ledger_of
         from plugins.assets import published_alias, published_asset
+        from plugins.credentials import credentials_for
 
-        config = load_config(self.config_path)
+        with failures_mapped():
+            config = load_config(self.config_path)
+            credentials = credentials_for(config)
         dry_run = bool(context["params"].get("dry_run"))
         pushed = [PushedModelArtifact.from_dict(p) for p in (self.pushed or []) if p]
         for p in pushed:
@@ -259,7 +227,8 @@ class ReportRunOperator(_StageOperator):
             self.log.info("this run published nothing")
         new = [p for p in pushed if not p.already_published and not dry_run]
         if new:
-            ledger = ledger_of(config).load()
+            with failures_mapped():
+                ledger = ledger_of(config, credentials).load()
             alias_events = context["outlet_events"][published_alias(config.name)]
             target = published_asset(config.destination.uri, config.name)
             for p in new:

@@ -4,7 +4,8 @@ Triggers live here (``plugins/``, an installed package), never in ``dags/``: the
 them by the class path ``serialize()`` returns. The trigger holds only the config file's path, its poll
 interval and an absolute deadline, so a triggerer restart resumes it without extending the wait. Each
 poll runs exportflow's discovery (listing + ledger, no pinning, no TensorFlow) in a worker thread, so
-the triggerer's event loop never blocks on storage I/O.
+the triggerer's event loop never blocks on storage I/O; storage is built by the storage factory with
+the model's Airflow connection, passed explicitly (the triggerer serves many models at once).
 
 What it reports is a ``CheckpointEvent`` (a frozen dataclass), carried as the TriggerEvent's JSON
 payload and rebuilt by the sensor: never a loose ``{"status": ..., "message": ...}`` dict.
@@ -56,13 +57,14 @@ def check_for_new_checkpoints(config_path: str) -> CheckpointEvent:
     from components.discovery.errors import ModelDirError
     from components.errors import ExportflowError
     from components.stages import pending_steps
+    from plugins.credentials import credentials_for
 
     try:
         config = load_config(config_path)
     except ExportflowError as exc:
         return CheckpointEvent("error", model="", message=str(exc))
     try:
-        steps = pending_steps(config)
+        steps = pending_steps(config, credentials_for(config))
     except ModelDirError as exc:  # training has not written anything yet
         return CheckpointEvent("waiting", config.name, model_dir=config.model_dir, message=str(exc))
     except ExportflowError as exc:

@@ -322,12 +322,12 @@ def test_unblessed_and_unselected_are_not_exported(all_kinds, trained_model):
 def test_export_strategy_operator_runs_a_registered_strategy(all_kinds, trained_model, tmp_path):
     from airflow.sdk.exceptions import AirflowFailException
 
-    from plugins.operators import ExportStrategyOperator
+    from plugins.operators import StageOperator
 
     config, _, exported = all_kinds
     evaluation = evaluation_for(trained_model, 300, auc=0.8, loss=0.5).to_dict()
-    operator = ExportStrategyOperator(
-        task_id="export", config_path=config.source, strategy="contrib", evaluation=evaluation
+    operator = StageOperator(
+        task_id="export", stage="export", config_path=config.source, strategy="contrib", evaluation=evaluation
     )
     assert operator.label() == "contrib @ step 300"  # the mapped task instance's name
     context = {"params": {}}
@@ -336,8 +336,8 @@ def test_export_strategy_operator_runs_a_registered_strategy(all_kinds, trained_
     assert context["exportflow_label"] == "contrib @ step 300"
 
     bad = write_config(trained_model, tmp_path, strategies=[{"name": "newest", "kind": "newest"}])
-    operator = ExportStrategyOperator(
-        task_id="export", config_path=str(bad), strategy="newest", evaluation=evaluation
+    operator = StageOperator(
+        task_id="export", stage="export", config_path=str(bad), strategy="newest", evaluation=evaluation
     )
     with pytest.raises(AirflowFailException, match="unknown export strategy kind 'newest'; known kinds"):
         operator.execute({"params": {}})

@@ -1,13 +1,12 @@
-"""Operator seams that need no running Airflow: run options from params and events, credentials."""
+"""Operator seams that need no running Airflow: run options from params and events, the stage operator."""
 
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import pytest
 
-from plugins.operators import gcp_credentials
+from plugins.operators import STAGE_INPUTS, StageOperator
 from plugins.params import refuse_unknown_params, run_options_from_params, steps_from_asset_events
 
 
@@ -42,23 +41,33 @@ def test_trigger_conf_may_only_fill_the_form() -> None:
         refuse_unknown_params({"destination": "/etc", "model_dir": "/", "force": True})
 
 
-def test_no_gcp_conn_id_means_adc_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/adc/key.json")
-    with gcp_credentials(None):
-        import os
+def test_one_operator_takes_each_stages_inputs_and_names_the_mapped_task() -> None:
+    checkpoint = {"uri": "/m/model.ckpt-300", "model_name": "m", "step": 300}
+    evaluation = {"checkpoint": checkpoint, "uri": "/m/model.ckpt-300"}
+    export = {"strategy": "best", "step": 300}
+    cases = {
+        "discover": ({}, ""),
+        "evaluate": ({"checkpoint": checkpoint}, "step 300"),
+        "export": ({"strategy": "best", "evaluation": evaluation}, "best @ step 300"),
+        "warmup": ({"export": export}, "best @ step 300"),
+        "publish": ({"export": None}, "nothing exported"),
+    }
+    assert set(cases) == set(STAGE_INPUTS)
+    for stage, (inputs, label) in cases.items():
+        operator = StageOperator(task_id=stage, stage=stage, config_path="/c.yaml", **inputs)
+        assert operator.inputs == {name: inputs.get(name) for name in STAGE_INPUTS[stage]}
+        assert operator.label() == label
 
-        assert os.environ["GOOGLE_APPLICATION_CREDENTIALS"] == "/adc/key.json"
+
+def test_a_stage_with_nothing_exported_upstream_does_nothing() -> None:
+    context: dict = {"params": {}}
+    assert StageOperator(task_id="publish", stage="publish", config_path="/nowhere.yaml", export=None).execute(context) is None
+    assert context["exportflow_label"] == "nothing exported"
 
 
-def test_gcp_conn_id_without_the_google_provider_says_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    monkeypatch.setitem(sys.modules, "airflow.providers.google.common.hooks.base_google", None)
-    with (
-        pytest.raises(AirflowFailException, match="install exportflow with the `google` extra"),
-        gcp_credentials("my_gcp"),
-    ):
-        pass
+def test_an_unknown_stage_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown stage 'train'; stages: \['discover', 'evaluate', 'export'"):
+        StageOperator(task_id="t", stage="train", config_path="/c.yaml")
 
 
 def test_the_refusal_list_is_exactly_the_forms_fields() -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from components.artifacts import FileEntry
 from components.manifest import MANIFEST_PATH
-from components.publish.destination import destination_storage
+from components.model_storage import destination_storage
 from components.publish.errors import PublishInProgress, VersionConflict
 from components.publish.executor import publish
 from components.publish.layout import lock_uri

@@ -21,8 +21,8 @@ def check_locations(config: PipelineConfig) -> list[Problem]:
     """The model_dir can be listed, source files read; destination, staging and lease folders take a write."""
     from components.config.errors import ConfigError
     from components.discovery import lease
+    from components.model_storage import destination_storage
     from components.paths import staging_root
-    from components.publish.destination import destination_storage
 
     model_dir_problems = _check_model_dir(config.model_dir)
     problems = model_dir_problems + _check_source_files(config)

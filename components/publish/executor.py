@@ -35,7 +35,7 @@ from components.manifest import (
     read_manifest_file,
     write_manifest,
 )
-from components.publish.destination import destination_storage
+from components.model_storage import destination_storage
 from components.publish.errors import ExportIncomplete
 from components.publish.layout import GRAPH_FILES, Layout, layout_for
 from components.publish.marker import MarkedExport, read_marker

@@ -278,7 +278,7 @@ def servables_of(config: PipelineConfig) -> list[str]:
 
 def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> list[RetentionReport]:
     """Apply (or with ``dry_run`` only plan) retention for every servable the config publishes."""
-    from components.publish.destination import destination_storage
+    from components.model_storage import destination_storage
     from components.serving.errors import ServingError
     from components.serving.protection import serving_needs
 
@@ -300,7 +300,7 @@ def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> li
 
 def retire_old_versions(config: PipelineConfig, servable: str) -> RetentionReport | None:
     """Retention after a publish: a failure here is logged, never fails the publish."""
-    from components.publish.destination import destination_storage
+    from components.model_storage import destination_storage
     from components.serving.errors import ServingError
     from components.serving.protection import serving_needs
 

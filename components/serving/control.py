@@ -72,7 +72,7 @@ class ServableStatus:
 
 
 def target_for(config: PipelineConfig) -> ServingTarget:
-    from components.publish.destination import destination_storage
+    from components.model_storage import destination_storage
     from components.publish.retention import servables_of
 
     storage = destination_storage(config.destination)

@@ -9,8 +9,8 @@ import os
 from typing import Any
 
 from components.config.schema import PipelineConfig
+from components.model_storage import storage_options
 from components.paths import cache_dir, scratch_dir, staging_root
-from components.publish.destination import storage_options
 from components.staging.cache import ScratchCache
 from components.storage import Storage, scheme_of, storage_for
 

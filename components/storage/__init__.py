@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from components.storage.base import (
+    CredentialsSource,
     ObjectInfo,
     ProgressCallback,
     Storage,
@@ -27,6 +28,7 @@ from components.storage.registry import scheme_of, storage_for
 
 __all__ = [
     "BucketNotFound",
+    "CredentialsSource",
     "InvalidStorageOptions",
     "InvalidURI",
     "ObjectInfo",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 MiB = 1024 * 1024
 UPLOAD_CHUNK_QUANTUM = 256 * 1024  # resumable upload chunks must be multiples of this
@@ -32,17 +32,37 @@ class ObjectInfo:
     generation: int | None = None
 
 
+@runtime_checkable
+class CredentialsSource(Protocol):
+    """Google credentials that come from outside the config, e.g. an Airflow connection.
+
+    The orchestrator supplies one (``plugins/credentials.py``); ``components/model_storage.py`` puts it
+    into ``StorageOptions``. Implementations are hashable (clients are cached per source) and resolve the
+    credentials only when a client is first built.
+    """
+
+    def describe(self) -> str:
+        """Where the credentials come from, safe to log: never key material."""
+        ...
+
+    def google_credentials(self) -> Any:
+        """A ``google.auth.credentials.Credentials`` for a GCS client."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True)
 class StorageOptions:
     """How a back-end talks to its store. Hashable: back-ends are cached per (scheme, options).
 
-    Credentials: GCS uses Application Default Credentials unless ``credentials_path`` names a
-    service-account key file; with ``STORAGE_EMULATOR_HOST`` set it is anonymous. The key's contents are
-    never logged nor put into an error message.
+    Credentials for GCS, first that applies: ``credentials_path`` (a service-account key file; anonymous
+    instead when ``STORAGE_EMULATOR_HOST`` points at an emulator), ``credentials`` (a source such as an
+    Airflow connection; used as given, with an emulator too), then Application Default Credentials
+    (anonymous with an emulator). Key contents are never logged nor put into an error message.
     """
 
     project: str | None = None
     credentials_path: str | None = None
+    credentials: CredentialsSource | None = None
     connect_timeout: float = 10.0  # seconds to open a connection
     timeout: float = 120.0  # seconds to wait for any one response (or to push one chunk)
     retry_deadline: float = 300.0  # seconds one call keeps retrying transient errors

@@ -2,8 +2,10 @@
 
 * The client is built lazily (first call), never at import, once per process and options; it is shared
   by the transfer threads (its HTTP pool is sized by ``StorageOptions.pool_size``).
-* Credentials: Application Default Credentials, or a service-account key file, or anonymous when
-  ``STORAGE_EMULATOR_HOST`` points at an emulator. A key's contents never reach a log or an error.
+* Credentials: a service-account key file, or credentials from a source (an Airflow connection), or
+  Application Default Credentials; anonymous when ``STORAGE_EMULATOR_HOST`` points at an emulator,
+  except for a source's credentials (see ``StorageOptions``). A key's contents never reach a log or an
+  error.
 * Retries use the SDK's own policy (``DEFAULT_RETRY``: 429, 408, 5xx and connection errors only — never
   401/403) with the deadline from the options, on calls that are safe to repeat: every read, and writes
   that carry a generation precondition (a repeated ``if_generation_match=0`` create cannot clobber
@@ -172,10 +174,16 @@ class GCSStorage:
         self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never shows credentials, only where they come from
-        source = "emulator" if os.environ.get("STORAGE_EMULATOR_HOST") else (
-            "key file" if self.options.credentials_path else "ADC"
-        )
-        return f"GCSStorage(project={self.options.project!r}, credentials={source})"
+        return f"GCSStorage(project={self.options.project!r}, credentials={self.credentials_origin()})"
+
+    def credentials_origin(self) -> str:
+        """Where this back-end's credentials come from (the order ``StorageOptions`` documents)."""
+        emulated = bool(os.environ.get("STORAGE_EMULATOR_HOST"))
+        if self.options.credentials_path:
+            return "emulator (anonymous)" if emulated else "key file"
+        if self.options.credentials is not None:
+            return self.options.credentials.describe()
+        return "emulator (anonymous)" if emulated else "ADC"
 
     @property
     def client(self) -> Any:
@@ -189,20 +197,30 @@ class GCSStorage:
         from google.cloud import storage
 
         project = self.options.project
+        credentials = self.client_credentials()
         if os.environ.get("STORAGE_EMULATOR_HOST"):
-            from google.auth.credentials import AnonymousCredentials
-
-            client = storage.Client(project=project or "exportflow-test", credentials=AnonymousCredentials())
-        elif self.options.credentials_path:
-            client = storage.Client(project=project, credentials=self._key_file_credentials())
-        else:
-            client = storage.Client(project=project)  # ADC; a missing one is reported by _wrap_errors
+            project = project or "exportflow-test"
+        # credentials None: ADC, found by the client; a missing one is reported by _wrap_errors
+        client = storage.Client(project=project, credentials=credentials)
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=self.options.pool_size, pool_maxsize=self.options.pool_size
         )
         client._http.mount("https://", adapter)  # the SDK's own session; bigger pool for parallel transfers
         client._http.mount("http://", adapter)
         return client
+
+    def client_credentials(self) -> Any:
+        """The credentials the client is built with; ``None`` lets the client find ADC."""
+        emulated = bool(os.environ.get("STORAGE_EMULATOR_HOST"))
+        if self.options.credentials_path and not emulated:
+            return self._key_file_credentials()
+        if self.options.credentials is not None and not self.options.credentials_path:
+            return self.options.credentials.google_credentials()
+        if emulated:
+            from google.auth.credentials import AnonymousCredentials
+
+            return AnonymousCredentials()
+        return None
 
     def _key_file_credentials(self) -> Any:
         from google.oauth2 import service_account

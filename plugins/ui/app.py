@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from components.config import ConfigError, PipelineConfig, load_configs_dir
 from components.errors import ExportflowError
-from components.ledger import Ledger
+from components.model_storage import ModelStorage
 from plugins.ui import chart as chart_layout
 from plugins.ui.history import ModelHistory, UnknownMetric, build_history, dag_id_for, jsonable
 from plugins.ui.manifest import ManifestView, manifest_view
@@ -79,6 +79,13 @@ def login_url(request: Request) -> str:
     from airflow.api_fastapi.app import get_auth_manager
 
     return get_auth_manager().get_url_login(next_url=str(request.url))
+
+
+def model_storage(config: PipelineConfig) -> ModelStorage:
+    """The model's storage and ledger with its Airflow connection, as every task reaches them."""
+    from plugins.credentials import credentials_for
+
+    return ModelStorage(config, credentials_for(config))
 
 
 def configs_folder() -> str:
@@ -145,7 +152,7 @@ def create_app(
         authorize(request, model, user)
         config = catalog.get(model)
         try:
-            state = Ledger(config.destination.uri, config.name).load()
+            state = model_storage(config).ledger().load()
         except ExportflowError as exc:
             raise HTTPException(502, f"cannot read the ledger of {model}: {exc}") from exc
         try:
@@ -161,7 +168,8 @@ def create_app(
             )
         checkpoint, publication = found
         try:  # the manifest's location comes from the ledger, never from the request
-            return checkpoint, publication, manifest_view(publication.manifest_uri)
+            storage = model_storage(catalog.get(history.model)).for_uri(publication.manifest_uri)
+            return checkpoint, publication, manifest_view(publication.manifest_uri, storage)
         except ExportflowError as exc:
             raise HTTPException(502, str(exc)) from exc
 
@@ -259,7 +267,7 @@ def _summary(request: Request, config: PipelineConfig) -> dict[str, Any]:
         "error": None,
     }
     try:
-        state = Ledger(config.destination.uri, config.name).load()
+        state = model_storage(config).ledger().load()
         history = build_history(config, state, airflow_root=airflow_root())
     except ExportflowError as exc:
         summary["error"] = f"cannot read the ledger: {exc}"

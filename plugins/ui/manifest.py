@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from components.errors import ExportflowError
-from components.storage import StorageError, storage_for
+from components.storage import Storage, StorageError, storage_for
 
 
 class ManifestUnreadable(ExportflowError):
@@ -26,9 +26,10 @@ class ManifestView:
     total_bytes: int
 
 
-def manifest_view(uri: str) -> ManifestView:
+def manifest_view(uri: str, storage: Storage | None = None) -> ManifestView:
+    """``storage``: the model's (built by the storage factory); default: the back-end for ``uri``."""
     try:
-        raw = json.loads(storage_for(uri).read_bytes(uri))
+        raw = json.loads((storage or storage_for(uri)).read_bytes(uri))
     except StorageError as exc:
         raise ManifestUnreadable(f"cannot read the manifest {uri}: {exc}") from exc
     except ValueError as exc:

@@ -36,7 +36,7 @@ from typing import Any
 
 from components.artifacts import ExportArtifact
 from components.errors import ExportflowError
-from components.publish.destination import destination_storage
+from components.model_storage import destination_storage
 from components.publish.executor import publish
 from components.publish.transfer import Observer, PublishEvent
 from tests.support.publishing import make_config, params_for
