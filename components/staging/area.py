@@ -13,6 +13,7 @@ from components.model_storage import storage_options
 from components.paths import cache_dir, scratch_dir, staging_root
 from components.staging.cache import ScratchCache
 from components.storage import Storage, scheme_of, storage_for
+from components.storage.registry import installed_credentials
 
 BOOKKEEPING = ".exportflow"
 STAGED_SUFFIX = ".staged.json"
@@ -62,12 +63,14 @@ class StagingArea:
 
 
 def staging_area(config: PipelineConfig) -> StagingArea:
-    """The config's staging area, reached with the destination's credentials and transfer settings."""
+    """The config's staging area, reached with the destination's credentials and transfer settings (and
+    the orchestrator's credentials installed in this process, as the storage factory applies them)."""
     root = staging_root(config)
+    options = dataclasses.replace(storage_options(config.destination), credentials=installed_credentials())
     return StagingArea(
         root=root,
         scratch=scratch_dir(config),
-        storage=storage_for(root, storage_options(config.destination)),
+        storage=storage_for(root, options),
         cache=_cache(cache_dir(config)),
         parallelism=config.destination.parallelism,
     )
