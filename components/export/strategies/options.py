@@ -57,8 +57,9 @@ class LatestOptions(CommonOptions):
 @dataclasses.dataclass(frozen=True)
 class BestOptions(CommonOptions):
     exports_to_keep: int | None = 5
-    metric: str = "loss"
-    direction: Literal["lower_is_better", "higher_is_better"] = "lower_is_better"
+    # default: the config's ranking rule (components.ranking: the first change threshold, else lower loss)
+    metric: str | None = None
+    direction: Literal["lower_is_better", "higher_is_better"] | None = None  # with metric; default lower
     compare_fn: str | None = None  # import path of compare_fn(best_eval_result, current_eval_result)
 
 
