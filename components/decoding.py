@@ -6,7 +6,7 @@ Configs, strategy options and artifacts (ledger, manifests, stage envelopes) are
 * **dataclass**: a mapping; unknown keys and missing required fields are errors; ``init=False`` fields
   are not read;
 * **Optional[X]** / ``X | None``: None stays None, else decoded as X (for other unions, the first type);
-  None anywhere else is an error;
+  None elsewhere is an error for every type below;
 * **Literal[...]**: one of its values;
 * **bool**: only ``true``/``false`` (1 and 0 are not booleans);
 * **int**: an integer, never a bool;
@@ -115,8 +115,6 @@ class _Decoder:
             return self(next(a for a in args if a is not type(None)), data, path)
         if tp is Any:
             return data
-        if data is None:
-            raise DecodeError(path, data, expected=_wording(tp), annotation=tp)
         if tp in self.converters:
             try:
                 return self.converters[tp](data)
