@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from typing import Any, ClassVar
+
+from components.decoding import decode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Artifact:
         type_name = payload.pop("type", cls.TYPE_NAME)
         if type_name != cls.TYPE_NAME:
             raise ValueError(f"expected a {cls.TYPE_NAME} artifact, got {type_name!r}")
-        return _decode(cls, payload)
+        return decode(cls, payload)
 
     @classmethod
     def from_json(cls, text: str) -> typing.Self:
@@ -189,8 +190,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def from_jsonable(tp: Any, data: Any) -> Any:
-    """The inverse of ``to_jsonable`` for the annotated type ``tp``."""
-    return _decode(tp, data)
+    """The inverse of ``to_jsonable`` for the annotated type ``tp`` (``components.decoding``'s rule)."""
+    return decode(tp, data)
 
 
 def _encode(value: Any) -> Any:
@@ -201,33 +202,3 @@ def _encode(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _encode(v) for k, v in value.items()}
     return value
-
-
-def _decode(tp: Any, data: Any) -> Any:
-    """Rebuild ``data`` (plain JSON values) as an instance of the annotated type ``tp``."""
-    if data is None:
-        return None
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _decode(options[0], data) if len(options) == 1 else data
-    if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp) if f.init}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"{tp.__name__} has no field(s) {sorted(unknown)}")
-        return tp(**{k: _decode(hints[k], v) for k, v in data.items()})
-    if origin is tuple:
-        args = typing.get_args(tp)
-        item = args[0] if args else Any
-        return tuple(_decode(item, v) for v in data)
-    if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        return [_decode(item, v) for v in data]
-    if origin is dict:
-        _, value_type = typing.get_args(tp) or (Any, Any)
-        return {k: _decode(value_type, v) for k, v in data.items()}
-    if tp is float and isinstance(data, int):
-        return float(data)
-    return data

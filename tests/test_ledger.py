@@ -18,12 +18,12 @@ from components.config.schema import ChangeThreshold, ThresholdConfig
 from components.ledger import Ledger
 from components.ledger.errors import LedgerConflict, LedgerError
 from components.ledger.records import (
-    RankingRule,
     baseline,
     record_evaluation,
     record_publication,
 )
 from components.ledger.schema import SCHEMA_VERSION, LedgerState
+from components.ranking import RankingRule
 from components.storage import PreconditionFailed, storage_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

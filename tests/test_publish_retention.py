@@ -17,7 +17,6 @@ from components.publish.executor import publish
 from components.publish.layout import BOOKKEEPING, lock_uri
 from components.publish.marker import CommitMarker
 from components.publish.retention import (
-    BestRule,
     RetentionPolicy,
     VersionView,
     decide,
@@ -25,6 +24,7 @@ from components.publish.retention import (
     prune_published_versions,
     retire_old_versions,
 )
+from components.ranking import RankingRule
 from components.storage import storage_for
 from tests.support.publishing import (
     assert_nothing_partial_is_loadable,
@@ -49,7 +49,7 @@ def actions(decisions) -> dict[str, str]:
 
 def test_keeps_the_newest_the_best_the_pinned_and_the_current() -> None:
     views = {v: published(v, auc) for v, auc in [("100", 0.9), ("200", 0.6), ("300", 0.5), ("400", 0.7), ("500", 0.7)]}
-    policy = RetentionPolicy(keep=2, pinned=frozenset({"200"}), best=BestRule("auc", higher_is_better=True))
+    policy = RetentionPolicy(keep=2, pinned=frozenset({"200"}), best=RankingRule("auc", "higher_is_better"))
     decisions = decide(views, policy, current="300")
     assert actions(decisions) == {"500": "keep", "400": "keep", "300": "keep", "200": "keep", "100": "keep"}
     reasons = {d.version: d.reason for d in decisions}
@@ -72,7 +72,7 @@ def test_lower_is_better_best_and_versions_in_every_other_state() -> None:
         "700": VersionView("700", (None,), (), CommitMarker.from_dict({"graphs": [{"name": None}]})),  # marked, graph file gone
         "800": VersionView("800", ("entry", "ps_0"), ("ps_0",), CommitMarker.from_dict({"graphs": [{"name": "entry"}, {"name": "ps_0"}]})),
     }
-    decisions = actions(decide(views, RetentionPolicy(keep=1, best=BestRule("auc", higher_is_better=False)), None))
+    decisions = actions(decide(views, RetentionPolicy(keep=1, best=RankingRule("auc", "lower_is_better")), None))
     assert decisions == {
         "800": "delete", "700": "delete", "600": "delete", "500": "keep", "400": "skip",
         "300": "keep", "200": "delete", "100": "keep",
@@ -103,7 +103,7 @@ def test_retention_deletes_what_policy_allows_and_nothing_else(destination: str,
              "pid": os.getppid(), "purpose": "publish", "expires_at": time.time() + 600}
     storage.write_bytes(lock_uri(storage, base, "700"), json.dumps(lease).encode(), if_generation_match=0)
     storage.write_bytes(storage.join(base, "800", "assets", "vocab.txt"), b"y", if_generation_match=0)
-    policy = RetentionPolicy(keep=2, pinned=frozenset({"100"}), best=BestRule("auc", higher_is_better=False))
+    policy = RetentionPolicy(keep=2, pinned=frozenset({"100"}), best=RankingRule("auc", "lower_is_better"))
 
     dry = prune_published_versions(storage, destination, "example", policy, dry_run=True)
     assert set(dry.doomed) == {"300", "400", "800"} and dry.deleted == ()

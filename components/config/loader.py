@@ -10,19 +10,17 @@ loading a config does no I/O beyond reading the file itself (the DAG factory cal
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import re
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
 from components.config.errors import ConfigError
 from components.config.schema import MAX_WARMUP_RECORDS, PipelineConfig
-from components.imports import ImportPath, ImportPathError
+from components.decoding import LIST, MAPPING, DecodeError, decode
+from components.imports import ImportPath
 from components.layout import ENTRY_GRAPH
 
 # libyaml's C parser: DAG parsing loads every config on every dag-processor loop.
@@ -73,80 +71,32 @@ def parse_config(data: Any, *, source: str = "<memory>", base_dir: Path | None =
 
 
 def _build(cls: type, data: Any, prefix: str, source: str, base: Path, skip: set[str] = frozenset()) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(source, prefix, f"expected a mapping, got {_kind(data)}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            source, _join(prefix, str(unknown[0])), f"unknown field; expected one of {sorted(fields)}"
-        )
-    hints = _type_hints(cls)
-    values = {}
-    for name, field in fields.items():
-        path = _join(prefix, name)
-        if name not in data:
-            required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-            if required:
-                raise ConfigError(source, path, "required field is missing")
-            continue
-        value = _coerce(hints[name], data[name], path, source, base)
+    """``data`` as ``cls`` by ``components.decoding``'s rule, plus the config's own: strings are not
+    empty, path fields resolve against ``base``; errors name the file and the field."""
+
+    def check(path: str, tp: Any, value: Any) -> Any:
+        if tp is str and value == "":
+            raise DecodeError(path, value, expected="a non-empty string", annotation=tp)
         if path in _PATH_FIELDS and isinstance(value, str):
-            value = _resolve_path(value, base)
-        values[name] = value
-    return cls(**values)
+            return _resolve_path(value, base)
+        return value
+
+    try:
+        return decode(cls, data, path=prefix, converters={ImportPath: ImportPath}, check=check, skip=frozenset(skip))
+    except DecodeError as exc:
+        raise _config_error(source, exc) from exc
 
 
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _coerce(tp: Any, value: Any, path: str, source: str, base: Path) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(options[0], value, path, source, base)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise ConfigError(source, path, f"expected one of {list(allowed)}, got {value!r}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path, source, base)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ConfigError(source, path, f"expected a list, got {_kind(value)}")
-        (item,) = typing.get_args(tp)[:1]
-        return tuple(_coerce(item, v, f"{path}[{i}]", source, base) for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(source, path, f"expected a mapping, got {_kind(value)}")
-        return dict(value)
-    if tp is ImportPath:
-        try:
-            return ImportPath(value)
-        except ImportPathError as exc:
-            raise ConfigError(source, path, str(exc)) from exc
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(source, path, f"expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(source, path, f"expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(source, path, f"expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(source, path, f"expected a non-empty string, got {value!r}")
-        return value
-    return value
+def _config_error(source: str, exc: DecodeError) -> ConfigError:
+    if exc.unknown:
+        return ConfigError(source, _join(exc.path, exc.unknown[0]), f"unknown field; expected one of {list(exc.known)}")
+    if exc.missing is not None:
+        return ConfigError(source, exc.path, "required field is missing")
+    if exc.expected in (LIST, MAPPING):
+        return ConfigError(source, exc.path, f"expected {exc.expected}, got {_kind(exc.value)}")
+    if exc.annotation is str:
+        return ConfigError(source, exc.path, f"expected a non-empty string, got {exc.value!r}")
+    return ConfigError(source, exc.path, exc.problem)
 
 
 def _check_semantics(config: PipelineConfig) -> None:

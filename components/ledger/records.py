@@ -7,28 +7,16 @@ can be re-applied when a concurrent run wrote first.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config.schema import ThresholdConfig
 from components.ledger.ledger import Ledger, utc_now
 from components.ledger.schema import BestRecord, CheckpointRecord, LedgerState
+from components.ranking import DEFAULT_RANKING, RankingRule, change_rule
 
-
-@dataclasses.dataclass(frozen=True)
-class RankingRule:
-    """How checkpoints are ranked: by a metric, in a direction."""
-
-    metric: str
-    direction: str  # "higher_is_better" | "lower_is_better"
-
-    def key(self, value: float) -> float:
-        return value if self.direction == "higher_is_better" else -value
-
-
-# BestExporter's default: lower loss is better.
-DEFAULT_RANKING = RankingRule("loss", "lower_is_better")
+# The stage modules' name for ``components.ranking.change_rule`` (record_publication's None is the default rule).
+ranking_rule = change_rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +25,6 @@ class Baseline:
 
     step: int
     metrics: dict[str, float]
-
-
-def ranking_rule(thresholds: Sequence[ThresholdConfig]) -> RankingRule | None:
-    """The first change threshold's metric and direction; None when no change threshold is configured."""
-    rule = next((t for t in thresholds if t.change is not None), None)
-    return None if rule is None else RankingRule(rule.metric, rule.change.direction)
 
 
 def _record_for(state: LedgerState, step: int, uri: str) -> CheckpointRecord:
@@ -89,7 +71,8 @@ def record_declined(ledger: Ledger, checkpoint: CheckpointArtifact, strategy: st
 def record_publication(
     ledger: Ledger, pushed: PushedModelArtifact, checkpoint_uri: str, rule: RankingRule | None = None
 ) -> LedgerState:
-    """Record a publication and refresh the strategy's best-so-far (by ``rule``, default lower loss)."""
+    """Record a publication and refresh the strategy's best-so-far (by ``rule``, default lower loss:
+    ``components.ranking``'s rule without a change threshold)."""
 
     def change(state: LedgerState) -> LedgerState:
         record = _record_for(state, pushed.step, checkpoint_uri)
@@ -106,11 +89,8 @@ def record_publication(
 def best_published(
     state: LedgerState, rule: RankingRule, strategy: str | None = None
 ) -> CheckpointRecord | None:
-    """The best checkpoint published (by ``strategy``, or by any) under ``rule``.
-
-    Ranked by the rule's metric among publications that have it (ties: the later step); when none has
-    it, the latest published step.
-    """
+    """The best checkpoint published (by ``strategy``, or by any) under ``rule`` (``components.ranking``);
+    when none has the rule's metric, the latest published step."""
     published = [
         r
         for r in state.checkpoints.values()
@@ -118,17 +98,15 @@ def best_published(
     ]
     if not published:
         return None
-    ranked = [r for r in published if _metric(r, rule.metric) is not None]
-    if not ranked:
-        return max(published, key=lambda r: r.step)
-    return max(ranked, key=lambda r: (rule.key(_metric(r, rule.metric)), r.step))
+    best = rule.best((r, r.step, _metrics(r)) for r in published)
+    return best if best is not None else max(published, key=lambda r: r.step)
 
 
 def best_record(state: LedgerState, rule: RankingRule, strategy: str) -> BestRecord | None:
     record = best_published(state, rule, strategy)
     if record is None:
         return None
-    value = _metric(record, rule.metric)
+    value = rule.value(_metrics(record))
     earlier = state.best.get(strategy)
     candidate = BestRecord(
         step=record.step,
@@ -145,19 +123,15 @@ def best_record(state: LedgerState, rule: RankingRule, strategy: str) -> BestRec
 
 def baseline(state: LedgerState, thresholds: Sequence[ThresholdConfig]) -> Baseline | None:
     """The best published checkpoint by the first change threshold (None without one or without any)."""
-    rule = ranking_rule(thresholds)
+    rule = change_rule(thresholds)
     if rule is None:
         return None
     record = best_published(state, rule)
-    if record is None or _metric(record, rule.metric) is None:
+    if record is None or rule.value(_metrics(record)) is None:
         return None
     return Baseline(step=record.step, metrics=dict(record.evaluation.metrics))
 
 
-def _metric(record: CheckpointRecord, name: str) -> float | None:
-    if record.evaluation is None:
-        return None
-    value = record.evaluation.metrics.get(name)
-    if value is None or math.isnan(value):
-        return None
-    return float(value)
+def _metrics(record: CheckpointRecord) -> dict[str, float] | None:
+    return None if record.evaluation is None else record.evaluation.metrics
+

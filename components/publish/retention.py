@@ -16,9 +16,9 @@ ledger, so retention is right even when several pipelines or a human touched the
 Versions serving control needs (``components.serving.protection``: labelled, listed in the model server
 config, or a label's rollback target) are kept; when the model server config cannot be read, retention
 deletes nothing. The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
-forward or back, see ``mark_current``) and is never deleted. *Best* is judged by the first evaluation
-threshold that has a ``change`` rule (its metric and direction), else by ``loss``, lower is better —
-tf.estimator's BestExporter default — when the markers carry it.
+forward or back, see ``mark_current``) and is never deleted. *Best* is judged by ``components.ranking``'s
+rule for the config (the first ``change`` threshold's metric and direction, else lower ``loss``) among
+the versions whose markers carry that metric.
 
 Deleting takes the version's lock first (so a publisher of the same version waits or fails fast), then
 removes ``saved_model.pb`` (entry graph first) so no host can newly load it, then everything else, then
@@ -47,6 +47,7 @@ from components.publish.layout import (
 from components.publish.lock import VersionLock, json_object, lock_is_live
 from components.publish.marker import CommitMarker, read_marker
 from components.publish.protocol import collect_abandoned_builds, unpublish
+from components.ranking import RankingRule, rule_for
 from components.storage import PreconditionFailed, Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,10 @@ RETIRE_LOCK_TTL = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
-class BestRule:
-    metric: str
-    higher_is_better: bool
-
-
-@dataclasses.dataclass(frozen=True)
 class RetentionPolicy:
     keep: int
     pinned: frozenset[str] = frozenset()
-    best: BestRule | None = None
+    best: RankingRule | None = None  # components.ranking's rule for the config
 
     def __post_init__(self) -> None:
         if self.keep <= 0:
@@ -258,17 +253,10 @@ def prune_published_versions(
     return RetentionReport(servable, base, tuple(final), dry_run, tuple(deleted))
 
 
-def best_rule(config: PipelineConfig) -> BestRule:
-    rule = next((t for t in config.evaluation.thresholds if t.change is not None), None)
-    if rule is None:
-        return BestRule("loss", higher_is_better=False)
-    return BestRule(rule.metric, rule.change.direction == "higher_is_better")  # type: ignore[union-attr]
-
-
 def policy_for(config: PipelineConfig) -> RetentionPolicy:
     destination = config.destination
     return RetentionPolicy(
-        keep=destination.keep, pinned=frozenset(str(v) for v in destination.pinned), best=best_rule(config)
+        keep=destination.keep, pinned=frozenset(str(v) for v in destination.pinned), best=rule_for(config.evaluation.thresholds)
     )
 
 
@@ -345,18 +333,10 @@ def format_reports(reports: Iterable[RetentionReport]) -> str:
     return "\n".join(lines)
 
 
-def _best(published: list[VersionView], rule: BestRule | None) -> str | None:
+def _best(published: list[VersionView], rule: RankingRule | None) -> str | None:
     if rule is None:
         return None
-    scored = [
-        (float(v.marker.metrics[rule.metric]), v.version)
-        for v in published
-        if v.marker is not None and rule.metric in v.marker.metrics
-    ]
-    if not scored:
-        return None
-    pick = max if rule.higher_is_better else min
-    return pick(scored, key=lambda s: (s[0], int(s[1])) if rule.higher_is_better else (s[0], -int(s[1])))[1]
+    return rule.best((v.version, int(v.version), v.marker.metrics if v.marker else None) for v in published)
 
 
 def _has_graph_file(storage: Storage, base: str, graph: str | None, version: str) -> bool:

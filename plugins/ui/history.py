@@ -16,6 +16,7 @@ from components.artifacts import to_jsonable
 from components.config.schema import PipelineConfig, ThresholdConfig
 from components.ledger.records import RankingRule, baseline, best_published
 from components.ledger.schema import CheckpointRecord, LedgerState
+from components.ranking import rule_for
 from plugins.dag_factory import DAG_ID_PREFIX
 
 Direction = Literal["higher_is_better", "lower_is_better"]
@@ -139,7 +140,8 @@ class ModelHistory:
 def build_history(
     config: PipelineConfig, state: LedgerState, metric: str | None = None, airflow_root: str = "/"
 ) -> ModelHistory:
-    """The page's data for one model. ``metric`` picks the charted metric (default: the first threshold's)."""
+    """The page's data for one model. ``metric`` picks the charted metric (default: the ranking metric,
+    ``components.ranking``; else the first threshold's)."""
     records = sorted(state.checkpoints.values(), key=lambda r: r.step)
     thresholds = config.evaluation.thresholds
     metrics = tuple(sorted({name for r in records if r.evaluation for name in r.evaluation.metrics}))
@@ -197,6 +199,9 @@ def _charted_metric(
         if asked not in metrics:
             raise UnknownMetric(asked, metrics)
         return asked
+    ranked_by = rule_for(thresholds).metric  # the chart shows what "best" is ranked by
+    if ranked_by in metrics:
+        return ranked_by
     for t in thresholds:
         if t.metric in metrics:
             return t.metric

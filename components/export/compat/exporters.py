@@ -38,6 +38,7 @@ from components.export.savedmodel.versions import (
     latest_checkpoint_or_fail,
     write_version,
 )
+from components.ranking import RankingRule
 
 log = logging.getLogger(__name__)
 EvalResult = Mapping[str, Any]
@@ -74,25 +75,12 @@ def loss_smaller(best_eval_result: EvalResult, current_eval_result: EvalResult) 
 
 
 def metric_compare_fn(metric: str, direction: str = "lower_is_better") -> Callable[..., bool]:
-    """A compare_fn on one metric: ``lower_is_better`` or ``higher_is_better``."""
+    """A compare_fn on one metric: ``lower_is_better`` or ``higher_is_better`` (``components.ranking``'s)."""
     if direction not in ("lower_is_better", "higher_is_better"):
         raise ExportContractError(
             f"direction must be 'lower_is_better' or 'higher_is_better', got {direction!r}"
         )
-
-    def compare(best_eval_result: EvalResult, current_eval_result: EvalResult) -> bool:
-        for which, result in (
-            ("best_eval_result", best_eval_result),
-            ("current_eval_result", current_eval_result),
-        ):
-            if not result or metric not in result:
-                raise ValueError(f"{which} cannot be empty or lack {metric!r}")
-        if direction == "lower_is_better":
-            return current_eval_result[metric] < best_eval_result[metric]
-        return current_eval_result[metric] > best_eval_result[metric]
-
-    compare.__name__ = f"{metric}_{'smaller' if direction == 'lower_is_better' else 'larger'}"
-    return compare
+    return RankingRule(metric, direction).compare_fn()  # type: ignore[arg-type]
 
 
 def _check_exports_to_keep(exports_to_keep: Any) -> int | None:

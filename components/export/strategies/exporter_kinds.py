@@ -7,8 +7,9 @@ of the same name, and decides as that exporter does:
   ``final: true`` for this step, which discovery records as ``CheckpointArtifact.final``), or the step
   reached the strategy's ``max_steps``;
 * ``latest`` exports every blessed checkpoint and keeps ``exports_to_keep`` (5) staged versions;
-* ``best`` exports when ``compare_fn`` (lower ``loss`` by default; or ``metric`` + ``direction``; or an
-  import path) finds the evaluation better than the best *this strategy exported before* according to
+* ``best`` exports when ``compare_fn`` (by default the config's ranking rule, ``components.ranking``:
+  the first change threshold's metric and direction, else lower ``loss``; or ``metric`` + ``direction``;
+  or an import path) finds the evaluation better than the best *this strategy exported before* according to
   the ledger — so a restart never exports a worse model, and the very first call exports.
 """
 
@@ -31,6 +32,7 @@ from components.export.savedmodel.versions import Written
 from components.export.strategies.base import Decision, OptionsStrategy, StrategyContext
 from components.export.strategies.options import BestOptions, FinalOptions, LatestOptions
 from components.imports import ImportPath
+from components.ranking import rule_for
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +90,16 @@ class BestStrategy(_ServingStrategy):
     options_class = BestOptions
     exporter_class = BestExporter
 
-    def compare_fn(self) -> Callable[..., bool]:
+    def compare_fn(self, ctx: StrategyContext) -> Callable[..., bool]:
         options: BestOptions = self.options
         if options.compare_fn:
             return ImportPath(options.compare_fn).resolve()
-        return metric_compare_fn(options.metric, options.direction)
+        if options.metric is not None:
+            return metric_compare_fn(options.metric, options.direction or "lower_is_better")
+        return rule_for(ctx.config.evaluation.thresholds).compare_fn()
 
     def exporter(self, ctx: StrategyContext, **extra: Any) -> ServingExporter:
-        compare = self.compare_fn()
+        compare = self.compare_fn(ctx)
         return super().exporter(
             ctx,
             compare_fn=compare,

@@ -1,7 +1,8 @@
 """Typed options of the built-in strategies, parsed from a strategy config's ``params``.
 
 Unknown keys and wrong types are ``StrategyConfigError`` naming the strategy and the key, so a typo in
-the YAML fails the task with the fix instead of silently taking a default.
+the YAML fails the task with the fix instead of silently taking a default. Values are decoded by
+``components.decoding``'s rule, plus two of the options' own: integers are positive, strings not empty.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
+from components.decoding import DecodeError, decode, type_hints
 from components.export.errors import StrategyConfigError
 
 O = TypeVar("O")
@@ -57,8 +59,9 @@ class LatestOptions(CommonOptions):
 @dataclasses.dataclass(frozen=True)
 class BestOptions(CommonOptions):
     exports_to_keep: int | None = 5
-    metric: str = "loss"
-    direction: Literal["lower_is_better", "higher_is_better"] = "lower_is_better"
+    # default: the config's ranking rule (components.ranking: the first change threshold, else lower loss)
+    metric: str | None = None
+    direction: Literal["lower_is_better", "higher_is_better"] | None = None  # with metric; default lower
     compare_fn: str | None = None  # import path of compare_fn(best_eval_result, current_eval_result)
 
 
@@ -98,44 +101,34 @@ def parse_options(cls: type[O], params: Mapping[str, Any], strategy: str) -> O:
         raise StrategyConfigError(
             f"strategy {strategy!r}: unknown parameter(s) {unknown}; this kind accepts {sorted(fields)}"
         )
-    hints = typing.get_type_hints(cls)
-    values = {
-        key: _coerce(hints[key], value, f"strategy {strategy!r} parameter {key!r}")
-        for key, value in params.items()
-    }
+    hints = type_hints(cls)
+    values = {}
+    for key, value in params.items():
+        try:
+            values[key] = decode(hints[key], value, path=key, check=_positive_and_non_empty)
+        except DecodeError as exc:
+            raise StrategyConfigError(
+                f"strategy {strategy!r} parameter {key!r} must be {_expected(hints[key])}, got {value!r}"
+            ) from exc
     return cls(**values)
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(tp):
-            return None
-        options = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _coerce(options[0], value, where)
-    if origin is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed:
-            raise StrategyConfigError(f"{where} must be one of {list(allowed)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise StrategyConfigError(f"{where} must be a list of strings, got {value!r}")
-        return tuple(value)
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise StrategyConfigError(f"{where} must be a mapping, got {value!r}")
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise StrategyConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise StrategyConfigError(f"{where} must be a positive integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str) or not value:
-            raise StrategyConfigError(f"{where} must be a non-empty string, got {value!r}")
-        return value
+def _positive_and_non_empty(path: str, tp: Any, value: Any) -> Any:
+    """The options' own rule on top of ``components.decoding``'s: counts are positive, strings not empty."""
+    if (tp is int and value <= 0) or (tp is str and value == ""):
+        raise DecodeError(path, value, annotation=tp)
     return value
+
+
+def _expected(tp: Any) -> str:
+    """How a parameter's error words what its annotation allows."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return f"one of {list(typing.get_args(tp))}"
+    if origin is tuple:
+        return "a list of strings"
+    if origin is dict:
+        return "a mapping"
+    return {bool: "true or false", int: "a positive integer", str: "a non-empty string"}.get(tp, "valid")
