@@ -70,7 +70,7 @@ def served(tmp_path: Path) -> tuple[TestClient, list[list[str]]]:
     control.pin(config, 200)
 
     asked: list[list[str]] = []
-    started = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    started = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
     def runs(dag_ids: list[str]) -> list[Row]:
         asked.append(dag_ids)
@@ -203,7 +203,6 @@ def test_a_malformed_config_is_reported_in_the_panel_and_left_untouched(served) 
 
 
 def test_runs_that_cannot_be_read_are_reported_and_the_panel_still_shows(served, tmp_path: Path) -> None:
-    client, _ = served
 
     def no_database(dag_ids: list[str]) -> list[Row]:
         raise RuntimeError("no metadata database")
