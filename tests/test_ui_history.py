@@ -316,7 +316,10 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
 
     monkeypatch.setattr(ui_app, "airflow_root", lambda: "/")
     app = ui_app.create_app(
-        ui_app.ModelCatalog(lambda: str(configs)), user_dependency=lambda: "tester", authorize=authorize
+        ui_app.ModelCatalog(lambda: str(configs)),
+        user_dependency=lambda: "tester",
+        authorize=authorize,
+        runs=lambda dag_ids: [],  # no Airflow database here; the run list is tested in test_ui_serving.py
     )
     app.state.ledger_path = Path(ledger.uri)  # for tests that check the page never writes it
     return TestClient(app)

@@ -4,6 +4,9 @@ pipeline run, and Debian's headless Chromium driven by Selenium through chromedr
 One deployment per module: api-server and dag-processor only. With no scheduler the DAG run triggered
 here stays queued; it is the Airflow run the pipeline's publications are recorded under (the plain runner
 writes the same ledger the DAG's tasks write), so the page's run links point at a run that exists.
+The model has ``serving.mode: labels``: ``stable`` is promoted twice through ``components.serving.control``
+(the promote DAG's own code), and two more export runs exist, a dry run and one marked failed through the
+REST API, for the serving panel and its run list.
 Screenshots go to ``$EXPORTFLOW_TEST_ARTIFACTS`` (default: pytest's tmp dir).
 """
 
@@ -20,13 +23,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import yaml
 
 from components.config import load_config
 from components.ledger import Ledger
+from components.ledger.label_history import LabelMove
 from components.ledger.schema import LedgerState
 from components.runner import run_pipeline
 from components.stages import RunOptions
@@ -34,7 +38,11 @@ from tests.conftest import TrainedModel, example_config_dict, free_port
 from tests.support.airflow_live import ADMIN_PASSWORD, ADMIN_USER, LiveAirflow
 
 DAG_ID = "exportflow__example"
+PROMOTE_DAG_ID = "exportflow__example__promote"
 RUN_ID = "manual__exportflow-ui-test"
+DRY_RUN_ID = "manual__exportflow-ui-dry-run"
+FAILED_RUN_ID = "manual__exportflow-ui-failed"
+PROMOTE_RUN_ID = "manual__exportflow-ui-promote"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -43,6 +51,7 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 class Deployment:
     airflow: LiveAirflow
     ledger: LedgerState
+    moves: tuple[LabelMove, ...]  # the label moves made, oldest first
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +60,8 @@ def deployment(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFac
     configs = root / "configs"
     configs.mkdir()
     config_path = configs / "example.yaml"
-    config_path.write_text(yaml.safe_dump(example_config_dict(trained_model, root / "published")))
+    serving = {"mode": "labels", "label_wait_seconds": 0}
+    config_path.write_text(yaml.safe_dump(example_config_dict(trained_model, root / "published", serving=serving)))
     airflow = LiveAirflow(
         home=root / "airflow",
         port=free_port(),
@@ -64,15 +74,23 @@ def deployment(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFac
         try:
             config = load_config(config_path)
             run_pipeline(config, RunOptions(run_id=RUN_ID))
+            moves = promote_twice(config)
             booted.result()
             airflow.wait_for_dag(DAG_ID)
-            status, body = airflow.request(
-                "POST",
-                f"/api/v2/dags/{DAG_ID}/dagRuns",
-                {"dag_run_id": RUN_ID, "logical_date": None, "conf": {}},
-            )
-            assert status == 200, body
-            yield Deployment(airflow, Ledger(config.destination.uri, config.name).load())
+            airflow.wait_for_dag(PROMOTE_DAG_ID)
+            for dag_id, run_id, conf in (
+                (DAG_ID, RUN_ID, {}),
+                (DAG_ID, DRY_RUN_ID, {"dry_run": True}),
+                (DAG_ID, FAILED_RUN_ID, {}),
+                (PROMOTE_DAG_ID, PROMOTE_RUN_ID, {"action": "promote", "label": "stable", "version": moves[-1].to_version}),
+            ):
+                status, body = airflow.request(
+                    "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+                )
+                assert status == 200, body
+            status, body = airflow.request("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{FAILED_RUN_ID}", {"state": "failed"})
+            assert status == 200 and body["state"] == "failed", body
+            yield Deployment(airflow, Ledger(config.destination.uri, config.name).load(), moves)
         finally:
             booted.exception()  # wait for the boot to end either way
             airflow.stop()
@@ -135,6 +153,7 @@ ENDPOINTS = [
     "/exportflow/api/models",
     "/exportflow/api/models/example",
     "/exportflow/api/models/example?metric=loss",
+    "/exportflow/api/models/example/serving",
     "/exportflow/api/models/example/versions/all_modes/300/manifest",
 ]
 PAGES = [
@@ -143,6 +162,20 @@ PAGES = [
     "/exportflow/ui/models/example/versions/all_modes/300",
     "/exportflow/ui/icon.svg",
 ]
+
+
+def promote_twice(config: Any) -> tuple[LabelMove, ...]:
+    """``stable`` to the oldest published version, then to the newest (recorded as the promote DAG run)."""
+    from components.serving import control
+
+    versions = control.published_versions(control.target_for(config), config.name)
+    assert len(versions) >= 2, versions  # a rollback needs an earlier version
+    first = control.promote(config, versions[-1], "stable", who="alice", reason="first stable")
+    second = control.promote(
+        config, versions[0], "stable", who="bob", run_id=PROMOTE_RUN_ID, reason="better <auc> & loss"
+    )
+    assert first is not None and second is not None
+    return first, second
 
 
 def test_no_data_without_a_login(deployment: Deployment) -> None:
@@ -233,6 +266,77 @@ def test_page_in_headless_chromium(deployment: Deployment, browser: Any, artifac
     paths = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#manifest-files tbody td:first-child")]
     assert paths == [f["path"] for f in manifest["files"]]
     save_full_page(browser, artifacts / "model-exports-manifest.png")
+
+
+def test_serving_panel_in_headless_chromium(deployment: Deployment, browser: Any, artifacts: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base = deployment.airflow.base_url
+    first, second = deployment.moves
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{base}/exportflow/ui/models/example")
+    if browser.find_elements(By.NAME, "username"):  # when run on its own, log in first
+        browser.find_element(By.NAME, "username").send_keys(ADMIN_USER)
+        browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    panel = wait.until(ec.presence_of_element_located((By.ID, "serving")))
+    assert panel.get_attribute("data-mode") == "labels"
+    save_full_page(browser, artifacts / "model-exports-serving.png")
+
+    # What is serving: the label and its version, the versions the config loads.
+    rows = browser.find_elements(By.CSS_SELECTOR, "#serving table.labels tbody tr[data-label]")
+    assert [(r.get_attribute("data-label"), r.find_element(By.CSS_SELECTOR, "td.version").text) for r in rows] == [
+        ("stable", str(second.to_version))
+    ]
+    loaded = browser.find_element(By.CSS_SELECTOR, "#serving dd.loaded").text
+    assert loaded == str(second.to_version)  # the old version is unlisted once the label moved
+
+    # Label history, newest first: from, to, who, run, reason (escaped text, not markup).
+    history = browser.find_elements(By.CSS_SELECTOR, "#serving table.label-history tbody tr")
+    cells = [
+        [r.find_element(By.CSS_SELECTOR, f"td.{c}").text for c in ("label", "action", "from", "to", "who", "run", "reason")]
+        for r in history
+    ]
+    assert cells == [
+        ["stable", "promote", str(first.to_version), str(second.to_version), "bob", PROMOTE_RUN_ID, "better <auc> & loss"],
+        ["stable", "promote", "—", str(first.to_version), "alice", "—", "first stable"],
+    ]
+    run_link = history[0].find_element(By.CSS_SELECTOR, "td.run a").get_attribute("href")
+    assert run_link == f"{base}/dags/{PROMOTE_DAG_ID}/runs/{PROMOTE_RUN_ID}"
+
+    # Roll back and promote are links to the promote DAG, carrying the form's values.
+    rollback = browser.find_element(By.CSS_SELECTOR, "#serving a.rollback-link")
+    assert rollback.text == f"Roll back to {first.to_version}…"
+    target = urlsplit(rollback.get_attribute("href"))
+    assert f"{target.scheme}://{target.netloc}{target.path}" == f"{base}/dags/{PROMOTE_DAG_ID}"
+    assert json.loads(parse_qs(target.query)["conf"][0]) == {
+        "action": "rollback", "label": "stable", "servable": "example", "version": first.to_version,
+        "reason": f"roll stable back from {second.to_version} to {first.to_version}",
+    }
+    promote = browser.find_element(By.CSS_SELECTOR, "#serving a.promote-link[data-label='canary']")
+    conf = json.loads(parse_qs(urlsplit(promote.get_attribute("href")).query)["conf"][0])
+    assert (conf["action"], conf["label"], conf["version"]) == ("promote", "canary", second.to_version)
+
+    # The run list shows the dry run and the failed run of the export DAG, and the promote run.
+    runs = {
+        r.get_attribute("data-run-id"): (r.get_attribute("data-state"), r.get_attribute("data-dry-run"))
+        for r in browser.find_elements(By.CSS_SELECTOR, "#runs tbody tr[data-run-id]")
+    }
+    assert runs[DRY_RUN_ID] == ("queued", "true")
+    assert runs[FAILED_RUN_ID] == ("failed", "false")
+    assert runs[PROMOTE_RUN_ID][1] == "false" and runs[RUN_ID] == ("queued", "false")
+    dry = browser.find_element(By.CSS_SELECTOR, f"#runs tr[data-run-id='{DRY_RUN_ID}']")
+    assert dry.find_element(By.CSS_SELECTOR, ".dry-run").text == "dry run"
+
+    # Following the rollback link opens the promote DAG's page in the Airflow UI (whose Trigger shows the form).
+    rollback.click()
+    wait.until(lambda driver: urlsplit(driver.current_url).path == f"/dags/{PROMOTE_DAG_ID}")
+    status, body = deployment.airflow.request("GET", "/exportflow/api/models/example/serving")
+    assert status == 200 and [m["to_version"] for m in body["servables"][0]["history"]] == [
+        second.to_version, first.to_version,
+    ]  # nothing moved by looking or by opening the link
 
 
 def test_menu_entry_opens_the_page_inside_the_airflow_ui(

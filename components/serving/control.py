@@ -71,11 +71,13 @@ class ServableStatus:
     moves: tuple[LabelMove, ...]
 
 
-def target_for(config: PipelineConfig) -> ServingTarget:
+def target_for(config: PipelineConfig, storage: Storage | None = None) -> ServingTarget:
+    """``storage``: the destination's back-end when the caller built it (the UI, with its connection's
+    credentials); default: by ``components.model_storage`` with the credentials installed in this process."""
     from components.model_storage import destination_storage
     from components.publish.retention import servables_of
 
-    storage = destination_storage(config.destination)
+    storage = storage or destination_storage(config.destination)
     uri = config.serving.config_path or storage.join(config.destination.uri, CONFIG_FILE)
     same_store = scheme_of(uri) == scheme_of(config.destination.uri)
     return ServingTarget(
@@ -296,9 +298,10 @@ def unpin(config: PipelineConfig, version: int, *, servable: str | None = None) 
     _unlist_if_unneeded(target, name, int(version), pins - {int(version)})
 
 
-def status(config: PipelineConfig) -> list[ServableStatus]:
-    """What each servable of the model loads and labels, its pins, rollback targets and label history."""
-    target = target_for(config)
+def status(config: PipelineConfig, storage: Storage | None = None) -> list[ServableStatus]:
+    """What each servable of the model loads and labels, its pins, rollback targets and label history
+    (``storage``: as for ``target_for``)."""
+    target = target_for(config, storage)
     read = config_file.read(target.config_storage, target.config_uri)
     history = target.history.load()
     return [_status_of(name, read.config, history) for name in target.servables]

@@ -33,6 +33,7 @@ from components.model_storage import ModelStorage
 from plugins.ui import chart as chart_layout
 from plugins.ui.history import ModelHistory, UnknownMetric, build_history, dag_id_for, jsonable
 from plugins.ui.manifest import ManifestView, manifest_view
+from plugins.ui.serving import ServingView, run_view, serving_view
 
 HERE = Path(__file__).resolve().parent
 API_DOC = "plugins/ui/API.md"
@@ -43,6 +44,7 @@ ROUTES = {
     "icon": "/ui/icon.svg",
     "models_json": "/api/models",
     "model_json": "/api/models/{model}",
+    "serving_json": "/api/models/{model}/serving",
     "manifest_json": "/api/models/{model}/versions/{strategy}/{version}/manifest",
 }
 
@@ -88,6 +90,52 @@ def model_storage(config: PipelineConfig) -> ModelStorage:
     return ModelStorage(config, credentials_for(config))
 
 
+RECENT_RUNS = 25
+
+
+def recent_runs(dag_ids: list[str], limit: int = RECENT_RUNS) -> list[Any]:
+    """The newest DAG runs of ``dag_ids`` (any state, dry runs included), read from Airflow's metadata
+    database as the api-server's own run list is (this app runs inside the api-server)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = select(DagRun).where(DagRun.dag_id.in_(dag_ids)).order_by(DagRun.id.desc()).limit(limit)
+        rows = list(session.scalars(query))
+        session.expunge_all()
+        return rows
+
+
+def serving_of(config: PipelineConfig, runs: Callable[[list[str]], list[Any]]) -> ServingView:
+    """The serving panel: the model server config and label history (``serving.mode: labels``), and the
+    model's recent runs. A storage or database error is shown in the panel, not as a failed page."""
+    from components.serving import control
+    from plugins.promote_dag import promote_dag_id
+
+    root = airflow_root()
+    dag_ids = [dag_id_for(config.name)]
+    if config.serving.mode == "labels":
+        dag_ids.append(promote_dag_id(config.name))
+    try:
+        found, runs_error = [run_view(row, root) for row in runs(dag_ids)], None
+    except Exception as exc:  # noqa: BLE001 - the rest of the page must still render
+        found, runs_error = [], f"cannot read the DAG runs from Airflow: {type(exc).__name__}: {exc}"
+    if config.serving.mode != "labels":
+        return serving_view(config, None, found, airflow_root=root, runs_error=runs_error)
+    try:
+        target = control.target_for(config, model_storage(config).destination())
+        statuses = control.status(config, target.storage)
+        published = {s.servable: control.published_versions(target, s.servable) for s in statuses}
+    except ExportflowError as exc:
+        return serving_view(
+            config, None, found, airflow_root=root, error=f"cannot read the serving state: {exc}", runs_error=runs_error
+        )
+    return serving_view(
+        config, statuses, found, published, airflow_root=root, config_uri=target.config_uri, runs_error=runs_error
+    )
+
+
 def configs_folder() -> str:
     from plugins.dag_factory import configs_folder as folder
 
@@ -121,8 +169,10 @@ def create_app(
     catalog: ModelCatalog | None = None,
     user_dependency: Callable[..., Any] = current_user,
     authorize: Callable[[Request, str, Any], None] = authorize_model,
+    runs: Callable[[list[str]], list[Any]] = recent_runs,
 ) -> FastAPI:
-    """The app Airflow mounts. ``user_dependency`` and ``authorize`` are the seams tests may replace."""
+    """The app Airflow mounts. ``user_dependency``, ``authorize`` and ``runs`` (DAG-run rows from Airflow)
+    are the seams tests may replace."""
     catalog = catalog or ModelCatalog(configs_folder)
     templates = _templates()
     app = FastAPI(
@@ -198,7 +248,8 @@ def create_app(
     @app.get(ROUTES["model_page"], response_class=HTMLResponse)
     def model_page(request: Request, model: str, metric: str | None = None, user: Any = User) -> HTMLResponse:
         history = history_of(request, model, user, metric)
-        return page(request, "model.html", h=history, plot=chart_layout.plot(history.chart))
+        serving = serving_of(catalog.get(model), runs)
+        return page(request, "model.html", h=history, plot=chart_layout.plot(history.chart), serving=serving)
 
     @app.get(ROUTES["manifest_page"], response_class=HTMLResponse)
     def manifest_page(
@@ -221,6 +272,11 @@ def create_app(
     @app.get(ROUTES["model_json"])
     def model_json(request: Request, model: str, metric: str | None = None, user: Any = User) -> JSONResponse:
         return _json(jsonable(history_of(request, model, user, metric)))
+
+    @app.get(ROUTES["serving_json"])
+    def serving_json(request: Request, model: str, user: Any = User) -> JSONResponse:
+        authorize(request, model, user)
+        return _json(jsonable(serving_of(catalog.get(model), runs)))
 
     @app.get(ROUTES["manifest_json"])
     def manifest_json(
