@@ -207,6 +207,9 @@ class GraphSource:
 @dataclasses.dataclass(frozen=True)
 class PublishSettings:
     parallelism: int = 8  # concurrent transfers
+    # Server-side copies and deletes move no bytes through this process: they may run wider (never
+    # narrower than ``parallelism``); 16 fits the GCS back-end's default connection pool.
+    metadata_parallelism: int = 16
     link_local: bool = True  # local destination: hard-link the export's files (copy across filesystems)
     lock_ttl: float = 120.0  # seconds a lock lives without renewal
     progress_every: float = 5.0  # seconds between progress log lines
@@ -363,33 +366,41 @@ class _Run:
         storage.sync(self._targets(graph_files=False))  # durable before anything makes them loadable
         # No-rename stores: from the first placement on, the version folder holds objects but no graph
         # file yet — the window the protocol documents. Only server-side copies happen inside it.
-        placed = run_transfers(storage, plan.placements, parallelism=parallelism, observer=self.observer)
+        placed = run_transfers(storage, plan.placements, parallelism=self._metadata_parallelism, observer=self.observer)
         for result in placed:  # a copy of our own upload is not counted twice (a fallback upload is)
             if result.transfer.target not in plan.from_building or result.method == "uploaded":
                 results.append(result)
                 progress.object_done(result.method, result.info.size)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lock") as side:
-            renewed = side.submit(self.lock.check)  # type: ignore[union-attr]
-            self._verify_before_graphs()  # both must pass before a graph file; they overlap their round trips
-            renewed.result()
-        for transfer in plan.graph_files:  # in graph order: the entry graph last
-            self.loadable_written = self.loadable_written or not self._in_building(transfer.target)
-            results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
-        storage.sync(self._targets(graph_files=True))
-        for building, final in plan.renames:  # the commit on local disk, the entry graph last
-            self.loadable_written = True
-            try:
-                self.renamer.rename_folder(building, final)  # type: ignore[union-attr]
-            except PreconditionFailed as exc:
-                raise PublishInProgress(
-                    f"{final} appeared while this run built it in {building}; is another tool writing there? "
-                    "rerun to find out"
-                ) from exc
-            self._notify("renamed", final)
-        progress.finish()
-        self._remove_building(inventory, results)  # before the marker: a marked version leaves none behind
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-clean") as cleaner:
+            # Every building object is in place now: they are deleted while the graph files are written
+            # (serving never looks at .exportflow), and before the marker: a marked version leaves none.
+            cleaned = cleaner.submit(self._remove_building, inventory, list(results))
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lock") as side:
+                renewed = side.submit(self.lock.check)  # type: ignore[union-attr]
+                self._verify_before_graphs()  # both must pass before a graph file; they overlap their round trips
+                renewed.result()
+            for transfer in plan.graph_files:  # in graph order: the entry graph last
+                self.loadable_written = self.loadable_written or not self._in_building(transfer.target)
+                results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
+            storage.sync(self._targets(graph_files=True))
+            for building, final in plan.renames:  # the commit on local disk, the entry graph last
+                self.loadable_written = True
+                try:
+                    self.renamer.rename_folder(building, final)  # type: ignore[union-attr]
+                except PreconditionFailed as exc:
+                    raise PublishInProgress(
+                        f"{final} appeared while this run built it in {building}; is another tool writing there? "
+                        "rerun to find out"
+                    ) from exc
+                self._notify("renamed", final)
+            progress.finish()
+            cleaned.result()
         self._write_marker(export)
         return results
+
+    @property
+    def _metadata_parallelism(self) -> int:
+        return max(self.settings.parallelism, self.settings.metadata_parallelism)
 
     def _notify(self, kind: str, uri: str, size: int = 0) -> None:
         if self.observer is not None:
@@ -642,7 +653,7 @@ class _Run:
         staged.update({r.info.uri: r.info.generation for r in results if self._in_building(r.info.uri)})
         if not staged:
             return
-        workers = max(1, min(self.settings.parallelism, len(staged)))
+        workers = max(1, min(self._metadata_parallelism, len(staged)))
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish-clean") as pool:
                 list(pool.map(lambda item: self.storage.delete(item[0], if_generation_match=item[1]), staged.items()))
