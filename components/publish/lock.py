@@ -41,6 +41,7 @@ class VersionLock:
     purpose: str
     generation: int
     lost: BaseException | None = None
+    renewed_at: float = dataclasses.field(default_factory=time.monotonic)  # when the last write that held it began
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
@@ -51,10 +52,11 @@ class VersionLock:
             # Look first, then create-if-absent: the precondition closes the race on real GCS; the look
             # keeps a store that ignores preconditions (the emulator) from silently taking a live lock.
             found = storage.read_versioned(uri)
+            started = time.monotonic()
             if found is None:
                 try:
                     info = storage.write_bytes(uri, body, if_generation_match=0)
-                    return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
+                    return cls(storage, uri, owner, ttl, purpose, info.generation or 0, renewed_at=started)
                 except PreconditionFailed:
                     continue  # created meanwhile: look at it
             data, generation = found
@@ -67,7 +69,7 @@ class VersionLock:
             log.warning("taking over the stale lock %s (held by %s)", uri, holder.get("owner") if holder else "?")
             try:
                 info = storage.write_bytes(uri, body, if_generation_match=generation)
-                return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
+                return cls(storage, uri, owner, ttl, purpose, info.generation or 0, renewed_at=started)
             except PreconditionFailed:
                 continue
         raise PublishInProgress(f"{uri}: the lock kept changing hands; retry later")
@@ -87,6 +89,7 @@ class VersionLock:
 
     def renew(self) -> None:
         with self._lock:
+            started = time.monotonic()
             try:
                 info = self.storage.write_bytes(
                     self.uri, _lock_body(self.owner, self.ttl, self.purpose), if_generation_match=self.generation
@@ -95,12 +98,24 @@ class VersionLock:
                 self.lost = exc
                 raise PublishInProgress(f"lock {self.uri} was taken over by another run") from exc
             self.generation = info.generation or 0
+            self.renewed_at = started
 
     def check(self) -> None:
         """Raise if the lock was lost; else renew it (the next steps must run under a fresh lock)."""
         if self.lost is not None:
             raise PublishInProgress(f"lock {self.uri} was lost: {self.lost}")
         self.renew()
+
+    def confirm(self) -> None:
+        """Like ``check``, without a round trip while the lock is fresh: renewed (by us, compare-and-swap)
+        within the last third of its TTL, it cannot belong to anyone else yet — taking it over needs it
+        expired, and it expires a whole TTL after that renewal began."""
+        if self.lost is not None:
+            raise PublishInProgress(f"lock {self.uri} was lost: {self.lost}")
+        with self._lock:
+            fresh = time.monotonic() - self.renewed_at < self.ttl / 3
+        if not fresh:
+            self.renew()
 
     def release(self) -> None:
         with self._lock:

@@ -375,10 +375,11 @@ class _Run:
             # Every building object is in place now: they are deleted while the graph files are written
             # (serving never looks at .exportflow), and before the marker: a marked version leaves none.
             cleaned = cleaner.submit(self._remove_building, inventory, list(results))
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-lock") as side:
-                renewed = side.submit(self.lock.check)  # type: ignore[union-attr]
-                self._verify_before_graphs()  # both must pass before a graph file; they overlap their round trips
-                renewed.result()
+            self.lock.confirm()  # type: ignore[union-attr]  # still ours: no round trip while it is fresh
+            if self.renames:
+                self._verify_before_graphs()  # local disk: one listing of each work folder
+            else:
+                self._verify_from_responses(inventory, placed)  # GCS: what the store answered, no listing
             for transfer in plan.graph_files:  # in graph order: the entry graph last
                 self.loadable_written = self.loadable_written or not self._in_building(transfer.target)
                 results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
@@ -615,6 +616,27 @@ class _Run:
                 elif info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c):
                     problems.append(f"{root}/{entry.path} differs from the manifest")
         return problems
+
+    def _verify_from_responses(self, inventory: _Inventory, placed: list[TransferResult]) -> None:
+        """No-rename stores: every non-graph object of each version folder has the manifest's size and
+        CRC32C as the store reported it — in the response to the copy or upload that made it, or in the
+        inventory listing that found it already in place — all under this run's lock (retention and other
+        publishers take it too). Nothing is listed again."""
+        made = {r.transfer.target: r.info for r in placed}
+        problems = []
+        for graph in self.graphs:
+            folder = self.layout.graph_dir(graph.name)
+            for entry in graph.files:
+                if entry.path in GRAPH_FILES:
+                    continue
+                uri = self.storage.join(folder, entry.path)
+                info = made.get(uri) or inventory.final[graph.name].get(entry.path)
+                if info is None:
+                    problems.append(f"{uri} was never placed")
+                elif info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c):
+                    problems.append(f"{uri} differs from the manifest")
+        if problems:
+            raise PublishError(f"{'; '.join(problems[:3])}; saved_model.pb was not written")
 
     def _verify_before_graphs(self) -> None:
         """Every non-graph file is still in place (retention or another writer could have interfered)."""
