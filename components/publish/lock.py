@@ -30,6 +30,18 @@ from components.storage import PreconditionFailed, Storage, StorageError
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class LockLook:
+    """What a lock file held when it was read — content and generation, or None: absent. Taken alongside
+    another read (the commit marker), it saves ``acquire`` its first round trip."""
+
+    found: tuple[bytes, int] | None
+
+    @classmethod
+    def of(cls, storage: Storage, uri: str) -> LockLook:
+        return cls(storage.read_versioned(uri))
+
+
 @dataclasses.dataclass
 class VersionLock:
     """Exclusive right to change one version, held in ``<version>.lease.json``."""
@@ -45,13 +57,14 @@ class VersionLock:
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
-    def acquire(cls, storage: Storage, uri: str, ttl: float, purpose: str) -> VersionLock:
+    def acquire(cls, storage: Storage, uri: str, ttl: float, purpose: str, look: LockLook | None = None) -> VersionLock:
+        """Take the lock; ``look``, when given, is a fresh read of it that stands for the first look."""
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         body = _lock_body(owner, ttl, purpose)
-        for _attempt in range(5):
+        for attempt in range(5):
             # Look first, then create-if-absent: the precondition closes the race on real GCS; the look
             # keeps a store that ignores preconditions (the emulator) from silently taking a live lock.
-            found = storage.read_versioned(uri)
+            found = look.found if look is not None and attempt == 0 else storage.read_versioned(uri)
             started = time.monotonic()
             if found is None:
                 try:
@@ -75,9 +88,9 @@ class VersionLock:
         raise PublishInProgress(f"{uri}: the lock kept changing hands; retry later")
 
     @staticmethod
-    def clear_stale(storage: Storage, uri: str) -> None:
-        """Remove the lock at ``uri`` if its holder is gone (never a live one)."""
-        found = storage.read_versioned(uri)
+    def clear_stale(storage: Storage, uri: str, look: LockLook | None = None) -> None:
+        """Remove the lock at ``uri`` if its holder is gone (never a live one); ``look``: a fresh read of it."""
+        found = look.found if look is not None else storage.read_versioned(uri)
         if found is None:
             return
         holder = json_object(found[0])

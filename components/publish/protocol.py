@@ -146,7 +146,7 @@ from components.publish.layout import (
     marker_uri,
     version_dir,
 )
-from components.publish.lock import VersionLock
+from components.publish.lock import LockLook, VersionLock
 from components.publish.marker import (
     CommitMarker,
     MarkedExport,
@@ -319,14 +319,18 @@ class _Run:
     # ----------------------------------------------------------------------------------------------
     def publish(self, export: MarkedExport | None, checkpoint_uri: str | None, force: bool) -> PublishOutcome:
         layout, storage = self.layout, self.storage
-        existing_marker = read_marker(storage, layout.marker)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-look") as side:
+            looked = side.submit(LockLook.of, storage, layout.lock)  # the marker and the lock: one round trip
+            existing_marker = read_marker(storage, layout.marker)
+            look = looked.result()
         if existing_marker is not None and self._marker_matches(existing_marker):
             if not self._problems(self._final_dirs(), graph_files=True):
                 log.info("%s version %s is already published; nothing to move", layout.base, layout.version)
-                VersionLock.clear_stale(storage, layout.lock)  # a run killed after its marker leaves one
+                VersionLock.clear_stale(storage, layout.lock, look)  # a run killed after its marker leaves one
                 return self._outcome([], already=True)
             log.warning("%s version %s is marked published but objects are missing; repairing", layout.base, layout.version)
-        self.lock = VersionLock.acquire(storage, layout.lock, self.settings.lock_ttl, "publish")
+            look = None  # time passed while listing: look again
+        self.lock = VersionLock.acquire(storage, layout.lock, self.settings.lock_ttl, "publish", look)
         self._notify("lease", layout.lock)  # the event names the file: <version>.lease.json
         try:
             with self.lock.heartbeat():
