@@ -18,13 +18,16 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
 1. **Check inputs** (before any write): names are single path segments, the version is an integer, the
    target is inside the configured destination, every file of the export is present with the size its
    manifest says.
-2. **Already published?** If the commit marker names this exact content (the CRC32C of every graph's
+2. **Already published?** The commit marker and the lock file are read side by side (one round trip;
+   step 3 uses that look of the lock). If the commit marker names this exact content (the CRC32C of every graph's
    manifest) and every object is present with the manifest's size and CRC32C (as GCS lists them; on
    local disk the size — each file's CRC32C was checked when it was written), stop: zero bytes moved.
 3. **Lock.** Create ``<version>.lease.json`` with ``if_generation_match=0``. If it exists and is live
    (not expired; on this host, its process still runs) another run owns the version:
    ``PublishInProgress``. A stale lock (a killed run) is taken over by compare-and-swap, and with it
-   the killed run's building folder. A heartbeat thread renews it; it is checked again before step 6.
+   the killed run's building folder. A heartbeat thread renews it; it is confirmed before the graph
+   files of step 6 (a write only if its last renewal is older than a third of its TTL: a lock renewed
+   since cannot have been taken over, which needs it expired).
 4. **Inventory.** Choose where each graph is assembled: its building folder; or, on local disk, the
    version folder itself when that already holds ``saved_model.pb`` (a marked version being repaired
    is visible anyway). A numbered local folder *without* ``saved_model.pb`` (left by an older
@@ -43,17 +46,20 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
 6. **Flush, place, verify, then graphs.** Make every object durable (local disk: each file is flushed
    by the worker that wrote it, then the folders; GCS acknowledges only durable writes). GCS only:
    copy every missing object into the version folder server-side — from the building folder, or from
-   an identical object of an earlier version or the checkpoint (``dedupe``) — on the same pool; *the
-   window opens here*. List every assembly folder again; every file must be there with the manifest's
-   size (and CRC32C where the store lists it). Then ``saved_model.pb`` of each graph: the *other*
+   an identical object of an earlier version or the checkpoint (``dedupe``) — up to
+   ``metadata_parallelism`` (16) at once (copies move no bytes through this process); *the window
+   opens here*. Verify: on GCS every object of the version folder has the manifest's size and CRC32C
+   as the store answered the copy or upload that made it (or listed it in step 4), under the lock —
+   no second listing; local disk lists every work folder again (size). Then, while the building
+   objects are deleted (GCS, by generation, 16 at once), ``saved_model.pb`` of each graph: the *other*
    graphs (ps shards) first, in name order, the ``entry`` graph last; then flush them. On GCS the
    graph files go straight to their place (*the window closes* with each graph's); on local disk into
    the building folder.
 7. **Commit.** Local disk: rename each graph's building folder to ``<base>/[<graph>/]<version>``
    (ps graphs first, the entry graph last; no existing non-empty folder is ever replaced), then flush
    the folders holding the old and the new names (``fsync: true``) — the version appears whole, in
-   one step. GCS: delete the building objects (in parallel, by generation). Then write
-   ``<version>.published.json`` (create-only) and release the lock.
+   one step. GCS: wait for the deletes of step 6 (a marked version leaves no building objects). Then
+   write ``<version>.published.json`` (create-only) and release the lock.
 
 **Crash anywhere** (``tests/test_publish_faults.py`` kills a publishing process after every object
 it writes and lists the destination as TF Serving would):
@@ -67,8 +73,8 @@ it writes and lists the destination as TF Serving would):
 * *GCS:* before step 6 nothing numbered exists. **The window** — numbered objects without
   ``saved_model.pb`` — lasts from the first server-side copy into place until the graph's
   ``saved_model.pb``: ``ceil(objects / parallelism)`` copy round trips (metadata-only copies within a
-  bucket, independent of size), one listing (overlapping the lock renewal) and one graph-file write
-  per graph. The upload phase, which was the window before, is now outside it. Measured with
+  bucket, independent of size; ``ceil(objects / 16)`` since issue 18, ``ceil(objects / parallelism)``
+  when measured below) and one graph-file write per graph (the listing that preceded it is gone). The upload phase, which was the window before, is now outside it. Measured with
   ``bench/bench_publish_window.py`` (64 files, 256 MiB, emulator behind a delaying proxy, medians of
   3, on a 2-core machine shared with other jobs, so absolute times are inflated)::
 
@@ -78,9 +84,8 @@ it writes and lists the destination as TF Serving would):
          50 ms         30.2 s        26.7 s         1.5 s
         100 ms         21.6 s        18.6 s         1.7 s
 
-  The price: each uploaded object is also copied into place and its building copy deleted, about
-  ``2 * ceil(objects / parallelism)`` more round trips in series per publish (none for bytes the store
-  already holds: those are copied into place directly). In a set each graph has its own window, and
+  The price: each uploaded object is also copied into place and its building copy deleted (none for
+  bytes the store already holds: those are copied into place directly) — see the round trips below. In a set each graph has its own window, and
   the entry graph's spans the ps graph files written before it. A kill inside a window leaves objects
   a file-system source would try to load (the fault test records those kill points and asserts they
   are exactly the placement copies and, in a set, the ps graph file before the entry's); a rerun
@@ -88,6 +93,38 @@ it writes and lists the destination as TF Serving would):
   deletes a numbered prefix without ``saved_model.pb``, marker or live lock. The building objects of
   a killed run stay until a rerun or retention collects them.
 * Objects are atomic on GCS and renamed into place on local disk, so no object is ever half-written.
+
+**Round trips in series** (what latency multiplies; GCS, one graph, ``n`` objects besides
+``saved_model.pb`` of which none is in the bucket yet, ``p`` = ``parallelism``, ``m`` = ``max(p, 16)``;
+``bench/bench_publish.py`` counts them at our Storage seam and as HTTP requests). Each and why it stays:
+
+  ===========================================  ==================  =========================================
+  step                                          round trips          why it remains
+  ===========================================  ==================  =========================================
+  read the marker, look at the lock (together)  1                    idempotence (a published version moves 0
+                                                                     bytes) and a fast refusal of a live lock
+  create the lock                               1                    concurrent writers refused; nothing is
+                                                                     written or listed before it
+  inventory: building + version folders +       1                    resume a killed run, reuse matching
+  dedupe index (together)                                            objects; must see a state under the lock
+  uploads into the building folder              ceil(n/p)            the bytes (GCS: 2 HTTP requests each
+                                                                     above 8 MiB, a resumable upload)
+  copies into place                             ceil(n/m)            no prefix rename on GCS: the window
+  graph files (ps first, entry last)            1 per graph          the ready signal comes last, alone
+  building deletes (begin with the graph files) max(0, ceil(n/m)     a marked version leaves none behind
+                                                - graphs)
+  the marker                                    1                    the commit: only after all is verified
+  release the lock                              1                    after the marker, so the next run sees it
+  ===========================================  ==================  =========================================
+
+  For the bench's 64 objects at ``p = 8``: 5 + 8 + 4 + 1 + 3 = **21** (HTTP: about 29, the uploads being
+  resumable); before issue 18 it was 32: a separate marker read, lock look, a verifying listing beside
+  a lock renewal, copies and deletes ``ceil(n/p)`` each and the deletes after the graph file. Zero
+  cost now: the lock check before the graph files (fresh), verification (the stores' answers). The
+  SDK's ``transfer_manager.upload_many`` makes 8 (16 HTTP) for the same upload — without the lock,
+  inventory, window, verification or marker. On the emulator the measured chains are longer: it
+  serves one request at a time and hashes every copied byte again (its rewrite computes MD5 and
+  CRC32C), so copies and deletes queue at its socket instead of overlapping.
 
 **Closing the window on GCS: serving-config mode.** A TF Serving ``ModelServerConfig`` with
 ``model_version_policy { specific { versions: [...] } }`` loads only the listed versions and ignores
