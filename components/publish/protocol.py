@@ -47,11 +47,10 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
    by the worker that wrote it, then the folders; GCS acknowledges only durable writes). GCS only:
    copy every missing object into the version folder server-side — from the building folder, or from
    an identical object of an earlier version or the checkpoint (``dedupe``) — up to
-   ``metadata_parallelism`` (16) at once (copies move no bytes through this process); *the window
-   opens here*. Verify: on GCS every object of the version folder has the manifest's size and CRC32C
+   ``max(parallelism, metadata_parallelism)`` at once; *the window opens here*. Verify: on GCS every object of the version folder has the manifest's size and CRC32C
    as the store answered the copy or upload that made it (or listed it in step 4), under the lock —
    no second listing; local disk lists every work folder again (size). Then, while the building
-   objects are deleted (GCS, by generation, 16 at once), ``saved_model.pb`` of each graph: the *other*
+   objects are deleted (GCS, by generation, as many at once), ``saved_model.pb`` of each graph: the *other*
    graphs (ps shards) first, in name order, the ``entry`` graph last; then flush them. On GCS the
    graph files go straight to their place (*the window closes* with each graph's); on local disk into
    the building folder.
@@ -73,8 +72,7 @@ it writes and lists the destination as TF Serving would):
 * *GCS:* before step 6 nothing numbered exists. **The window** — numbered objects without
   ``saved_model.pb`` — lasts from the first server-side copy into place until the graph's
   ``saved_model.pb``: ``ceil(objects / parallelism)`` copy round trips (metadata-only copies within a
-  bucket, independent of size; ``ceil(objects / 16)`` since issue 18, ``ceil(objects / parallelism)``
-  when measured below) and one graph-file write per graph (the listing that preceded it is gone). The upload phase, which was the window before, is now outside it. Measured with
+  bucket, independent of size; ``ceil(objects / max(parallelism, metadata_parallelism))``) and one graph-file write per graph (the listing that preceded it is gone). The upload phase, which was the window before, is now outside it. Measured with
   ``bench/bench_publish_window.py`` (64 files, 256 MiB, emulator behind a delaying proxy, medians of
   3, on a 2-core machine shared with other jobs, so absolute times are inflated)::
 
@@ -95,7 +93,8 @@ it writes and lists the destination as TF Serving would):
 * Objects are atomic on GCS and renamed into place on local disk, so no object is ever half-written.
 
 **Round trips in series** (what latency multiplies; GCS, one graph, ``n`` objects besides
-``saved_model.pb`` of which none is in the bucket yet, ``p`` = ``parallelism``, ``m`` = ``max(p, 16)``;
+``saved_model.pb`` of which none is in the bucket yet, ``p`` = ``parallelism``, ``m`` =
+``max(p, metadata_parallelism)``;
 ``bench/bench_publish.py`` counts them at our Storage seam and as HTTP requests). Each and why it stays:
 
   ===========================================  ==================  =========================================
@@ -117,9 +116,10 @@ it writes and lists the destination as TF Serving would):
   release the lock                              1                    after the marker, so the next run sees it
   ===========================================  ==================  =========================================
 
-  For the bench's 64 objects at ``p = 8``: 5 + 8 + 4 + 1 + 3 = **21** (HTTP: about 29, the uploads being
-  resumable); before issue 18 it was 32: a separate marker read, lock look, a verifying listing beside
-  a lock renewal, copies and deletes ``ceil(n/p)`` each and the deletes after the graph file. Zero
+  For the bench's 64 objects at ``p = m = 8``: 5 + 8 + 8 + 1 + 7 = **29** (HTTP: about 37, the uploads
+  being resumable); before issue 18 it was 32: a separate marker read and lock look, a verifying
+  listing beside a lock renewal, and the deletes after the graph file. With ``m = 16`` (real GCS,
+  where wider metadata calls overlap) it would be 5 + 8 + 4 + 1 + 3 = 21. Zero
   cost now: the lock check before the graph files (fresh), verification (the stores' answers). The
   SDK's ``transfer_manager.upload_many`` makes 8 (16 HTTP) for the same upload — without the lock,
   inventory, window, verification or marker. On the emulator the measured chains are longer: it
@@ -244,9 +244,10 @@ class GraphSource:
 @dataclasses.dataclass(frozen=True)
 class PublishSettings:
     parallelism: int = 8  # concurrent transfers
-    # Server-side copies and deletes move no bytes through this process: they may run wider (never
-    # narrower than ``parallelism``); 16 fits the GCS back-end's default connection pool.
-    metadata_parallelism: int = 16
+    # Server-side copies and deletes move no bytes through this process, so they could run wider than
+    # ``parallelism`` (never narrower). 8 measured best against the emulator, whose listen backlog of 5
+    # turns wider bursts into 1 s SYN retries; on real GCS, 16 or more would cut their round trips.
+    metadata_parallelism: int = 8
     link_local: bool = True  # local destination: hard-link the export's files (copy across filesystems)
     lock_ttl: float = 120.0  # seconds a lock lives without renewal
     progress_every: float = 5.0  # seconds between progress log lines
