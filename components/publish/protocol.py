@@ -49,16 +49,17 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
    an identical object of an earlier version or the checkpoint (``dedupe``) — up to
    ``max(parallelism, metadata_parallelism)`` at once; *the window opens here*. Verify: on GCS every object of the version folder has the manifest's size and CRC32C
    as the store answered the copy or upload that made it (or listed it in step 4), under the lock —
-   no second listing; local disk lists every work folder again (size). Then, while the building
-   objects are deleted (GCS, by generation, as many at once), ``saved_model.pb`` of each graph: the *other*
+   no second listing; local disk lists every work folder again (size). Then ``saved_model.pb`` of
+   each graph: the *other*
    graphs (ps shards) first, in name order, the ``entry`` graph last; then flush them. On GCS the
    graph files go straight to their place (*the window closes* with each graph's); on local disk into
    the building folder.
 7. **Commit.** Local disk: rename each graph's building folder to ``<base>/[<graph>/]<version>``
    (ps graphs first, the entry graph last; no existing non-empty folder is ever replaced), then flush
    the folders holding the old and the new names (``fsync: true``) — the version appears whole, in
-   one step. GCS: wait for the deletes of step 6 (a marked version leaves no building objects). Then
-   write ``<version>.published.json`` (create-only) and release the lock.
+   one step. GCS: delete the building objects (by generation, as many at once as the copies; never
+   beside the graph files, whose window they would share on a store that serves requests in turn).
+   Then write ``<version>.published.json`` (create-only) and release the lock.
 
 **Crash anywhere** (``tests/test_publish_faults.py`` kills a publishing process after every object
 it writes and lists the destination as TF Serving would):
@@ -110,17 +111,18 @@ it writes and lists the destination as TF Serving would):
                                                                      above 8 MiB, a resumable upload)
   copies into place                             ceil(n/m)            no prefix rename on GCS: the window
   graph files (ps first, entry last)            1 per graph          the ready signal comes last, alone
-  building deletes (begin with the graph files) max(0, ceil(n/m)     a marked version leaves none behind
-                                                - graphs)
+  building deletes                              ceil(n/m)            a marked version leaves none behind
   the marker                                    1                    the commit: only after all is verified
   release the lock                              1                    after the marker, so the next run sees it
   ===========================================  ==================  =========================================
 
-  For the bench's 64 objects at ``p = m = 8``: 5 + 8 + 8 + 1 + 7 = **29** (HTTP: about 37, the uploads
-  being resumable); before issue 18 it was 32: a separate marker read and lock look, a verifying
-  listing beside a lock renewal, and the deletes after the graph file. With ``m = 16`` (real GCS,
-  where wider metadata calls overlap) it would be 5 + 8 + 4 + 1 + 3 = 21. Zero
-  cost now: the lock check before the graph files (fresh), verification (the stores' answers). The
+  For the bench's 64 objects at ``p = m = 8``: 5 + 8 + 8 + 1 + 8 = **30** (HTTP: about 38, the uploads
+  being resumable); before issue 18 it was 32: a separate marker read and lock look, and a verifying
+  listing beside a lock renewal. With ``m = 16`` (real GCS, where wider metadata calls overlap) it
+  would be 5 + 8 + 4 + 1 + 4 = 22. Zero cost now: the lock check before the graph files (fresh),
+  verification (the stores' answers). Measured and not taken: deleting the building objects beside
+  the graph files (one round trip less, but on the emulator their requests queue with the graph
+  file inside the window). The
   SDK's ``transfer_manager.upload_many`` makes 8 (16 HTTP) for the same upload — without the lock,
   inventory, window, verification or marker. On the emulator the measured chains are longer: it
   serves one request at a time and hashes every copied byte again (its rewrite computes MD5 and
@@ -413,31 +415,29 @@ class _Run:
             if result.transfer.target not in plan.from_building or result.method == "uploaded":
                 results.append(result)
                 progress.object_done(result.method, result.info.size)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-clean") as cleaner:
-            # Every building object is in place now: they are deleted while the graph files are written
-            # (serving never looks at .exportflow), and before the marker: a marked version leaves none.
-            cleaned = cleaner.submit(self._remove_building, inventory, list(results))
-            self.lock.confirm()  # type: ignore[union-attr]  # still ours: no round trip while it is fresh
-            if self.renames:
-                self._verify_before_graphs()  # local disk: one listing of each work folder
-            else:
-                self._verify_from_responses(inventory, placed)  # GCS: what the store answered, no listing
-            for transfer in plan.graph_files:  # in graph order: the entry graph last
-                self.loadable_written = self.loadable_written or not self._in_building(transfer.target)
-                results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
-            storage.sync(self._targets(graph_files=True))
-            for building, final in plan.renames:  # the commit on local disk, the entry graph last
-                self.loadable_written = True
-                try:
-                    self.renamer.rename_folder(building, final)  # type: ignore[union-attr]
-                except PreconditionFailed as exc:
-                    raise PublishInProgress(
-                        f"{final} appeared while this run built it in {building}; is another tool writing there? "
-                        "rerun to find out"
-                    ) from exc
-                self._notify("renamed", final)
-            progress.finish()
-            cleaned.result()
+        self.lock.confirm()  # type: ignore[union-attr]  # still ours: no round trip while it is fresh
+        if self.renames:
+            self._verify_before_graphs()  # local disk: one listing of each work folder
+        else:
+            self._verify_from_responses(inventory, placed)  # GCS: what the store answered, no listing
+        for transfer in plan.graph_files:  # in graph order: the entry graph last
+            self.loadable_written = self.loadable_written or not self._in_building(transfer.target)
+            results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
+        storage.sync(self._targets(graph_files=True))
+        for building, final in plan.renames:  # the commit on local disk, the entry graph last
+            self.loadable_written = True
+            try:
+                self.renamer.rename_folder(building, final)  # type: ignore[union-attr]
+            except PreconditionFailed as exc:
+                raise PublishInProgress(
+                    f"{final} appeared while this run built it in {building}; is another tool writing there? "
+                    "rerun to find out"
+                ) from exc
+            self._notify("renamed", final)
+        progress.finish()
+        # The building objects are in place now; deleted after the graph files (never beside them, inside
+        # the window) and before the marker, so a marked version leaves none behind.
+        self._remove_building(inventory, results)
         self._write_marker(export)
         return results
 

@@ -198,8 +198,8 @@ class GCSStorage:
             client = storage.Client(project=project, credentials=self._key_file_credentials())
         else:
             client = storage.Client(project=project)  # ADC; a missing one is reported by _wrap_errors
-        # A full pool of transfers plus the few calls beside them (the lock's heartbeat, a graph file
-        # while the building objects are deleted) keep their connections instead of opening throwaways.
+        # A full pool of transfers plus the few calls beside them (the lock's heartbeat, a listing) keep
+        # their connections instead of opening throwaways.
         size = self.options.pool_size + _SIDE_CALLS
         adapter = requests.adapters.HTTPAdapter(pool_connections=size, pool_maxsize=size)
         client._http.mount("https://", adapter)  # the SDK's own session; bigger pool for parallel transfers
