@@ -7,7 +7,7 @@ own events, against the emulator in its own process behind our delaying proxy:
 
 * before (uploads straight into the version prefix, as the protocol did): the upload phase plus the
   graph file — estimated from the same run as (end of uploads - lease) + (graph file - end of copies);
-* ours: from the end of the uploads to the graph file (copies into place, verify listing, graph file).
+* ours: from the end of the uploads to the graph file (copies into place, graph file).
 
     uv run python bench/bench_publish_window.py [--rtt-ms 0,20,50,100] [--mib 256] [--runs 3]
 """

@@ -25,6 +25,7 @@ from components.model_storage import destination_storage
 from components.publish.errors import PublishInProgress, VersionConflict
 from components.publish.executor import publish
 from components.publish.layout import lock_uri
+from components.publish.lock import VersionLock
 from components.publish.progress import Progress, ProgressBar, bar_log
 from components.publish.protocol import collect_abandoned_builds
 from components.publish.retention import RetentionPolicy, prune_published_versions
@@ -269,6 +270,52 @@ def test_a_stale_lease_is_taken_over(destination: str, tmp_path: Path, how: str)
     assert_published_exactly(destination, pushed.uri, export.uri)
     storage = storage_for(destination)
     assert storage.stat(lock_uri(storage, storage.join(destination, "example"), "300")) is None
+
+
+def test_a_fresh_lock_is_confirmed_without_a_write_and_a_stale_one_is_renewed_or_reported_lost(tmp_path: Path) -> None:
+    storage = storage_for(str(tmp_path))
+    uri = str(tmp_path / "300.lease.json")
+    lock = VersionLock.acquire(storage, uri, ttl=60.0, purpose="publish")
+    generation = lock.generation
+    lock.confirm()  # renewed a moment ago by acquire: no write
+    assert storage.read_versioned(uri)[1] == generation  # type: ignore[index]
+    lock.renewed_at -= 21.0  # older than a third of its TTL
+    lock.confirm()
+    assert storage.read_versioned(uri)[1] != generation and lock.generation != generation  # type: ignore[index]
+    storage.write_bytes(uri, b"{}")  # another run took it over
+    lock.renewed_at -= 21.0
+    with pytest.raises(PublishInProgress, match="taken over"):
+        lock.confirm()
+    with pytest.raises(PublishInProgress, match="was lost"):
+        lock.confirm()
+
+
+def test_gcs_objects_are_verified_from_the_store_s_answers_not_listed_again(gcs_bucket: str, tmp_path: Path) -> None:
+    """After the copies into place, the graph file follows without another listing of the version folder:
+    each object was checked against the manifest in the answer to the request that made it."""
+    destination = f"gs://{gcs_bucket}/models"
+    config = make_config(destination, tmp_path)
+    storage = destination_storage(config.destination)
+    calls: list[tuple[str, str]] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            value = getattr(storage, name)
+            if not callable(value) or name == "join":
+                return value
+
+            def call(*args: object, **kwargs: object) -> object:
+                calls.append((name, str(args[0]) if args else ""))
+                return value(*args, **kwargs)
+
+            return call
+
+    export = make_export(tmp_path / "staging")
+    pushed = publish(params_for(config), export, storage=Recording())  # type: ignore[arg-type]
+    assert_published_exactly(destination, pushed.uri, export.uri)
+    first_copy = next(i for i, (name, _) in enumerate(calls) if name == "copy")
+    graph = next(i for i, (name, source) in enumerate(calls) if name == "upload_file" and source.endswith("saved_model.pb"))
+    assert [c for c in calls[first_copy:graph] if c[0] in ("list", "list_files", "list_names", "stat")] == []
 
 
 def test_unchanged_files_of_a_new_version_are_copied_by_the_store(gcs_bucket: str, tmp_path: Path) -> None:

@@ -30,6 +30,18 @@ from components.storage import PreconditionFailed, Storage, StorageError
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class LockLook:
+    """What a lock file held when it was read — content and generation, or None: absent. Taken alongside
+    another read (the commit marker), it saves ``acquire`` its first round trip."""
+
+    found: tuple[bytes, int] | None
+
+    @classmethod
+    def of(cls, storage: Storage, uri: str) -> LockLook:
+        return cls(storage.read_versioned(uri))
+
+
 @dataclasses.dataclass
 class VersionLock:
     """Exclusive right to change one version, held in ``<version>.lease.json``."""
@@ -41,20 +53,23 @@ class VersionLock:
     purpose: str
     generation: int
     lost: BaseException | None = None
+    renewed_at: float = dataclasses.field(default_factory=time.monotonic)  # when the last write that held it began
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
-    def acquire(cls, storage: Storage, uri: str, ttl: float, purpose: str) -> VersionLock:
+    def acquire(cls, storage: Storage, uri: str, ttl: float, purpose: str, look: LockLook | None = None) -> VersionLock:
+        """Take the lock; ``look``, when given, is a fresh read of it that stands for the first look."""
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         body = _lock_body(owner, ttl, purpose)
-        for _attempt in range(5):
+        for attempt in range(5):
             # Look first, then create-if-absent: the precondition closes the race on real GCS; the look
             # keeps a store that ignores preconditions (the emulator) from silently taking a live lock.
-            found = storage.read_versioned(uri)
+            found = look.found if look is not None and attempt == 0 else storage.read_versioned(uri)
+            started = time.monotonic()
             if found is None:
                 try:
                     info = storage.write_bytes(uri, body, if_generation_match=0)
-                    return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
+                    return cls(storage, uri, owner, ttl, purpose, info.generation or 0, renewed_at=started)
                 except PreconditionFailed:
                     continue  # created meanwhile: look at it
             data, generation = found
@@ -67,15 +82,15 @@ class VersionLock:
             log.warning("taking over the stale lock %s (held by %s)", uri, holder.get("owner") if holder else "?")
             try:
                 info = storage.write_bytes(uri, body, if_generation_match=generation)
-                return cls(storage, uri, owner, ttl, purpose, info.generation or 0)
+                return cls(storage, uri, owner, ttl, purpose, info.generation or 0, renewed_at=started)
             except PreconditionFailed:
                 continue
         raise PublishInProgress(f"{uri}: the lock kept changing hands; retry later")
 
     @staticmethod
-    def clear_stale(storage: Storage, uri: str) -> None:
-        """Remove the lock at ``uri`` if its holder is gone (never a live one)."""
-        found = storage.read_versioned(uri)
+    def clear_stale(storage: Storage, uri: str, look: LockLook | None = None) -> None:
+        """Remove the lock at ``uri`` if its holder is gone (never a live one); ``look``: a fresh read of it."""
+        found = look.found if look is not None else storage.read_versioned(uri)
         if found is None:
             return
         holder = json_object(found[0])
@@ -87,6 +102,7 @@ class VersionLock:
 
     def renew(self) -> None:
         with self._lock:
+            started = time.monotonic()
             try:
                 info = self.storage.write_bytes(
                     self.uri, _lock_body(self.owner, self.ttl, self.purpose), if_generation_match=self.generation
@@ -95,12 +111,24 @@ class VersionLock:
                 self.lost = exc
                 raise PublishInProgress(f"lock {self.uri} was taken over by another run") from exc
             self.generation = info.generation or 0
+            self.renewed_at = started
 
     def check(self) -> None:
         """Raise if the lock was lost; else renew it (the next steps must run under a fresh lock)."""
         if self.lost is not None:
             raise PublishInProgress(f"lock {self.uri} was lost: {self.lost}")
         self.renew()
+
+    def confirm(self) -> None:
+        """Like ``check``, without a round trip while the lock is fresh: renewed (by us, compare-and-swap)
+        within the last third of its TTL, it cannot belong to anyone else yet — taking it over needs it
+        expired, and it expires a whole TTL after that renewal began."""
+        if self.lost is not None:
+            raise PublishInProgress(f"lock {self.uri} was lost: {self.lost}")
+        with self._lock:
+            fresh = time.monotonic() - self.renewed_at < self.ttl / 3
+        if not fresh:
+            self.renew()
 
     def release(self) -> None:
         with self._lock:

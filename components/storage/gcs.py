@@ -39,6 +39,7 @@ from components.storage.errors import (
 )
 
 T = TypeVar("T")
+_SIDE_CALLS = 4  # connections beyond pool_size for calls that run beside a full pool of transfers
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._\-]{1,220}[a-z0-9]$")
 
 
@@ -202,9 +203,10 @@ class GCSStorage:
             project = project or "exportflow-test"
         # credentials None: ADC, found by the client; a missing one is reported by _wrap_errors
         client = storage.Client(project=project, credentials=credentials)
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=self.options.pool_size, pool_maxsize=self.options.pool_size
-        )
+        # A full pool of transfers plus the few calls beside them (the lock's heartbeat, a listing) keep
+        # their connections instead of opening throwaways.
+        size = self.options.pool_size + _SIDE_CALLS
+        adapter = requests.adapters.HTTPAdapter(pool_connections=size, pool_maxsize=size)
         client._http.mount("https://", adapter)  # the SDK's own session; bigger pool for parallel transfers
         client._http.mount("http://", adapter)
         return client
