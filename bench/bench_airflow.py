@@ -80,7 +80,7 @@ def bench_parse(tmp: Path) -> None:
 
 def bench_chain(tmp: Path) -> None:
     from components.config import load_config
-    from components.runner import run_pipeline
+    from components.pipeline.runner import run_pipeline
     from examples.train import train
 
     train(str(tmp / "model"), str(tmp / "data"), steps=300)

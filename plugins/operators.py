@@ -53,7 +53,7 @@ def failures_mapped() -> Iterator[None]:
     """Map any exception but Airflow's own by ``StageFailure.of``, as the external runtime does."""
     from airflow.sdk.exceptions import AirflowException
 
-    from components.stage_entry import StageFailure
+    from components.pipeline.envelope import StageFailure
 
     try:
         yield
@@ -105,7 +105,7 @@ class StageOperator(BaseOperator):
 
     def execute(self, context: Any) -> Any:
         from components.config import load_config
-        from components.stage_entry import StageRequest
+        from components.pipeline.envelope import StageRequest
         from plugins.credentials import credentials_for
 
         context["exportflow_label"] = self.label()
@@ -153,7 +153,7 @@ class StageOperator(BaseOperator):
         return options
 
     def _call_in_process(self, request: Any, credentials: Any) -> Any:
-        from components.stage_entry import call_stage
+        from components.pipeline.envelope import call_stage
         from components.tf_logs import import_tensorflow
 
         if request.stage in TF_STAGES:
@@ -162,7 +162,7 @@ class StageOperator(BaseOperator):
 
     def _call_external(self, python: str, request: Any, credentials: Any) -> Any:
         """Run the stage in ``python``; its outcome comes from a result file, its stdout and stderr are logs."""
-        from components.stage_entry import encode_request, read_outcome
+        from components.pipeline.envelope import encode_request, read_outcome
         from components.tf_logs import log_lines
         from plugins.credentials import access_token_for
 
@@ -211,7 +211,7 @@ class ReportRunOperator(BaseOperator):
     def execute(self, context: Any) -> Any:
         from components.artifacts import PushedModelArtifact
         from components.config import load_config
-        from components.stages import ledger_of
+        from components.pipeline.stages import ledger_of
         from plugins.assets import published_alias, published_asset
         from plugins.credentials import credentials_for
 

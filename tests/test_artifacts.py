@@ -95,7 +95,7 @@ def test_component_spec_checks_input_types() -> None:
 
 
 def test_stage_entry_rebuilds_xcom_inputs_by_the_stage_spec_and_refuses_the_wrong_type() -> None:
-    from components.stage_entry import StageRequest, call_stage
+    from components.pipeline.envelope import StageRequest, call_stage
 
     request = StageRequest("evaluate", "/config/never/read.yaml", inputs={"checkpoint": EXPORT.to_dict()})
     with pytest.raises(ValueError, match="expected a Checkpoint artifact, got 'Model'"):

@@ -21,7 +21,8 @@ from components.config import load_config
 from components.export.compat.export_strategy import ExportStrategy
 from components.export.compat.exporters import BestExporter
 from components.export.savedmodel.verify import graph_dirs, signatures_by_tag, verify_export
-from components.stages import RunOptions, export_stage
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import export_stage
 
 STEPS = 20
 LABEL = "y"
@@ -255,7 +256,7 @@ LINEAR = {
 @pytest.fixture(scope="module", params=sorted(LINEAR))
 def linear_run(request, tmp_path_factory):
     """A canned linear estimator trained on the example data, then one pipeline run on its last checkpoint."""
-    from components.runner import run_pipeline
+    from components.pipeline.runner import run_pipeline
     from examples import canned
 
     factory_name = request.param

@@ -34,7 +34,8 @@ from components.export.spec import ExportParams
 from components.layout import SET_MANIFEST
 from components.ledger.records import record_publication
 from components.paths import staging_dir
-from components.stages import RunOptions, export_stage, ledger_of, strategy_named
+from components.pipeline.options import RunOptions, strategy_named
+from components.pipeline.stages import export_stage, ledger_of
 from examples import model
 
 SERVE = {"serve": ("classification", "serving_default")}

@@ -25,9 +25,8 @@ import pytest
 from components.config import ConfigError, load_config
 from components.discovery import lease
 from components.evaluation.errors import EvalInputError, LoggedMetricsMissing
-from components.preflight import PreflightFailed
-from components.stages import (
-    RunOptions,
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import (
     discover_stage,
     evaluate_stage,
     export_stage,
@@ -35,6 +34,7 @@ from components.stages import (
     publish_stage,
     warmup_stage,
 )
+from components.preflight import PreflightFailed
 from components.warmup.errors import WarmupLintError
 from tests.support.example_pipeline import (
     PROJECT_ROOT,
@@ -325,7 +325,7 @@ def test_sigterm_of_a_plain_run_releases_its_leases(model_copy, tmp_path: Path) 
 def test_sigterm_of_an_external_stage_releases_its_lease(model_copy, tmp_path: Path) -> None:
     """``airflow.runtime: external_python`` and Kubernetes pods run ``components.stage_entry``; deleting a
     pod sends its process SIGTERM."""
-    from components.stage_entry import StageRequest, encode_request
+    from components.pipeline.envelope import StageRequest, encode_request
 
     blocked = BlockedInEvaluation(model_copy, tmp_path)
     (checkpoint,) = discover_stage(blocked.config, RunOptions(checkpoint=300))  # the discover task

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from components.discovery.lease import HOLD_PREFIX
-from components.stages import RunOptions, discover_stage, evaluate_stage, export_stage
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import discover_stage, evaluate_stage, export_stage
 
 
 def test_a_strategy_that_declines_releases_its_hold_on_the_checkpoint(model_copy, make_config, tmp_path) -> None:
@@ -62,7 +63,7 @@ def test_waiting_sensor_does_not_wait_when_the_run_chose_a_checkpoint() -> None:
 
 def test_checkpoints_every_strategy_declined_are_not_taken_again(model_copy, make_config) -> None:
     from components.ledger import Ledger
-    from components.runner import run_pipeline
+    from components.pipeline.runner import run_pipeline
 
     final_only = [{"name": "final_only", "kind": "final", "params": {"max_steps": 10_000}}]
     config = make_config(model_copy, strategies=final_only)

@@ -37,15 +37,15 @@ from components.errors import ExportflowError
 from components.evaluation import spec as evaluation_spec
 from components.export import spec as export_spec
 from components.model_storage import AccessToken, ModelStorage
-from components.publish import spec as publish_spec
-from components.stages import (
-    RunOptions,
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import (
     discover_stage,
     evaluate_stage,
     export_stage,
     publish_stage,
     warmup_stage,
 )
+from components.publish import spec as publish_spec
 from components.storage import CredentialsSource
 from components.warmup import spec as warmup_spec
 
@@ -177,7 +177,7 @@ def run_request(request_text: str) -> StageOutcome:
 
     SIGTERM (a pod being deleted, the operator stopping its child) raises ``RunTerminated`` inside the
     stage, so it releases its leases on the way out; the outcome is a retryable failure."""
-    from components.runner import RunTerminated, sigterm_raises
+    from components.pipeline.runner import RunTerminated, sigterm_raises
 
     try:
         with sigterm_raises():

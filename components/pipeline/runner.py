@@ -16,13 +16,12 @@ from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportA
 from components.config.schema import PipelineConfig
 from components.discovery import lease
 from components.discovery.errors import CheckpointError
-from components.stages import (
-    RunOptions,
+from components.pipeline.options import RunOptions, selected_strategies
+from components.pipeline.stages import (
     discover_stage,
     evaluate_stage,
     export_stage,
     publish_stage,
-    selected_strategies,
     warmup_stage,
 )
 

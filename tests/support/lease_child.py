@@ -20,9 +20,9 @@ import sys
 from components.config import load_config
 from components.discovery import lease
 from components.errors import ExportflowError
-from components.runner import RunTerminated, run_pipeline
-from components.stages import (
-    RunOptions,
+from components.pipeline.options import RunOptions
+from components.pipeline.runner import RunTerminated, run_pipeline
+from components.pipeline.stages import (
     discover_stage,
     evaluate_stage,
     export_stage,
