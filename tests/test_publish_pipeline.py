@@ -39,7 +39,7 @@ def warmed(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory
     checkpoint = CheckpointArtifact(uri=str(trained_model.model_dir / "model.ckpt-300"), model_name="example", step=300)
     evaluation = EvaluationArtifact(uri=str(folder / "eval"), checkpoint=checkpoint, metrics={"auc": 0.8, "loss": 0.5}, blessed=True)
     exported = export_stage(config, "all_modes", evaluation, RunOptions())
-    assert exported is not None
+    assert isinstance(exported, ExportArtifact)
     return folder, warmup_stage(config, exported)
 
 

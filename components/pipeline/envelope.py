@@ -39,6 +39,7 @@ from components.export import spec as export_spec
 from components.model_storage import AccessToken, ModelStorage
 from components.pipeline.options import RunOptions
 from components.pipeline.stages import (
+    ExportDeclined,
     discover_stage,
     evaluate_stage,
     export_stage,
@@ -104,7 +105,10 @@ def _evaluate(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any
 
 def _export(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
     exported = export_stage(config, inputs["strategy"], inputs["evaluation"], options)
-    return exported.to_dict() if exported is not None else None
+    if isinstance(exported, ExportDeclined):
+        log.info("%s exports nothing for step %d: %s", exported.strategy, exported.step, exported.reason)
+        return None  # XCom's "nothing exported": warmup and publish skip it
+    return exported.to_dict()
 
 
 def _warmup(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
