@@ -193,7 +193,7 @@ class StageOperator(BaseOperator):
 
 
 class ReportRunOperator(BaseOperator):
-    """Log what the run published and emit one asset event per newly published version.
+    """The report stage (``components.pipeline.report``), then one asset event per announced version.
 
     Events go to ``<destination>/<model>`` through the DAG's alias (one task can add several events
     that way), with extra ``{version, step, metrics, strategy, uri}`` for rollout DAGs. A run that
@@ -211,30 +211,21 @@ class ReportRunOperator(BaseOperator):
     def execute(self, context: Any) -> Any:
         from components.artifacts import PushedModelArtifact
         from components.config import load_config
-        from components.pipeline.stages import ledger_of
+        from components.model_storage import ModelStorage
+        from components.pipeline.options import RunOptions
+        from components.pipeline.report import report_stage
         from plugins.assets import published_alias, published_asset
         from plugins.credentials import credentials_for
 
+        pushed = [PushedModelArtifact.from_dict(p) for p in (self.pushed or []) if p]
+        options = RunOptions(dry_run=bool(context["params"].get("dry_run")), run_id=context.get("run_id"))
         with failures_mapped():
             config = load_config(self.config_path)
-            credentials = credentials_for(config)
-        dry_run = bool(context["params"].get("dry_run"))
-        pushed = [PushedModelArtifact.from_dict(p) for p in (self.pushed or []) if p]
-        for p in pushed:
-            state = "dry run" if dry_run else "already published" if p.already_published else "published"
-            self.log.info("%s version %s (step %d) → %s: %s", p.strategy, p.version, p.step, p.uri, state)
-        if not pushed:
-            self.log.info("this run published nothing")
-        new = [p for p in pushed if not p.already_published and not dry_run]
-        if new:
-            with failures_mapped():
-                ledger = ledger_of(config, credentials).load()
+            with ModelStorage(config, credentials_for(config)).installed():
+                published = report_stage(config, pushed, options)
+        if published.announcements:
             alias_events = context["outlet_events"][published_alias(config.name)]
             target = published_asset(config.destination.uri, config.name)
-            for p in new:
-                record = ledger.record(p.step)
-                metrics = dict(record.evaluation.metrics) if record and record.evaluation else {}
-                extra = {"version": p.version, "step": p.step, "strategy": p.strategy, "uri": p.uri,
-                         "manifest_uri": p.manifest_uri, "metrics": metrics}
-                alias_events.add(target, extra=extra)
-        return [p.to_dict() for p in pushed]
+            for announcement in published.announcements:
+                alias_events.add(target, extra=announcement.extra())
+        return [p.to_dict() for p in published.pushed]
