@@ -1,7 +1,8 @@
 """The stage operator (one class for every stage) and the report operator.
 
-A ``StageOperator`` names its stage and its inputs; ``components.stage_entry`` does the work, in this
-task process or, with ``airflow.runtime: external_python``, in a separate interpreter that receives only
+A ``StageOperator`` names its stage and its inputs; the pipeline's envelope
+(``components.pipeline.envelope``) does the work, in this task process or, with ``airflow.runtime:
+external_python``, in a separate interpreter (``python -m components.stage_entry``) that receives only
 its request and answers through a result file. Either way a failure maps one way
 (``StageFailure.of``): an error a retry cannot fix (bad config, corrupt checkpoint, invalid run option)
 fails the task at once; anything else is retried with backoff.
@@ -133,8 +134,10 @@ class StageOperator(BaseOperator):
         return self._with_asset_events(context, config, options) if self.stage == "discover" else options
 
     def _with_asset_events(self, context: Any, config: Any, options: Any) -> Any:
-        """An asset-triggered discover takes exactly the checkpoints named by *every* triggering event
-        (events coalesce when training writes faster than exports run), marking those flagged final."""
+        """Pass an asset-triggered discover the steps named by *every* triggering event (events coalesce
+        when training writes faster than exports run) and those flagged final. Events are hints, not the
+        list: discovery still takes every new checkpoint by policy, plus each step an event names even
+        where the policy would skip it (``discover_stage``). A chosen checkpoint ignores the events."""
         from plugins.params import steps_from_asset_events
 
         events = dict(context.get("triggering_asset_events") or {})
