@@ -5,7 +5,7 @@
    timing the DagBag call — and
    the heavy modules each parse imported (TensorFlow must not be among them).
 2. Chain: ``airflow dags test`` of the example model's DAG (SQLite, in-process tasks) against
-   ``components.runner.run_pipeline`` on the same checkpoints, each publishing to a fresh destination.
+   ``components.pipeline.runner.run_pipeline`` on the same checkpoints, each publishing to a fresh destination.
 
     uv run python bench/bench_airflow.py
 """

@@ -1,7 +1,7 @@
 """The component contract, after TFX's ComponentSpec/Executor split, without importing tfx.
 
 A component declares its typed inputs, outputs and parameters (each stage's ``spec.py``); its executor
-does the I/O. Every Airflow task goes through ``components.stage_entry``, which rebuilds the artifacts
+does the I/O. Every Airflow task goes through ``components.pipeline.envelope``, which rebuilds the artifacts
 XCom carried as JSON by the spec's input types and checks them before the executor runs; the plain
 runner calls the same stage functions with the artifacts themselves.
 """

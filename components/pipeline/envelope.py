@@ -1,4 +1,5 @@
-"""Run one stage from a JSON request: the single entry point every Airflow task goes through.
+"""The remote envelope: run one stage from a JSON request, the single entry point every Airflow task
+goes through (the plain runner calls the stages directly).
 
 One contract in every runtime:
 
