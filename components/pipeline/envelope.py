@@ -26,19 +26,21 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable
 from typing import Any
 
-from components.artifacts import from_jsonable, to_jsonable
-from components.component import ComponentSpec
+from components.artifacts import (
+    CheckpointArtifact,
+    EvaluationArtifact,
+    ExportArtifact,
+    from_jsonable,
+    to_jsonable,
+)
 from components.config import load_config
 from components.config.schema import PipelineConfig
-from components.discovery import spec as discovery_spec
 from components.errors import ExportflowError
-from components.evaluation import spec as evaluation_spec
-from components.export import spec as export_spec
 from components.model_storage import AccessToken, ModelStorage
 from components.pipeline.options import RunOptions
+from components.pipeline.spec import StageSpec
 from components.pipeline.stages import (
     ExportDeclined,
     discover_stage,
@@ -47,9 +49,7 @@ from components.pipeline.stages import (
     publish_stage,
     warmup_stage,
 )
-from components.publish import spec as publish_spec
 from components.storage import CredentialsSource
-from components.warmup import spec as warmup_spec
 
 log = logging.getLogger(__name__)
 EXIT_PERMANENT = 3
@@ -120,15 +120,17 @@ def _publish(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]
     return publish_stage(config, inputs["export"], options).to_dict()
 
 
-Runner = Callable[[PipelineConfig, RunOptions, dict[str, Any]], Any]
-# Each stage's spec says which inputs are artifacts and of what type: XCom's JSON is rebuilt and
-# checked against it here, at the one seam every task passes through.
-STAGES: dict[str, tuple[ComponentSpec, Runner]] = {
-    "discover": (discovery_spec.SPEC, _discover),
-    "evaluate": (evaluation_spec.SPEC, _evaluate),
-    "export": (export_spec.SPEC, _export),
-    "warmup": (warmup_spec.SPEC, _warmup),
-    "publish": (publish_spec.SPEC, _publish),
+# The stages a request may name. Each lists its artifact inputs: XCom's JSON is rebuilt and checked
+# against them here, at the one seam every task passes through.
+STAGES: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec("discover", {}, _discover),
+        StageSpec("evaluate", {"checkpoint": CheckpointArtifact}, _evaluate),
+        StageSpec("export", {"evaluation": EvaluationArtifact}, _export),
+        StageSpec("warmup", {"export": ExportArtifact}, _warmup),
+        StageSpec("publish", {"export": ExportArtifact}, _publish),
+    )
 }
 
 
@@ -136,15 +138,12 @@ def call_stage(request: StageRequest, credentials: CredentialsSource | None = No
     """Run the stage with ``credentials`` (else the request's) applying to every storage it builds."""
     if request.stage not in STAGES:
         raise ValueError(f"unknown stage {request.stage!r}; stages: {sorted(STAGES)}")
-    spec, run = STAGES[request.stage]
-    inputs = {
-        name: spec.inputs[name].from_dict(value) if name in spec.inputs else value
-        for name, value in request.inputs.items()
-    }
+    spec = STAGES[request.stage]
+    inputs = spec.rebuilt(request.inputs)
     spec.check_inputs(inputs)
     config = load_config(request.config_path)
     with ModelStorage(config, credentials or request.credentials).installed():
-        return run(config, request.options, inputs)
+        return spec.call(config, request.options, inputs)
 
 
 def encode_request(request: StageRequest) -> str:

@@ -1,28 +1,39 @@
-"""The component contract, after TFX's ComponentSpec/Executor split, without importing tfx.
+"""How the envelope knows a stage: its name, which inputs are artifacts (of what type), and its call.
 
-A component declares its typed inputs, outputs and parameters (each stage's ``spec.py``); its executor
-does the I/O. Every Airflow task goes through ``components.pipeline.envelope``, which rebuilds the artifacts
-XCom carried as JSON by the spec's input types and checks them before the executor runs; the plain
-runner calls the same stage functions with the artifacts themselves.
+After TFX's ComponentSpec, without importing tfx and without declarations nothing reads: XCom carries
+artifacts as JSON, and the envelope rebuilds each by the type named here and checks it before the stage
+runs, so a wiring mistake fails loudly at the seam. The plain runner calls the stages with the artifacts
+themselves. Each stage's parameters are its own frozen dataclass (``<stage>/spec.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from components.artifacts import Artifact
+from components.config.schema import PipelineConfig
+from components.pipeline.options import RunOptions
+
+# A stage as the envelope calls it: config, run options, inputs (artifacts rebuilt) -> a JSON-able result.
+StageCall = Callable[[PipelineConfig, RunOptions, dict[str, Any]], Any]
 
 
 @dataclasses.dataclass(frozen=True)
-class ComponentSpec:
-    """What a stage consumes and produces; checked at the seam so wiring mistakes fail loudly."""
+class StageSpec:
+    """One stage the envelope can run; ``inputs`` lists only its artifact inputs (others pass as they are)."""
 
     name: str
     inputs: Mapping[str, type[Artifact]]
-    outputs: Mapping[str, type[Artifact]]
-    parameters: type
+    call: StageCall
+
+    def rebuilt(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """``inputs`` as XCom carried them (JSON), with each artifact input rebuilt by its type."""
+        return {
+            name: self.inputs[name].from_dict(value) if name in self.inputs else value
+            for name, value in inputs.items()
+        }
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
         missing = set(self.inputs) - set(inputs)
