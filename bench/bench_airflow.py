@@ -5,7 +5,7 @@
    timing the DagBag call — and
    the heavy modules each parse imported (TensorFlow must not be among them).
 2. Chain: ``airflow dags test`` of the example model's DAG (SQLite, in-process tasks) against
-   ``components.runner.run_pipeline`` on the same checkpoints, each publishing to a fresh destination.
+   ``components.pipeline.runner.run_pipeline`` on the same checkpoints, each publishing to a fresh destination.
 
     uv run python bench/bench_airflow.py
 """
@@ -80,7 +80,7 @@ def bench_parse(tmp: Path) -> None:
 
 def bench_chain(tmp: Path) -> None:
     from components.config import load_config
-    from components.runner import run_pipeline
+    from components.pipeline.runner import run_pipeline
     from examples.train import train
 
     train(str(tmp / "model"), str(tmp / "data"), steps=300)

@@ -40,7 +40,7 @@ def baseline(model_dir: Path, steps: list[int], destination: Path, work: Path) -
 
 def ours(config_path: Path) -> tuple[float, int]:
     from components.config import load_config
-    from components.runner import run_pipeline
+    from components.pipeline.runner import run_pipeline
 
     start = time.perf_counter()
     report = run_pipeline(load_config(config_path))

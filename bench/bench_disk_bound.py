@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench_export import DIM
 
     from components.paths import staging_root
-    from components.runner import run_pipeline
-    from components.stages import RunOptions
+    from components.pipeline.options import RunOptions
+    from components.pipeline.runner import run_pipeline
 
     rows = args.mib * MiB // (DIM * 4) // 1024 * 1024
     work = Path(tempfile.mkdtemp(prefix="bench-disk-"))

@@ -131,8 +131,8 @@ def big_config(base: Path, model_dir: str, rows: int, destination: str, staging:
 
 
 def timed_stages(config: Any) -> dict[str, float]:
-    from components.stages import (
-        RunOptions,
+    from components.pipeline.options import RunOptions
+    from components.pipeline.stages import (
         discover_stage,
         evaluate_stage,
         export_stage,
@@ -163,7 +163,8 @@ def timed_stages(config: Any) -> dict[str, float]:
 
 def second_worker_warmup(config: Any, base: Path) -> tuple[int, int]:
     """Export (dry run) here, then warm it up twice on a worker with an empty scratch folder."""
-    from components.stages import RunOptions, discover_stage, evaluate_stage, export_stage, warmup_stage
+    from components.pipeline.options import RunOptions
+    from components.pipeline.stages import discover_stage, evaluate_stage, export_stage, warmup_stage
 
     options = RunOptions(force=True, dry_run=True)
     (checkpoint, *_) = discover_stage(config, options)

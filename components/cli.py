@@ -13,7 +13,7 @@ from components.errors import ExportflowError
 
 def _demo(args: argparse.Namespace) -> int:
     from components.demo import run_demo
-    from components.report import new_publications, publications_table, unblessed
+    from components.pipeline.report import new_publications, publications_table, unblessed
 
     before, after = run_demo(args.workspace)
     print()
@@ -32,9 +32,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from components.config import load_config
     from components.model_storage import ModelStorage
-    from components.report import publications_table, retired_publications
-    from components.runner import run_pipeline
-    from components.stages import RunOptions
+    from components.pipeline.options import RunOptions
+    from components.pipeline.report import publications_table, retired_publications
+    from components.pipeline.runner import run_pipeline
 
     config = load_config(args.config)
     ledger = ModelStorage(config).ledger()  # the storage factory: the destination's own credentials

@@ -1,7 +1,8 @@
 """The stage operator (one class for every stage) and the report operator.
 
-A ``StageOperator`` names its stage and its inputs; ``components.stage_entry`` does the work, in this
-task process or, with ``airflow.runtime: external_python``, in a separate interpreter that receives only
+A ``StageOperator`` names its stage and its inputs; the pipeline's envelope
+(``components.pipeline.envelope``) does the work, in this task process or, with ``airflow.runtime:
+external_python``, in a separate interpreter (``python -m components.stage_entry``) that receives only
 its request and answers through a result file. Either way a failure maps one way
 (``StageFailure.of``): an error a retry cannot fix (bad config, corrupt checkpoint, invalid run option)
 fails the task at once; anything else is retried with backoff.
@@ -53,7 +54,7 @@ def failures_mapped() -> Iterator[None]:
     """Map any exception but Airflow's own by ``StageFailure.of``, as the external runtime does."""
     from airflow.sdk.exceptions import AirflowException
 
-    from components.stage_entry import StageFailure
+    from components.pipeline.envelope import StageFailure
 
     try:
         yield
@@ -105,7 +106,7 @@ class StageOperator(BaseOperator):
 
     def execute(self, context: Any) -> Any:
         from components.config import load_config
-        from components.stage_entry import StageRequest
+        from components.pipeline.envelope import StageRequest
         from plugins.credentials import credentials_for
 
         context["exportflow_label"] = self.label()
@@ -133,8 +134,10 @@ class StageOperator(BaseOperator):
         return self._with_asset_events(context, config, options) if self.stage == "discover" else options
 
     def _with_asset_events(self, context: Any, config: Any, options: Any) -> Any:
-        """An asset-triggered discover takes exactly the checkpoints named by *every* triggering event
-        (events coalesce when training writes faster than exports run), marking those flagged final."""
+        """Pass an asset-triggered discover the steps named by *every* triggering event (events coalesce
+        when training writes faster than exports run) and those flagged final. Events are hints, not the
+        list: discovery still takes every new checkpoint by policy, plus each step an event names even
+        where the policy would skip it (``discover_stage``). A chosen checkpoint ignores the events."""
         from plugins.params import steps_from_asset_events
 
         events = dict(context.get("triggering_asset_events") or {})
@@ -153,7 +156,7 @@ class StageOperator(BaseOperator):
         return options
 
     def _call_in_process(self, request: Any, credentials: Any) -> Any:
-        from components.stage_entry import call_stage
+        from components.pipeline.envelope import call_stage
         from components.tf_logs import import_tensorflow
 
         if request.stage in TF_STAGES:
@@ -162,7 +165,7 @@ class StageOperator(BaseOperator):
 
     def _call_external(self, python: str, request: Any, credentials: Any) -> Any:
         """Run the stage in ``python``; its outcome comes from a result file, its stdout and stderr are logs."""
-        from components.stage_entry import encode_request, read_outcome
+        from components.pipeline.envelope import encode_request, read_outcome
         from components.tf_logs import log_lines
         from plugins.credentials import access_token_for
 
@@ -193,7 +196,7 @@ class StageOperator(BaseOperator):
 
 
 class ReportRunOperator(BaseOperator):
-    """Log what the run published and emit one asset event per newly published version.
+    """The report stage (``components.pipeline.report``), then one asset event per announced version.
 
     Events go to ``<destination>/<model>`` through the DAG's alias (one task can add several events
     that way), with extra ``{version, step, metrics, strategy, uri}`` for rollout DAGs. A run that
@@ -211,30 +214,21 @@ class ReportRunOperator(BaseOperator):
     def execute(self, context: Any) -> Any:
         from components.artifacts import PushedModelArtifact
         from components.config import load_config
-        from components.stages import ledger_of
+        from components.model_storage import ModelStorage
+        from components.pipeline.options import RunOptions
+        from components.pipeline.report import report_stage
         from plugins.assets import published_alias, published_asset
         from plugins.credentials import credentials_for
 
+        pushed = [PushedModelArtifact.from_dict(p) for p in (self.pushed or []) if p]
+        options = RunOptions(dry_run=bool(context["params"].get("dry_run")), run_id=context.get("run_id"))
         with failures_mapped():
             config = load_config(self.config_path)
-            credentials = credentials_for(config)
-        dry_run = bool(context["params"].get("dry_run"))
-        pushed = [PushedModelArtifact.from_dict(p) for p in (self.pushed or []) if p]
-        for p in pushed:
-            state = "dry run" if dry_run else "already published" if p.already_published else "published"
-            self.log.info("%s version %s (step %d) → %s: %s", p.strategy, p.version, p.step, p.uri, state)
-        if not pushed:
-            self.log.info("this run published nothing")
-        new = [p for p in pushed if not p.already_published and not dry_run]
-        if new:
-            with failures_mapped():
-                ledger = ledger_of(config, credentials).load()
+            with ModelStorage(config, credentials_for(config)).installed():
+                published = report_stage(config, pushed, options)
+        if published.announcements:
             alias_events = context["outlet_events"][published_alias(config.name)]
             target = published_asset(config.destination.uri, config.name)
-            for p in new:
-                record = ledger.record(p.step)
-                metrics = dict(record.evaluation.metrics) if record and record.evaluation else {}
-                extra = {"version": p.version, "step": p.step, "strategy": p.strategy, "uri": p.uri,
-                         "manifest_uri": p.manifest_uri, "metrics": metrics}
-                alias_events.add(target, extra=extra)
-        return [p.to_dict() for p in pushed]
+            for announcement in published.announcements:
+                alias_events.add(target, extra=announcement.extra())
+        return [p.to_dict() for p in published.pushed]

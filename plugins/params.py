@@ -57,7 +57,7 @@ def build_params(strategy_names: Sequence[str]) -> dict[str, Any]:
 
 def run_options_from_params(params: Mapping[str, Any], strategy_names: Sequence[str]):
     """Validated ``RunOptions`` from a run's params (which Airflow already checked against the schema)."""
-    from components.stages import RunOptions
+    from components.pipeline.options import RunOptions
 
     chosen = params.get("strategies")
     if chosen is not None:

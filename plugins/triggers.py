@@ -56,7 +56,7 @@ def check_for_new_checkpoints(config_path: str) -> CheckpointEvent:
     from components.config import load_config
     from components.discovery.errors import ModelDirError
     from components.errors import ExportflowError
-    from components.stages import pending_steps
+    from components.pipeline.stages import pending_steps
     from plugins.credentials import credentials_for
 
     try:

@@ -14,7 +14,7 @@ from components.artifacts import (
     PushedModelArtifact,
     ThresholdResult,
 )
-from components.evaluation.spec import SPEC as EVALUATE_SPEC
+from components.pipeline.envelope import STAGES
 
 CHECKPOINT = CheckpointArtifact(
     uri="gs://bucket/model/model.ckpt-300",
@@ -86,16 +86,17 @@ def test_artifacts_are_frozen() -> None:
         CHECKPOINT.step = 1  # type: ignore[misc]
 
 
-def test_component_spec_checks_input_types() -> None:
-    EVALUATE_SPEC.check_inputs({"checkpoint": CHECKPOINT})
+def test_stage_spec_checks_input_types() -> None:
+    evaluate = STAGES["evaluate"]
+    evaluate.check_inputs({"checkpoint": CHECKPOINT})
     with pytest.raises(TypeError, match="input 'checkpoint' must be CheckpointArtifact, got ExportArtifact"):
-        EVALUATE_SPEC.check_inputs({"checkpoint": EXPORT})
+        evaluate.check_inputs({"checkpoint": EXPORT})
     with pytest.raises(TypeError, match="missing input"):
-        EVALUATE_SPEC.check_inputs({})
+        evaluate.check_inputs({})
 
 
 def test_stage_entry_rebuilds_xcom_inputs_by_the_stage_spec_and_refuses_the_wrong_type() -> None:
-    from components.stage_entry import StageRequest, call_stage
+    from components.pipeline.envelope import StageRequest, call_stage
 
     request = StageRequest("evaluate", "/config/never/read.yaml", inputs={"checkpoint": EXPORT.to_dict()})
     with pytest.raises(ValueError, match="expected a Checkpoint artifact, got 'Model'"):

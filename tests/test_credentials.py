@@ -201,7 +201,7 @@ def test_sensor_and_trigger_poll_with_the_connection(gcs_model, connection, prox
 def test_ui_reads_the_ledger_with_the_connection(gcs_model, connection, proxied) -> None:
     from fastapi.testclient import TestClient
 
-    from components.stages import ledger_of
+    from components.pipeline.stages import ledger_of
     from plugins.ui.app import ModelCatalog, create_app
 
     config = load_config(gcs_model)

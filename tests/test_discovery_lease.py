@@ -15,7 +15,8 @@ from components.discovery.executor import discover
 from components.discovery.integrity import verify_checkpoint
 from components.discovery.spec import DiscoveryParams
 from components.ledger.schema import LedgerState
-from components.stages import RunOptions, discover_stage
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import discover_stage
 from components.storage import storage_for
 from tests.support.example_pipeline import upload_folder
 

@@ -13,7 +13,8 @@ from components.discovery import lease
 from components.evaluation.digest import config_digest, metrics_digest
 from components.evaluation.errors import LoggedMetricsMissing
 from components.paths import work_dir
-from components.stages import RunOptions, discover_stage, evaluate_stage, ledger_of
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import discover_stage, evaluate_stage, ledger_of
 from tests.support.example_pipeline import config_for, upload_folder, write_eval_summaries
 
 

@@ -31,9 +31,10 @@ from components.discovery.errors import (
 from components.discovery.executor import list_checkpoints
 from components.evaluation.errors import CheckpointMismatch, EvalInputError, ThresholdError
 from components.ledger.records import record_evaluation
+from components.pipeline.options import RunOptions
+from components.pipeline.runner import run_pipeline
+from components.pipeline.stages import ledger_of
 from components.preflight import PreflightFailed
-from components.runner import run_pipeline
-from components.stages import RunOptions, ledger_of
 from tests.support.example_pipeline import config_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -168,8 +169,8 @@ UNREADABLE_CHILD = textwrap.dedent(
     """
     import sys
     from components.config import load_config
-    from components.runner import run_pipeline
-    from components.stages import RunOptions
+    from components.pipeline.runner import run_pipeline
+    from components.pipeline.options import RunOptions
     try:
         run_pipeline(load_config(sys.argv[1]), RunOptions(checkpoint=300))
     except Exception as exc:

@@ -16,12 +16,13 @@ import pytest
 import yaml
 from conftest import TrainedModel, example_config_dict
 
-from components.artifacts import CheckpointArtifact, EvaluationArtifact
+from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
 from components.config import load_config
 from components.export.compat.export_strategy import ExportStrategy
 from components.export.compat.exporters import BestExporter
 from components.export.savedmodel.verify import graph_dirs, signatures_by_tag, verify_export
-from components.stages import RunOptions, export_stage
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import export_stage
 
 STEPS = 20
 LABEL = "y"
@@ -195,7 +196,7 @@ def test_every_kind_exports_the_canned_estimator_and_each_tag_loads(exported, tf
     serving = tf_reference["signatures"]
     assert set(serving) >= {"serving_default", "classification", "regression", "predict"}
     for name, artifact in exported.items():
-        assert artifact is not None and artifact.version == str(STEPS), name
+        assert isinstance(artifact, ExportArtifact) and artifact.version == str(STEPS), name
         assert verify_export(artifact.uri, "full") == artifact.signatures, name  # each tag of each graph
         assert all(
             os.path.isfile(os.path.join(p, "saved_model.pb")) for p in graph_dirs(artifact.uri).values()
@@ -255,7 +256,7 @@ LINEAR = {
 @pytest.fixture(scope="module", params=sorted(LINEAR))
 def linear_run(request, tmp_path_factory):
     """A canned linear estimator trained on the example data, then one pipeline run on its last checkpoint."""
-    from components.runner import run_pipeline
+    from components.pipeline.runner import run_pipeline
     from examples import canned
 
     factory_name = request.param

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import example_config_dict
 
-from components.artifacts import CheckpointArtifact, EvaluationArtifact, PushedModelArtifact
+from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config import load_config
 from components.export.compat.export_strategy import ExportStrategy
 from components.export.compat.exporters import Exporter, LatestExporter
@@ -34,7 +34,8 @@ from components.export.spec import ExportParams
 from components.layout import SET_MANIFEST
 from components.ledger.records import record_publication
 from components.paths import staging_dir
-from components.stages import RunOptions, export_stage, ledger_of, strategy_named
+from components.pipeline.options import RunOptions, strategy_named
+from components.pipeline.stages import ExportDeclined, export_stage, ledger_of
 from examples import model
 
 SERVE = {"serve": ("classification", "serving_default")}
@@ -192,7 +193,7 @@ def test_final_means_the_runs_final_flag_or_max_steps(all_kinds, trained_model):
     flagged = export(ExportParams(config, strategy, state, is_final=True), at_200)
     assert flagged is not None and flagged.version == "200"
     # A later run without the flag declines again, and leaves the final export alone.
-    assert export_stage(config, "final", at_200, RunOptions()) is None
+    assert isinstance(export_stage(config, "final", at_200, RunOptions()), ExportDeclined)
     assert entries(staging_dir(config, "final")) == ["200", "300"]
 
 
@@ -212,11 +213,11 @@ def test_best_uses_the_ledger_so_a_restart_never_exports_worse(fresh, trained_mo
     def run(step, loss):
         return export_stage(config, "best", evaluation_for(trained_model, step, loss=loss), RunOptions())
 
-    assert run(100, 0.6) is not None  # the very first call exports
-    assert run(200, 0.7) is None
+    assert isinstance(run(100, 0.6), ExportArtifact)  # the very first call exports
+    assert isinstance(run(200, 0.7), ExportDeclined)
     assert run(300, 0.5).version == "300"
     # A new process has nothing in memory; the ledger still says 300 (loss 0.5) is the best so far.
-    assert run(200, 0.55) is None
+    assert isinstance(run(200, 0.55), ExportDeclined)
     assert entries(staging_dir(config, "best")) == ["100", "300"]
     assert sorted(int(s) for s, r in ledger_of(config).load().checkpoints.items() if "best" in r.exports) == [
         100,
@@ -311,11 +312,9 @@ def test_unwritable_staging_folder(fresh, trained_model, tmp_path):
 def test_unblessed_and_unselected_are_not_exported(all_kinds, trained_model):
     config, _, _ = all_kinds
     unblessed = dataclasses.replace(evaluation_for(trained_model, 100), blessed=False)
-    assert export_stage(config, "latest", unblessed, RunOptions()) is None
-    assert (
-        export_stage(config, "latest", evaluation_for(trained_model, 100), RunOptions(strategies=("final",)))
-        is None
-    )
+    assert export_stage(config, "latest", unblessed, RunOptions()).reason == unblessed.summary
+    unselected = export_stage(config, "latest", evaluation_for(trained_model, 100), RunOptions(strategies=("final",)))
+    assert unselected == ExportDeclined("latest", 100, "not selected for this run")
     assert entries(staging_dir(config, "latest")) == ["300"]
 
 

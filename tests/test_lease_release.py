@@ -25,9 +25,8 @@ import pytest
 from components.config import ConfigError, load_config
 from components.discovery import lease
 from components.evaluation.errors import EvalInputError, LoggedMetricsMissing
-from components.preflight import PreflightFailed
-from components.stages import (
-    RunOptions,
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import (
     discover_stage,
     evaluate_stage,
     export_stage,
@@ -35,6 +34,7 @@ from components.stages import (
     publish_stage,
     warmup_stage,
 )
+from components.preflight import PreflightFailed
 from components.warmup.errors import WarmupLintError
 from tests.support.example_pipeline import (
     PROJECT_ROOT,
@@ -281,8 +281,11 @@ class BlockedInEvaluation:
             },
         )
 
-    def terminate(self, command: list[str], stdin: str = "") -> dict[str, Any]:
-        """Run ``command``; when evaluation has started, SIGTERM it; its last stdout line as JSON."""
+    def terminate(
+        self, command: list[str], stdin: str = "", *, result: Path | None = None, status: int = 3
+    ) -> dict[str, Any]:
+        """Run ``command``; when evaluation has started, SIGTERM it; the failure it answers: the outcome in
+        ``result`` when given (the stage contract), else its last stdout line as JSON."""
         child = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -308,7 +311,9 @@ class BlockedInEvaluation:
             child.kill()
             os.close(self.ready_read)
             os.close(self.block_write)
-        assert child.returncode == 3, err[-3000:]
+        assert child.returncode == status, err[-3000:]
+        if result is not None:
+            return json.loads(result.read_text())["failure"]
         return json.loads(out.splitlines()[-1])
 
 
@@ -325,12 +330,14 @@ def test_sigterm_of_a_plain_run_releases_its_leases(model_copy, tmp_path: Path) 
 def test_sigterm_of_an_external_stage_releases_its_lease(model_copy, tmp_path: Path) -> None:
     """``airflow.runtime: external_python`` and Kubernetes pods run ``components.stage_entry``; deleting a
     pod sends its process SIGTERM."""
-    from components.stage_entry import StageRequest, encode_request
+    from components.pipeline.envelope import EXIT_RETRYABLE, StageRequest, encode_request
 
     blocked = BlockedInEvaluation(model_copy, tmp_path)
     (checkpoint,) = discover_stage(blocked.config, RunOptions(checkpoint=300))  # the discover task
     request = StageRequest("evaluate", blocked.config.source, inputs={"checkpoint": checkpoint.to_dict()})
-    answer = blocked.terminate([sys.executable, "-m", "components.stage_entry"], encode_request(request))
+    result = tmp_path / "outcome.json"
+    command = [sys.executable, "-m", "components.stage_entry", "--result", str(result)]
+    answer = blocked.terminate(command, encode_request(request), result=result, status=EXIT_RETRYABLE)
     assert answer == {
         "error": "RunTerminated",
         "message": "SIGTERM: the run stops here and releases its leases",

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from components.discovery import lease
 from components.paths import staging_dir, work_dir
-from components.runner import run_pipeline
-from components.stages import RunOptions, ledger_of
+from components.pipeline.options import RunOptions
+from components.pipeline.runner import run_pipeline
+from components.pipeline.stages import ledger_of
 from tests.support.example_pipeline import config_for
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +29,8 @@ EVALUATE_THEN_DIE = textwrap.dedent(
     """
     import os, signal, sys
     from components.config import load_config
-    from components.stages import RunOptions, discover_stage, evaluate_stage
+    from components.pipeline.options import RunOptions
+    from components.pipeline.stages import discover_stage, evaluate_stage
 
     config = load_config(sys.argv[1])
     for checkpoint in discover_stage(config, RunOptions(checkpoint=300)):
@@ -41,7 +43,7 @@ RUN = textwrap.dedent(
     """
     import json, sys
     from components.config import load_config
-    from components.runner import run_pipeline
+    from components.pipeline.runner import run_pipeline
 
     report = run_pipeline(load_config(sys.argv[1]))
     print(json.dumps({

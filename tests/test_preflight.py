@@ -26,9 +26,9 @@ import pytest
 from components.cli import main
 from components.config import load_config
 from components.discovery import lease
+from components.pipeline.options import RunOptions
+from components.pipeline.runner import run_pipeline
 from components.preflight import PreflightFailed, find_problems
-from components.runner import run_pipeline
-from components.stages import RunOptions
 from tests.support.example_pipeline import PROJECT_ROOT, example_config_dict
 from tests.support.example_pipeline import write_config as write_yaml_config
 

@@ -15,7 +15,8 @@ from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportA
 from components.config import load_config
 from components.ledger import Ledger
 from components.manifest import MANIFEST_PATH
-from components.stages import RunOptions, export_stage, publish_stage, warmup_stage
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import export_stage, publish_stage, warmup_stage
 from components.storage import storage_for
 from tests.conftest import TrainedModel, example_config_dict
 from tests.support.publishing import assert_nothing_partial_is_loadable, relative_objects
@@ -38,7 +39,7 @@ def warmed(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory
     checkpoint = CheckpointArtifact(uri=str(trained_model.model_dir / "model.ckpt-300"), model_name="example", step=300)
     evaluation = EvaluationArtifact(uri=str(folder / "eval"), checkpoint=checkpoint, metrics={"auc": 0.8, "loss": 0.5}, blessed=True)
     exported = export_stage(config, "all_modes", evaluation, RunOptions())
-    assert exported is not None
+    assert isinstance(exported, ExportArtifact)
     return folder, warmup_stage(config, exported)
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 from components.config.loader import parse_config
 from components.ledger.label_history import LabelHistory
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import publish_stage
 from components.publish.executor import publish
 from components.serving import config_file, control, model_config
 from components.serving.publication import PUBLISHER, label_fresh_version
-from components.stages import RunOptions, publish_stage
 from components.storage import storage_for
 from tests.support.publishing import make_config, make_export, params_for
 from tests.test_serving_labels import config_path, entry, publish_versions, serving_config

@@ -85,7 +85,7 @@ def test_a_pod_gets_its_request_as_an_argument_and_leaves_the_outcome_in_a_file(
     """What a KubernetesPodOperator runs: exit status and result file say the same as in-process."""
     import subprocess
 
-    from components.stage_entry import EXIT_PERMANENT, StageRequest, encode_request, read_outcome
+    from components.pipeline.envelope import EXIT_PERMANENT, StageRequest, encode_request, read_outcome
 
     result = tmp_path / "xcom" / "return.json"
     request = encode_request(StageRequest("train", str(tmp_path / "none.yaml")))

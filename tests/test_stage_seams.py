@@ -6,8 +6,10 @@ import os
 
 import pytest
 
+from components.artifacts import ExportArtifact
 from components.discovery.lease import HOLD_PREFIX
-from components.stages import RunOptions, discover_stage, evaluate_stage, export_stage
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import ExportDeclined, discover_stage, evaluate_stage, export_stage
 
 
 def test_a_strategy_that_declines_releases_its_hold_on_the_checkpoint(model_copy, make_config, tmp_path) -> None:
@@ -24,12 +26,13 @@ def test_a_strategy_that_declines_releases_its_hold_on_the_checkpoint(model_copy
     evaluation = evaluate_stage(config, checkpoint)
     assert evaluation.blessed
 
-    assert export_stage(config, "final_only", evaluation, RunOptions(checkpoint=300)) is None
+    declined = export_stage(config, "final_only", evaluation, RunOptions(checkpoint=300))
+    assert declined == ExportDeclined("final_only", 300, "declined by strategy kind 'final'")
     assert sorted(n for n in os.listdir(lease_dir) if n.startswith(HOLD_PREFIX)) == ["hold.every"]
     assert os.path.exists(pinned + ".index")  # "every" still holds it until its publish
 
     exported = export_stage(config, "every", evaluation, RunOptions(checkpoint=300))
-    assert exported is not None and exported.step == 300
+    assert isinstance(exported, ExportArtifact) and exported.step == 300
 
 
 def _sensor():
@@ -62,7 +65,7 @@ def test_waiting_sensor_does_not_wait_when_the_run_chose_a_checkpoint() -> None:
 
 def test_checkpoints_every_strategy_declined_are_not_taken_again(model_copy, make_config) -> None:
     from components.ledger import Ledger
-    from components.runner import run_pipeline
+    from components.pipeline.runner import run_pipeline
 
     final_only = [{"name": "final_only", "kind": "final", "params": {"max_steps": 10_000}}]
     config = make_config(model_copy, strategies=final_only)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from components.manifest import MANIFEST_PATH, read_manifest
-from components.runner import run_pipeline
-from components.stages import RunOptions, ledger_of
+from components.pipeline.options import RunOptions
+from components.pipeline.runner import run_pipeline
+from components.pipeline.stages import ledger_of
 from components.staging.area import staging_area
 from components.storage import storage_for
 from tests.conftest import TrainedModel
@@ -123,7 +124,7 @@ def test_everything_on_gcs_hands_over_by_uri_with_no_variable_bytes_through_the_
 def test_a_worker_without_the_export_downloads_it_once_then_reads_its_cache(
     all_on_gcs, gcs_bucket: str, traffic: Traffic, tmp_path: Path
 ) -> None:
-    from components.stages import discover_stage, evaluate_stage, export_stage, warmup_stage
+    from components.pipeline.stages import discover_stage, evaluate_stage, export_stage, warmup_stage
 
     options = RunOptions(checkpoint=STEP, dry_run=True)
     (checkpoint,) = discover_stage(all_on_gcs, options)
@@ -158,7 +159,13 @@ def test_by_reference_verified_at_graph_level_moves_no_variable_byte_at_all(
         warmup={"source": "none"},
         strategies=[{"name": "all_modes", "kind": "all_modes", "params": {"by_reference": True, "verify": "graph"}}],
     )
-    from components.stages import discover_stage, evaluate_stage, export_stage, publish_stage, warmup_stage
+    from components.pipeline.stages import (
+        discover_stage,
+        evaluate_stage,
+        export_stage,
+        publish_stage,
+        warmup_stage,
+    )
 
     (checkpoint,) = discover_stage(config, RunOptions(checkpoint=STEP))
     evaluation = evaluate_stage(config, checkpoint)
@@ -181,7 +188,7 @@ def test_by_reference_verified_at_graph_level_moves_no_variable_byte_at_all(
 
 
 def staged_export(config):
-    from components.stages import discover_stage, evaluate_stage, export_stage
+    from components.pipeline.stages import discover_stage, evaluate_stage, export_stage
 
     options = RunOptions(checkpoint=STEP, dry_run=True)
     (checkpoint,) = discover_stage(config, options)
@@ -190,7 +197,7 @@ def staged_export(config):
 
 
 def test_a_rerun_finds_the_staged_version_and_moves_nothing(all_on_gcs, traffic: Traffic) -> None:
-    from components.stages import export_stage
+    from components.pipeline.stages import export_stage
 
     evaluation, first = staged_export(all_on_gcs)
     before = len(traffic.calls)
@@ -200,8 +207,8 @@ def test_a_rerun_finds_the_staged_version_and_moves_nothing(all_on_gcs, traffic:
 
 
 def test_publishing_a_staged_export_that_is_gone_says_so_and_writes_nothing(all_on_gcs, gcs_bucket: str) -> None:
+    from components.pipeline.stages import publish_stage
     from components.publish.errors import ExportIncomplete
-    from components.stages import publish_stage
 
     _, exported = staged_export(all_on_gcs)
     storage = storage_for(exported.uri)
@@ -217,7 +224,7 @@ def test_a_version_another_host_is_staging_is_left_alone_and_the_export_retries(
     import time
 
     from components.export.errors import StagingFailed
-    from components.stages import discover_stage, evaluate_stage, export_stage
+    from components.pipeline.stages import discover_stage, evaluate_stage, export_stage
 
     options = RunOptions(checkpoint=STEP)
     (checkpoint,) = discover_stage(all_on_gcs, options)

@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 
 from components.paths import staging_dir
-from components.report import publications_table, retired_publications
-from components.runner import run_pipeline
-from components.stages import RunOptions, ledger_of
+from components.pipeline.options import RunOptions
+from components.pipeline.report import publications_table, retired_publications
+from components.pipeline.runner import run_pipeline
+from components.pipeline.stages import ledger_of
 from examples.train import train
 from tests.conftest import TrainedModel
 

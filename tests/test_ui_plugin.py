@@ -32,8 +32,8 @@ from components.config import load_config
 from components.ledger import Ledger
 from components.ledger.label_history import LabelMove
 from components.ledger.schema import LedgerState
-from components.runner import run_pipeline
-from components.stages import RunOptions
+from components.pipeline.options import RunOptions
+from components.pipeline.runner import run_pipeline
 from tests.conftest import TrainedModel, example_config_dict, free_port
 from tests.support.airflow_live import ADMIN_PASSWORD, ADMIN_USER, LiveAirflow
 

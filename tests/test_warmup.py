@@ -20,8 +20,9 @@ from components.artifacts import ExportArtifact
 from components.config import ConfigError
 from components.layout import WARMUP_PATH
 from components.manifest import MANIFEST_PATH, read_manifest
-from components.runner import run_pipeline
-from components.stages import RunOptions, ledger_of, warmup_stage
+from components.pipeline.options import RunOptions
+from components.pipeline.runner import run_pipeline
+from components.pipeline.stages import ledger_of, warmup_stage
 from components.warmup import build, sources, tfrecord
 from components.warmup.errors import WarmupError, WarmupLintError, WarmupReplayError, WarmupSourceError
 from components.warmup.executor import inject_warmup

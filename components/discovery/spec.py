@@ -5,9 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from components.artifacts import CheckpointArtifact
-from components.component import ComponentSpec
-
 
 @dataclasses.dataclass(frozen=True)
 class DiscoveryParams:
@@ -30,7 +27,3 @@ class DiscoveryParams:
         if self.policy == "every_nth" and not (self.every_n_steps and self.every_n_steps > 0):
             raise ValueError("policy every_nth needs a positive every_n_steps")
 
-
-SPEC = ComponentSpec(
-    name="discover", inputs={}, outputs={"checkpoints": CheckpointArtifact}, parameters=DiscoveryParams
-)

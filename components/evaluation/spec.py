@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.artifacts import CheckpointArtifact, EvaluationArtifact
-from components.component import ComponentSpec
 from components.config.schema import PipelineConfig
 
 
@@ -14,10 +12,3 @@ class EvaluationParams:
     config: PipelineConfig
     work_dir: str  # scratch folder for the Estimator's own files
 
-
-SPEC = ComponentSpec(
-    name="evaluate",
-    inputs={"checkpoint": CheckpointArtifact},
-    outputs={"evaluation": EvaluationArtifact},
-    parameters=EvaluationParams,
-)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from components.artifacts import EvaluationArtifact, ExportArtifact
-from components.component import ComponentSpec
 from components.config.schema import PipelineConfig, StrategyConfig
 from components.ledger import LedgerState
 
@@ -21,10 +19,3 @@ class ExportParams:
     # Re-reads the ledger (for retention, which must see exports recorded after ``ledger`` was loaded).
     ledger_source: Callable[[], LedgerState] | None = dataclasses.field(default=None, compare=False)
 
-
-SPEC = ComponentSpec(
-    name="export",
-    inputs={"evaluation": EvaluationArtifact},
-    outputs={"export": ExportArtifact},
-    parameters=ExportParams,
-)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.artifacts import EvaluationArtifact, ExportArtifact, PushedModelArtifact
-from components.component import ComponentSpec
+from components.artifacts import EvaluationArtifact
 from components.config.schema import PipelineConfig, StrategyConfig
 
 
@@ -17,10 +16,3 @@ class PublishParams:
     dry_run: bool = False  # write the manifest, publish nothing
     force: bool = False  # replace a published version of the same number whose content differs
 
-
-SPEC = ComponentSpec(
-    name="publish",
-    inputs={"export": ExportArtifact},
-    outputs={"pushed_model": PushedModelArtifact},
-    parameters=PublishParams,
-)

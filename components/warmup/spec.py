@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from components.artifacts import ExportArtifact
-from components.component import ComponentSpec
 from components.config.schema import MAX_WARMUP_RECORDS, PipelineConfig
 
-__all__ = ["MAX_WARMUP_RECORDS", "SPEC", "WarmupParams"]
+__all__ = ["MAX_WARMUP_RECORDS", "WarmupParams"]
 
 
 @dataclasses.dataclass(frozen=True)
 class WarmupParams:
     config: PipelineConfig
 
-
-SPEC = ComponentSpec(
-    name="warmup",
-    inputs={"export": ExportArtifact},
-    outputs={"export": ExportArtifact},
-    parameters=WarmupParams,
-)

@@ -20,9 +20,10 @@ import sys
 from components.config import load_config
 from components.discovery import lease
 from components.errors import ExportflowError
-from components.runner import RunTerminated, run_pipeline
-from components.stages import (
-    RunOptions,
+from components.pipeline.options import RunOptions
+from components.pipeline.runner import RunTerminated, run_pipeline
+from components.pipeline.stages import (
+    ExportDeclined,
     discover_stage,
     evaluate_stage,
     export_stage,
@@ -50,7 +51,7 @@ def main(mode: str, config_path: str, step: int) -> int:
                 evaluation = evaluate_stage(config, checkpoint)
                 for strategy in config.strategies:
                     exported = export_stage(config, strategy.name, evaluation, options)
-                    if exported is not None:
+                    if not isinstance(exported, ExportDeclined):
                         publish_stage(config, warmup_stage(config, exported), options)
                         published += 1
         else:

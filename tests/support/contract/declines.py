@@ -1,5 +1,4 @@
 from components.export.compat.export_strategy import ExportStrategy
-
 from tests.support.contract._noise import print_forged_answers
 
 print_forged_answers()

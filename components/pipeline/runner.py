@@ -16,13 +16,13 @@ from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportA
 from components.config.schema import PipelineConfig
 from components.discovery import lease
 from components.discovery.errors import CheckpointError
-from components.stages import (
-    RunOptions,
+from components.pipeline.options import RunOptions, selected_strategies
+from components.pipeline.stages import (
+    ExportDeclined,
     discover_stage,
     evaluate_stage,
     export_stage,
     publish_stage,
-    selected_strategies,
     warmup_stage,
 )
 
@@ -70,7 +70,7 @@ def _run(config: PipelineConfig, options: RunOptions, checkpoints: list[Checkpoi
         evaluations.append(evaluation)
         for strategy in strategies:
             exported = export_stage(config, strategy.name, evaluation, options)
-            if exported is None:
+            if isinstance(exported, ExportDeclined):
                 continue
             exported = warmup_stage(config, exported)
             exports.append(exported)

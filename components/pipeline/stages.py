@@ -1,8 +1,10 @@
-"""One function per stage, each taking and returning artifacts and keeping the ledger current.
+"""The five stages that move a checkpoint to serving, each taking and returning artifacts and keeping the
+ledger current (the sixth, report, is ``components.pipeline.report``).
 
 These are the seams the orchestrators share: the plain runner calls them in a loop, each Airflow task
-calls exactly one of them with artifacts rebuilt from XCom. Config and run options are passed in; the
-ledger is read and written here so a task that runs alone (a retry, another worker) sees the truth.
+calls exactly one of them through the envelope with artifacts rebuilt from XCom. Config and run options
+are passed in; the ledger is read and written here so a task that runs alone (a retry, another worker)
+sees the truth. Each stage's docstring says what it writes and which lease holds it releases.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
-from components.config.schema import PipelineConfig, StrategyConfig
+from components.config.schema import PipelineConfig
 from components.discovery import lease
 from components.discovery.errors import DiscoveryError
 from components.discovery.executor import discover
@@ -37,6 +39,7 @@ from components.ledger.records import (
 )
 from components.model_storage import ModelStorage
 from components.paths import work_dir
+from components.pipeline.options import RunOptions, selected_strategies, strategy_named
 from components.preflight import preflight
 from components.publish.executor import publish
 from components.publish.retention import retire_old_versions
@@ -51,44 +54,9 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-@dataclasses.dataclass(frozen=True)
-class RunOptions:
-    """What one run may choose among configured things (the manual trigger's form maps onto this)."""
-
-    checkpoint: int | None = None  # a step; None takes every new checkpoint
-    steps: tuple[int, ...] | None = None  # steps named by training's asset events (every coalesced event)
-    final_steps: tuple[int, ...] = ()  # steps whose asset event said final: true
-    strategies: tuple[str, ...] | None = None  # a subset of the configured strategy names
-    force: bool = False  # re-export and re-publish even when already done
-    dry_run: bool = False  # do everything but publish
-    max_checkpoints: int | None = None
-    run_id: str | None = None  # the orchestrator's run (an Airflow DAG run id), recorded with publications
-
-    def __post_init__(self) -> None:
-        if self.max_checkpoints is not None and self.max_checkpoints <= 0:
-            raise ValueError(f"max_checkpoints must be positive, got {self.max_checkpoints}")
-
-
 def ledger_of(config: PipelineConfig, credentials: CredentialsSource | None = None) -> Ledger:
     """The model's ledger, built by the storage factory (``credentials``: the orchestrator's, if any)."""
     return ModelStorage(config, credentials).ledger()
-
-
-def selected_strategies(config: PipelineConfig, options: RunOptions) -> tuple[StrategyConfig, ...]:
-    if options.strategies is None:
-        return config.strategies
-    configured = [s.name for s in config.strategies]
-    unknown = sorted(set(options.strategies) - set(configured))
-    if unknown:
-        raise ValueError(f"unknown strategies {unknown}; configured strategies: {configured}")
-    return tuple(s for s in config.strategies if s.name in options.strategies)
-
-
-def strategy_named(config: PipelineConfig, name: str) -> StrategyConfig:
-    for strategy in config.strategies:
-        if strategy.name == name:
-            return strategy
-    raise ValueError(f"{config.source}: no strategy named {name!r}; configured: {[s.name for s in config.strategies]}")
 
 
 def discovery_params(config: PipelineConfig, options: RunOptions | None = None) -> DiscoveryParams:
@@ -121,8 +89,12 @@ def pending_steps(config: PipelineConfig, credentials: CredentialsSource | None 
 def discover_stage(
     config: PipelineConfig, options: RunOptions, *, owner: lease.LeaseOwner | None = None
 ) -> list[CheckpointArtifact]:
-    """New checkpoints, pinned for the run. ``owner``: the process when the whole run lives in it (the
-    plain runner), so a lease it strands when killed is reaped as soon as the process is gone."""
+    """New checkpoints, pinned for the run.
+
+    Writes a lease per checkpoint with one hold per selected strategy (each released by that strategy's
+    publish, or earlier where its part of the run ends) and reaps stale leases; writes nothing else.
+    ``owner``: the process when the whole run lives in it (the plain runner), so a lease it strands when
+    killed is reaped as soon as the process is gone."""
     preflight(config)  # code and locations usable, before any checkpoint is pinned or anything written
     root, ttl = lease.lease_settings(config)
     lease.check_lease_root(config, root)
@@ -156,6 +128,10 @@ def discover_stage(
 
 
 def evaluate_stage(config: PipelineConfig, checkpoint: CheckpointArtifact) -> EvaluationArtifact:
+    """The checkpoint's metrics and blessing against the thresholds.
+
+    Writes the evaluation to the ledger (a rerun reuses the recorded metrics) and scratch files under the
+    work dir. Releases the checkpoint's whole lease if evaluation fails or does not bless it."""
     ledger = ledger_of(config)
     state = ledger.load()
     record = state.record(checkpoint.step)
@@ -198,13 +174,29 @@ def _release_hold(config: PipelineConfig, exported: ExportArtifact) -> None:
     lease.release(record.evaluation.checkpoint if record and record.evaluation else None, exported.strategy)
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportDeclined:
+    """A strategy's export did not happen, and why. Carried where a ``None`` would say nothing; the
+    envelope still answers ``None`` (XCom's "nothing exported") so warmup and publish skip it."""
+
+    strategy: str
+    step: int
+    reason: str
+
+
 def export_stage(
     config: PipelineConfig, strategy_name: str, evaluation: EvaluationArtifact, options: RunOptions
-) -> ExportArtifact | None:
+) -> ExportArtifact | ExportDeclined:
+    """The strategy's SavedModel(s) for the evaluated checkpoint, or why it declined.
+
+    Writes the export (staged by the strategy's kind) and records it in the ledger; a blessed checkpoint
+    the strategy declines is recorded as declined with its reason, so discovery counts it as handled.
+    Releases the strategy's hold on the checkpoint when it declines (its publish will never run)."""
+    step = evaluation.checkpoint.step
     if strategy_name not in {s.name for s in selected_strategies(config, options)}:
         log.info("strategy %s not selected for this run", strategy_name)
         lease.release(evaluation.checkpoint, holder=strategy_name)  # a retried evaluate pins for all
-        return None
+        return ExportDeclined(strategy_name, step, "not selected for this run")
     ledger = ledger_of(config)
     params = ExportParams(
         config,
@@ -218,16 +210,21 @@ def export_stage(
         exported = export(params, evaluation)
     if exported is None:  # declined (not blessed, not final, not better): its publish will never run
         lease.release(evaluation.checkpoint, holder=strategy_name)
-        if evaluation.blessed:
-            kind = params.strategy.kind
-            record_declined(ledger, evaluation.checkpoint, strategy_name, f"declined by strategy kind {kind!r}")
-    else:
-        record_export(ledger, exported)
+        if not evaluation.blessed:
+            return ExportDeclined(strategy_name, step, evaluation.summary)
+        declined = ExportDeclined(strategy_name, step, f"declined by strategy kind {params.strategy.kind!r}")
+        record_declined(ledger, evaluation.checkpoint, strategy_name, declined.reason)
+        return declined
+    record_export(ledger, exported)
     return exported
 
 
 @_drops_hold_on_failure
 def warmup_stage(config: PipelineConfig, exported: ExportArtifact) -> ExportArtifact:
+    """The export with its warmup records injected (``assets.extra``) into every SavedModel.
+
+    Writes the warmup file into the export and the updated export to the ledger. On failure the
+    strategy's hold on the checkpoint goes (its publish will not run)."""
     warmed = inject_warmup(WarmupParams(config), exported)
     record_export(ledger_of(config), warmed)
     return warmed
@@ -235,6 +232,11 @@ def warmup_stage(config: PipelineConfig, exported: ExportArtifact) -> ExportArti
 
 @_drops_hold_on_failure
 def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: RunOptions) -> PushedModelArtifact:
+    """The export copied to the destination, verified, commit marker last (nothing written on a dry run).
+
+    Then records the publication in the ledger (stamped with time and run), releases the staged copy,
+    labels the fresh version for serving and retires old versions by retention. Releases the strategy's
+    hold on the checkpoint, whether it succeeds or fails."""
     ledger = ledger_of(config)
     record = ledger.load().record(exported.step)
     evaluation = record.evaluation if record else None

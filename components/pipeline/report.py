@@ -1,11 +1,66 @@
-"""Human-readable summaries of what a run published, from the ledger."""
+"""The report stage (what a run published, as announcements for rollout) and human-readable summaries."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import dataclasses
+import logging
+from collections.abc import Collection, Sequence
+from typing import Any
 
+from components.artifacts import PushedModelArtifact
 from components.config.schema import PipelineConfig
 from components.ledger import LedgerState
+from components.pipeline.options import RunOptions
+from components.pipeline.stages import ledger_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Announcement:
+    """One version this run newly published, as the asset event rollout DAGs receive announces it."""
+
+    version: str
+    step: int
+    strategy: str
+    uri: str
+    manifest_uri: str
+    metrics: dict[str, float]
+
+    def extra(self) -> dict[str, Any]:
+        """The asset event's ``extra``."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPublished:
+    """What the run's publish stages returned, and the versions among them to announce."""
+
+    pushed: tuple[PushedModelArtifact, ...]
+    announcements: tuple[Announcement, ...]
+
+
+def report_stage(
+    config: PipelineConfig, pushed: Sequence[PushedModelArtifact], options: RunOptions
+) -> RunPublished:
+    """Log every version the run's publish stages returned; announce the ones it newly published.
+
+    Reads the ledger (for each new version's metrics) only when there is something to announce; writes
+    nothing and holds no lease. A dry run or a version already published announces nothing."""
+    for p in pushed:
+        state = "dry run" if options.dry_run else "already published" if p.already_published else "published"
+        log.info("%s version %s (step %d) → %s: %s", p.strategy, p.version, p.step, p.uri, state)
+    if not pushed:
+        log.info("this run published nothing")
+    new = [p for p in pushed if not p.already_published and not options.dry_run]
+    announcements = []
+    if new:
+        ledger = ledger_of(config).load()
+        for p in new:
+            record = ledger.record(p.step)
+            metrics = dict(record.evaluation.metrics) if record and record.evaluation else {}
+            announcements.append(Announcement(p.version, p.step, p.strategy, p.uri, p.manifest_uri, metrics))
+    return RunPublished(tuple(pushed), tuple(announcements))
 
 
 def retired_publications(config: PipelineConfig, state: LedgerState) -> frozenset[tuple[str, str]]:

@@ -1,0 +1,214 @@
+"""The remote envelope: run one stage from a JSON request, the single entry point every Airflow task
+goes through (the plain runner calls the stages directly).
+
+One contract in every runtime:
+
+* in-process: the operator calls ``call_stage`` (with the model's credentials) and maps a failure
+  through ``StageFailure.of``;
+* another interpreter (``airflow.runtime: external_python``): ``<python> -m components.stage_entry
+  --result <file>`` reads the request on stdin and writes its ``StageOutcome`` to ``<file>``. Its stdout
+  and stderr are logs only (model code may print anything there), never the answer;
+* a Kubernetes pod: the same command with ``--request '<request JSON>' --result
+  /airflow/xcom/return.json``, the file KubernetesPodOperator's XCom sidecar reads.
+
+A failure maps one way, ``StageFailure.of``: an ``ExportflowError`` keeps its ``retryable``; a
+``ValueError`` (an invalid request or run option) is permanent; anything else may be transient and is
+retryable. The exit status says the same: 0 done, 3 permanent failure, 4 retryable failure; any other
+status is a crash, retryable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import tempfile
+from typing import Any
+
+from components.artifacts import (
+    CheckpointArtifact,
+    EvaluationArtifact,
+    ExportArtifact,
+    from_jsonable,
+    to_jsonable,
+)
+from components.config import load_config
+from components.config.schema import PipelineConfig
+from components.errors import ExportflowError
+from components.model_storage import AccessToken, ModelStorage
+from components.pipeline.options import RunOptions
+from components.pipeline.spec import StageSpec
+from components.pipeline.stages import (
+    ExportDeclined,
+    discover_stage,
+    evaluate_stage,
+    export_stage,
+    publish_stage,
+    warmup_stage,
+)
+from components.storage import CredentialsSource
+
+log = logging.getLogger(__name__)
+EXIT_PERMANENT = 3
+EXIT_RETRYABLE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class StageRequest:
+    stage: str
+    config_path: str
+    options: RunOptions = dataclasses.field(default_factory=RunOptions)
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    credentials: AccessToken | None = None  # for another interpreter: the orchestrator's, as a token
+
+
+@dataclasses.dataclass(frozen=True)
+class StageFailure:
+    """A failed stage as every runtime reports it: the error's type name, its message, and whether a
+    retry may succeed."""
+
+    error: str
+    message: str
+    retryable: bool
+
+    @classmethod
+    def of(cls, exc: BaseException) -> StageFailure:
+        if isinstance(exc, ExportflowError):
+            retryable = exc.retryable
+        elif isinstance(exc, ValueError):  # an invalid request or run option: a retry fails the same way
+            retryable = False
+        else:  # unexpected: it may not happen again (memory, a flaky dependency); Airflow's retries decide
+            retryable = True
+        return cls(type(exc).__name__, str(exc), retryable)
+
+    def __str__(self) -> str:
+        return f"{self.error}: {self.message}"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageOutcome:
+    """What a stage in another interpreter writes to its result file: a result or a failure."""
+
+    result: Any = None
+    failure: StageFailure | None = None
+
+
+def _discover(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
+    return [c.to_dict() for c in discover_stage(config, options)]
+
+
+def _evaluate(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
+    return evaluate_stage(config, inputs["checkpoint"]).to_dict()
+
+
+def _export(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
+    exported = export_stage(config, inputs["strategy"], inputs["evaluation"], options)
+    if isinstance(exported, ExportDeclined):
+        log.info("%s exports nothing for step %d: %s", exported.strategy, exported.step, exported.reason)
+        return None  # XCom's "nothing exported": warmup and publish skip it
+    return exported.to_dict()
+
+
+def _warmup(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
+    return warmup_stage(config, inputs["export"]).to_dict()
+
+
+def _publish(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
+    return publish_stage(config, inputs["export"], options).to_dict()
+
+
+# The stages a request may name. Each lists its artifact inputs: XCom's JSON is rebuilt and checked
+# against them here, at the one seam every task passes through.
+STAGES: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec("discover", {}, _discover),
+        StageSpec("evaluate", {"checkpoint": CheckpointArtifact}, _evaluate),
+        StageSpec("export", {"evaluation": EvaluationArtifact}, _export),
+        StageSpec("warmup", {"export": ExportArtifact}, _warmup),
+        StageSpec("publish", {"export": ExportArtifact}, _publish),
+    )
+}
+
+
+def call_stage(request: StageRequest, credentials: CredentialsSource | None = None) -> Any:
+    """Run the stage with ``credentials`` (else the request's) applying to every storage it builds."""
+    if request.stage not in STAGES:
+        raise ValueError(f"unknown stage {request.stage!r}; stages: {sorted(STAGES)}")
+    spec = STAGES[request.stage]
+    inputs = spec.rebuilt(request.inputs)
+    spec.check_inputs(inputs)
+    config = load_config(request.config_path)
+    with ModelStorage(config, credentials or request.credentials).installed():
+        return spec.call(config, request.options, inputs)
+
+
+def encode_request(request: StageRequest) -> str:
+    return json.dumps(to_jsonable(request))
+
+
+def decode_request(text: str) -> StageRequest:
+    try:
+        return from_jsonable(StageRequest, json.loads(text))
+    except (TypeError, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"not a stage request ({exc}); expected the JSON of a StageRequest") from exc
+
+
+def write_outcome(path: str, outcome: StageOutcome) -> None:
+    """Atomically: a reader finds the whole outcome or no file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".outcome-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(to_jsonable(outcome), handle)
+    os.replace(tmp, path)
+
+
+def read_outcome(path: str) -> StageOutcome | None:
+    """The outcome a child wrote, or None when it wrote none (it crashed first)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return from_jsonable(StageOutcome, json.load(handle))
+    except FileNotFoundError:
+        return None
+
+
+def run_request(request_text: str) -> StageOutcome:
+    """Decode and run one request; every failure becomes a ``StageFailure`` (traceback logged).
+
+    SIGTERM (a pod being deleted, the operator stopping its child) raises ``RunTerminated`` inside the
+    stage, so it releases its leases on the way out; the outcome is a retryable failure."""
+    from components.pipeline.runner import RunTerminated, sigterm_raises
+
+    try:
+        with sigterm_raises():
+            return StageOutcome(result=call_stage(decode_request(request_text)))
+    except RunTerminated as exc:
+        return StageOutcome(failure=StageFailure(type(exc).__name__, str(exc), retryable=True))
+    except Exception as exc:
+        log.exception("stage failed")
+        return StageOutcome(failure=StageFailure.of(exc))
+
+
+def exit_status(outcome: StageOutcome) -> int:
+    if outcome.failure is None:
+        return 0
+    return EXIT_RETRYABLE if outcome.failure.retryable else EXIT_PERMANENT
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components.stage_entry", description=__doc__)
+    parser.add_argument("--request", default="-", help="the StageRequest JSON; '-' (default) reads stdin")
+    parser.add_argument("--result", required=True, help="file to write the StageOutcome JSON to")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    outcome = run_request(sys.stdin.read() if args.request == "-" else args.request)
+    write_outcome(args.result, outcome)
+    return exit_status(outcome)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
