@@ -23,16 +23,14 @@ import os
 import re
 from collections.abc import Iterable
 
+# The on-disk names are components/layout.py's; the version lock is named "lease" on disk since the first
+# release (LEASE_SUFFIX), and the commit marker is PUBLISHED_SUFFIX.
+from components.layout import BOOKKEEPING, BUILDING, CURRENT, ENTRY_GRAPH, GRAPH_FILES  # noqa: F401
+from components.layout import LEASE_SUFFIX as LOCK_SUFFIX
+from components.layout import PUBLISHED_SUFFIX as MARKER_SUFFIX
 from components.publish.errors import DestinationError
 from components.storage import InvalidURI, Storage, scheme_of
 
-GRAPH_FILES = ("saved_model.pb", "saved_model.pbtxt")  # what TF Serving keys on
-ENTRY_GRAPH = "entry"  # in a multi-graph set, published last
-BOOKKEEPING = ".exportflow"
-MARKER_SUFFIX = ".published.json"
-LOCK_SUFFIX = ".lease.json"  # the version lock; named "lease" on disk since the first release
-BUILDING = "building"  # <base>/.exportflow/building/[<graph>/]<version>/: a version being assembled
-CURRENT = "current"
 SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # one folder name
 VERSION_PATTERN = re.compile(r"^[0-9]{1,19}$")  # what TF Serving loads as a version
 

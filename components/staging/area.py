@@ -9,15 +9,14 @@ import os
 from typing import Any
 
 from components.config.schema import PipelineConfig
+from components.layout import BOOKKEEPING, STAGED_SUFFIX
+from components.layout import LEASE_SUFFIX as LOCK_SUFFIX
 from components.model_storage import storage_options
 from components.paths import cache_dir, scratch_dir, staging_root
 from components.staging.cache import ScratchCache
 from components.storage import Storage, scheme_of, storage_for
 from components.storage.registry import installed_credentials
 
-BOOKKEEPING = ".exportflow"
-STAGED_SUFFIX = ".staged.json"
-LOCK_SUFFIX = ".lease.json"  # the version lock; named "lease" on disk since the first release
 LOCK_TTL = 120.0  # seconds a staging lock lives without renewal (renewed every third of it)
 
 
