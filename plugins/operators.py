@@ -183,16 +183,36 @@ class StageOperator(BaseOperator):
             prefix = f"[{request.stage}] "
             printed = threading.Thread(target=log_lines, args=(process.stdout, self.log, prefix), daemon=True)
             printed.start()
-            with contextlib.suppress(BrokenPipeError):  # it died first: reported below, by its missing outcome
-                process.stdin.write(encode_request(request))  # the token goes here only, never argv
-                process.stdin.close()
-            log_lines(process.stderr, self.log, prefix)
-            returncode = process.wait()
+            try:
+                with contextlib.suppress(BrokenPipeError):  # it died first: reported below, by its missing outcome
+                    process.stdin.write(encode_request(request))  # the token goes here only, never argv
+                    process.stdin.close()
+                log_lines(process.stderr, self.log, prefix)
+                returncode = process.wait()
+            except BaseException:  # the task is being stopped (SIGTERM, timeout): let the stage clean up
+                stop_child(process)
+                raise
             printed.join()
             outcome = read_outcome(result_path)
         if outcome is None:
             raise StageFailed(f"stage {request.stage} exited with {returncode} in {python} without an outcome")
         return outcome
+
+
+CHILD_STOP_GRACE_S = 30.0  # how long a stopped stage may take to release its leases before SIGKILL
+
+
+def stop_child(process: subprocess.Popen[str], grace: float = CHILD_STOP_GRACE_S) -> None:
+    """SIGTERM first, so the stage in the child releases its leases (it turns SIGTERM into an exception);
+    SIGKILL only when it has not ended within ``grace`` seconds (the next discovery reaps what is left)."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 class ReportRunOperator(BaseOperator):

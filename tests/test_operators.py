@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import pytest
 
@@ -74,3 +75,61 @@ def test_the_refusal_list_is_exactly_the_forms_fields() -> None:
     from plugins.params import FORM_FIELDS, build_params
 
     assert set(build_params(["a", "b"])) == FORM_FIELDS
+
+
+STOPPED_CHILD = """\
+import os, signal, sys
+def on_term(signum, frame):  # the stage's own SIGTERM handling: clean up, report, exit
+    open(os.environ["TERMINATED_MARK"], "w").close()
+    sys.exit(4)
+signal.signal(signal.SIGTERM, on_term)
+with open(os.environ["READY_FIFO"], "w") as ready:
+    ready.write("ready")
+signal.pause()
+"""
+
+
+class TaskTerminated(BaseException):
+    """What Airflow's task runner raises in the task when its process gets SIGTERM."""
+
+
+def test_a_stopped_task_sends_its_external_stage_sigterm_and_waits_for_it(tmp_path, monkeypatch) -> None:
+    """Stopping the task (SIGTERM, a timeout) must reach the stage in the child as SIGTERM, so it releases its
+    leases, instead of leaving it running or killing it outright."""
+    import os
+    import signal
+    import stat
+    import threading
+
+    from components.pipeline.envelope import StageRequest
+
+    script = tmp_path / "child.py"
+    script.write_text(STOPPED_CHILD)
+    python = tmp_path / "python"  # stands in for the runtime's interpreter: `python -m ... --result FILE`
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
+    python.chmod(python.stat().st_mode | stat.S_IEXEC)
+    fifo = tmp_path / "ready"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("READY_FIFO", str(fifo))
+    mark = tmp_path / "child.terminated"
+    monkeypatch.setenv("TERMINATED_MARK", str(mark))
+
+    def stop_when_ready() -> None:
+        with open(fifo) as ready:  # blocks until the child is up and waiting
+            assert ready.read() == "ready"
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise TaskTerminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    stopper = threading.Thread(target=stop_when_ready)
+    stopper.start()
+    operator = StageOperator(task_id="evaluate", stage="evaluate", config_path="/c.yaml", checkpoint={})
+    try:
+        with pytest.raises(TaskTerminated):
+            operator._call_external(str(python), StageRequest("evaluate", "/c.yaml"), None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        stopper.join()
+    assert mark.exists()  # the child got SIGTERM and ran its cleanup before the task gave up
