@@ -15,7 +15,8 @@ COMMAND (so COMMAND keeps the process id ``Popen`` reported):
    everything else is like a read-only image;
 4. mounts a fresh tmpfs over each private folder (``/tmp``, ``/var/tmp``, ``/dev/shm`` and any scratch
    folder the spec names): the only writable places, and nobody else sees them;
-5. writes the carried files back at the same paths and creates the folders the spec names.
+5. binds the checkout and its venv back, read-only, where a private tmpfs covered them (a CI clone under
+   /tmp), then writes the carried files back at the same paths and creates the folders the spec names.
 
 A killed host takes its private folders with it: the tmpfs mounts vanish with the last process in the
 namespace. The helpers below look at a running host from outside: ``run_on`` (``nsenter``) and
@@ -104,9 +105,21 @@ def _mount_points() -> list[str]:
     return sorted(set(points), key=lambda p: p.count("/"))
 
 
+IMAGE_ROOTS = (str(Path(__file__).resolve().parents[2]), sys.prefix)  # the checkout and its venv: the "image"
+
+
+def _covered(path: str, folders: tuple[str, ...]) -> bool:
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
+
+
 def become(spec: HostSpec) -> None:
     """Turn the current (already unshared) mount and UTS namespaces into the host ``spec`` describes."""
     carried = {path: Path(path).read_bytes() for path in spec.carry}
+    # A checkout under /tmp (a CI clone) would vanish under the private tmpfs: hold it by a file descriptor
+    # and bind it back, read-only, at the same path once the tmpfs is there.
+    hidden = sorted({root for root in IMAGE_ROOTS if _covered(root, spec.private)})
+    outermost = [root for root in hidden if not any(_covered(root, (other,)) for other in hidden if other != root)]
+    held = {root: os.open(root, os.O_PATH) for root in outermost}
     socket.sethostname(spec.hostname)
     for point in _mount_points():
         if point.startswith(KEEP_WRITABLE):
@@ -118,6 +131,11 @@ def become(spec: HostSpec) -> None:
     for folder in spec.private:
         Path(folder).mkdir(parents=True, exist_ok=True)  # scratch folders live inside /tmp's fresh tmpfs
         _mount("-t", "tmpfs", "-o", "mode=1777,size=2g", f"tmpfs-{spec.hostname}", folder)
+    for root, descriptor in sorted(held.items()):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        _mount("--no-canonicalize", "--bind", f"/proc/{os.getpid()}/fd/{descriptor}", root)
+        _mount("-o", "remount,bind,ro", root)
+        os.close(descriptor)
     for path, data in carried.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(data)
