@@ -217,3 +217,41 @@ def live_airflow(**kwargs: Any) -> Iterator[LiveAirflow]:
         yield deployment.start()
     finally:
         deployment.stop()
+
+
+@dataclasses.dataclass
+class SharedAirflow:
+    """One live deployment (api-server, scheduler, dag-processor, triggerer) shared by every test module that
+    needs the whole of it: booting one costs a database migration and four process start-ups.
+
+    Modules add to it instead of starting their own: configs under distinct model names to ``configs_dir``
+    (so DAG ids, ledgers and destinations never collide) and test-only DAG files to ``dags_dir``, which holds
+    our DAG files too. The dag-processor picks either up within its refresh interval; ``wait_for_dag`` waits
+    for that. ``training_dir`` is ``EXPORTFLOW_EXAMPLE_TRAINING_DIR``: the example training DAG's workspace.
+    """
+
+    airflow: LiveAirflow
+    dags_dir: Path
+    training_dir: Path
+
+    @property
+    def configs_dir(self) -> Path:
+        return self.airflow.configs_dir
+
+    @classmethod
+    def create(cls, root: Path, port: int) -> SharedAirflow:
+        dags_dir, configs_dir, training_dir = root / "dags", root / "configs", root / "example-training"
+        for folder in (dags_dir, configs_dir, training_dir):
+            folder.mkdir(parents=True)
+        for dag_file in sorted((ROOT / "dags").glob("*.py")):
+            (dags_dir / dag_file.name).symlink_to(dag_file)
+        airflow = LiveAirflow(
+            home=root / "airflow",
+            port=port,
+            configs_dir=configs_dir,
+            extra_env={
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir),
+                "EXPORTFLOW_EXAMPLE_TRAINING_DIR": str(training_dir),
+            },
+        )
+        return cls(airflow, dags_dir, training_dir)
