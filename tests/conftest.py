@@ -35,6 +35,7 @@ TIER_BY_FIXTURE = {
     "trained_model": "tf",  # the example Estimator trained once per session (model_copy uses it too)
     "gcs_server": "emulator",  # gcp-storage-emulator on loopback (gcs, gcs_bucket use it too)
     "shared_airflow": "live",  # the one live deployment the live modules share
+    "migrated_airflow_db": "live",  # an Airflow metadata database, migrated once per session
 }
 TIER_BY_MODULE = {
     # TensorFlow graphs, SavedModels or training without the trained_model fixture
@@ -73,7 +74,20 @@ SHARED_AIRFLOW = pytest.StashKey[Any]()
 
 
 @pytest.fixture(scope="session")
-def shared_airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def migrated_airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite Airflow metadata database migrated once per session: every AIRFLOW_HOME the tests make gets
+    a copy of the file (milliseconds) instead of its own ``airflow db migrate`` (tens of seconds)."""
+    from tests.support.dag_test_run import airflow_env, migrate
+
+    home = tmp_path_factory.mktemp("airflow-db")
+    migrate(airflow_env(home, home))
+    return home / "airflow.db"
+
+
+@pytest.fixture(scope="session")
+def shared_airflow(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, migrated_airflow_db: Path
+) -> Iterator[Any]:
     """The live Airflow every module needing scheduler, triggerer and api-server shares (a SharedAirflow).
 
     Started by the first test that uses it, stopped right after the last one (pytest_runtest_teardown), so its
@@ -81,7 +95,9 @@ def shared_airflow(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     """
     from tests.support.airflow_live import SharedAirflow
 
-    deployment = SharedAirflow.create(tmp_path_factory.mktemp("shared-airflow"), free_port())
+    deployment = SharedAirflow.create(
+        tmp_path_factory.mktemp("shared-airflow"), free_port(), database_template=migrated_airflow_db
+    )
     request.config.stash[SHARED_AIRFLOW] = deployment
     try:
         deployment.airflow.start()
