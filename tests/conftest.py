@@ -34,6 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TIER_BY_FIXTURE = {
     "trained_model": "tf",  # the example Estimator trained once per session (model_copy uses it too)
     "gcs_server": "emulator",  # gcp-storage-emulator on loopback (gcs, gcs_bucket use it too)
+    "shared_airflow": "live",  # the one live deployment the live modules share
+    "migrated_airflow_db": "live",  # an Airflow metadata database, migrated once per session
 }
 TIER_BY_MODULE = {
     # TensorFlow graphs, SavedModels or training without the trained_model fixture
@@ -66,6 +68,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             tiers.add("emulator")
         for tier in sorted(tiers) or ["unit"]:
             item.add_marker(tier)
+
+
+SHARED_AIRFLOW = pytest.StashKey[Any]()
+
+
+@pytest.fixture(scope="session")
+def migrated_airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite Airflow metadata database migrated once per session: every AIRFLOW_HOME the tests make gets
+    a copy of the file (milliseconds) instead of its own ``airflow db migrate`` (tens of seconds)."""
+    from tests.support.dag_test_run import airflow_env, migrate
+
+    home = tmp_path_factory.mktemp("airflow-db")
+    migrate(airflow_env(home, home))
+    return home / "airflow.db"
+
+
+@pytest.fixture(scope="session")
+def shared_airflow(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, migrated_airflow_db: Path
+) -> Iterator[Any]:
+    """The live Airflow every module needing scheduler, triggerer and api-server shares (a SharedAirflow).
+
+    Started by the first test that uses it, stopped right after the last one (pytest_runtest_teardown), so its
+    processes do not compete with the rest of the session for the CPU.
+    """
+    from tests.support.airflow_live import SharedAirflow
+
+    deployment = SharedAirflow.create(
+        tmp_path_factory.mktemp("shared-airflow"), free_port(), database_template=migrated_airflow_db
+    )
+    request.config.stash[SHARED_AIRFLOW] = deployment
+    try:
+        deployment.airflow.start()
+        yield deployment
+    finally:
+        deployment.airflow.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    yield
+    deployment = item.config.stash.get(SHARED_AIRFLOW, None)
+    if deployment is None or "shared_airflow" not in item.fixturenames:
+        return
+    remaining = item.session.items[item.session.items.index(item) + 1 :]
+    if not any("shared_airflow" in later.fixturenames for later in remaining):
+        deployment.airflow.stop()  # idempotent: the session fixture's own stop finds nothing left to stop
 
 
 @pytest.fixture(autouse=True)

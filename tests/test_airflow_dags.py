@@ -16,17 +16,16 @@ import yaml
 
 from components.ledger import Ledger
 from tests.conftest import example_config_dict
-from tests.support.dag_test_run import airflow_env, migrate, run_dag_test
+from tests.support.airflow_live import airflow_home_from
+from tests.support.dag_test_run import airflow_env, run_dag_test
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "exportflow__example"
 
 
 @pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("airflow")
-    migrate(airflow_env(home, home))
-    return home
+def airflow_home(tmp_path_factory: pytest.TempPathFactory, migrated_airflow_db: Path) -> Path:
+    return airflow_home_from(migrated_airflow_db, tmp_path_factory.mktemp("airflow"))
 
 
 def write_configs(folder: Path, configs: dict[str, dict]) -> Path:

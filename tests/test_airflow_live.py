@@ -13,23 +13,22 @@ import pytest
 import yaml
 
 from components.ledger import Ledger
-from tests.conftest import example_config_dict, free_port
-from tests.support.airflow_live import live_airflow, wait_for
+from tests.conftest import example_config_dict
+from tests.support.airflow_live import wait_for
 
 EXPORT_DAG = "exportflow__example"
 TRAINING_DAG = "exportflow_example_training"
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, trained_model) -> Path:
-    root = tmp_path_factory.mktemp("live")
+def workspace(shared_airflow, trained_model) -> Path:
+    root = shared_airflow.training_dir  # the example training DAG's workspace: model/ and data/
     (root / "data").mkdir()
     for name in ("train.tfrecord", "eval.tfrecord"):  # training data only; the DAG trains from scratch
         (root / "data" / name).write_bytes((trained_model.data_dir / name).read_bytes())
     model = type(trained_model)(root / "model", root / "data", ())
     config = example_config_dict(model, root / "published", airflow={"schedule": "asset", "retries": 0})
-    (root / "configs").mkdir()
-    (root / "configs" / "example.yaml").write_text(yaml.safe_dump(config))
+    (shared_airflow.configs_dir / "example.yaml").write_text(yaml.safe_dump(config))
     # A second model whose DAG waits (deferred, in the triggerer) for its trainer's first checkpoint.
     waiting_model = type(trained_model)(root / "waiting_model", trained_model.data_dir, ())
     waiting = example_config_dict(
@@ -38,18 +37,13 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, trained_model) -> Path:
         name="waiting",
         airflow={"retries": 0, "wait_for_checkpoint_minutes": 10, "wait_poll_seconds": 2},
     )
-    (root / "configs" / "waiting.yaml").write_text(yaml.safe_dump(waiting))
+    (shared_airflow.configs_dir / "waiting.yaml").write_text(yaml.safe_dump(waiting))
     return root
 
 
 @pytest.fixture(scope="module")
-def live(workspace: Path):
-    yield from live_airflow(
-        home=workspace / "airflow",
-        port=free_port(),
-        configs_dir=workspace / "configs",
-        extra_env={"EXPORTFLOW_EXAMPLE_TRAINING_DIR": str(workspace)},
-    )
+def live(shared_airflow, workspace: Path):
+    return shared_airflow.airflow
 
 
 def runs(live, dag_id: str) -> list[dict]:

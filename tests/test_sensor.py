@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, T
 from plugins import triggers
 from plugins.sensors import NewCheckpointSensor
 from plugins.triggers import CheckpointEvent, NewCheckpointTrigger
-from tests.support.example_pipeline import TrainedModel, example_config_dict, free_port
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 from tests.support.example_pipeline import write_config as write_yaml_config
 
 
@@ -143,14 +143,13 @@ def test_sensor_resumes_from_the_event() -> None:
 
 SENSOR_DAG = textwrap.dedent(
     """
-    import os
     from airflow.sdk import DAG
     from plugins.sensors import NewCheckpointSensor
 
     with DAG("exportflow_sensor_check", schedule=None, catchup=False):
         NewCheckpointSensor(
             task_id="wait_for_checkpoint",
-            config_path=os.environ["EXPORTFLOW_SENSOR_CONFIG"],
+            config_path={config_path!r},
             poll_interval=1,
             timeout=600,
         )
@@ -158,60 +157,47 @@ SENSOR_DAG = textwrap.dedent(
 )
 
 
-def test_the_triggerer_of_a_live_airflow_resumes_the_sensor(trained_model, tmp_path: Path) -> None:
+def test_the_triggerer_of_a_live_airflow_resumes_the_sensor(trained_model, tmp_path: Path, shared_airflow) -> None:
     """Scheduler, dag-processor, triggerer and api-server as separate processes (what `airflow standalone`
     starts): the sensor defers, the triggerer polls, the trainer writes a checkpoint, the task succeeds."""
-    from support.airflow_live import live_airflow, wait_for
+    from tests.support.airflow_live import wait_for
 
     model_dir = tmp_path / "model"
-    config_path = write_config(model_dir, trained_model, tmp_path)
-    (tmp_path / "dags").mkdir()
-    (tmp_path / "dags" / "sensor_dag.py").write_text(SENSOR_DAG)
-    deployment = live_airflow(
-        home=tmp_path / "airflow",
-        port=free_port(),
-        configs_dir=tmp_path / "configs",
-        extra_env={
-            "AIRFLOW__CORE__DAGS_FOLDER": str(tmp_path / "dags"),
-            "EXPORTFLOW_SENSOR_CONFIG": config_path,
-        },
+    config_path = write_config(model_dir, trained_model, tmp_path)  # outside the deployment's configs folder
+    (shared_airflow.dags_dir / "sensor_dag.py").write_text(SENSOR_DAG.format(config_path=config_path))
+    live = shared_airflow.airflow
+    dag_id, task_id = "exportflow_sensor_check", "wait_for_checkpoint"
+    live.wait_for_dag(dag_id)
+    status, run = live.trigger(dag_id)
+    assert status == 200, run
+    run_id = run["dag_run_id"]
+
+    def deferred() -> bool:
+        states = {ti["task_id"]: ti["state"] for ti in live.task_instances(dag_id, run_id)}
+        assert states.get(task_id) not in ("failed", "upstream_failed"), live.log_tail("scheduler")
+        return states.get(task_id) == "deferred"
+
+    wait_for(deferred, 300, "the sensor to defer to the triggerer")
+    trainer_writes(trained_model, model_dir, 200)
+    finished = live.wait_for_run(dag_id, run_id, timeout=300)
+    assert finished["state"] == "success", live.log_tail("triggerer")
+    status, xcom = live.request(
+        "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
     )
-    live = next(deployment)
-    try:
-        dag_id, task_id = "exportflow_sensor_check", "wait_for_checkpoint"
-        live.wait_for_dag(dag_id)
-        status, run = live.trigger(dag_id)
-        assert status == 200, run
-        run_id = run["dag_run_id"]
+    assert status == 200, xcom
+    value = xcom["value"]
+    event = CheckpointEvent.from_payload(value if isinstance(value, dict) else json.loads(value))
+    assert (event.status, event.model, event.steps) == ("found", "example", (200,))
 
-        def deferred() -> bool:
-            states = {ti["task_id"]: ti["state"] for ti in live.task_instances(dag_id, run_id)}
-            assert states.get(task_id) not in ("failed", "upstream_failed"), live.log_tail("scheduler")
-            return states.get(task_id) == "deferred"
-
-        wait_for(deferred, 300, "the sensor to defer to the triggerer")
-        trainer_writes(trained_model, model_dir, 200)
-        finished = live.wait_for_run(dag_id, run_id, timeout=300)
-        assert finished["state"] == "success", live.log_tail("triggerer")
-        status, xcom = live.request(
-            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+    # The event came from the triggerer process: it writes the trigger's log beside the task's log
+    # (asynchronously, so wait for it to appear).
+    def trigger_log() -> str | None:
+        logs = (live.home / "logs").glob(f"dag_id={dag_id}/**/attempt=1.log.trigger.*.log")
+        text = "".join(path.read_text(errors="replace") for path in logs)
+        return (
+            text
+            if '"logger":"plugins.triggers.NewCheckpointTrigger"' in text and "found after" in text
+            else None
         )
-        assert status == 200, xcom
-        value = xcom["value"]
-        event = CheckpointEvent.from_payload(value if isinstance(value, dict) else json.loads(value))
-        assert (event.status, event.model, event.steps) == ("found", "example", (200,))
 
-        # The event came from the triggerer process: it writes the trigger's log beside the task's log
-        # (asynchronously, so wait for it to appear).
-        def trigger_log() -> str | None:
-            logs = (tmp_path / "airflow" / "logs").glob(f"dag_id={dag_id}/**/attempt=1.log.trigger.*.log")
-            text = "".join(path.read_text(errors="replace") for path in logs)
-            return (
-                text
-                if '"logger":"plugins.triggers.NewCheckpointTrigger"' in text and "found after" in text
-                else None
-            )
-
-        wait_for(trigger_log, 60, "the triggerer's log of NewCheckpointTrigger")
-    finally:
-        deployment.close()
+    wait_for(trigger_log, 60, "the triggerer's log of NewCheckpointTrigger")

@@ -4,6 +4,7 @@ label (recorded as done by the approver), Reject leaves everything as it was."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,31 +13,32 @@ import yaml
 from components.ledger.label_history import LabelHistory
 from components.serving import config_file, model_config
 from components.storage import storage_for
-from tests.conftest import free_port
-from tests.support.airflow_live import live_airflow, wait_for
+from tests.support.airflow_live import wait_for
 from tests.test_serving_labels import publish_versions, serving_config
 from tests.test_serving_promote_dag import config_dict
 
-PROMOTE = "exportflow__example__promote"
+# The model's own name in the shared deployment, where other modules' models live beside it.
+NAME = "approval"
+PROMOTE = f"exportflow__{NAME}__promote"
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory, shared_airflow) -> Path:
     root = tmp_path_factory.mktemp("serving_live")
-    publish_versions(serving_config(root), root, 100, 200)
-    (root / "configs").mkdir()
-    (root / "configs" / "example.yaml").write_text(yaml.safe_dump(config_dict(root, mode="labels", approval=True)))
+    publish_versions(dataclasses.replace(serving_config(root), name=NAME), root, 100, 200)
+    config = config_dict(root, name=NAME, mode="labels", approval=True)
+    (shared_airflow.configs_dir / f"{NAME}.yaml").write_text(yaml.safe_dump(config))
     return root
 
 
 @pytest.fixture(scope="module")
-def live(workspace: Path):
-    yield from live_airflow(home=workspace / "airflow", port=free_port(), configs_dir=workspace / "configs")
+def live(shared_airflow, workspace: Path):
+    return shared_airflow.airflow
 
 
 def labels(workspace: Path) -> dict[str, int]:
     read = config_file.read(storage_for(str(workspace)), str(workspace / "published" / "models.config"))
-    entry = model_config.find(read.config, "example")
+    entry = model_config.find(read.config, NAME)
     return dict(entry.labels) if entry else {}
 
 
@@ -55,13 +57,13 @@ def test_approve_moves_stable_and_reject_changes_nothing(live, workspace: Path) 
     answer(live, run["dag_run_id"], "Approve")
     assert live.wait_for_run(PROMOTE, run["dag_run_id"])["state"] == "success", live.log_tail("scheduler")
     assert labels(workspace) == {"stable": 100}
-    (move,) = LabelHistory(storage_for(str(workspace)), str(workspace / "published"), "example").load().moves
+    (move,) = LabelHistory(storage_for(str(workspace)), str(workspace / "published"), NAME).load().moves
     assert (move.to_version, move.who, move.run_id) == (100, "admin", run["dag_run_id"])
     status, events = live.request("GET", "/api/v2/assets/events?limit=100")
     assert status == 200, events
-    serving_events = [e for e in events["asset_events"] if str(e.get("uri", "")).endswith("/example/models.config")]
+    serving_events = [e for e in events["asset_events"] if str(e.get("uri", "")).endswith(f"/{NAME}/models.config")]
     assert [e["extra"] for e in serving_events] == [
-        {"servable": "example", "label": "stable", "from": None, "to": 100, "action": "promote", "who": "admin"}
+        {"servable": NAME, "label": "stable", "from": None, "to": 100, "action": "promote", "who": "admin"}
     ]
 
     before = (workspace / "published" / "models.config").read_bytes()
@@ -72,4 +74,4 @@ def test_approve_moves_stable_and_reject_changes_nothing(live, workspace: Path) 
     states = {t["task_id"]: t["state"] for t in live.task_instances(PROMOTE, run["dag_run_id"])}
     assert states["approve"] == "success" and states["move_label"] == "skipped"
     assert (workspace / "published" / "models.config").read_bytes() == before  # not even version 200 listed
-    assert len(LabelHistory(storage_for(str(workspace)), str(workspace / "published"), "example").load().moves) == 1
+    assert len(LabelHistory(storage_for(str(workspace)), str(workspace / "published"), NAME).load().moves) == 1

@@ -10,7 +10,8 @@ import pytest
 from components.ledger.label_history import LabelHistory
 from components.serving import config_file, model_config
 from components.storage import storage_for
-from tests.support.dag_test_run import airflow_env, migrate, run_dag_test
+from tests.support.airflow_live import airflow_home_from
+from tests.support.dag_test_run import airflow_env, run_dag_test
 from tests.test_airflow_dags import parse, write_configs
 from tests.test_serving_labels import publish_versions, serving_config
 
@@ -18,10 +19,8 @@ PROMOTE = "exportflow__example__promote"
 
 
 @pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("airflow")
-    migrate(airflow_env(home, home))
-    return home
+def airflow_home(tmp_path_factory: pytest.TempPathFactory, migrated_airflow_db: Path) -> Path:
+    return airflow_home_from(migrated_airflow_db, tmp_path_factory.mktemp("airflow"))
 
 
 def config_dict(tmp_path: Path, name: str = "example", **serving: object) -> dict:

@@ -55,7 +55,9 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def deployment(
+    trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory, migrated_airflow_db: Path
+) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("ui-live")
     configs = root / "configs"
     configs.mkdir()
@@ -66,9 +68,10 @@ def deployment(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFac
         home=root / "airflow",
         port=free_port(),
         configs_dir=configs,
+        database_template=migrated_airflow_db,
         components=("api-server", "dag-processor"),
     )
-    # Airflow boots (db migrate, api-server) in a thread while the pipeline runs TF here.
+    # Airflow boots (api-server, dag-processor) in a thread while the pipeline runs TF here.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         booted = pool.submit(airflow.start)
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +41,14 @@ def wait_for(condition: Callable[[], T | None], timeout: float, what: str, inter
         time.sleep(interval)  # polling interval of a condition check, not synchronisation by sleeping
 
 
+def airflow_home_from(template: Path, home: Path) -> Path:
+    """``home`` holding a fresh copy of the migrated SQLite database ``template`` (the session's
+    ``migrated_airflow_db``), as ``airflow db migrate`` would leave it; returns ``home``."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, home / "airflow.db")
+    return home
+
+
 @dataclasses.dataclass
 class LiveAirflow:
     """Start with ``start()``, stop with ``stop()``; or use ``live_airflow(...)`` as a context manager."""
@@ -48,6 +57,8 @@ class LiveAirflow:
     port: int
     configs_dir: Path
     sql_alchemy_conn: str | None = None
+    # A migrated SQLite metadata database to copy into ``home`` instead of running ``airflow db migrate``.
+    database_template: Path | None = None
     executor: str = "LocalExecutor"
     extra_env: dict[str, str] = dataclasses.field(default_factory=dict)
     components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -98,7 +109,10 @@ class LiveAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
         (self.home / "passwords.json").write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
-        self.airflow("db", "migrate")
+        if self.database_template is not None and self.sql_alchemy_conn is None:
+            airflow_home_from(self.database_template, self.home)
+        else:
+            self.airflow("db", "migrate")
         for name in self.components:
             self.start_component(name)
         wait_for(self._healthy, 180, "the api-server to answer /api/v2/monitor/health")
@@ -217,3 +231,42 @@ def live_airflow(**kwargs: Any) -> Iterator[LiveAirflow]:
         yield deployment.start()
     finally:
         deployment.stop()
+
+
+@dataclasses.dataclass
+class SharedAirflow:
+    """One live deployment (api-server, scheduler, dag-processor, triggerer) shared by every test module that
+    needs the whole of it: booting one costs a database migration and four process start-ups.
+
+    Modules add to it instead of starting their own: configs under distinct model names to ``configs_dir``
+    (so DAG ids, ledgers and destinations never collide) and test-only DAG files to ``dags_dir``, which holds
+    our DAG files too. The dag-processor picks either up within its refresh interval; ``wait_for_dag`` waits
+    for that. ``training_dir`` is ``EXPORTFLOW_EXAMPLE_TRAINING_DIR``: the example training DAG's workspace.
+    """
+
+    airflow: LiveAirflow
+    dags_dir: Path
+    training_dir: Path
+
+    @property
+    def configs_dir(self) -> Path:
+        return self.airflow.configs_dir
+
+    @classmethod
+    def create(cls, root: Path, port: int, database_template: Path | None = None) -> SharedAirflow:
+        dags_dir, configs_dir, training_dir = root / "dags", root / "configs", root / "example-training"
+        for folder in (dags_dir, configs_dir, training_dir):
+            folder.mkdir(parents=True)
+        for dag_file in sorted((ROOT / "dags").glob("*.py")):
+            (dags_dir / dag_file.name).symlink_to(dag_file)
+        airflow = LiveAirflow(
+            home=root / "airflow",
+            port=port,
+            configs_dir=configs_dir,
+            database_template=database_template,
+            extra_env={
+                "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir),
+                "EXPORTFLOW_EXAMPLE_TRAINING_DIR": str(training_dir),
+            },
+        )
+        return cls(airflow, dags_dir, training_dir)
