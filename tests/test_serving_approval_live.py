@@ -45,6 +45,16 @@ def labels(workspace: Path) -> dict[str, int]:
 def answer(live, run_id: str, option: str) -> None:
     path = f"/api/v2/dags/{PROMOTE}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
     wait_for(lambda: live.request("GET", path)[0] == 200, 180, "the approval step to ask for an answer")
+    # Airflow 3.3 pauses the step (state awaiting_input) and its executor then reports the worker done;
+    # an answer that lands before the scheduler has taken that report resumes a task it then marks
+    # failed. So answer once the scheduler has seen the pause.
+    paused = f"task_id='approve', run_id='{run_id}'"
+    wait_for(
+        lambda: any(paused in line and "Received executor event" in line
+                    for line in live.log_tail("scheduler", 100_000).splitlines()),
+        180,
+        "the scheduler to see the approval step paused",
+    )
     status, body = live.request("PATCH", path, {"chosen_options": [option], "params_input": {}})
     assert status == 200, body
 
