@@ -442,10 +442,11 @@ def assert_chart_matches_ledger(browser: Any, ledger: LedgerState) -> None:
         for p in browser.find_elements(By.CSS_SELECTOR, "#chart g.point.published")
     ]
     assert published == sorted(ledger.published_steps())
+    # The chart shows the ranking metric by default: the example has no change threshold, so "best" is by loss.
     for point in points:
         step = int(point.get_attribute("data-step"))
         assert float(point.get_attribute("data-value")) == pytest.approx(
-            ledger.record(step).evaluation.metrics["auc"]
+            ledger.record(step).evaluation.metrics["loss"]
         )
     (best,) = browser.find_elements(By.CSS_SELECTOR, "#chart g.point.best")
     best_row = browser.find_element(By.CSS_SELECTOR, "#checkpoints tr.best")
