@@ -104,7 +104,6 @@ def export_artifact(folder: Path) -> Any:
 def publish_to(destination: str, export: Any, base: Path, trips: Trips | None = None, **fields: Any) -> Any:
     """Ours; with ``trips``, through the Storage seam and HTTP session counted (GCS)."""
     from components.model_storage import destination_storage
-
     from components.publish.executor import publish
     from components.publish.spec import PublishParams
 
