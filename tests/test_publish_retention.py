@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.layout import BOOKKEEPING
 from components.publish.executor import publish
-from components.publish.layout import BOOKKEEPING, lock_uri
+from components.publish.layout import lock_uri
 from components.publish.marker import CommitMarker
 from components.publish.retention import (
     RetentionPolicy,

@@ -168,6 +168,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, cast
 
 from components.artifacts import FileEntry
+from components.layout import BUILDING_PATH, GRAPH_FILES, graph_order
 from components.manifest import MANIFEST_PATH
 from components.publish.dedupe import DedupeIndex, build_index
 from components.publish.errors import (
@@ -180,13 +181,9 @@ from components.publish.errors import (
     VersionConflict,
 )
 from components.publish.layout import (
-    BOOKKEEPING,
-    BUILDING,
-    GRAPH_FILES,
     VERSION_PATTERN,
     Layout,
     building_dir,
-    graph_order,
     layout_for,
     lock_uri,
     marker_uri,
@@ -474,7 +471,7 @@ class _Run:
         return self._final_dirs()
 
     def _in_building(self, uri: str) -> bool:
-        return uri.startswith(self.storage.join(self.layout.base, BOOKKEEPING, BUILDING, ""))
+        return uri.startswith(self.storage.join(self.layout.base, BUILDING_PATH, ""))
 
     def _choose_work_folders(self) -> None:
         """Local disk: a graph already loadable at its version folder is repaired in place (it is visible
@@ -789,7 +786,7 @@ def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | 
 def collect_abandoned_builds(storage: Storage, base: str, ttl: float = 300.0) -> list[str]:
     """Remove the building folders that no live run owns (a killed run's half-built version), each under
     the version's lock so a publisher starting now waits or fails fast. Returns the versions collected."""
-    root = storage.join(base, BOOKKEEPING, BUILDING)
+    root = storage.join(base, BUILDING_PATH)
     graphs_of: dict[str, list[str | None]] = {}
     for name in storage.list_names(root):
         if VERSION_PATTERN.match(name):

@@ -33,13 +33,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from components.config.schema import PipelineConfig
+from components.layout import BOOKKEEPING, CURRENT_PATH, GRAPH_FILES, LEASE_SUFFIX, PUBLISHED_SUFFIX
 from components.publish.errors import PublishError, PublishInProgress
 from components.publish.layout import (
-    BOOKKEEPING,
-    CURRENT,
-    GRAPH_FILES,
-    LOCK_SUFFIX,
-    MARKER_SUFFIX,
     check_segment,
     lock_uri,
     version_dir,
@@ -134,11 +130,11 @@ def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
     stale: list[tuple[str, int]] = []
     bookkeeping = storage.join(base, BOOKKEEPING)
     for name in storage.list_names(bookkeeping):
-        if name.endswith(MARKER_SUFFIX):
-            version = name[: -len(MARKER_SUFFIX)]
+        if name.endswith(PUBLISHED_SUFFIX):
+            version = name[: -len(PUBLISHED_SUFFIX)]
             markers[version] = read_marker(storage, storage.join(bookkeeping, name))
-        elif name.endswith(LOCK_SUFFIX):
-            version = name[: -len(LOCK_SUFFIX)]
+        elif name.endswith(LEASE_SUFFIX):
+            version = name[: -len(LEASE_SUFFIX)]
             found = storage.read_versioned(storage.join(bookkeeping, name))
             if found is None:
                 continue
@@ -305,7 +301,7 @@ def retire_old_versions(config: PipelineConfig, servable: str) -> RetentionRepor
 
 def mark_current(storage: Storage, destination: str, servable: str, version: str | None) -> None:
     """Record which version serving uses (None clears it); retention never deletes it."""
-    uri = storage.join(destination, check_segment("servable", servable), BOOKKEEPING, CURRENT)
+    uri = storage.join(destination, check_segment("servable", servable), CURRENT_PATH)
     if version is None:
         storage.delete(uri)
     else:
@@ -313,7 +309,7 @@ def mark_current(storage: Storage, destination: str, servable: str, version: str
 
 
 def read_current(storage: Storage, base: str) -> str | None:
-    found = storage.read_versioned(storage.join(base, BOOKKEEPING, CURRENT))
+    found = storage.read_versioned(storage.join(base, CURRENT_PATH))
     if found is None:
         return None
     text = found[0].decode("utf-8", "replace").strip()

@@ -18,9 +18,10 @@ from collections.abc import Collection
 
 from components.export.savedmodel.retention import prune_export_versions, version_dirs
 from components.export.savedmodel.versions import is_complete
+from components.layout import LEASE_SUFFIX
 from components.publish.errors import PublishInProgress
 from components.publish.lock import VersionLock
-from components.staging.area import LOCK_SUFFIX, STAGED_SUFFIX, StagingArea
+from components.staging.area import StagingArea
 from components.staging.handover import remove_version
 from components.storage import StorageError
 
@@ -93,7 +94,8 @@ def reap_abandoned(area: StagingArea, strategy: str, *, protect: Collection[str]
                 log.info("staging: reaped abandoned %s", area.version_uri(strategy, version))
         finally:
             lock.release()
-    for name in area.storage.list_names(area.storage.join(area.strategy_uri(strategy), ".exportflow")):
-        if name.endswith(LOCK_SUFFIX) and not name.endswith(STAGED_SUFFIX):
-            VersionLock.clear_stale(area.storage, area.storage.join(area.strategy_uri(strategy), ".exportflow", name))
+    bookkeeping = area.bookkeeping_uri(strategy)
+    for name in area.storage.list_names(bookkeeping):
+        if name.endswith(LEASE_SUFFIX):
+            VersionLock.clear_stale(area.storage, area.storage.join(bookkeeping, name))
     return reaped
