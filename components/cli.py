@@ -56,7 +56,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _retention(args: argparse.Namespace) -> int:
     from components.config import load_config
-    from components.publish.retention import format_reports, retention_for_config
+    from components.publish.retention import format_reports
+    from components.serving.protection import retention_for_config
 
     print(format_reports(retention_for_config(load_config(args.config), dry_run=args.dry_run)))
     return 0

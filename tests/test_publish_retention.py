@@ -23,9 +23,9 @@ from components.publish.retention import (
     decide,
     mark_current,
     prune_published_versions,
-    retire_old_versions,
 )
 from components.ranking import RankingRule
+from components.serving.protection import retire_old_versions
 from components.storage import storage_for
 from tests.support.publishing import (
     assert_nothing_partial_is_loadable,

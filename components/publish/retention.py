@@ -13,9 +13,11 @@ ledger, so retention is right even when several pipelines or a human touched the
 * **not loadable** — no ``saved_model.pb`` and no live lock: an abandoned partial upload, or a removal
   that was interrupted. Nothing can serve it; it is deleted.
 
-Versions serving control needs (``components.serving.protection``: labelled, listed in the model server
-config, or a label's rollback target) are kept; when the model server config cannot be read, retention
-deletes nothing. The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
+Versions serving control needs (labelled, listed in the model server config, or a label's rollback
+target) come in as ``serving`` and are kept: serving sits above publish, so
+``components.serving.protection`` works them out and runs retention with them (``retire_old_versions``
+after a publish, ``retention_for_config`` for the CLI); when the model server config cannot be read,
+retention deletes nothing. The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
 forward or back, see ``mark_current``) and is never deleted. *Best* is judged by ``components.ranking``'s
 rule for the config (the first ``change`` threshold's metric and direction, else lower ``loss``) among
 the versions whose markers carry that metric.
@@ -34,7 +36,7 @@ from typing import Any, Literal
 
 from components.config.schema import PipelineConfig
 from components.layout import BOOKKEEPING, CURRENT_PATH, GRAPH_FILES, LEASE_SUFFIX, PUBLISHED_SUFFIX
-from components.publish.errors import PublishError, PublishInProgress
+from components.publish.errors import PublishInProgress
 from components.publish.layout import (
     check_segment,
     lock_uri,
@@ -258,45 +260,6 @@ def policy_for(config: PipelineConfig) -> RetentionPolicy:
 
 def servables_of(config: PipelineConfig) -> list[str]:
     return sorted({s.servable or config.name for s in config.strategies})
-
-
-def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> list[RetentionReport]:
-    """Apply (or with ``dry_run`` only plan) retention for every servable the config publishes."""
-    from components.model_storage import destination_storage
-    from components.serving.errors import ServingError
-    from components.serving.protection import serving_needs
-
-    storage = destination_storage(config.destination)
-    policy = policy_for(config)
-    try:
-        return [
-            prune_published_versions(
-                storage, config.destination.uri, servable, policy, dry_run=dry_run,
-                serving=serving_needs(config, servable),
-            )
-            for servable in servables_of(config)
-        ]
-    except ServingError as exc:
-        raise PublishError(f"retention at {config.destination.uri} deleted nothing: {exc}") from exc
-    except StorageError as exc:
-        raise PublishError(f"retention at {config.destination.uri} failed: {exc}") from exc
-
-
-def retire_old_versions(config: PipelineConfig, servable: str) -> RetentionReport | None:
-    """Retention after a publish: a failure here is logged, never fails the publish."""
-    from components.model_storage import destination_storage
-    from components.serving.errors import ServingError
-    from components.serving.protection import serving_needs
-
-    try:
-        report = prune_published_versions(
-            destination_storage(config.destination), config.destination.uri, servable, policy_for(config),
-            serving=serving_needs(config, servable),
-        )
-    except (PublishError, ServingError, StorageError) as exc:
-        log.warning("retention of %s/%s skipped: %s", config.destination.uri, servable, exc)
-        return None
-    return report
 
 
 def mark_current(storage: Storage, destination: str, servable: str, version: str | None) -> None:
