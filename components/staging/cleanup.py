@@ -6,7 +6,7 @@
   one the ledger shows exported and not yet published).
 * Abandoned staging (a crashed run) is removed only when nothing live claims it. Local disk: a temp
   folder ``.tmp-<label>-<pid>@<host>`` whose process is gone (this host) or that expired (another host;
-  ``components.export.savedmodel.retention``). Object stores: a version folder without ``.staged.json`` whose lock
+  ``components.version_folders``). Object stores: a version folder without ``.staged.json`` whose lock
   can be taken (absent, expired, or naming a process of this host that is gone: ``components.publish.lock.lock_is_live``)
   — a pid is never checked on a host that does not own it.
 """
@@ -16,14 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from components.export.savedmodel.retention import prune_export_versions, version_dirs
-from components.export.savedmodel.versions import is_complete
 from components.layout import LEASE_SUFFIX
 from components.publish.errors import PublishInProgress
 from components.publish.lock import VersionLock
 from components.staging.area import StagingArea
 from components.staging.handover import remove_version
 from components.storage import StorageError
+from components.version_folders import is_complete, prune_export_versions, version_dirs
 
 log = logging.getLogger(__name__)
 REAP_LOCK_TTL = 300.0

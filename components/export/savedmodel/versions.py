@@ -22,18 +22,17 @@ from typing import Any, Literal
 from components.errors import ExportflowError
 from components.export.errors import ExportError, MissingCheckpointError
 from components.export.savedmodel.folder_names import validate_version
-from components.export.savedmodel.retention import prune_export_versions, temp_dir_name
 from components.export.savedmodel.verify import (
     VerifyDepth,
     export_signatures,
     graph_dirs,
-    is_saved_model_dir,
     read_set_document,
     read_set_manifest,
     verify_export,
     write_set_document,
 )
 from components.layout import SET_MANIFEST, graph_order, library_set_path, local_path, served_path
+from components.version_folders import is_complete, prune_export_versions, temp_dir_name
 
 log = logging.getLogger(__name__)
 VersionScheme = Literal["step", "timestamp"]
@@ -108,13 +107,6 @@ def latest_checkpoint_or_fail(estimator: Any, checkpoint_path: str | None) -> st
             f"no checkpoint_path given and no checkpoint in {estimator.model_dir}; train first or pass one"
         )
     return found
-
-
-def is_complete(path: str) -> bool:
-    """A version folder that holds a SavedModel or a set manifest (only ever renamed in complete)."""
-    return os.path.isdir(path) and (
-        is_saved_model_dir(path) or os.path.isfile(os.path.join(path, SET_MANIFEST))
-    )
 
 
 def written_from_folder(path: str) -> Written:
