@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.INFO if args.verbose else logging.ERROR)
     if sys.stderr.isatty():
-        from components.publish.progress import install_progress_bar
+        from components.transfer.progress import install_progress_bar
 
         install_progress_bar(sys.stderr)
     try:

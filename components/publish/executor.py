@@ -42,13 +42,13 @@ from components.publish.layout import Layout, layout_for
 from components.publish.marker import MarkedExport, read_marker
 from components.publish.protocol import GraphSource, PublishSettings, publish_version
 from components.publish.spec import PublishParams
-from components.publish.transfer import Observer
 from components.storage import (
     Storage,
     crc32c_of_bytes,
     crc32c_of_file,
     scheme_of,
 )
+from components.transfer.pool import Observer
 
 log = logging.getLogger(__name__)
 

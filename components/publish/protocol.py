@@ -170,7 +170,6 @@ from typing import Protocol, cast
 from components.artifacts import FileEntry
 from components.layout import BUILDING_PATH, GRAPH_FILES, graph_order
 from components.manifest import MANIFEST_PATH
-from components.publish.dedupe import DedupeIndex, build_index
 from components.publish.errors import (
     ChecksumMismatch,
     DestinationFull,
@@ -189,7 +188,6 @@ from components.publish.layout import (
     marker_uri,
     version_dir,
 )
-from components.publish.lock import LockLook, VersionLock
 from components.publish.marker import (
     CommitMarker,
     MarkedExport,
@@ -197,16 +195,6 @@ from components.publish.marker import (
     now_iso,
     read_marker,
     write_marker,
-)
-from components.publish.progress import Progress
-from components.publish.transfer import (
-    Observer,
-    PublishEvent,
-    Transfer,
-    TransferResult,
-    copy_source,
-    matches,
-    run_transfers,
 )
 from components.storage import (
     BucketNotFound,
@@ -219,6 +207,18 @@ from components.storage import (
     UploadChecksumMismatch,
     scheme_of,
 )
+from components.transfer.dedupe import DedupeIndex, build_index
+from components.transfer.lock import LockLook, VersionLock
+from components.transfer.pool import (
+    Observer,
+    PublishEvent,
+    Transfer,
+    TransferResult,
+    copy_source,
+    matches,
+    run_transfers,
+)
+from components.transfer.progress import Progress
 
 log = logging.getLogger(__name__)
 

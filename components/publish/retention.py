@@ -42,11 +42,11 @@ from components.publish.layout import (
     lock_uri,
     version_dir,
 )
-from components.publish.lock import VersionLock, json_object, lock_is_live
 from components.publish.marker import CommitMarker, read_marker
 from components.publish.protocol import collect_abandoned_builds, unpublish
 from components.ranking import RankingRule, rule_for
 from components.storage import PreconditionFailed, Storage, StorageError
+from components.transfer.lock import VersionLock, json_object, lock_is_live
 
 log = logging.getLogger(__name__)
 RETIRE_LOCK_TTL = 300.0

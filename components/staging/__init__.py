@@ -9,7 +9,7 @@ Layout under the model's staging root (``components.paths.staging_root``; any st
     <strategy>/.tmp-<version>-<pid>@<host>/    local disk only: a version being written (renamed into place)
 
 On local disk a version appears by rename, so a numbered folder is always complete. Object stores have no
-rename: the writer holds a lock (``components.publish.lock.VersionLock``), uploads, verifies every object
+rename: the writer holds a lock (``components.transfer.lock.VersionLock``), uploads, verifies every object
 against its own listing and writes ``.staged.json`` last; a folder without it is not staged yet.
 
 Each worker keeps a scratch cache of objects by CRC32C (``cache.ScratchCache``): a worker that exported

@@ -7,7 +7,7 @@
 * Abandoned staging (a crashed run) is removed only when nothing live claims it. Local disk: a temp
   folder ``.tmp-<label>-<pid>@<host>`` whose process is gone (this host) or that expired (another host;
   ``components.version_folders``). Object stores: a version folder without ``.staged.json`` whose lock
-  can be taken (absent, expired, or naming a process of this host that is gone: ``components.publish.lock.lock_is_live``)
+  can be taken (absent, expired, or naming a process of this host that is gone: ``components.transfer.lock.lock_is_live``)
   — a pid is never checked on a host that does not own it.
 """
 
@@ -17,11 +17,11 @@ import logging
 from collections.abc import Collection
 
 from components.layout import LEASE_SUFFIX
-from components.publish.errors import PublishInProgress
-from components.publish.lock import VersionLock
 from components.staging.area import StagingArea
 from components.staging.handover import remove_version
 from components.storage import StorageError
+from components.transfer.errors import PublishInProgress
+from components.transfer.lock import VersionLock
 from components.version_folders import is_complete, prune_export_versions, version_dirs
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ buckets is server-side too):
 
 Identity is size + CRC32C. GCS lists CRC32C for free; local disk does not, so a candidate's checksum is
 computed only when its size matches, once, and cached. The copy itself is verified again afterwards
-(``transfer.transfer_one``), so a candidate that changed in between costs an upload, not a wrong file.
+(``pool.transfer_one``), so a candidate that changed in between costs an upload, not a wrong file.
 """
 
 from __future__ import annotations
