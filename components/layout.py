@@ -15,9 +15,10 @@ What a version folder holds::
 **The multi-graph layout.** A set (``DistributedExporter``: ``entry``, ``ps_<i>``, dense graphs; or one
 graph per mode) has two physical forms, and :func:`served_path` is the one mapping between them:
 
-* *kept together* while it is written, staged and warmed: ``<version>/<graph>/`` (:func:`set_member_path`)
-  plus ``<version>/export_set.json`` (:data:`SET_MANIFEST`, :func:`set_document`). One folder, so the set
-  appears by one rename (or one ``.staged.json``) and is never seen half-written;
+* *kept together* while it is written, staged and warmed: ``<version>/<graph>/`` plus
+  ``<version>/export_set.json`` (:data:`SET_MANIFEST`, :func:`set_document`, whose ``graphs`` give each
+  graph's folder relative to it). One folder, so the set appears by one rename (or one ``.staged.json``)
+  and is never seen half-written;
 * *served*: ``<base>/<graph>/<version>/`` (:func:`served_path`), because TF Serving loads each graph as
   its own model, with base path ``<base>/<graph>``. Graph ``G`` of the set kept at ``<version>/`` goes to
   ``served_path(version, G)``; a single-graph version is ``<version>/`` in both forms. Graphs move in
@@ -25,11 +26,13 @@ graph per mode) has two physical forms, and :func:`served_path` is the one mappi
 
 Two writers produce the served form, and they differ only in the document that says the set is whole:
 the publish protocol writes its commit marker, ``<base>/.exportflow/<version>.published.json``
-(:func:`marker_path`, components/publish/marker.py); the seed-compatible library (``DistributedExporter``,
-per-mode ``export_all_saved_models``), which has no lock or marker, moves the set's own
-``export_set.json`` to ``<base>/export_sets/<version>.json`` (:func:`library_set_path`) after every graph.
-That name is Monolith-compatible and already in users' folders, so it stays; both documents are read by
-one reader each (``components.export.savedmodel.verify.read_set_document``, ``components.publish.marker``).
+(:func:`marker_path`; components/publish/marker.py), which lists every file with its checksum and is
+written under the version lock; the seed-compatible library (``DistributedExporter``, per-mode
+``export_all_saved_models``) has no lock, and moves the set's own document to
+``<base>/export_sets/<version>.json`` (:func:`library_set_path`) after every graph, merged with the one
+another exporter of the same version wrote (``include_graphs``). Same format as ``export_set.json``, same
+reader (``components.export.savedmodel.verify.read_set_document``). No on-disk name changed when these
+definitions moved here, so the folders users already have need no second reader.
 """
 
 from __future__ import annotations
@@ -87,14 +90,9 @@ def local_path(folder: str, relative: str) -> str:
 # or a servable at the destination)
 
 
-def set_member_path(version: str, graph: str | None) -> str:
-    """Graph ``graph`` of a set kept together: ``<version>/<graph>``; a single graph: ``<version>``."""
-    return f"{version}/{graph}" if graph else version
-
-
 def served_path(version: str, graph: str | None) -> str:
     """Where TF Serving loads graph ``graph`` of ``version`` from: ``<graph>/<version>``; a single graph:
-    ``<version>``. The one mapping from the kept-together form (:func:`set_member_path`)."""
+    ``<version>``. The one mapping from the kept-together form: ``<version>/<graph>`` goes here."""
     return f"{graph}/{version}" if graph else version
 
 
@@ -114,7 +112,7 @@ def set_document(
     layout: str, version: str, graphs: Mapping[str, Mapping[str, Any]], extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The set document: ``{"format", "layout", "version", "graphs": {name: {"path", "signatures"}}, ...}``;
-    ``path`` is the graph's folder relative to the document (:func:`set_member_path` without the version)."""
+    ``path`` is the graph's folder relative to the document's (the graph's name, as written)."""
     return {"format": SET_FORMAT, "layout": layout, "version": version, "graphs": dict(graphs), **dict(extra or {})}
 
 
