@@ -138,6 +138,12 @@ def staged_marker_path(version: str) -> str:
     return f"{BOOKKEEPING}/{version}{STAGED_SUFFIX}"
 
 
+def version_of(name: str, suffix: str) -> str | None:
+    """The version a bookkeeping file ``<version><suffix>`` (e.g. ``300.lease.json``) is about; None when
+    ``name`` is another kind of file."""
+    return name[: -len(suffix)] if name.endswith(suffix) else None
+
+
 def building_path(version: str, graph: str | None) -> str:
     """``.exportflow/building/[<graph>/]<version>``: a graph's version assembled out of TF Serving's sight."""
     return f"{BUILDING_PATH}/{served_path(version, graph)}"

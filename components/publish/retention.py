@@ -35,7 +35,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from components.config.schema import PipelineConfig
-from components.layout import BOOKKEEPING, CURRENT_PATH, GRAPH_FILES, LEASE_SUFFIX, PUBLISHED_SUFFIX
+from components.layout import (
+    BOOKKEEPING,
+    CURRENT_PATH,
+    GRAPH_FILES,
+    LEASE_SUFFIX,
+    PUBLISHED_SUFFIX,
+    version_of,
+)
 from components.publish.errors import PublishInProgress
 from components.publish.layout import (
     check_segment,
@@ -132,11 +139,9 @@ def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
     stale: list[tuple[str, int]] = []
     bookkeeping = storage.join(base, BOOKKEEPING)
     for name in storage.list_names(bookkeeping):
-        if name.endswith(PUBLISHED_SUFFIX):
-            version = name[: -len(PUBLISHED_SUFFIX)]
+        if (version := version_of(name, PUBLISHED_SUFFIX)) is not None:
             markers[version] = read_marker(storage, storage.join(bookkeeping, name))
-        elif name.endswith(LEASE_SUFFIX):
-            version = name[: -len(LEASE_SUFFIX)]
+        elif (version := version_of(name, LEASE_SUFFIX)) is not None:
             found = storage.read_versioned(storage.join(bookkeeping, name))
             if found is None:
                 continue

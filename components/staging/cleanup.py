@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from components.layout import LEASE_SUFFIX
+from components.layout import LEASE_SUFFIX, version_of
 from components.staging.area import StagingArea
 from components.staging.handover import remove_version
 from components.storage import StorageError
@@ -95,6 +95,6 @@ def reap_abandoned(area: StagingArea, strategy: str, *, protect: Collection[str]
             lock.release()
     bookkeeping = area.bookkeeping_uri(strategy)
     for name in area.storage.list_names(bookkeeping):
-        if name.endswith(LEASE_SUFFIX):
+        if version_of(name, LEASE_SUFFIX) is not None:
             VersionLock.clear_stale(area.storage, area.storage.join(bookkeeping, name))
     return reaped

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from components.artifacts import FileEntry
+from components.layout import BOOKKEEPING, TEMP_PREFIX
 from components.storage import ObjectInfo, Storage, StorageError, scheme_of
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def build_index(
     for info in storage.list(servable_base):
         relative = info.uri[len(servable_base.rstrip("/")) + 1 :]
         name = posixpath.basename(relative)
-        if info.uri.startswith(excluded) or relative.startswith(".exportflow/") or name.startswith(".tmp-"):
+        if info.uri.startswith(excluded) or relative.startswith(f"{BOOKKEEPING}/") or name.startswith(TEMP_PREFIX):
             continue
         candidates.append(info)
     if checkpoint_uri and scheme_of(checkpoint_uri) == destination_scheme:
