@@ -1,7 +1,8 @@
 """The publish protocol: how a version appears at the destination so no serving host sees it partially.
 
 Where each piece lives (version folders, ``.exportflow`` bookkeeping, building folders) is
-``layout.py``; the version lock of step 3 is ``lock.py``; the commit marker of step 7 is ``marker.py``.
+``layout.py`` (over components/layout.py); the version lock of step 3 is ``components/transfer/lock.py``;
+the commit marker of step 7 is ``marker.py``.
 This module is the order of writes between them.
 
 TF Serving's file-system source takes *every* integer-named child of a model base path as a version and
@@ -231,7 +232,7 @@ class GraphSource:
 
     ``name`` is None for a single-graph export. ``files`` include the manifest itself. ``local_dir`` is a
     local folder, or a staged folder on the destination's own object store (then every file is a
-    server-side copy of it: ``transfer.copy_source``).
+    server-side copy of it: ``components.transfer.pool.copy_source``).
     """
 
     name: str | None
