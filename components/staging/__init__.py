@@ -1,8 +1,9 @@
 """Staging: how export, warmup and publish of one version hand it over through storage, by URI.
 
-Layout under the model's staging root (``components.paths.staging_root``; any storage scheme)::
+Layout under the model's staging root (``components.paths.staging_root``; any storage scheme; the names
+and the path functions are components/layout.py's)::
 
-    <strategy>/<version>/...                   the staged export (a SavedModel, or a set of graph folders)
+    <strategy>/<version>/...                   the staged export (a SavedModel, or a set kept together)
     <strategy>/.exportflow/<version>.staged.json    object stores only: the version is complete; lists every
                                                     file with size and CRC32C, and the export's signatures
     <strategy>/.exportflow/<version>.lease.json     object stores only: who is staging or removing it
