@@ -24,9 +24,7 @@ import os
 import re
 from collections.abc import Iterable
 
-# The on-disk names are components/layout.py's (the commit marker's suffix is PUBLISHED_SUFFIX there);
-# serving/control.py and tests/support still import GRAPH_FILES and MARKER_SUFFIX from here.
-from components.layout import (  # noqa: F401
+from components.layout import (
     BOOKKEEPING,
     ENTRY_GRAPH,
     GRAPH_FILES,
@@ -35,9 +33,26 @@ from components.layout import (  # noqa: F401
     marker_path,
     served_path,
 )
-from components.layout import PUBLISHED_SUFFIX as MARKER_SUFFIX  # noqa: F401
+from components.layout import PUBLISHED_SUFFIX as MARKER_SUFFIX
 from components.publish.errors import DestinationError
 from components.storage import InvalidURI, Storage, scheme_of
+
+# The on-disk names are components/layout.py's (the commit marker's suffix is PUBLISHED_SUFFIX there);
+# serving/control.py and tests/support import BOOKKEEPING, GRAPH_FILES and MARKER_SUFFIX from here.
+__all__ = [
+    "BOOKKEEPING",
+    "GRAPH_FILES",
+    "MARKER_SUFFIX",
+    "VERSION_PATTERN",
+    "Layout",
+    "building_dir",
+    "check_destination",
+    "check_segment",
+    "layout_for",
+    "lock_uri",
+    "marker_uri",
+    "version_dir",
+]
 
 SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # one folder name
 VERSION_PATTERN = re.compile(r"^[0-9]{1,19}$")  # what TF Serving loads as a version
