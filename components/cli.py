@@ -56,7 +56,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _retention(args: argparse.Namespace) -> int:
     from components.config import load_config
-    from components.publish.retention import format_reports, retention_for_config
+    from components.publish.retention import format_reports
+    from components.serving.protection import retention_for_config
 
     print(format_reports(retention_for_config(load_config(args.config), dry_run=args.dry_run)))
     return 0
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     logging.getLogger("tensorflow").setLevel(logging.INFO if args.verbose else logging.ERROR)
     if sys.stderr.isatty():
-        from components.publish.progress import install_progress_bar
+        from components.transfer.progress import install_progress_bar
 
         install_progress_bar(sys.stderr)
     try:

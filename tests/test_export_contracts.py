@@ -49,7 +49,6 @@ from components.export.errors import (
 )
 from components.export.savedmodel.assets import copy_assets_extra, normalize_assets_extra
 from components.export.savedmodel.folder_names import validate_name, validate_version
-from components.export.savedmodel.retention import prune_export_versions, temp_dir_name, version_dirs
 from components.export.strategies import ENTRY_POINT_GROUP, PipelineStrategy, create_strategy, known_kinds
 from components.export.strategies.adapter import ExportStrategyAdapter
 from components.export.strategies.exporter_kinds import ledger_best
@@ -61,6 +60,7 @@ from components.export.strategies.options import (
 )
 from components.ledger import CheckpointRecord, LedgerState
 from components.ledger.schema import BestRecord
+from components.version_folders import prune_export_versions, temp_dir_name, version_dirs
 
 
 def receiver():  # a stand-in serving_input_receiver_fn; never called in this module

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from components.artifacts import ExportArtifact
+from components.layout import BOOKKEEPING, GRAPH_FILES
 from components.manifest import MANIFEST_PATH
 from components.publish.errors import (
     ChecksumMismatch,
@@ -38,7 +39,6 @@ from components.publish.errors import (
     ExportIncomplete,
 )
 from components.publish.executor import publish
-from components.publish.layout import BOOKKEEPING, GRAPH_FILES
 from components.storage import Storage, StorageOptions, crc32c_of_file, storage_for
 from components.storage.gcs import GCSStorage
 from tests.support.faultproxy import DropResponse, FaultProxy, Reset, Stall

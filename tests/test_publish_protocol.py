@@ -25,12 +25,12 @@ from components.model_storage import destination_storage
 from components.publish.errors import PublishInProgress, VersionConflict
 from components.publish.executor import publish
 from components.publish.layout import lock_uri
-from components.publish.lock import VersionLock
-from components.publish.progress import Progress, ProgressBar, bar_log
 from components.publish.protocol import collect_abandoned_builds
 from components.publish.retention import RetentionPolicy, prune_published_versions
-from components.publish.transfer import PublishEvent
 from components.storage import crc32c_of_file, storage_for
+from components.transfer.lock import VersionLock
+from components.transfer.pool import PublishEvent
+from components.transfer.progress import Progress, ProgressBar, bar_log
 from tests.support.publishing import (
     DEFAULT_FILES,
     FsyncRecorder,

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.layout import BOOKKEEPING
 from components.publish.executor import publish
-from components.publish.layout import BOOKKEEPING, lock_uri
+from components.publish.layout import lock_uri
 from components.publish.marker import CommitMarker
 from components.publish.retention import (
     RetentionPolicy,
@@ -22,9 +23,9 @@ from components.publish.retention import (
     decide,
     mark_current,
     prune_published_versions,
-    retire_old_versions,
 )
 from components.ranking import RankingRule
+from components.serving.protection import retire_old_versions
 from components.storage import storage_for
 from tests.support.publishing import (
     assert_nothing_partial_is_loadable,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.publish.retention import RetentionPolicy, decide, retention_for_config, retire_old_versions
+from components.publish.retention import RetentionPolicy, decide
 from components.serving import control
+from components.serving.protection import retention_for_config, retire_old_versions
 from components.storage import storage_for
 from tests.support.publishing import loadable_versions
 from tests.test_publish_retention import published

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from components.config import ConfigError, parse_config
-from components.export.savedmodel.retention import prune_export_versions, temp_dir_name
 from components.staging.area import StagingArea
 from components.staging.cache import ScratchCache
 from components.staging.cleanup import prune_strategy, reap_abandoned
 from components.storage import storage_for
+from components.version_folders import prune_export_versions, temp_dir_name
 from tests.conftest import example_config_dict
 
 OTHER_HOST = "worker-on-another-host"

@@ -7,7 +7,7 @@ Three parts, each usable on its own:
   ``export_all_saved_models``, Monolith's ``ExportContext``, ``StandaloneExporter`` and
   ``DistributedExporter``;
 * ``savedmodel/`` — writing SavedModels under all of them: graphs per mode, variables by reference,
-  assets, verification, versions and atomic writes, retention;
+  assets, verification, versions and atomic writes (retention: ``components.version_folders``);
 * ``strategies/`` — the pipeline's strategy kinds (``all_modes``, ``final``, ``latest``, ``best``,
   ``standalone``, ``distributed``, ``custom``), their base class and the entry-point registry;
   ``executor.py`` runs one of them for the export stage (``spec.py``).
@@ -39,7 +39,7 @@ _LAZY = {
     "sharded_embedding": "components.export.compat.export_context",
     "StandaloneExporter": "components.export.compat.standalone",
     "DistributedExporter": "components.export.compat.distributed",
-    "prune_export_versions": "components.export.savedmodel.retention",
+    "prune_export_versions": "components.version_folders",
 }
 
 __all__ = list(_LAZY)

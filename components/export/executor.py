@@ -30,18 +30,18 @@ from typing import Any
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
 from components.export.errors import ExportError, StagingFailed
 from components.export.savedmodel.by_reference import DeferredShards, deferring
-from components.export.savedmodel.retention import temp_dir_name
 from components.export.savedmodel.versions import WriteOutcome, Written, choose_version, write_version
 from components.export.spec import ExportParams
 from components.export.strategies import StrategyContext, create_strategy
 from components.ledger import LedgerState
 from components.paths import work_dir
-from components.publish.dedupe import checkpoint_objects
 from components.staging import cleanup
 from components.staging.area import StagingArea, staging_area
 from components.staging.errors import StagingError
 from components.staging.handover import stage_version
 from components.storage import ObjectInfo, StorageError, scheme_of, storage_for
+from components.transfer.dedupe import checkpoint_objects
+from components.version_folders import temp_dir_name
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ from components.paths import work_dir
 from components.pipeline.options import RunOptions, selected_strategies, strategy_named
 from components.preflight import preflight
 from components.publish.executor import publish
-from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
+from components.serving.protection import retire_old_versions
 from components.serving.publication import label_fresh_version
 from components.staging.release import release_staged
 from components.storage import CredentialsSource

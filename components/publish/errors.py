@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-from components.errors import ExportflowError, RetryableError
+from components.errors import RetryableError
 
+# The transfer machinery's errors (components/transfer/errors.py) are this family's base and three of its
+# members; they are the same classes, so ``except PublishError`` catches them all.
+from components.transfer.errors import ChecksumMismatch, ExportIncomplete, PublishError, PublishInProgress
 
-class PublishError(ExportflowError):
-    """A version could not be published; serving hosts never see it partially."""
+__all__ = [
+    "ChecksumMismatch",
+    "DestinationError",
+    "DestinationFull",
+    "DestinationNotFound",
+    "ExportIncomplete",
+    "PublishError",
+    "PublishInProgress",
+    "TransferFailed",
+    "VersionConflict",
+]
 
 
 class DestinationError(PublishError, ValueError):
@@ -21,20 +33,8 @@ class DestinationFull(PublishError):
     """The destination ran out of room (disk full, quota, file-size limit)."""
 
 
-class ExportIncomplete(PublishError):
-    """The export folder lacks a file its SavedModel or manifest needs, or a file changed since."""
-
-
-class ChecksumMismatch(PublishError):
-    """A copied file does not match the export's manifest."""
-
-
 class VersionConflict(PublishError):
     """The destination already holds a loadable version of that number with different content."""
-
-
-class PublishInProgress(RetryableError, PublishError):
-    """Another run holds the version's lock (publishing or removing it); retry later."""
 
 
 class TransferFailed(RetryableError, PublishError):

@@ -27,6 +27,7 @@ from typing import Any
 
 from components.artifacts import ExportArtifact, FileEntry, PushedModelArtifact, to_jsonable
 from components.config.schema import DestinationConfig
+from components.layout import GRAPH_FILES
 from components.manifest import (
     MANIFEST_PATH,
     build_manifest,
@@ -37,17 +38,17 @@ from components.manifest import (
 )
 from components.model_storage import destination_storage
 from components.publish.errors import ExportIncomplete
-from components.publish.layout import GRAPH_FILES, Layout, layout_for
+from components.publish.layout import Layout, layout_for
 from components.publish.marker import MarkedExport, read_marker
 from components.publish.protocol import GraphSource, PublishSettings, publish_version
 from components.publish.spec import PublishParams
-from components.publish.transfer import Observer
 from components.storage import (
     Storage,
     crc32c_of_bytes,
     crc32c_of_file,
     scheme_of,
 )
+from components.transfer.pool import Observer
 
 log = logging.getLogger(__name__)
 

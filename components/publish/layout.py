@@ -1,7 +1,8 @@
 """Where every piece of a published version lives at the destination, and the checks that keep it there.
 
-One module owns these names so the protocol, retention and the tests spell them once. Layout under
-``<destination>/<servable>/`` (the servable's *base*)::
+The names and the multi-graph layout are components/layout.py's (the served form of a set); this module
+joins them to a destination with its storage and checks them. Layout under ``<destination>/<servable>/``
+(the servable's *base*)::
 
     <version>/...                         a single-graph version (TF Serving's model base path is <base>)
     <graph>/<version>/...                 a multi-graph set (DistributedExporter): each graph is its own
@@ -23,13 +24,35 @@ import os
 import re
 from collections.abc import Iterable
 
-# The on-disk names are components/layout.py's; the version lock is named "lease" on disk since the first
-# release (LEASE_SUFFIX), and the commit marker is PUBLISHED_SUFFIX.
-from components.layout import BOOKKEEPING, BUILDING, CURRENT, ENTRY_GRAPH, GRAPH_FILES  # noqa: F401
-from components.layout import LEASE_SUFFIX as LOCK_SUFFIX
+from components.layout import (
+    BOOKKEEPING,
+    ENTRY_GRAPH,
+    GRAPH_FILES,
+    building_path,
+    lock_path,
+    marker_path,
+    served_path,
+)
 from components.layout import PUBLISHED_SUFFIX as MARKER_SUFFIX
 from components.publish.errors import DestinationError
 from components.storage import InvalidURI, Storage, scheme_of
+
+# The on-disk names are components/layout.py's (the commit marker's suffix is PUBLISHED_SUFFIX there);
+# serving/control.py and tests/support import BOOKKEEPING, GRAPH_FILES and MARKER_SUFFIX from here.
+__all__ = [
+    "BOOKKEEPING",
+    "GRAPH_FILES",
+    "MARKER_SUFFIX",
+    "VERSION_PATTERN",
+    "Layout",
+    "building_dir",
+    "check_destination",
+    "check_segment",
+    "layout_for",
+    "lock_uri",
+    "marker_uri",
+    "version_dir",
+]
 
 SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # one folder name
 VERSION_PATTERN = re.compile(r"^[0-9]{1,19}$")  # what TF Serving loads as a version
@@ -75,21 +98,20 @@ class Layout:
 
 
 def marker_uri(storage: Storage, base: str, version: str) -> str:
-    return storage.join(base, BOOKKEEPING, f"{version}{MARKER_SUFFIX}")
+    return storage.join(base, marker_path(version))
 
 
 def lock_uri(storage: Storage, base: str, version: str) -> str:
-    return storage.join(base, BOOKKEEPING, f"{version}{LOCK_SUFFIX}")
+    return storage.join(base, lock_path(version))
 
 
 def version_dir(storage: Storage, base: str, version: str, graph: str | None) -> str:
     """Where TF Serving loads a graph's version from: ``<base>/[<graph>/]<version>``."""
-    return storage.join(base, graph, version) if graph else storage.join(base, version)
+    return storage.join(base, served_path(version, graph))
 
 
 def building_dir(storage: Storage, base: str, version: str, graph: str | None) -> str:
-    root = storage.join(base, BOOKKEEPING, BUILDING)
-    return storage.join(root, graph, version) if graph else storage.join(root, version)
+    return storage.join(base, building_path(version, graph))
 
 
 def check_segment(kind: str, value: str) -> str:
@@ -141,10 +163,3 @@ def layout_for(
             raise DestinationError(f"{target} is outside the configured destination {destination}")
     return layout
 
-
-def graph_order(graphs: Iterable[str | None]) -> list[str | None]:
-    """Publication order of ``saved_model.pb``: other graphs by name, then the entry graph."""
-    names = list(graphs)
-    return sorted((g for g in names if g != ENTRY_GRAPH), key=lambda g: g or "") + (
-        [ENTRY_GRAPH] if ENTRY_GRAPH in names else []
-    )

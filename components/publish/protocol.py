@@ -1,7 +1,8 @@
 """The publish protocol: how a version appears at the destination so no serving host sees it partially.
 
 Where each piece lives (version folders, ``.exportflow`` bookkeeping, building folders) is
-``layout.py``; the version lock of step 3 is ``lock.py``; the commit marker of step 7 is ``marker.py``.
+``layout.py`` (over components/layout.py); the version lock of step 3 is ``components/transfer/lock.py``;
+the commit marker of step 7 is ``marker.py``.
 This module is the order of writes between them.
 
 TF Serving's file-system source takes *every* integer-named child of a model base path as a version and
@@ -168,8 +169,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, cast
 
 from components.artifacts import FileEntry
+from components.layout import BUILDING_PATH, GRAPH_FILES, graph_order
 from components.manifest import MANIFEST_PATH
-from components.publish.dedupe import DedupeIndex, build_index
 from components.publish.errors import (
     ChecksumMismatch,
     DestinationFull,
@@ -180,19 +181,14 @@ from components.publish.errors import (
     VersionConflict,
 )
 from components.publish.layout import (
-    BOOKKEEPING,
-    BUILDING,
-    GRAPH_FILES,
     VERSION_PATTERN,
     Layout,
     building_dir,
-    graph_order,
     layout_for,
     lock_uri,
     marker_uri,
     version_dir,
 )
-from components.publish.lock import LockLook, VersionLock
 from components.publish.marker import (
     CommitMarker,
     MarkedExport,
@@ -200,16 +196,6 @@ from components.publish.marker import (
     now_iso,
     read_marker,
     write_marker,
-)
-from components.publish.progress import Progress
-from components.publish.transfer import (
-    Observer,
-    PublishEvent,
-    Transfer,
-    TransferResult,
-    copy_source,
-    matches,
-    run_transfers,
 )
 from components.storage import (
     BucketNotFound,
@@ -222,6 +208,18 @@ from components.storage import (
     UploadChecksumMismatch,
     scheme_of,
 )
+from components.transfer.dedupe import DedupeIndex, build_index
+from components.transfer.lock import LockLook, VersionLock
+from components.transfer.pool import (
+    Observer,
+    PublishEvent,
+    Transfer,
+    TransferResult,
+    copy_source,
+    matches,
+    run_transfers,
+)
+from components.transfer.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +232,7 @@ class GraphSource:
 
     ``name`` is None for a single-graph export. ``files`` include the manifest itself. ``local_dir`` is a
     local folder, or a staged folder on the destination's own object store (then every file is a
-    server-side copy of it: ``transfer.copy_source``).
+    server-side copy of it: ``components.transfer.pool.copy_source``).
     """
 
     name: str | None
@@ -474,7 +472,7 @@ class _Run:
         return self._final_dirs()
 
     def _in_building(self, uri: str) -> bool:
-        return uri.startswith(self.storage.join(self.layout.base, BOOKKEEPING, BUILDING, ""))
+        return uri.startswith(self.storage.join(self.layout.base, BUILDING_PATH, ""))
 
     def _choose_work_folders(self) -> None:
         """Local disk: a graph already loadable at its version folder is repaired in place (it is visible
@@ -789,7 +787,7 @@ def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | 
 def collect_abandoned_builds(storage: Storage, base: str, ttl: float = 300.0) -> list[str]:
     """Remove the building folders that no live run owns (a killed run's half-built version), each under
     the version's lock so a publisher starting now waits or fails fast. Returns the versions collected."""
-    root = storage.join(base, BOOKKEEPING, BUILDING)
+    root = storage.join(base, BUILDING_PATH)
     graphs_of: dict[str, list[str | None]] = {}
     for name in storage.list_names(root):
         if VERSION_PATTERN.match(name):

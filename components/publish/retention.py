@@ -13,9 +13,11 @@ ledger, so retention is right even when several pipelines or a human touched the
 * **not loadable** — no ``saved_model.pb`` and no live lock: an abandoned partial upload, or a removal
   that was interrupted. Nothing can serve it; it is deleted.
 
-Versions serving control needs (``components.serving.protection``: labelled, listed in the model server
-config, or a label's rollback target) are kept; when the model server config cannot be read, retention
-deletes nothing. The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
+Versions serving control needs (labelled, listed in the model server config, or a label's rollback
+target) come in as ``serving`` and are kept: serving sits above publish, so
+``components.serving.protection`` works them out and runs retention with them (``retire_old_versions``
+after a publish, ``retention_for_config`` for the CLI); when the model server config cannot be read,
+retention deletes nothing. The *current* version is named by ``<base>/.exportflow/current`` (written by whatever rolls serving
 forward or back, see ``mark_current``) and is never deleted. *Best* is judged by ``components.ranking``'s
 rule for the config (the first ``change`` threshold's metric and direction, else lower ``loss``) among
 the versions whose markers carry that metric.
@@ -33,22 +35,25 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from components.config.schema import PipelineConfig
-from components.publish.errors import PublishError, PublishInProgress
-from components.publish.layout import (
+from components.layout import (
     BOOKKEEPING,
-    CURRENT,
+    CURRENT_PATH,
     GRAPH_FILES,
-    LOCK_SUFFIX,
-    MARKER_SUFFIX,
+    LEASE_SUFFIX,
+    PUBLISHED_SUFFIX,
+    version_of,
+)
+from components.publish.errors import PublishInProgress
+from components.publish.layout import (
     check_segment,
     lock_uri,
     version_dir,
 )
-from components.publish.lock import VersionLock, json_object, lock_is_live
 from components.publish.marker import CommitMarker, read_marker
 from components.publish.protocol import collect_abandoned_builds, unpublish
 from components.ranking import RankingRule, rule_for
 from components.storage import PreconditionFailed, Storage, StorageError
+from components.transfer.lock import VersionLock, json_object, lock_is_live
 
 log = logging.getLogger(__name__)
 RETIRE_LOCK_TTL = 300.0
@@ -134,11 +139,9 @@ def survey(storage: Storage, base: str, now: float | None = None) -> Survey:
     stale: list[tuple[str, int]] = []
     bookkeeping = storage.join(base, BOOKKEEPING)
     for name in storage.list_names(bookkeeping):
-        if name.endswith(MARKER_SUFFIX):
-            version = name[: -len(MARKER_SUFFIX)]
+        if (version := version_of(name, PUBLISHED_SUFFIX)) is not None:
             markers[version] = read_marker(storage, storage.join(bookkeeping, name))
-        elif name.endswith(LOCK_SUFFIX):
-            version = name[: -len(LOCK_SUFFIX)]
+        elif (version := version_of(name, LEASE_SUFFIX)) is not None:
             found = storage.read_versioned(storage.join(bookkeeping, name))
             if found is None:
                 continue
@@ -264,48 +267,9 @@ def servables_of(config: PipelineConfig) -> list[str]:
     return sorted({s.servable or config.name for s in config.strategies})
 
 
-def retention_for_config(config: PipelineConfig, *, dry_run: bool = False) -> list[RetentionReport]:
-    """Apply (or with ``dry_run`` only plan) retention for every servable the config publishes."""
-    from components.model_storage import destination_storage
-    from components.serving.errors import ServingError
-    from components.serving.protection import serving_needs
-
-    storage = destination_storage(config.destination)
-    policy = policy_for(config)
-    try:
-        return [
-            prune_published_versions(
-                storage, config.destination.uri, servable, policy, dry_run=dry_run,
-                serving=serving_needs(config, servable),
-            )
-            for servable in servables_of(config)
-        ]
-    except ServingError as exc:
-        raise PublishError(f"retention at {config.destination.uri} deleted nothing: {exc}") from exc
-    except StorageError as exc:
-        raise PublishError(f"retention at {config.destination.uri} failed: {exc}") from exc
-
-
-def retire_old_versions(config: PipelineConfig, servable: str) -> RetentionReport | None:
-    """Retention after a publish: a failure here is logged, never fails the publish."""
-    from components.model_storage import destination_storage
-    from components.serving.errors import ServingError
-    from components.serving.protection import serving_needs
-
-    try:
-        report = prune_published_versions(
-            destination_storage(config.destination), config.destination.uri, servable, policy_for(config),
-            serving=serving_needs(config, servable),
-        )
-    except (PublishError, ServingError, StorageError) as exc:
-        log.warning("retention of %s/%s skipped: %s", config.destination.uri, servable, exc)
-        return None
-    return report
-
-
 def mark_current(storage: Storage, destination: str, servable: str, version: str | None) -> None:
     """Record which version serving uses (None clears it); retention never deletes it."""
-    uri = storage.join(destination, check_segment("servable", servable), BOOKKEEPING, CURRENT)
+    uri = storage.join(destination, check_segment("servable", servable), CURRENT_PATH)
     if version is None:
         storage.delete(uri)
     else:
@@ -313,7 +277,7 @@ def mark_current(storage: Storage, destination: str, servable: str, version: str
 
 
 def read_current(storage: Storage, base: str) -> str | None:
-    found = storage.read_versioned(storage.join(base, BOOKKEEPING, CURRENT))
+    found = storage.read_versioned(storage.join(base, CURRENT_PATH))
     if found is None:
         return None
     text = found[0].decode("utf-8", "replace").strip()

@@ -9,8 +9,7 @@ import os
 from typing import Any
 
 from components.config.schema import PipelineConfig
-from components.layout import BOOKKEEPING, STAGED_SUFFIX
-from components.layout import LEASE_SUFFIX as LOCK_SUFFIX
+from components.layout import BOOKKEEPING, lock_path, staged_marker_path
 from components.model_storage import storage_options
 from components.paths import cache_dir, scratch_dir, staging_root
 from components.staging.cache import ScratchCache
@@ -41,10 +40,14 @@ class StagingArea:
         return self.storage.join(self.strategy_uri(strategy), version)
 
     def staged_marker(self, strategy: str, version: str) -> str:
-        return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{STAGED_SUFFIX}")
+        return self.storage.join(self.strategy_uri(strategy), staged_marker_path(version))
 
     def lock_uri(self, strategy: str, version: str) -> str:
-        return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING, f"{version}{LOCK_SUFFIX}")
+        return self.storage.join(self.strategy_uri(strategy), lock_path(version))
+
+    def bookkeeping_uri(self, strategy: str) -> str:
+        """``<strategy>/.exportflow``: the staged markers and locks of the strategy's versions."""
+        return self.storage.join(self.strategy_uri(strategy), BOOKKEEPING)
 
     def scratch_path(self, *parts: str) -> str:
         return os.path.join(self.scratch, *parts)

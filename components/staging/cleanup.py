@@ -6,8 +6,8 @@
   one the ledger shows exported and not yet published).
 * Abandoned staging (a crashed run) is removed only when nothing live claims it. Local disk: a temp
   folder ``.tmp-<label>-<pid>@<host>`` whose process is gone (this host) or that expired (another host;
-  ``components.export.savedmodel.retention``). Object stores: a version folder without ``.staged.json`` whose lock
-  can be taken (absent, expired, or naming a process of this host that is gone: ``components.publish.lock.lock_is_live``)
+  ``components.version_folders``). Object stores: a version folder without ``.staged.json`` whose lock
+  can be taken (absent, expired, or naming a process of this host that is gone: ``components.transfer.lock.lock_is_live``)
   — a pid is never checked on a host that does not own it.
 """
 
@@ -16,13 +16,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from components.export.savedmodel.retention import prune_export_versions, version_dirs
-from components.export.savedmodel.versions import is_complete
-from components.publish.errors import PublishInProgress
-from components.publish.lock import VersionLock
-from components.staging.area import LOCK_SUFFIX, STAGED_SUFFIX, StagingArea
+from components.layout import LEASE_SUFFIX, version_of
+from components.staging.area import StagingArea
 from components.staging.handover import remove_version
 from components.storage import StorageError
+from components.transfer.errors import PublishInProgress
+from components.transfer.lock import VersionLock
+from components.version_folders import is_complete, prune_export_versions, version_dirs
 
 log = logging.getLogger(__name__)
 REAP_LOCK_TTL = 300.0
@@ -93,7 +93,8 @@ def reap_abandoned(area: StagingArea, strategy: str, *, protect: Collection[str]
                 log.info("staging: reaped abandoned %s", area.version_uri(strategy, version))
         finally:
             lock.release()
-    for name in area.storage.list_names(area.storage.join(area.strategy_uri(strategy), ".exportflow")):
-        if name.endswith(LOCK_SUFFIX) and not name.endswith(STAGED_SUFFIX):
-            VersionLock.clear_stale(area.storage, area.storage.join(area.strategy_uri(strategy), ".exportflow", name))
+    bookkeeping = area.bookkeeping_uri(strategy)
+    for name in area.storage.list_names(bookkeeping):
+        if version_of(name, LEASE_SUFFIX) is not None:
+            VersionLock.clear_stale(area.storage, area.storage.join(bookkeeping, name))
     return reaped

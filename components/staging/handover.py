@@ -24,10 +24,6 @@ from typing import Any
 
 from components.artifacts import FileEntry
 from components.manifest import list_export_files
-from components.publish.dedupe import DedupeIndex
-from components.publish.errors import PublishError, PublishInProgress
-from components.publish.lock import VersionLock
-from components.publish.transfer import Transfer, TransferResult, run_transfers
 from components.staging.area import LOCK_TTL, StagingArea
 from components.staging.errors import (
     StagedVersionCorrupt,
@@ -36,6 +32,10 @@ from components.staging.errors import (
     StagingUnavailable,
 )
 from components.storage import ObjectInfo, StorageError, TransientStorageError
+from components.transfer.dedupe import DedupeIndex
+from components.transfer.errors import PublishError, PublishInProgress
+from components.transfer.lock import VersionLock
+from components.transfer.pool import Transfer, TransferResult, run_transfers
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from components.artifacts import ExportArtifact
 from components.errors import ExportflowError
 from components.model_storage import destination_storage
 from components.publish.executor import publish
-from components.publish.transfer import Observer, PublishEvent
+from components.transfer.pool import Observer, PublishEvent
 from tests.support.publishing import make_config, params_for
 
 

@@ -2,10 +2,10 @@
 
 Graphs: ``entry`` (model_fn's graph; embedding lookups replaced by routing and placeholders), one
 ``ps_<i>`` per embedding shard with a ``lookup_<table>`` signature, and any dense sub-graphs model_fn
-registered. The library layout is TF Serving's, one servable per graph: ``<base>/<graph>/<version>/``,
-plus ``<base>/export_sets/<version>.json`` naming the set (written last); the pipeline keeps the set in
-one folder (``<version>/<graph>/`` + ``export_set.json``) so it appears, and later publishes,
-all-or-nothing.
+registered. The set is written kept together (``<version>/<graph>/`` + ``export_set.json``), verified,
+then moved into its served form, one TF Serving model per graph: ``<base>/<graph>/<version>/``, plus
+``<base>/export_sets/<version>.json`` naming the set (written last). The pipeline's strategy keeps it
+together until publication. Both forms and the mapping between them are components/layout.py's.
 
 Options, as in Monolith: ``include_graphs`` exports only the graphs named; ``dense_only`` skips the
 ``ps_<i>`` graphs (entry and dense graphs only); ``global_step_as_timestamp`` names the version after the

@@ -29,7 +29,6 @@ from components.export.errors import ExportContractError
 from components.export.savedmodel.assets import normalize_assets_extra
 from components.export.savedmodel.folder_names import validate_name
 from components.export.savedmodel.mode_graphs import estimator_model_fn
-from components.export.savedmodel.retention import prune_export_versions
 from components.export.savedmodel.verify import VerifyDepth
 from components.export.savedmodel.versions import (
     VersionScheme,
@@ -39,6 +38,7 @@ from components.export.savedmodel.versions import (
     write_version,
 )
 from components.ranking import RankingRule
+from components.version_folders import prune_export_versions
 
 log = logging.getLogger(__name__)
 EvalResult = Mapping[str, Any]

@@ -6,8 +6,8 @@
 * ``assets.py`` — ``assets_extra`` copied safely into ``assets.extra/``;
 * ``verify.py`` — read signatures, verify every tag of every graph, the set manifest of multi-graph exports;
 * ``versions.py`` — version names and the verified temp-folder-then-rename write;
-* ``retention.py`` — keep the newest N versions, remove crashed temp folders;
 * ``folder_names.py`` — which strategy, graph and version names can become folders.
 
-Nothing here knows the pipeline: no config, ledger or strategy is imported (tests/test_layers.py).
+Keeping the newest N versions and removing crashed temp folders is ``components.version_folders``'s (staging
+keeps its local versions the same way). Nothing here knows the pipeline: no config, ledger or strategy is imported (tests/test_layers.py).
 """

@@ -1,8 +1,9 @@
 """SavedModel helpers: inspect signatures cheaply and verify every tag of every graph of an export.
 
-An export is either one SavedModel (``saved_model.pb`` at its root) or a **set** of them: one SavedModel
-per graph in ``<root>/<graph>/`` plus ``<root>/export_set.json`` naming the graphs (per-mode exports,
-DistributedExporter). Verification comes in two depths:
+An export is either one SavedModel (``saved_model.pb`` at its root) or a **set** of them kept together:
+one SavedModel per graph in ``<root>/<graph>/`` plus ``<root>/export_set.json`` naming the graphs (per-mode
+exports, DistributedExporter; the layout and the document's format are components/layout.py's, and
+:func:`read_set_document` is their one reader). Verification comes in two depths:
 
 * ``full`` — the ``graph`` checks, then load every MetaGraph with its variables in a fresh session
   (restores every variable, so it costs a read of the variables per tag; restoring alone would not
@@ -25,12 +26,14 @@ from components.layout import (
     GRAPH_FILES,
     SAVED_MODEL_PB,
     SAVED_MODEL_PBTXT,
+    SET_FORMAT,
     SET_MANIFEST,
     VARIABLES_PREFIX,
+    is_set_document,
     local_path,
+    set_document,
 )
 
-SET_MANIFEST_FORMAT = "exportflow.export_set/1"
 VerifyDepth = Literal["full", "graph"]
 
 
@@ -188,7 +191,7 @@ def _tensor_names(tensor_info: Any) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Set manifest: which graphs make up a multi-graph export (all of them publish, or none).
+# The set document: which graphs make up a multi-graph export (all of them publish, or none).
 
 
 def write_set_manifest(
@@ -205,14 +208,11 @@ def write_set_manifest(
             "path": rel,
             "signatures": {k: list(v) for k, v in signatures_by_tag(path).items()},
         }
-    document = {
-        "format": SET_MANIFEST_FORMAT,
-        "layout": layout,
-        "version": version,
-        "graphs": entries,
-        **dict(extra or {}),
-    }
-    target = os.path.join(root, SET_MANIFEST)
+    return write_set_document(os.path.join(root, SET_MANIFEST), set_document(layout, version, entries, extra))
+
+
+def write_set_document(target: str, document: Mapping[str, Any]) -> str:
+    """Write a set document to ``target`` atomically (temp file, fsync, rename)."""
     tmp = f"{target}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1, sort_keys=True)
@@ -223,7 +223,13 @@ def write_set_manifest(
 
 
 def read_set_manifest(root: str) -> dict[str, Any] | None:
-    path = os.path.join(root, SET_MANIFEST)
+    """The set document of a set kept together at ``root`` (None: ``root`` holds none)."""
+    return read_set_document(os.path.join(root, SET_MANIFEST))
+
+
+def read_set_document(path: str) -> dict[str, Any] | None:
+    """A set document wherever it lies (``<version>/export_set.json``, the library's
+    ``export_sets/<version>.json``); None when absent, ``VerificationError`` when it is not one."""
     try:
         with open(path, encoding="utf-8") as handle:
             document = json.load(handle)
@@ -231,6 +237,6 @@ def read_set_manifest(root: str) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         raise VerificationError(f"{path} is not a readable set manifest: {exc}") from exc
-    if document.get("format") != SET_MANIFEST_FORMAT or not isinstance(document.get("graphs"), dict):
-        raise VerificationError(f"{path} is not an {SET_MANIFEST_FORMAT} manifest")
+    if not is_set_document(document):
+        raise VerificationError(f"{path} is not an {SET_FORMAT} manifest")
     return document

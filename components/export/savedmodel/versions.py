@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -23,16 +22,17 @@ from typing import Any, Literal
 from components.errors import ExportflowError
 from components.export.errors import ExportError, MissingCheckpointError
 from components.export.savedmodel.folder_names import validate_version
-from components.export.savedmodel.retention import prune_export_versions, temp_dir_name
 from components.export.savedmodel.verify import (
     VerifyDepth,
     export_signatures,
     graph_dirs,
-    is_saved_model_dir,
+    read_set_document,
     read_set_manifest,
     verify_export,
+    write_set_document,
 )
-from components.layout import EXPORT_SETS_DIR, SET_MANIFEST
+from components.layout import SET_MANIFEST, graph_order, library_set_path, local_path, served_path
+from components.version_folders import is_complete, prune_export_versions, temp_dir_name
 
 log = logging.getLogger(__name__)
 VersionScheme = Literal["step", "timestamp"]
@@ -107,13 +107,6 @@ def latest_checkpoint_or_fail(estimator: Any, checkpoint_path: str | None) -> st
             f"no checkpoint_path given and no checkpoint in {estimator.model_dir}; train first or pass one"
         )
     return found
-
-
-def is_complete(path: str) -> bool:
-    """A version folder that holds a SavedModel or a set manifest (only ever renamed in complete)."""
-    return os.path.isdir(path) and (
-        is_saved_model_dir(path) or os.path.isfile(os.path.join(path, SET_MANIFEST))
-    )
 
 
 def written_from_folder(path: str) -> Written:
@@ -202,34 +195,34 @@ def publish_set_by_graph(
     last: Sequence[str] = (),
     force: bool = False,
 ) -> dict[str, str]:
-    """Move a verified set ``set_dir/<graph>/`` into TF Serving's ``<base>/<graph>/<version>/`` layout.
+    """Move a verified set kept together in ``set_dir`` into its served form under ``base``.
 
-    Graphs named in ``last`` move last (the entry or serving graph, which needs the others), and the set
-    manifest lands in ``<base>/export_sets/<version>.json`` after every graph, so its presence means the
-    whole set is in place. A graph version that already exists is kept unless ``force``.
+    Each graph goes to ``served_path(version, graph)`` (``<base>/<graph>/<version>/``, TF Serving's layout),
+    in ``graph_order`` with ``last`` last (the entry or serving graph, which needs the others); the set
+    document then lands at ``library_set_path(version)`` (``<base>/export_sets/<version>.json``), so its
+    presence means the whole set is in place (components/layout.py). A graph version that already exists
+    is kept unless ``force``.
     """
     graphs = graph_dirs(set_dir)
-    order = sorted(graphs, key=lambda g: (g in last, list(last).index(g) if g in last else 0, g))
     paths = {}
-    for graph in order:
-        target_base = os.path.join(base, graph)
+    for graph in map(str, graph_order(graphs, last)):  # a set's graphs are all named
+        target = local_path(base, served_path(version, graph))
+        target_base = os.path.dirname(target)
         make_base(target_base)
-        target = os.path.join(target_base, version)
         if is_complete(target) and not force:
             log.info("graph %s version %s already exported at %s", graph, version, target)
         else:
             _replace_dir(graphs[graph], target, target_base)
         paths[graph] = target
-    sets = os.path.join(base, EXPORT_SETS_DIR)
-    make_base(sets)
-    target = os.path.join(sets, f"{version}.json")
-    manifest = os.path.join(set_dir, SET_MANIFEST)
-    if os.path.isfile(target):  # another exporter of the same version (include_graphs): merge the sets
-        merged = read_set_manifest_file(target)
-        merged.setdefault("graphs", {}).update(read_set_manifest_file(manifest)["graphs"])
-        with open(manifest, "w", encoding="utf-8") as handle:
-            json.dump(merged, handle, indent=1, sort_keys=True)
-    os.replace(manifest, target)
+    target = local_path(base, library_set_path(version))
+    make_base(os.path.dirname(target))
+    document = read_set_manifest(set_dir)
+    if document is None:
+        raise ExportError(f"the set {set_dir} has no {SET_MANIFEST}; nothing names its graphs")
+    earlier = read_set_document(target)
+    if earlier is not None:  # another exporter of this version (include_graphs)
+        document = {**earlier, "graphs": {**earlier["graphs"], **document["graphs"]}}
+    write_set_document(target, document)
     shutil.rmtree(set_dir, ignore_errors=True)
     return paths
 
@@ -255,8 +248,3 @@ def write_set_version(
     if _write_verified(tmp_dir, write, verify, f"{label} failed writing set version {version}") is None:
         return {}
     return publish_set_by_graph(base, version, tmp_dir, last=last, force=force)
-
-
-def read_set_manifest_file(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)

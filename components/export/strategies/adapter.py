@@ -20,12 +20,12 @@ from components.estimator import build_estimator
 from components.export.compat.export_strategy import ExportStrategy
 from components.export.compat.exporters import Exporter
 from components.export.errors import ExportError, StrategyConfigError
-from components.export.savedmodel.retention import temp_dir_name
 from components.export.savedmodel.versions import Written, written_from_folder
 from components.export.strategies.base import Decision, OptionsStrategy, StrategyContext
 from components.export.strategies.exporter_kinds import is_final
 from components.export.strategies.options import AdapterOptions
 from components.imports import ImportPath
+from components.version_folders import temp_dir_name
 
 log = logging.getLogger(__name__)
 Adaptable = ExportStrategy | Exporter

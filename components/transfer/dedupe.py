@@ -12,7 +12,7 @@ buckets is server-side too):
 
 Identity is size + CRC32C. GCS lists CRC32C for free; local disk does not, so a candidate's checksum is
 computed only when its size matches, once, and cached. The copy itself is verified again afterwards
-(``transfer.transfer_one``), so a candidate that changed in between costs an upload, not a wrong file.
+(``pool.transfer_one``), so a candidate that changed in between costs an upload, not a wrong file.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from components.artifacts import FileEntry
+from components.layout import BOOKKEEPING, TEMP_PREFIX
 from components.storage import ObjectInfo, Storage, StorageError, scheme_of
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def build_index(
     for info in storage.list(servable_base):
         relative = info.uri[len(servable_base.rstrip("/")) + 1 :]
         name = posixpath.basename(relative)
-        if info.uri.startswith(excluded) or relative.startswith(".exportflow/") or name.startswith(".tmp-"):
+        if info.uri.startswith(excluded) or relative.startswith(f"{BOOKKEEPING}/") or name.startswith(TEMP_PREFIX):
             continue
         candidates.append(info)
     if checkpoint_uri and scheme_of(checkpoint_uri) == destination_scheme:

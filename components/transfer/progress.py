@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+# Named for publish, whose transfers are the ones reported (staging reports none); operators find the lines
+# in Airflow's task log under these names, so they stayed when the module moved here.
 log = logging.getLogger("components.publish.transfer")
 bar_log = logging.getLogger("components.publish.progress")
 bar_log.propagate = False  # only a progress bar handler shows these

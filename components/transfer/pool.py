@@ -33,8 +33,6 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Literal
 
 from components.artifacts import FileEntry
-from components.publish.errors import ChecksumMismatch, ExportIncomplete, PublishInProgress
-from components.publish.progress import Progress
 from components.storage import (
     ObjectInfo,
     ObjectNotFound,
@@ -43,6 +41,8 @@ from components.storage import (
     TransientStorageError,
     scheme_of,
 )
+from components.transfer.errors import ChecksumMismatch, ExportIncomplete, PublishInProgress
+from components.transfer.progress import Progress
 
 log = logging.getLogger(__name__)
 _FRESH_STARTS = 2  # whole-object restarts after the SDK's retries gave up on a transient error

@@ -1,4 +1,8 @@
-"""The one retention helper: keep the newest N version directories and remove crashed temp dirs.
+"""Version folders on local disk: is one complete, and the one retention helper (keep the newest N
+version directories, remove crashed temp dirs).
+
+Below export and staging, which both keep versions this way: the export library and the pipeline's
+export write them, staging keeps them on local disk until publication.
 
 tf.estimator's exporters each carry their own garbage collection, count only 10-digit names and never
 remove the ``temp-<timestamp>`` folders a crash leaves behind. Every export path here (the pipeline's
@@ -27,7 +31,7 @@ import socket
 import time
 from collections.abc import Collection
 
-from components.layout import TEMP_PREFIX
+from components.layout import GRAPH_FILES, SET_MANIFEST, TEMP_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,11 @@ class RetentionResult:
 def temp_dir_name(label: str) -> str:
     """The temp folder name for ``label`` written by this process on this host (recognised by retention)."""
     return f"{TEMP_PREFIX}{label}-{os.getpid()}@{_host()}"
+
+
+def is_complete(path: str) -> bool:
+    """A version folder that holds a SavedModel or a set document (only ever renamed in complete)."""
+    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, name)) for name in (*GRAPH_FILES, SET_MANIFEST))
 
 
 def version_dirs(base: str) -> list[str]:

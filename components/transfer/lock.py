@@ -24,8 +24,8 @@ import time
 import uuid
 from typing import Any, Self
 
-from components.publish.errors import PublishInProgress
 from components.storage import PreconditionFailed, Storage, StorageError
+from components.transfer.errors import PublishInProgress
 
 log = logging.getLogger(__name__)
 
