@@ -9,7 +9,7 @@ and credentials come from the same trusted file exportflow's DAG, CLI and UI rea
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
@@ -20,16 +20,16 @@ from exportflow_tfx import executor
 
 
 class ExportflowPusherSpec(ComponentSpec):
-    PARAMETERS = {
+    PARAMETERS: ClassVar[dict[str, ExecutionParameter]] = {
         executor.CONFIG_KEY: ExecutionParameter(type=str),  # the exportflow config file (absolute path)
         executor.STRATEGY_KEY: ExecutionParameter(type=str, optional=True),  # default: the config's first
     }
-    INPUTS = {
+    INPUTS: ClassVar[dict[str, ChannelParameter]] = {
         executor.MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
         executor.MODEL_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
         executor.INFRA_BLESSING_KEY: ChannelParameter(type=standard_artifacts.InfraBlessing, optional=True),
     }
-    OUTPUTS = {executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel)}
+    OUTPUTS: ClassVar[dict[str, ChannelParameter]] = {executor.PUSHED_MODEL_KEY: ChannelParameter(type=standard_artifacts.PushedModel)}
 
 
 class ExportflowPusher(base_component.BaseComponent):

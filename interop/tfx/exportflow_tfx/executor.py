@@ -15,6 +15,10 @@ import datetime
 import logging
 from typing import Any
 
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
 from components.artifacts import PushedModelArtifact
 from components.config import load_config
 from components.config.schema import PipelineConfig, StrategyConfig
@@ -26,10 +30,6 @@ from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
 from components.publish.transfer import Observer
 from components.serving.publication import label_fresh_version
-from tfx.dsl.components.base import base_executor
-from tfx.types import artifact_utils
-from tfx.utils import path_utils
-
 from exportflow_tfx.errors import TfxPushError
 from exportflow_tfx.handover import as_export, copy_savedmodel
 from exportflow_tfx.source import blessing_of, source_of
@@ -64,7 +64,7 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         pushed_model = artifact_utils.get_single_instance(output_dict[PUSHED_MODEL_KEY])
         model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
-        config = _config(exec_properties[CONFIG_KEY])
+        config = load_config(exec_properties[CONFIG_KEY])  # ConfigError names the file and field
         strategy = _strategy(config, exec_properties.get(STRATEGY_KEY))
         source = source_of(model)
         evaluation = blessing_of(
@@ -105,15 +105,6 @@ class Executor(base_executor.BaseExecutor):
     def observer(self) -> Observer | None:
         """Told of every object the publish protocol writes (a seam: the tests stop a publish here)."""
         return None
-
-
-def _config(path: str) -> PipelineConfig:
-    try:
-        return load_config(path)
-    except FileNotFoundError as exc:
-        raise TfxPushError(
-            f"exportflow config {path} does not exist; give ExportflowPusher(config=...) the model's YAML"
-        ) from exc
 
 
 def _strategy(config: PipelineConfig, name: str | None) -> StrategyConfig:

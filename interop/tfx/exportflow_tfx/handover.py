@@ -28,7 +28,6 @@ from components.manifest import (
     write_manifest,
 )
 from components.storage import scheme_of
-
 from exportflow_tfx.errors import TfxPushError
 from exportflow_tfx.savedmodel_proto import SavedModelProtoError, read_savedmodel_info
 

@@ -20,7 +20,6 @@ import dataclasses
 from typing import Any
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ThresholdResult
-
 from exportflow_tfx.errors import TfxPushError
 
 STEP_PROPERTY = "step"
