@@ -217,3 +217,26 @@ def test_a_missing_config_fails_the_component_naming_the_file_and_publishes_noth
     assert result.returncode != 0
     assert f"ConfigError: {missing}: cannot read the file: No such file or directory" in result.stderr
     assert not (tmp_path / "published").exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unknown_strategy", "TfxPushError: {config}: no strategy named 'nope'; configured: ['tfx']; pass one of them"),
+        ("no_savedmodel", "TfxPushError: {pushed}/saved_model.pb does not exist: the Model artifact holds no SavedModel"),
+    ],
+)
+def test_bad_inputs_fail_the_component_with_the_fix_and_publish_nothing(
+    tfx_python: Path, savedmodel: Path, tmp_path: Path, case: str, expected: str
+) -> None:
+    destination = tmp_path / "published"
+    config = config_file(tmp_path, str(destination))
+    source = savedmodel
+    if case == "no_savedmodel":
+        source = tmp_path / "empty"
+        source.mkdir()
+    result = run_pipeline(tfx_python, spec(tmp_path / "run", source, config, strategy="nope" if case == "unknown_strategy" else None))
+    assert result.returncode != 0
+    pushed = tmp_path / "run" / "pipeline" / "ExportflowPusher" / "pushed_model" / "2"
+    assert expected.format(config=config, pushed=pushed) in result.stderr, result.stderr[-2000:]
+    assert not (destination / "example").exists() and not (destination / ".exportflow").exists()

@@ -57,6 +57,7 @@ def run(spec: dict[str, Any]) -> None:
             config=spec["config"],
             blessed=spec.get("blessed", True),
             metrics=spec.get("metrics"),
+            strategy=spec.get("strategy"),
             pusher_executor=pusher_executor,
         )
     )

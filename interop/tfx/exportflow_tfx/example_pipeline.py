@@ -61,6 +61,7 @@ def build_pipeline(
     blessed: bool = True,
     metrics: dict[str, float] | None = None,
     name: str = "exportflow-tfx-example",
+    strategy: str | None = None,
     enable_cache: bool = False,
     pusher_executor: Any = None,
 ) -> tfx_pipeline.Pipeline:
@@ -78,6 +79,7 @@ def build_pipeline(
         model=producer.outputs["model"],
         model_blessing=producer.outputs["blessing"],
         config=config,
+        strategy=strategy,
         custom_executor_spec=pusher_executor,
     )
     return tfx_pipeline.Pipeline(

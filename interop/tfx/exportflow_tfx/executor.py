@@ -71,13 +71,14 @@ class Executor(base_executor.BaseExecutor):
             config.name, source, _optional(input_dict, MODEL_BLESSING_KEY), _optional(input_dict, INFRA_BLESSING_KEY)
         )
         ledger = ModelStorage(config).ledger()
-        record_evaluation(ledger, evaluation)
         if not evaluation.blessed:
+            record_evaluation(ledger, evaluation)
             log.info("%s (step %d) not pushed: %s", model.uri, source.step, evaluation.summary)
             pushed_model.set_int_custom_property(PUSHED, 0)
             pushed_model.set_string_custom_property(NOT_PUSHED_REASON, evaluation.summary)
             return
 
+        # The SavedModel is checked (and its manifest written into the copy) before the ledger hears of it.
         serving_dir = path_utils.serving_model_path(model.uri, path_utils.is_old_model_artifact(model))
         copy_savedmodel(serving_dir, pushed_model.uri)
         export = as_export(
@@ -88,6 +89,7 @@ class Executor(base_executor.BaseExecutor):
             checkpoint=source.checkpoint,
             evaluation=evaluation,
         )
+        record_evaluation(ledger, evaluation)
         record_export(ledger, export)
         pushed = publish(PublishParams(config, strategy, evaluation), export, observer=self.observer())
         pushed = _stamped(pushed, ledger, self._context.pipeline_run_id if self._context else None)
