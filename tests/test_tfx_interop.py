@@ -10,12 +10,14 @@ retention's survey and the ledger, plus the PushedModel's properties and lineage
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.artifacts import to_jsonable
+from components.layout import WARMUP_PATH
 from components.ledger import Ledger
 from components.manifest import MANIFEST_PATH, read_manifest
 from components.publish.layout import layout_for
@@ -48,6 +50,23 @@ def savedmodel(trained_model: Any, tmp_path_factory: pytest.TempPathFactory) -> 
         checkpoint_path=str(trained_model.model_dir / f"model.ckpt-{STEP}"),
     )
     return Path(path.decode() if isinstance(path, bytes) else path)
+
+
+def write_warmup(savedmodel: Path, records: int) -> Path:
+    """``records`` Predict requests for the example model as the SavedModel's TF Serving warmup file."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    path = savedmodel / WARMUP_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto([b""], dtype=tf.string))
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for _ in range(records):
+            writer.write(log.SerializeToString())
+    return path
 
 
 def config_file(folder: Path, destination: str) -> str:
@@ -224,6 +243,9 @@ def test_a_missing_config_fails_the_component_naming_the_file_and_publishes_noth
     [
         ("unknown_strategy", "TfxPushError: {config}: no strategy named 'nope'; configured: ['tfx']; pass one of them"),
         ("no_savedmodel", "TfxPushError: {pushed}/saved_model.pb does not exist: the Model artifact holds no SavedModel"),
+        ("corrupt_savedmodel", "TfxPushError: {pushed}/saved_model.pb is not a SavedModel proto"),
+        ("truncated_warmup", f"TfxPushError: {{pushed}}/{WARMUP_PATH} is truncated: record 3 runs past the end"),
+        ("too_many_warmup", f"TfxPushError: {WARMUP_PATH} of the Model holds 1001 warmup requests; TF Serving"),
     ],
 )
 def test_bad_inputs_fail_the_component_with_the_fix_and_publish_nothing(
@@ -231,12 +253,68 @@ def test_bad_inputs_fail_the_component_with_the_fix_and_publish_nothing(
 ) -> None:
     destination = tmp_path / "published"
     config = config_file(tmp_path, str(destination))
-    source = savedmodel
+    source = tmp_path / "model"
     if case == "no_savedmodel":
-        source = tmp_path / "empty"
         source.mkdir()
+    else:
+        shutil.copytree(savedmodel, source)
+    if case == "corrupt_savedmodel":
+        (source / "saved_model.pb").write_bytes(b"\x12\xff\x01not a proto")
+    elif case == "truncated_warmup":
+        data = write_warmup(source, 3).read_bytes()
+        (source / WARMUP_PATH).write_bytes(data[:-5])
+    elif case == "too_many_warmup":
+        write_warmup(source, 1001)
     result = run_pipeline(tfx_python, spec(tmp_path / "run", source, config, strategy="nope" if case == "unknown_strategy" else None))
     assert result.returncode != 0
     pushed = tmp_path / "run" / "pipeline" / "ExportflowPusher" / "pushed_model" / "2"
     assert expected.format(config=config, pushed=pushed) in result.stderr, result.stderr[-2000:]
     assert not (destination / "example").exists() and not (destination / ".exportflow").exists()
+
+
+def test_a_model_without_a_step_is_published_as_its_mlmd_id_with_its_warmup_requests(
+    tfx_python: Path, savedmodel: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "model"
+    shutil.copytree(savedmodel, source)
+    write_warmup(source, 3)
+    destination = str(tmp_path / "published")
+    result = run_pipeline(tfx_python, spec(tmp_path / "run", source, config_file(tmp_path, destination), step=None))
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = lineage(tfx_python, tmp_path / "run" / "metadata.sqlite")
+    (model,) = [a for a in store["artifacts"] if a["type"] == "Model"]
+    assert "step" not in model["properties"]  # as TFX's Trainer leaves it
+    (pushed,) = pushed_models(store)
+    assert pushed["properties"]["pushed_version"] == str(model["id"])
+    storage = storage_for(destination)
+    layout = layout_for(storage, destination, "example", str(model["id"]), [None])
+    manifest = read_manifest(storage.read_bytes(storage.join(layout.primary_dir, MANIFEST_PATH)))
+    assert (manifest.step, manifest.checkpoint) == (model["id"], model["uri"])
+    assert manifest.extra["warmup_records"] == 3
+    assert (Path(layout.primary_dir) / WARMUP_PATH).read_bytes() == (source / WARMUP_PATH).read_bytes()
+    assert assert_nothing_partial_is_loadable(storage, destination) == [f"example/{model['id']}"]
+
+
+@pytest.mark.parametrize("infra_blessed", [True, False])
+def test_an_infra_blessing_is_required_when_given(
+    tfx_python: Path, savedmodel: Path, tmp_path: Path, infra_blessed: bool
+) -> None:
+    destination = str(tmp_path / "published")
+    run = spec(tmp_path / "run", savedmodel, config_file(tmp_path, destination), infra_blessed=infra_blessed)
+    result = run_pipeline(tfx_python, run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = lineage(tfx_python, tmp_path / "run" / "metadata.sqlite")
+    (pushed,) = pushed_models(store)
+    (made,) = [e for e in store["events"] if e["artifact"] == pushed["id"] and e["type"] == "OUTPUT"]
+    inputs = {e["key"] for e in store["events"] if e["execution"] == made["execution"] and e["type"] == "INPUT"}
+    assert inputs == {"model", "model_blessing", "infra_blessing"}
+    storage = storage_for(destination)
+    if infra_blessed:
+        assert pushed["properties"]["pushed"] == 1
+        assert_published_as_exportflow_publishes(storage, destination, savedmodel)
+    else:
+        assert pushed["properties"]["pushed"] == 0
+        assert pushed["properties"]["not_pushed_reason"] == (
+            "not blessed: TFX ModelBlessing: blessed; TFX InfraBlessing: not blessed (blessed=0)"
+        )
+        assert loadable_versions(storage, destination) == []

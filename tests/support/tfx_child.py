@@ -52,12 +52,13 @@ def run(spec: dict[str, Any]) -> None:
         build_pipeline(
             root=spec["root"],
             saved_model_dir=spec["saved_model"],
-            step=spec["step"],
+            step=spec.get("step"),
             checkpoint=spec.get("checkpoint", ""),
             config=spec["config"],
             blessed=spec.get("blessed", True),
             metrics=spec.get("metrics"),
             strategy=spec.get("strategy"),
+            infra_blessed=spec.get("infra_blessed"),
             pusher_executor=pusher_executor,
         )
     )

@@ -38,10 +38,14 @@ def import_savedmodel(
     blessed: Parameter[int],
     metrics_json: Parameter[str],
 ) -> None:
-    """A SavedModel as a TFX Model in its serving folder, and a blessing with its metrics."""
+    """A SavedModel as a TFX Model in its serving folder, and a blessing with its metrics.
+
+    ``step`` -1 leaves the Model without ``step`` and ``checkpoint``, as TFX's Trainer leaves it: the
+    version is then the Model artifact's MLMD id."""
     shutil.copytree(saved_model_dir, path_utils.serving_model_dir(model.uri))
-    model.set_int_custom_property("step", step)
-    model.set_string_custom_property("checkpoint", checkpoint)
+    if step >= 0:
+        model.set_int_custom_property("step", step)
+        model.set_string_custom_property("checkpoint", checkpoint)
     blessing.set_int_custom_property("blessed", blessed)
     for name, value in sorted(json.loads(metrics_json).items()):
         blessing.set_float_custom_property(name, float(value))
@@ -51,33 +55,44 @@ def import_savedmodel(
         pass
 
 
+@component
+def judge_infra(infra_blessing: OutputArtifact[standard_artifacts.InfraBlessing], blessed: Parameter[int]) -> None:
+    """Stands where TFX's InfraValidator would: an InfraBlessing with ``blessed``."""
+    infra_blessing.set_int_custom_property("blessed", blessed)
+
+
 def build_pipeline(
     *,
     root: str,
     saved_model_dir: str,
-    step: int,
+    step: int | None,
     config: str,
     checkpoint: str = "",
     blessed: bool = True,
     metrics: dict[str, float] | None = None,
     name: str = "exportflow-tfx-example",
+    infra_blessed: bool | None = None,
     strategy: str | None = None,
     enable_cache: bool = False,
     pusher_executor: Any = None,
 ) -> tfx_pipeline.Pipeline:
-    """The two-component pipeline under ``root`` (pipeline root and ``metadata.sqlite``).
+    """The pipeline under ``root`` (pipeline root and ``metadata.sqlite``): the producer, an InfraBlessing
+    when ``infra_blessed`` is given, then the pusher.
 
-    ``pusher_executor``: another executor spec for the pusher (the tests stop a publish with one)."""
+    ``step`` None: the Model gets no step (its version is its MLMD id). ``pusher_executor``: another
+    executor spec for the pusher (the tests stop a publish with one)."""
     producer = import_savedmodel(
         saved_model_dir=os.path.abspath(saved_model_dir),
-        step=step,
+        step=-1 if step is None else step,
         checkpoint=checkpoint or os.path.abspath(saved_model_dir),
         blessed=1 if blessed else 0,
         metrics_json=json.dumps(metrics or {}, sort_keys=True),
     )
+    infra = None if infra_blessed is None else judge_infra(blessed=1 if infra_blessed else 0)
     pusher = ExportflowPusher(
         model=producer.outputs["model"],
         model_blessing=producer.outputs["blessing"],
+        infra_blessing=None if infra is None else infra.outputs["infra_blessing"],
         config=config,
         strategy=strategy,
         custom_executor_spec=pusher_executor,
@@ -85,7 +100,7 @@ def build_pipeline(
     return tfx_pipeline.Pipeline(
         pipeline_name=name,
         pipeline_root=os.path.join(root, "pipeline"),
-        components=[producer, pusher],
+        components=[producer, *([infra] if infra is not None else []), pusher],
         metadata_connection_config=metadata.sqlite_metadata_connection_config(os.path.join(root, "metadata.sqlite")),
         enable_cache=enable_cache,
     )
@@ -94,7 +109,9 @@ def build_pipeline(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--saved-model", required=True, help="a SavedModel folder (saved_model.pb + variables/)")
-    parser.add_argument("--step", type=int, required=True, help="the global step: the published version")
+    parser.add_argument(
+        "--step", type=int, default=None, help="the global step: the published version (default: the Model's MLMD id)"
+    )
     parser.add_argument("--config", required=True, help="the model's exportflow config file")
     parser.add_argument("--root", required=True, help="pipeline root and MLMD store folder")
     parser.add_argument("--not-blessed", action="store_true", help="emit a blessing that says no")

@@ -18,7 +18,8 @@ import os
 import shutil
 
 from components.artifacts import EvaluationArtifact, ExportArtifact, to_jsonable
-from components.config.schema import StrategyConfig
+from components.config.schema import MAX_WARMUP_RECORDS, StrategyConfig
+from components.layout import WARMUP_PATH
 from components.manifest import (
     MANIFEST_VERSION,
     Manifest,
@@ -29,7 +30,7 @@ from components.manifest import (
 )
 from components.storage import scheme_of
 from exportflow_tfx.errors import TfxPushError
-from exportflow_tfx.savedmodel_proto import SavedModelProtoError, read_savedmodel_info
+from exportflow_tfx.savedmodel_proto import SavedModelProtoError, count_warmup_records, read_savedmodel_info
 
 
 def copy_savedmodel(source: str, target: str) -> None:
@@ -66,8 +67,14 @@ def as_export(
     written (or, when the model already carries one, checked by publish as any export's is)."""
     try:
         info = read_savedmodel_info(folder)
+        warmup_records = count_warmup_records(folder, WARMUP_PATH)
     except SavedModelProtoError as exc:
         raise TfxPushError(f"{exc}; the Model artifact must hold a TF SavedModel in its serving folder") from exc
+    if warmup_records > MAX_WARMUP_RECORDS:
+        raise TfxPushError(
+            f"{WARMUP_PATH} of the Model holds {warmup_records} warmup requests; TF Serving fails the load "
+            f"beyond {MAX_WARMUP_RECORDS}: write at most {MAX_WARMUP_RECORDS} (nothing was published)"
+        )
     export = ExportArtifact(
         uri=folder,
         model_name=model_name,
@@ -78,6 +85,7 @@ def as_export(
         tags=tuple(sorted(info.signatures)),
         signatures=info.signatures,
         metrics=dict(evaluation.metrics),
+        warmup_records=warmup_records,
     )
     if read_manifest_file(folder) is None:
         files = tuple(list_export_files(folder))

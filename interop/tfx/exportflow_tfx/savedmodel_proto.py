@@ -1,4 +1,4 @@
-"""What a SavedModel says about itself, read from ``saved_model.pb`` without TensorFlow.
+"""What a SavedModel says about itself, read from its files without TensorFlow.
 
 The TFX environment cannot hold TensorFlow (TF 2.15 needs protobuf < 5, the TFX SDK protobuf >= 6), yet the
 manifest records the TF build that wrote the model and its signatures by tag set, as exportflow's own
@@ -7,12 +7,16 @@ export does. Those sit in a few fields of the SavedModel proto, read here from t
     SavedModel.meta_graphs = 2 -> MetaGraphDef.meta_info_def = 1 -> MetaInfoDef.tags = 4,
                                                                    MetaInfoDef.tensorflow_version = 5
                                   MetaGraphDef.signature_def = 5 (map entries: key = 1)
+
+and the number of TF Serving warmup requests in ``assets.extra/tf_serving_warmup_requests``, a TFRecord
+file (each record: 8-byte length, 4-byte CRC of the length, the data, 4-byte CRC of the data).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import struct
 from collections.abc import Iterator
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -58,6 +62,26 @@ def read_savedmodel_info(export_dir: str) -> SavedModelInfo:
     if not signatures:
         raise SavedModelProtoError(f"{path} holds no MetaGraph: it is not a SavedModel")
     return SavedModelInfo(tensorflow_version=versions[0] if versions else "", signatures=signatures)
+
+
+def count_warmup_records(export_dir: str, warmup_path: str) -> int:
+    """Records in the SavedModel's warmup file (0 without one); raises when the file is truncated."""
+    path = os.path.join(export_dir, *warmup_path.split("/"))
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return 0
+    count = position = 0
+    while position < len(data):
+        if position + 12 > len(data):
+            raise SavedModelProtoError(f"{path} is truncated: record {count + 1} has no complete header")
+        (length,) = struct.unpack_from("<Q", data, position)
+        position += 12 + length + 4
+        if position > len(data):
+            raise SavedModelProtoError(f"{path} is truncated: record {count + 1} runs past the end of the file")
+        count += 1
+    return count
 
 
 def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
