@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from components.artifacts import to_jsonable
+from components.config import load_config
 from components.layout import WARMUP_PATH
 from components.ledger import Ledger
 from components.manifest import MANIFEST_PATH, read_manifest
@@ -24,6 +25,7 @@ from components.publish.layout import layout_for
 from components.publish.marker import read_marker
 from components.publish.retention import survey
 from components.storage import Storage, crc32c_of_bytes, storage_for
+from plugins.ui.history import build_history
 from tests.support.example_pipeline import write_config
 from tests.support.publishing import assert_nothing_partial_is_loadable, loadable_versions, relative_objects
 from tests.support.tfx_env import build_tfx_env, kill_at, lineage, run_pipeline
@@ -93,9 +95,11 @@ def pushed_models(store: dict[str, Any]) -> list[dict[str, Any]]:
     return [a for a in store["artifacts"] if a["type"] == "PushedModel"]
 
 
-def assert_published_as_exportflow_publishes(storage: Storage, destination: str, savedmodel: Path) -> dict[str, Any]:
+def assert_published_as_exportflow_publishes(
+    storage: Storage, destination: str, savedmodel: Path, config: str
+) -> dict[str, Any]:
     """The version under exportflow's layout, byte-exact against its manifest, committed by its marker,
-    complete for retention, recorded in the ledger; returns the manifest."""
+    complete for retention, recorded in the ledger and shown by the UI; returns the manifest."""
     layout = layout_for(storage, destination, "example", str(STEP), [None])
     objects = relative_objects(storage, layout.primary_dir)
     manifest = read_manifest(storage.read_bytes(storage.join(layout.primary_dir, MANIFEST_PATH)))
@@ -116,6 +120,9 @@ def assert_published_as_exportflow_publishes(storage: Storage, destination: str,
     assert record is not None and record.evaluation is not None and record.evaluation.blessed
     assert record.publications["tfx"].version == str(STEP)
     assert record.publications["tfx"].uri == layout.primary_dir
+    # The Model exports page builds its view from that ledger: it lists the version, as best.
+    history = build_history(load_config(config), Ledger(destination, "example", storage).load())
+    assert history.publication("tfx", str(STEP)) is not None and history.best_step == STEP
     return to_jsonable(manifest)
 
 
@@ -130,7 +137,7 @@ def test_a_blessed_model_is_published_as_exportflow_publishes_and_a_rerun_publis
     first = run_pipeline(tfx_python, spec(tmp_path / "run", savedmodel, config))
     assert first.returncode == 0, first.stderr[-3000:]
     storage = storage_for(destination)
-    manifest = assert_published_as_exportflow_publishes(storage, destination, savedmodel)
+    manifest = assert_published_as_exportflow_publishes(storage, destination, savedmodel, config)
     # What the manifest says TF-free (read from saved_model.pb) is what TensorFlow says here.
     assert manifest["tensorflow_version"] == tensorflow_version()
     assert manifest["signatures"] == to_jsonable(signatures_by_tag(str(savedmodel)))
@@ -208,7 +215,7 @@ def test_kill_9_at_every_step_of_the_publish_leaves_nothing_loadable_and_a_rerun
         assert_nothing_partial_is_loadable(storage, destination)
         rerun = run_pipeline(tfx_python, run)
         assert rerun.returncode == 0, (event, rerun.stderr[-3000:])
-        assert_published_as_exportflow_publishes(storage, destination, savedmodel)
+        assert_published_as_exportflow_publishes(storage, destination, savedmodel, run["config"])
         assert not [p for p in relative_objects(storage, destination) if os.path.basename(p).startswith(".tmp-")]
     kinds = [e["kind"] for e in kills]
     assert len(kills) >= 4 and {"lease", "renamed", "marker"} <= set(kinds), kinds
@@ -216,13 +223,11 @@ def test_kill_9_at_every_step_of_the_publish_leaves_nothing_loadable_and_a_rerun
 
 def test_a_gcs_destination_on_the_emulator(tfx_python: Path, savedmodel: Path, tmp_path: Path, gcs: Any, gcs_bucket: str) -> None:
     destination = f"gs://{gcs_bucket}/tfx"
-    result = run_pipeline(
-        tfx_python, spec(tmp_path / "run", savedmodel, config_file(tmp_path, destination)),
-        env={"STORAGE_EMULATOR_HOST": gcs.endpoint},
-    )
+    run = spec(tmp_path / "run", savedmodel, config_file(tmp_path, destination))
+    result = run_pipeline(tfx_python, run, env={"STORAGE_EMULATOR_HOST": gcs.endpoint})
     assert result.returncode == 0, result.stderr[-3000:]
     storage = storage_for(destination)
-    assert_published_as_exportflow_publishes(storage, destination, savedmodel)
+    assert_published_as_exportflow_publishes(storage, destination, savedmodel, run["config"])
     assert assert_nothing_partial_is_loadable(storage, destination) == [f"example/{STEP}"]
     (pushed,) = pushed_models(lineage(tfx_python, tmp_path / "run" / "metadata.sqlite"))
     assert pushed["properties"]["pushed_destination"] == f"{destination}/example/{STEP}"
@@ -311,7 +316,7 @@ def test_an_infra_blessing_is_required_when_given(
     storage = storage_for(destination)
     if infra_blessed:
         assert pushed["properties"]["pushed"] == 1
-        assert_published_as_exportflow_publishes(storage, destination, savedmodel)
+        assert_published_as_exportflow_publishes(storage, destination, savedmodel, run["config"])
     else:
         assert pushed["properties"]["pushed"] == 0
         assert pushed["properties"]["not_pushed_reason"] == (
