@@ -323,3 +323,18 @@ def test_an_infra_blessing_is_required_when_given(
             "not blessed: TFX ModelBlessing: blessed; TFX InfraBlessing: not blessed (blessed=0)"
         )
         assert loadable_versions(storage, destination) == []
+
+
+def test_retention_keeps_the_configured_newest_versions(tfx_python: Path, savedmodel: Path, tmp_path: Path) -> None:
+    destination = str(tmp_path / "published")
+    config = config_file(tmp_path, destination)  # keep: 3; best by the lowest loss
+    for step in (100, 200, 300, 400):
+        run = spec(tmp_path / "run", savedmodel, config, step=step, checkpoint=f"/training/model.ckpt-{step}",
+                   metrics={"loss": 1.0 - step / 1000})
+        result = run_pipeline(tfx_python, run)
+        assert result.returncode == 0, (step, result.stderr[-3000:])
+    storage = storage_for(destination)
+    assert assert_nothing_partial_is_loadable(storage, destination) == ["example/200", "example/300", "example/400"]
+    state = Ledger(destination, "example", storage).load()
+    assert sorted(r.step for r in state.checkpoints.values() if "tfx" in r.publications) == [100, 200, 300, 400]
+    assert state.best["tfx"].step == 400
