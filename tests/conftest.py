@@ -55,6 +55,8 @@ TIER_BY_MODULE = {
     "test_serving_approval_live": ("live",),  # approve / reject on a live api-server
     # the CeleryExecutor on PostgreSQL and Redis, workers as isolated hosts
     "test_celery_executor": ("scale",),
+    # the TFX interop environment (built from interop/tfx/uv.lock) fed a SavedModel exported here
+    "test_tfx_interop": ("tf",),
 }
 
 
