@@ -26,10 +26,10 @@ from components.ledger import Ledger
 from components.ledger.records import ranking_rule, record_evaluation, record_export, record_publication
 from components.model_storage import ModelStorage
 from components.publish.executor import publish
-from components.publish.retention import retire_old_versions
 from components.publish.spec import PublishParams
-from components.publish.transfer import Observer
+from components.serving.protection import retire_old_versions
 from components.serving.publication import label_fresh_version
+from components.transfer.pool import Observer
 from exportflow_tfx.errors import TfxPushError
 from exportflow_tfx.handover import as_export, copy_savedmodel
 from exportflow_tfx.source import blessing_of, source_of
