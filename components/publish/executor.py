@@ -154,6 +154,15 @@ def _publish_sources(
             "published %s (%d files, %d bytes uploaded, %d bytes copied by the store)",
             planned.uri, planned.files, outcome.bytes_moved, outcome.bytes_copied,
         )
+    if outcome.version != planned.version:  # force: published under a fresh number (protocol.py)
+        planned = dataclasses.replace(
+            planned,
+            version=outcome.version,
+            uri=outcome.uri,
+            graph_uris=outcome.graph_uris,
+            marker_uri=outcome.marker_uri,
+            manifest_uri=storage.join(outcome.uri, MANIFEST_PATH),
+        )
     return dataclasses.replace(
         planned,
         bytes_moved=outcome.bytes_moved,
