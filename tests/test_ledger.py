@@ -4,7 +4,6 @@ local disk (real processes) and on GCS (generation preconditions, retried), best
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import subprocess

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from components.config.loader import parse_config
 from components.ledger import Ledger
 from components.ledger.label_history import LabelHistory
@@ -126,3 +128,14 @@ def test_a_promotion_during_a_forced_republish_on_gcs_keeps_the_label_on_the_unt
     assert model_config.find(read.config, "example").labels == {"stable": 300}
     assert {i.uri: (i.generation, i.crc32c) for i in storage.list(f"{destination}/example/300")} == before
     assert storage.stat(f"{destination}/example/301/saved_model.pb") is not None
+
+
+def test_a_multi_graph_set_is_published_without_the_publish_label(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = serving_config(tmp_path, publish_label="canary")
+    export = make_export(tmp_path / "exports", step=100, graphs=("entry", "ps_0"))
+    with caplog.at_level("WARNING", logger="components.serving.publication"):
+        pushed = publish_stage(config, export, RunOptions(run_id="set"))
+    assert pushed.version == "100" and set(pushed.graph_uris) == {"entry", "ps_0"}
+    assert (tmp_path / "published" / "example" / "entry" / "100" / "saved_model.pb").exists()
+    assert not config_path(tmp_path).exists()
+    assert "example version 100 published without the label canary: model 'example'" in caplog.text
