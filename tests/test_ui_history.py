@@ -319,7 +319,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
         ui_app.ModelCatalog(lambda: str(configs)),
         user_dependency=lambda: "tester",
         authorize=authorize,
-        runs=lambda dag_ids: [],  # no Airflow database here; the run list is tested in test_ui_serving.py
+        runs=lambda request, dag_ids: [],  # no Airflow database here; the run list is tested in test_ui_serving.py
     )
     app.state.ledger_path = Path(ledger.uri)  # for tests that check the page never writes it
     return TestClient(app)
