@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -266,6 +267,19 @@ def test_force_publishes_other_content_under_a_fresh_higher_version_and_never_to
     again = publish(params_for(config, force=True), second)  # a retried forced run takes the same number
     assert (again.version, again.already_published, again.bytes_moved) == ("301", True, 0)
     assert loadable_versions(storage, base) == ["200", "300", "301"]
+
+
+def test_a_retry_after_the_staged_copy_is_gone_reports_the_fresh_version(tmp_path: Path) -> None:
+    config = make_config(str(tmp_path / "published"), tmp_path)
+    first, second = make_export(tmp_path / "a", seed=1), make_export(tmp_path / "b", seed=2)
+    publish(params_for(config), first)
+    assert publish(params_for(config, force=True), second).version == "301"
+    shutil.rmtree(second.uri)  # published: the staged copy was released, then the task was retried
+
+    again = publish(params_for(config, force=True), second)
+
+    assert (again.version, again.already_published) == ("301", True)
+    assert again.uri == str(tmp_path / "published" / "example" / "301")
 
 
 def test_the_fresh_version_is_above_every_number_in_use_at_the_destination(destination: str, tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from components.manifest import (
 )
 from components.model_storage import destination_storage
 from components.publish.errors import ExportIncomplete
-from components.publish.layout import GRAPH_FILES, Layout, layout_for
+from components.publish.layout import BOOKKEEPING, GRAPH_FILES, MARKER_SUFFIX, Layout, layout_for
 from components.publish.marker import MarkedExport, read_marker
 from components.publish.protocol import GraphSource, PublishSettings, publish_version
 from components.publish.spec import PublishParams
@@ -79,16 +79,30 @@ def publish(
     try:
         sources = prepare_sources(params, export)
     except ExportIncomplete:
-        if _published_before(storage, layout, export):  # a retry after the staged copy was released
-            log.info("%s is already published and its staged copy is gone (0 bytes moved)", layout.primary_dir)
-            return dataclasses.replace(_planned(params, export, storage, layout, ()), already_published=True)
+        found = _published_before(storage, layout, export)  # a retry after the staged copy was released
+        if found is not None:
+            log.info("%s is already published and its staged copy is gone (0 bytes moved)", found.primary_dir)
+            planned = _planned(params, export, storage, found, ())
+            return dataclasses.replace(planned, version=found.version, already_published=True)
         raise
     return _publish_sources(params, export, storage, layout, sources, observer)
 
 
-def _published_before(storage: Storage, layout: Layout, export: ExportArtifact) -> bool:
-    """The destination holds this export's version, committed: its marker names the same model, strategy,
-    step and checkpoint, and every graph it lists holds ``saved_model.pb``."""
+def _published_before(storage: Storage, layout: Layout, export: ExportArtifact) -> Layout | None:
+    """Where the destination holds this export, committed: the newest version, from ``layout``'s number
+    up (a forced republish took a higher one), whose marker names the same model, strategy, step and
+    checkpoint and whose every graph holds ``saved_model.pb``."""
+    names = storage.list_names(storage.join(layout.base, BOOKKEEPING))
+    marked = {n.removesuffix(MARKER_SUFFIX) for n in names if n.endswith(MARKER_SUFFIX)}
+    numbers = sorted((int(v) for v in marked if v.isdigit() and int(v) >= int(layout.version)), reverse=True)
+    for number in numbers:
+        candidate = dataclasses.replace(layout, version=str(number))
+        if _holds_export(storage, candidate, export):
+            return candidate
+    return None
+
+
+def _holds_export(storage: Storage, layout: Layout, export: ExportArtifact) -> bool:
     marker = read_marker(storage, layout.marker)
     recorded = marker.export if marker is not None else None
     if recorded is None or (recorded.model, recorded.strategy, recorded.step, recorded.checkpoint) != (
