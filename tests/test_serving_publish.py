@@ -12,6 +12,7 @@ from components.config.loader import parse_config
 from components.ledger import Ledger
 from components.ledger.label_history import LabelHistory
 from components.pipeline.options import RunOptions
+from components.pipeline.report import publications_table
 from components.pipeline.stages import publish_stage
 from components.publish.executor import publish
 from components.publish.transfer import PublishEvent
@@ -82,6 +83,7 @@ def test_force_on_a_labelled_version_publishes_a_fresh_one_and_leaves_label_file
     publish_stage(config, make_export(tmp_path / "a", step=300, seed=1), RunOptions(run_id="first"))
     control.promote(config, 300, "stable", who="alice")
     served = tree(tmp_path / "published" / "example" / "300")
+    before = Ledger(str(tmp_path / "published"), "example").load()
 
     pushed = publish_stage(
         config, make_export(tmp_path / "b", step=300, seed=2), RunOptions(force=True, run_id="forced")
@@ -93,6 +95,8 @@ def test_force_on_a_labelled_version_publishes_a_fresh_one_and_leaves_label_file
     record = Ledger(str(tmp_path / "published"), "example").load().record(300)
     assert [(p.version, p.run_id) for p in record.history] == [("300", "first"), ("301", "forced")]
     assert record.publications["all_modes"].version == "301"
+    table = publications_table(before, Ledger(str(tmp_path / "published"), "example").load()).splitlines()
+    assert [(line.split()[3], line.split()[-1]) for line in table[2:]] == [("300", "earlier"), ("301", "new")]
 
     (status,) = control.status(config)  # what `exportflow serving status` prints
     assert status.rollback_targets == {"canary": 300} and [m.to_version for m in status.moves] == [300, 300, 301]
