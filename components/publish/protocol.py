@@ -340,9 +340,9 @@ def publish_version(
     except UploadChecksumMismatch as exc:
         raise ChecksumMismatch(f"{exc} (was the export changed after its manifest was written?)") from exc
     except TransientStorageError as exc:
-        raise TransferFailed(f"publishing {layout.base} version {version}: {exc}; a rerun resumes") from exc
+        raise TransferFailed(f"publishing {layout.base} version {layout.version}: {exc}; a rerun resumes") from exc
     except StorageError as exc:
-        raise PublishError(f"publishing {layout.base} version {version} failed: {exc}") from exc
+        raise PublishError(f"publishing {layout.base} version {layout.version} failed: {exc}") from exc
 
 
 _FRESH_ATTEMPTS = 4  # the requested number, then fresh ones (another run may take a fresh one first)
