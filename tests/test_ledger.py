@@ -3,6 +3,7 @@ local disk (real processes) and on GCS (generation preconditions, retried), best
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -86,7 +87,7 @@ def test_version_1_is_read_and_upgraded_on_the_next_write(tmp_path: Path) -> Non
 
     record_evaluation(ledger, evaluation(200, auc=0.9))
     raw = json.loads(Path(ledger.uri).read_text())
-    assert raw["schema_version"] == SCHEMA_VERSION == 2 and raw["updated_at"]
+    assert raw["schema_version"] == SCHEMA_VERSION == 3 and raw["updated_at"]
     assert raw["checkpoints"]["100"]["evaluation"]["metrics"] == {"auc": 0.7}  # kept as it was
     assert raw["checkpoints"]["200"]["first_seen"] and raw["checkpoints"]["200"]["updated_at"]
     assert set(raw) == {"schema_version", "model", "checkpoints", "best", "updated_at"}
@@ -95,8 +96,8 @@ def test_version_1_is_read_and_upgraded_on_the_next_write(tmp_path: Path) -> Non
 def test_a_newer_schema_is_refused_not_misread(tmp_path: Path) -> None:
     ledger = Ledger(str(tmp_path), "example")
     Path(ledger.uri).parent.mkdir(parents=True)
-    Path(ledger.uri).write_text(json.dumps({**V1_LEDGER, "schema_version": 3}))
-    with pytest.raises(LedgerError, match="schema version 3; this exportflow reads versions 1, 2"):
+    Path(ledger.uri).write_text(json.dumps({**V1_LEDGER, "schema_version": 4}))
+    with pytest.raises(LedgerError, match="schema version 4; this exportflow reads versions 1, 2, 3"):
         ledger.load()
 
 
@@ -248,3 +249,35 @@ def test_best_so_far_per_strategy_and_the_baseline(tmp_path: Path) -> None:
     assert baseline(state, lower).step == 100
     assert baseline(state, [ThresholdConfig("auc", lower=0.5)]) is None  # no change threshold: no baseline
     assert baseline(LedgerState(model="example"), thresholds) is None  # nothing published yet
+
+
+def test_publication_history_is_append_only_and_a_forced_republish_adds_an_entry(tmp_path: Path) -> None:
+    ledger = Ledger(str(tmp_path), "example")
+    first = dataclasses.replace(pushed(300), published_at="2026-01-01T00:00:00+00:00", run_id="run-1")
+    record_publication(ledger, first, "/m/300")
+    rerun = dataclasses.replace(pushed(300), already_published=True, run_id="run-2")
+    record_publication(ledger, rerun, "/m/300")  # a rerun that found it published adds nothing
+    forced = dataclasses.replace(pushed(300), version="401", uri="/published/example/401", run_id="run-3")
+    state = record_publication(ledger, forced, "/m/300")
+
+    record = state.record(300)
+    assert [(p.version, p.run_id) for p in record.history] == [("300", "run-1"), ("401", "run-3")]
+    assert record.publications["all_modes"].version == "401"  # the newest: what ranking and labels use
+    assert record.superseded() == {("all_modes", "300"): "401"}
+    assert state.best["all_modes"].version == "401"
+    raw = json.loads(Path(ledger.uri).read_text())["checkpoints"]["300"]["history"]
+    assert [(e["version"], e["published_at"]) for e in raw] == [("300", "2026-01-01T00:00:00+00:00"), ("401", None)]
+
+
+def test_a_version_2_record_keeps_its_publication_as_the_first_history_entry(tmp_path: Path) -> None:
+    ledger = Ledger(str(tmp_path), "example")
+    record_publication(ledger, pushed(300), "/m/300")
+    raw = json.loads(Path(ledger.uri).read_text())
+    raw["schema_version"] = 2
+    del raw["checkpoints"]["300"]["history"]
+    Path(ledger.uri).write_text(json.dumps(raw))
+    assert [p.version for p in ledger.load().record(300).publication_history()] == ["300"]
+
+    forced = dataclasses.replace(pushed(300), version="301")
+    state = record_publication(ledger, forced, "/m/300")
+    assert [p.version for p in state.record(300).history] == ["300", "301"]

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -27,7 +28,7 @@ from components.publish.executor import publish
 from components.publish.layout import lock_uri
 from components.publish.protocol import collect_abandoned_builds
 from components.publish.retention import RetentionPolicy, prune_published_versions
-from components.storage import crc32c_of_file, storage_for
+from components.storage import Storage, crc32c_of_file, storage_for
 from components.transfer.lock import VersionLock
 from components.transfer.pool import PublishEvent
 from components.transfer.progress import Progress, ProgressBar, bar_log
@@ -219,28 +220,134 @@ def test_a_wrong_object_in_an_unpublished_version_is_replaced(destination: str, 
     assert_published_exactly(destination, pushed.uri, export.uri)
 
 
-def test_a_loadable_version_with_other_content_is_never_rewritten_unless_forced(destination: str, tmp_path: Path) -> None:
+def snapshot(storage: Storage, folder: str) -> dict[str, tuple[int, int | None, str]]:
+    """Every object under ``folder``: size, generation and CRC32C (whatever the store lists or computes)."""
+    return {p: (i.size, i.generation, i.crc32c or storage.checksum(i.uri)) for p, i in relative_objects(storage, folder).items()}
+
+
+def test_force_publishes_other_content_under_a_fresh_higher_version_and_never_touches_the_old_one(
+    destination: str, tmp_path: Path
+) -> None:
+    """Under TF Serving's default policy 300 is what hosts serve: throughout the forced republish it stays
+    loadable and byte-identical, and the highest loadable version is always complete."""
     config = make_config(destination, tmp_path)
+    storage = storage_for(destination)
+    base = storage.join(destination, "example")
+    publish(params_for(config), make_export(tmp_path / "older", step=200, seed=200))
     first = make_export(tmp_path / "a", seed=1)
     second = make_export(tmp_path / "b", seed=2)
     publish(params_for(config), first)
-    storage = storage_for(destination)
-    base = storage.join(destination, "example")
-    before = {p: (i.size, i.generation) for p, i in relative_objects(storage, base).items()}
+    old_version = snapshot(storage, storage.join(base, "300"))
+    old_marker = storage.read_bytes(storage.join(base, ".exportflow", "300.published.json"))
 
     with pytest.raises(VersionConflict, match="never rewritten in place"):
         publish(params_for(config), second)
-    assert {p: (i.size, i.generation) for p, i in relative_objects(storage, base).items()} == before
 
-    pushed = publish(params_for(config, force=True), second)
+    writes: list[str] = []
+
+    def serving_stays_up(event: PublishEvent) -> None:
+        writes.append(event.uri)
+        assert snapshot(storage, storage.join(base, "300")) == old_version
+        loadable = assert_nothing_partial_is_loadable(storage, base)
+        assert "300" in loadable and max(loadable, key=int) in ("300", "301")
+
+    pushed = publish(params_for(config, force=True), second, observer=serving_stays_up)
+
+    assert (pushed.version, pushed.step) == ("301", 300)
+    assert pushed.uri == storage.join(base, "301") and pushed.marker_uri.endswith("/.exportflow/301.published.json")
     assert_published_exactly(destination, pushed.uri, second.uri)
+    assert_published_exactly(destination, storage.join(base, "300"), first.uri)
+    assert snapshot(storage, storage.join(base, "300")) == old_version
+    assert storage.read_bytes(storage.join(base, ".exportflow", "300.published.json")) == old_marker
+    assert not [w for w in writes if "/300/" in w or "/300." in w]  # not even its lock was taken
+    assert loadable_versions(storage, base) == ["200", "300", "301"]
     marker = json.loads(storage.read_bytes(pushed.marker_uri))
     assert marker["graphs"][0]["manifest_crc32c"] == manifest_entries(second.uri)[MANIFEST_PATH].crc32c
 
+    again = publish(params_for(config, force=True), second)  # a retried forced run takes the same number
+    assert (again.version, again.already_published, again.bytes_moved) == ("301", True, 0)
+    assert loadable_versions(storage, base) == ["200", "300", "301"]
 
-def _write_lease(destination: str, pid: int, expires_in: float) -> str:
+
+def test_a_retry_after_the_staged_copy_is_gone_reports_the_fresh_version(tmp_path: Path) -> None:
+    config = make_config(str(tmp_path / "published"), tmp_path)
+    first, second = make_export(tmp_path / "a", seed=1), make_export(tmp_path / "b", seed=2)
+    publish(params_for(config), first)
+    assert publish(params_for(config, force=True), second).version == "301"
+    shutil.rmtree(second.uri)  # published: the staged copy was released, then the task was retried
+
+    again = publish(params_for(config, force=True), second)
+
+    assert (again.version, again.already_published) == ("301", True)
+    assert again.uri == str(tmp_path / "published" / "example" / "301")
+
+
+def test_the_fresh_version_is_above_every_number_in_use_at_the_destination(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path)
     storage = storage_for(destination)
-    uri = lock_uri(storage, storage.join(destination, "example"), "300")
+    base = storage.join(destination, "example")
+    publish(params_for(config), make_export(tmp_path / "a", seed=1))
+    _write_lease(destination, 999_999_999, expires_in=-1, version="900")  # a stale lock
+    storage.write_bytes(storage.join(base, ".exportflow", "building", "950", "left-over"), b"x", if_generation_match=0)
+    storage.write_bytes(storage.join(base, ".exportflow", "700.published.json"), b"{}", if_generation_match=0)
+    storage.write_bytes(storage.join(base, "800", "left-over"), b"y", if_generation_match=0)  # no graph
+
+    pushed = publish(params_for(config, force=True), make_export(tmp_path / "b", seed=2))
+
+    assert pushed.version == "951"
+    assert_nothing_partial_is_loadable(storage, base)
+    assert loadable_versions(storage, base) == ["300", "951"]
+
+
+def test_a_forced_multi_graph_set_takes_one_fresh_number_for_every_graph(destination: str, tmp_path: Path) -> None:
+    config = make_config(destination, tmp_path)
+    storage = storage_for(destination)
+    base = storage.join(destination, "example")
+    publish(params_for(config), make_export(tmp_path / "a", graphs=("entry", "ps_0"), seed=1))
+    storage.write_bytes(storage.join(base, "ps_0", ".exportflow-other", "x"), b"not a version", if_generation_match=0)
+    before = snapshot(storage, base)
+
+    pushed = publish(params_for(config, force=True), make_export(tmp_path / "b", graphs=("entry", "ps_0"), seed=2))
+
+    assert pushed.version == "301" and set(pushed.graph_uris) == {"entry", "ps_0"}
+    after = snapshot(storage, base)
+    assert {p: v for p, v in after.items() if p in before} == before
+    assert loadable_versions(storage, base) == ["entry/300", "entry/301", "ps_0/300", "ps_0/301"]
+
+
+def test_a_forced_run_killed_midway_leaves_the_old_version_serving_and_a_rerun_resumes_its_number(
+    destination: str, tmp_path: Path
+) -> None:
+    config = make_config(destination, tmp_path, hard_links=False, parallelism=1)
+    storage = storage_for(destination)
+    base = storage.join(destination, "example")
+    first, second = make_export(tmp_path / "a", seed=1), make_export(tmp_path / "b", seed=2)
+    publish(params_for(config), first)
+    old = snapshot(storage, storage.join(base, "300"))
+    done: list[PublishEvent] = []
+
+    def killed_after_three_files(event: PublishEvent) -> None:
+        done.append(event)
+        if len(done) == 4:  # the lease of the fresh number, then three files
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        publish(params_for(config, force=True), second, observer=killed_after_three_files)
+    assert done[0].kind == "lease" and done[0].uri.endswith("/.exportflow/301.lease.json")
+    assert assert_nothing_partial_is_loadable(storage, base) == ["300"]
+    assert snapshot(storage, storage.join(base, "300")) == old
+
+    pushed = publish(params_for(config, force=True), second)
+
+    assert pushed.version == "301"  # the killed attempt's number, recognised by its files
+    assert pushed.bytes_moved == pushed.bytes_total - sum(e.size for e in done[1:])
+    assert_published_exactly(destination, pushed.uri, second.uri)
+    assert snapshot(storage, storage.join(base, "300")) == old
+
+
+def _write_lease(destination: str, pid: int, expires_in: float, version: str = "300") -> str:
+    storage = storage_for(destination)
+    uri = lock_uri(storage, storage.join(destination, "example"), version)
     body = {"owner": f"{socket.gethostname()}:{pid}:test", "host": socket.gethostname(), "pid": pid,
             "purpose": "publish", "expires_at": time.time() + expires_in}
     storage.write_bytes(uri, json.dumps(body).encode(), if_generation_match=0)

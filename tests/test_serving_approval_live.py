@@ -85,3 +85,28 @@ def test_approve_moves_stable_and_reject_changes_nothing(live, workspace: Path) 
     assert states["approve"] == "success" and states["move_label"] == "skipped"
     assert (workspace / "published" / "models.config").read_bytes() == before  # not even version 200 listed
     assert len(LabelHistory(storage_for(str(workspace)), str(workspace / "published"), NAME).load().moves) == 1
+
+
+def test_the_serving_panel_reads_runs_through_the_rest_api_as_the_caller(live, workspace: Path) -> None:
+    """The panel's run list comes from ``POST /api/v2/dags/~/dagRuns/list`` asked with the caller's token
+    (no ORM in the plugin): a dry run marked failed and a promotion show with their states."""
+    export_dag = f"exportflow__{NAME}"
+    live.wait_for_dag(export_dag)
+    live.wait_for_dag(PROMOTE)
+    status, dry = live.trigger(export_dag, {"dry_run": True})
+    assert status == 200, dry
+    status, body = live.request("PATCH", f"/api/v2/dags/{export_dag}/dagRuns/{dry['dag_run_id']}", {"state": "failed"})
+    assert status == 200, body
+    status, promoted = live.trigger(PROMOTE, {"action": "promote", "version": 200, "label": "canary"})
+    assert status == 200, promoted
+    assert live.wait_for_run(PROMOTE, promoted["dag_run_id"])["state"] == "success", live.log_tail("scheduler")
+
+    status, panel = live.request("GET", f"/exportflow/api/models/{NAME}/serving")
+    assert status == 200, panel
+    assert panel["runs_error"] is None
+    runs = {r["run_id"]: r for r in panel["runs"]}
+    assert (runs[dry["dag_run_id"]]["state"], runs[dry["dag_run_id"]]["dry_run"]) == ("failed", True)
+    assert (runs[promoted["dag_run_id"]]["state"], runs[promoted["dag_run_id"]]["dag_id"]) == ("success", PROMOTE)
+    assert {r["dag_id"] for r in panel["runs"]} <= {export_dag, PROMOTE}  # only this model's DAGs
+    status, _ = live.request("GET", f"/exportflow/api/models/{NAME}/serving", auth=False)
+    assert status == 401

@@ -9,6 +9,8 @@ import yaml
 
 from components.cli import main
 from components.config import load_config
+from components.publish.executor import publish
+from tests.support.publishing import make_export, params_for
 from tests.test_serving_labels import config_path, publish_versions
 
 
@@ -96,3 +98,22 @@ def test_mode_latest_refuses_label_commands(tmp_path: Path, capsys: pytest.Captu
     )
     code, out, _ = run(capsys, "serving", "status", "--config", path)
     assert code == 0 and "serving mode: latest" in out and "not in the model server config" in out
+
+
+def test_labels_and_pins_of_a_multi_graph_set_are_refused_naming_the_model_and_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path)
+    publish(params_for(load_config(path)), make_export(tmp_path / "exports", step=100, graphs=("entry", "ps_0")))
+    expected = (
+        f"exportflow: error: model 'example': version 100 of 'example' is a multi-graph set (graphs ['entry', "
+        f"'ps_0']), each graph its own TF Serving model with base path {tmp_path / 'published' / 'example'}/<graph>; "
+        "a label cannot move all of them at once, so labels, promotions and pins of a set are refused and the "
+        "model server config was not changed. Serve a set with serving.mode: latest (hosts load each graph's "
+        "highest version; the entry graph is published last), or export this servable with a single-graph "
+        "strategy to use labels\n"
+    )
+    for command in ("promote", "pin"):
+        code, out, err = run(capsys, "serving", command, "--config", path, "--version", "100")
+        assert (code, out, err) == (1, "", expected), command
+    assert not config_path(tmp_path).exists()

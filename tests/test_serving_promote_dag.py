@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from components.ledger.label_history import LabelHistory
+from components.publish.executor import publish
 from components.serving import config_file, model_config
 from components.storage import storage_for
 from tests.support.airflow_live import airflow_home_from
 from tests.support.dag_test_run import airflow_env, run_dag_test
+from tests.support.publishing import make_export, params_for
 from tests.test_airflow_dags import parse, write_configs
 from tests.test_serving_labels import publish_versions, serving_config
 
@@ -94,4 +96,18 @@ def test_trigger_conf_cannot_name_anything_but_the_form_fields(airflow_home: Pat
         "trigger conf has fields ['config_path'] this DAG does not accept; "
         "allowed: ['action', 'label', 'reason', 'servable', 'version']"
     ) in summary["output"]
+    assert not (tmp_path / "published" / "models.config").exists()
+
+
+def test_promoting_a_multi_graph_set_fails_the_check_naming_the_model_and_what_to_do(
+    airflow_home: Path, tmp_path: Path
+) -> None:
+    config = serving_config(tmp_path)
+    publish(params_for(config), make_export(tmp_path / "exports", step=100, graphs=("entry", "ps_0")))
+    configs = write_configs(tmp_path / "configs", {"example": config_dict(tmp_path, mode="labels")})
+    summary = run_dag_test(airflow_env(airflow_home, configs), PROMOTE, {"action": "promote", "version": 100, "label": "canary"})
+    assert summary["tasks"]["check[-1]"]["state"] == "failed"
+    assert summary["tasks"]["move_label[-1]"]["state"] != "success"
+    assert "model 'example': version 100 of 'example' is a multi-graph set (graphs ['entry', 'ps_0'])" in summary["output"]
+    assert "Serve a set with serving.mode: latest" in summary["output"]
     assert not (tmp_path / "published" / "models.config").exists()

@@ -247,6 +247,22 @@ def test_run_links_point_at_the_airflow_run_and_ledgers_without_stamps_still_loa
     assert all(p.published_at is None and p.run_url is None for c in old.checkpoints for p in c.publications)
 
 
+def test_a_forced_republish_shows_both_versions_the_old_one_marked_replaced(tmp_path: Path) -> None:
+    config = make_config(tmp_path, BASELINE_RULES)
+    state = history_ledger(tmp_path)
+    forced = dataclasses.replace(pushed(300, tmp_path), version="401", uri=f"{tmp_path}/example/401", run_id="manual__forced")
+    state = state.with_record(state.record(300).with_publication(forced))
+
+    history = build_history(config, state, airflow_root="/")
+    (row,) = [c for c in history.checkpoints if c.step == 300]
+    assert [(p.version, p.superseded_by, p.run_id) for p in row.publications] == [
+        ("300", "401", RUN_ID), ("401", None, "manual__forced")
+    ]
+    assert history.publication("all_modes", "300") is not None  # its manifest page still opens
+    point = next(p for p in history.chart.points if p.step == 300)
+    assert point.versions == ("300", "401")
+
+
 def test_plot_places_points_inside_the_axes_by_step_and_value(tmp_path: Path) -> None:
     chart = build_history(make_config(tmp_path, BASELINE_RULES), history_ledger(tmp_path)).chart
     laid = plot(chart)
@@ -319,7 +335,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
         ui_app.ModelCatalog(lambda: str(configs)),
         user_dependency=lambda: "tester",
         authorize=authorize,
-        runs=lambda dag_ids: [],  # no Airflow database here; the run list is tested in test_ui_serving.py
+        runs=lambda request, dag_ids: [],  # no Airflow database here; the run list is tested in test_ui_serving.py
     )
     app.state.ledger_path = Path(ledger.uri)  # for tests that check the page never writes it
     return TestClient(app)

@@ -1,13 +1,13 @@
 """The model page's serving panel and ``/api/models/{model}/serving``, in-process, on a real destination:
 real published versions, a model server config and label history written by ``components.serving.control``.
 
-DAG runs come through the app's ``runs`` seam (in production a query of Airflow's metadata database,
-exercised live in test_ui_plugin.py); here they are rows shaped like Airflow's ``DagRun``.
+DAG runs come through the app's ``runs`` seam (in production Airflow's REST API asked as the caller,
+exercised live in test_ui_plugin.py and test_serving_approval_live.py); here they are rows as that API
+answers them.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 from pathlib import Path
@@ -22,22 +22,21 @@ from components.config.loader import parse_config
 from components.publish.executor import publish
 from components.serving import control
 from plugins.ui import app as ui_app
+from plugins.ui.serving import RunRow
 from tests.support.publishing import make_export, params_for
 
 PROMOTE_DAG = "exportflow__example__promote"
 
 
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """The fields of Airflow's ``DagRun`` the panel reads."""
-
-    dag_id: str
-    run_id: str
-    state: str
-    conf: dict[str, Any]
-    run_type: str = "manual"
-    start_date: datetime.datetime | None = None
-    end_date: datetime.datetime | None = None
+def api_run(
+    dag_id: str, run_id: str, state: str, conf: dict[str, Any], run_type: str = "manual",
+    start: datetime.datetime | None = None, end: datetime.datetime | None = None,
+) -> RunRow:
+    """A run as ``POST /api/v2/dags/~/dagRuns/list`` answers it (the fields the panel reads)."""
+    item = {"dag_id": dag_id, "dag_run_id": run_id, "state": state, "conf": conf, "run_type": run_type,
+            "start_date": start.isoformat() if start else None, "end_date": end.isoformat() if end else None,
+            "queued_at": None, "note": None}
+    return RunRow.from_api(json.loads(json.dumps(item)))
 
 
 def config_dict(tmp_path: Path, name: str, mode: str) -> dict[str, Any]:
@@ -72,12 +71,12 @@ def served(tmp_path: Path) -> tuple[TestClient, list[list[str]]]:
     asked: list[list[str]] = []
     started = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
-    def runs(dag_ids: list[str]) -> list[Row]:
+    def runs(request: Any, dag_ids: list[str]) -> list[RunRow]:
         asked.append(dag_ids)
         rows = [
-            Row("exportflow__example", "manual__dry", "success", {"dry_run": True}, start_date=started),
-            Row("exportflow__example", "scheduled__broken", "failed", {}, "scheduled", started, started),
-            Row(PROMOTE_DAG, "manual__promote-1", "success", {"action": "promote", "label": "stable", "version": 200}),
+            api_run("exportflow__example", "manual__dry", "success", {"dry_run": True}, start=started),
+            api_run("exportflow__example", "scheduled__broken", "failed", {}, "scheduled", started, started),
+            api_run(PROMOTE_DAG, "manual__promote-1", "success", {"action": "promote", "label": "stable", "version": 200}),
         ]
         return [r for r in rows if r.dag_id in dag_ids]
 
@@ -204,7 +203,7 @@ def test_a_malformed_config_is_reported_in_the_panel_and_left_untouched(served) 
 
 def test_runs_that_cannot_be_read_are_reported_and_the_panel_still_shows(served, tmp_path: Path) -> None:
 
-    def no_database(dag_ids: list[str]) -> list[Row]:
+    def no_database(request: Any, dag_ids: list[str]) -> list[RunRow]:
         raise RuntimeError("no metadata database")
 
     app = ui_app.create_app(

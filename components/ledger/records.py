@@ -71,13 +71,13 @@ def record_declined(ledger: Ledger, checkpoint: CheckpointArtifact, strategy: st
 def record_publication(
     ledger: Ledger, pushed: PushedModelArtifact, checkpoint_uri: str, rule: RankingRule | None = None
 ) -> LedgerState:
-    """Record a publication and refresh the strategy's best-so-far (by ``rule``, default lower loss:
+    """Record a publication (a new history entry: ``CheckpointRecord.with_publication``) and refresh the
+    strategy's best-so-far (by ``rule``, default lower loss:
     ``components.ranking``'s rule without a change threshold)."""
 
     def change(state: LedgerState) -> LedgerState:
         record = _record_for(state, pushed.step, checkpoint_uri)
-        publications = {**record.publications, pushed.strategy: pushed}
-        state = _changed(state, record, dataclasses.replace(record, publications=publications))
+        state = _changed(state, record, record.with_publication(pushed))
         best = best_record(state, rule or DEFAULT_RANKING, pushed.strategy)
         if best is not None and best != state.best.get(pushed.strategy):
             state = dataclasses.replace(state, best={**state.best, pushed.strategy: best})

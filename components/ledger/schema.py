@@ -7,7 +7,7 @@ unknown keys; every field added later has a default. Times are ISO 8601 UTC stri
 (``2025-01-31T12:00:00+00:00``). Keys of ``checkpoints`` are global steps as strings::
 
     {
-      "schema_version": 2,
+      "schema_version": 3,
       "model": "example",
       "updated_at": "<time of the last write>",
       "checkpoints": {
@@ -30,7 +30,8 @@ unknown keys; every field added later has a default. Times are ISO 8601 UTC stri
             "uri": "<checkpoint prefix>", "checkpoint": {Checkpoint artifact: uri, step, files, pinned_uri, ...}
           },
           "exports": {"<strategy>": {Model artifact}},            # artifacts as their fields (no "type")
-          "publications": {"<strategy>": {PushedModel artifact}},  # plus published_at and run_id
+          "publications": {"<strategy>": {PushedModel artifact}},  # the newest, plus published_at and run_id
+          "history": [{PushedModel artifact}, ...],            # every publication, oldest first, never rewritten
           "declined": {"<strategy>": "<why it chose not to export this blessed checkpoint>"},
           "updated_at": "<last change of this record>"
         }
@@ -50,11 +51,17 @@ Meaning:
   made under the current configuration.
 * The **baseline** for change thresholds is the best published checkpoint by the first change
   threshold's metric and direction (``components.ledger.records.baseline``).
+* ``history`` is append-only: each publication of the checkpoint is a new entry, and nothing in it is
+  ever changed or removed. A forced republish of other content gets a fresh version number (see
+  ``components.publish.protocol``), so the checkpoint then has two entries — the old version and the new —
+  and ``publications`` names the newest per strategy (what ranking, blessing baselines and labels use).
+  A rerun that finds its version already published adds nothing.
 * ``best`` is kept by the publish stage with the same ranking (or ``loss``, lower is better, when no
   change threshold is configured; by step when the metric is missing).
 
 Versions: version 1 (the walking skeleton's: no ``first_seen``/``updated_at``/``best``,
-no digests) is read and upgraded on the next write; a newer version than this code knows is refused
+no digests) and version 2 (no ``history``: a record's publications stand for it) are read and upgraded on
+the next write; version 3 adds ``history`` (an older exportflow refuses it rather than drop it); a newer version than this code knows is refused
 with an error rather than misread.
 """
 
@@ -65,8 +72,8 @@ from collections.abc import Collection
 
 from components.artifacts import EvaluationArtifact, ExportArtifact, PushedModelArtifact
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +102,36 @@ class CheckpointRecord:
     # Strategies that looked at this blessed checkpoint and chose not to export it (e.g. FinalExporter
     # on a non-final step, BestExporter on a worse one), with why.
     declined: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Every publication of this checkpoint, oldest first, append-only (``publications`` is the newest per
+    # strategy). Empty in records written before version 3: see ``publication_history``.
+    history: tuple[PushedModelArtifact, ...] = ()
+
+    def publication_history(self) -> tuple[PushedModelArtifact, ...]:
+        """Every publication, oldest first (a record from before version 3: its ``publications``)."""
+        if self.history:
+            return self.history
+        return tuple(sorted(self.publications.values(), key=lambda p: (p.published_at or "", p.strategy)))
+
+    def with_publication(self, pushed: PushedModelArtifact) -> CheckpointRecord:
+        """This record with ``pushed`` as its strategy's newest publication, appended to the history unless
+        that version of that strategy is in it already (a rerun that found it published)."""
+        earlier = self.publication_history()
+        seen = any((p.strategy, p.version) == (pushed.strategy, pushed.version) for p in earlier)
+        return dataclasses.replace(
+            self,
+            publications={**self.publications, pushed.strategy: pushed},
+            history=earlier if seen else (*earlier, pushed),
+        )
+
+    def superseded(self) -> dict[tuple[str, str], str]:
+        """(strategy, version) of each publication a later one of the same strategy replaced as the newest
+        (a forced republish) -> the version that replaced it."""
+        current = {s: p.version for s, p in self.publications.items()}
+        return {
+            (p.strategy, p.version): current[p.strategy]
+            for p in self.publication_history()
+            if p.strategy in current and p.version != current[p.strategy]
+        }
 
     def handled(self, config_digest: str | None = None, strategies: Collection[str] = ()) -> bool:
         """Published by some strategy; or, under ``config_digest`` (None: any), evaluated and not blessed,

@@ -71,9 +71,9 @@ def retired_publications(config: PipelineConfig, state: LedgerState) -> frozense
     storage = destination_storage(config.destination)
     retired = set()
     for record in state.checkpoints.values():
-        for strategy, pushed in record.publications.items():
+        for pushed in record.publication_history():
             if pushed.marker_uri and storage.stat(pushed.marker_uri) is None:
-                retired.add((strategy, pushed.version))
+                retired.add((pushed.strategy, pushed.version))
     return frozenset(retired)
 
 
@@ -85,11 +85,14 @@ def publications_table(
     rows = []
     for record in sorted(after.checkpoints.values(), key=lambda r: r.step):
         old = before.record(record.step)
-        for strategy, pushed in sorted(record.publications.items()):
+        seen = {(p.strategy, p.version) for p in old.publication_history()} if old else set()
+        # every publication (a forced republish adds one under a fresh version; the old one stays listed)
+        for pushed in sorted(record.publication_history(), key=lambda p: p.strategy):
+            strategy = pushed.strategy
             metrics = record.evaluation.metrics if record.evaluation else {}
             shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
             exported = record.exports.get(strategy)
-            is_new = old is None or strategy not in old.publications
+            is_new = (strategy, pushed.version) not in seen
             rows.append(
                 [
                     str(record.step),
@@ -115,7 +118,8 @@ def new_publications(before: LedgerState, after: LedgerState) -> int:
     count = 0
     for record in after.checkpoints.values():
         old = before.record(record.step)
-        count += len(set(record.publications) - set(old.publications if old else {}))
+        seen = {(p.strategy, p.version) for p in old.publication_history()} if old else set()
+        count += len({(p.strategy, p.version) for p in record.publication_history()} - seen)
     return count
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from components.artifacts import ExportArtifact, FileEntry, PushedModelArtifact, to_jsonable
 from components.config.schema import DestinationConfig
-from components.layout import GRAPH_FILES
+from components.layout import BOOKKEEPING, GRAPH_FILES, PUBLISHED_SUFFIX, version_of
 from components.manifest import (
     MANIFEST_PATH,
     build_manifest,
@@ -80,16 +80,30 @@ def publish(
     try:
         sources = prepare_sources(params, export)
     except ExportIncomplete:
-        if _published_before(storage, layout, export):  # a retry after the staged copy was released
-            log.info("%s is already published and its staged copy is gone (0 bytes moved)", layout.primary_dir)
-            return dataclasses.replace(_planned(params, export, storage, layout, ()), already_published=True)
+        found = _published_before(storage, layout, export)  # a retry after the staged copy was released
+        if found is not None:
+            log.info("%s is already published and its staged copy is gone (0 bytes moved)", found.primary_dir)
+            planned = _planned(params, export, storage, found, ())
+            return dataclasses.replace(planned, version=found.version, already_published=True)
         raise
     return _publish_sources(params, export, storage, layout, sources, observer)
 
 
-def _published_before(storage: Storage, layout: Layout, export: ExportArtifact) -> bool:
-    """The destination holds this export's version, committed: its marker names the same model, strategy,
-    step and checkpoint, and every graph it lists holds ``saved_model.pb``."""
+def _published_before(storage: Storage, layout: Layout, export: ExportArtifact) -> Layout | None:
+    """Where the destination holds this export, committed: the newest version, from ``layout``'s number
+    up (a forced republish took a higher one), whose marker names the same model, strategy, step and
+    checkpoint and whose every graph holds ``saved_model.pb``."""
+    names = storage.list_names(storage.join(layout.base, BOOKKEEPING))
+    marked = {v for v in (version_of(n, PUBLISHED_SUFFIX) for n in names) if v is not None}
+    numbers = sorted((int(v) for v in marked if v.isdigit() and int(v) >= int(layout.version)), reverse=True)
+    for number in numbers:
+        candidate = dataclasses.replace(layout, version=str(number))
+        if _holds_export(storage, candidate, export):
+            return candidate
+    return None
+
+
+def _holds_export(storage: Storage, layout: Layout, export: ExportArtifact) -> bool:
     marker = read_marker(storage, layout.marker)
     recorded = marker.export if marker is not None else None
     if recorded is None or (recorded.model, recorded.strategy, recorded.step, recorded.checkpoint) != (
@@ -154,6 +168,15 @@ def _publish_sources(
         log.info(
             "published %s (%d files, %d bytes uploaded, %d bytes copied by the store)",
             planned.uri, planned.files, outcome.bytes_moved, outcome.bytes_copied,
+        )
+    if outcome.version != planned.version:  # force: published under a fresh number (protocol.py)
+        planned = dataclasses.replace(
+            planned,
+            version=outcome.version,
+            uri=outcome.uri,
+            graph_uris=outcome.graph_uris,
+            marker_uri=outcome.marker_uri,
+            manifest_uri=storage.join(outcome.uri, MANIFEST_PATH),
         )
     return dataclasses.replace(
         planned,

@@ -36,9 +36,10 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
    folder already exists). Then list, concurrently, the building and version folders (GCS: both;
    local: the one chosen) beside the dedupe index of other versions. Leftover ``.tmp-*`` files of a killed run are removed. A ``saved_model.pb`` in the
    version folder that differs from ours means a different version of that number is loadable there:
-   ``VersionConflict`` (with ``force``, it is first made unloadable — graph files, then marker, then
-   the rest and any building folder — and rebuilt). Objects that already match the manifest, in either
-   folder, are kept; wrong ones are replaced with a precondition on their generation.
+   ``VersionConflict`` (with ``force``: a fresh number, see *Forced republish* below; a commit marker
+   naming other content sends ``force`` there before the lock is even taken). Objects that already
+   match the manifest, in either folder, are kept; wrong ones are replaced with a precondition on their
+   generation.
 5. **Data and manifests, out of sight.** Every file except ``saved_model.pb``, on a bounded pool,
    largest first (so one big shard does not start last and run alone), into the building folder:
    local disk hard-links the export's files (or copies them, or links an identical earlier version's);
@@ -153,6 +154,22 @@ host's own schedule — an entry host can load version N before a ps host has. S
 previous ps version loaded (TF Serving version policy ``latest { num_versions: 2 }`` on ps models) and
 the entry graph must address ps models by version.
 
+**Forced republish: a fresh number, never in place.** A published version may be serving (labelled,
+listed in the model server config, or the highest number under TF Serving's default policy), and a
+replacement in place would take it down for as long as the rebuild lasts. So when the requested number
+holds other content (its marker, or a loadable graph file, differs), ``force`` publishes the new content
+under a **fresh number: one more than the highest number anything at the destination uses** (numbered
+folders of every graph, commit markers, locks, building folders; ``fresh_version.py``), following the same
+steps 2-7 there. The old version is not touched — files, marker, labels, ledger entry — and goes the way
+of any old version (retention, which never removes one serving needs). The rule is the same whether or
+not the old version may be serving: one rule a user can predict ("force with other content = a new,
+higher number"), an append-only history, and no race between deciding "not serving" and a host loading
+it. A rerun takes the number it took before (a marker naming the same content above the requested
+number, or the highest number's unmarked folders holding only files of this export) instead of minting
+another; a killed forced run leaves exactly what a killed ordinary publish leaves, at the fresh number.
+Under the ``latest`` policy the fresh number is the highest, so hosts move to it once it is complete.
+The outcome's ``version`` says which number was used.
+
 **Concurrency.** Every write carries a generation precondition; the lock makes a second publisher of
 the same version fail fast instead of interleaving. Real GCS enforces preconditions; the emulator used
 in tests does not, so there the lock and deterministic versions are what keep two runs apart.
@@ -180,6 +197,7 @@ from components.publish.errors import (
     TransferFailed,
     VersionConflict,
 )
+from components.publish.fresh_version import fresh_version
 from components.publish.layout import (
     VERSION_PATTERN,
     Layout,
@@ -271,6 +289,7 @@ class PublishOutcome:
     bytes_copied: int  # duplicated by the store (server-side copy, hard link)
     already_published: bool
     bytes_linked: int = 0  # the part of bytes_copied that was hard-linked
+    version: str = ""  # the number published: the requested one, or a forced republish's fresh one
 
 
 def publish_version(
@@ -289,9 +308,27 @@ def publish_version(
     """Publish ``graphs`` as ``version`` of ``servable`` following the protocol above; ``export`` (what the
     publish stage knows about the export) is recorded in the commit marker."""
     layout = layout_for(storage, destination, servable, version, (g.name for g in graphs))
-    run = _Run(storage, layout, graphs, settings, observer)
     try:
-        return run.publish(export, checkpoint_uri, force)
+        for _ in range(_FRESH_ATTEMPTS):
+            try:
+                return _Run(storage, layout, graphs, settings, observer).publish(export, checkpoint_uri, force)
+            except _NumberTaken:
+                fresh = fresh_version(
+                    storage,
+                    layout,
+                    {g.name or "": g.manifest_crc32c for g in graphs},
+                    {g.name: g.files for g in graphs},
+                )
+                log.warning(
+                    "force: %s version %s holds other content and may be serving; it stays as it is and this "
+                    "content is published as version %s",
+                    layout.base, layout.version, fresh,
+                )
+                layout = layout_for(storage, destination, servable, fresh, layout.graphs)
+        raise VersionConflict(
+            f"force: every fresh version number tried for {layout.base} was taken by another run meanwhile "
+            f"(last: {layout.version}); rerun to take the next one"
+        )
     except BucketNotFound as exc:
         raise DestinationNotFound(
             f"destination {destination}: {exc}; create the bucket or fix destination.uri (nothing was written)"
@@ -301,9 +338,17 @@ def publish_version(
     except UploadChecksumMismatch as exc:
         raise ChecksumMismatch(f"{exc} (was the export changed after its manifest was written?)") from exc
     except TransientStorageError as exc:
-        raise TransferFailed(f"publishing {layout.base} version {version}: {exc}; a rerun resumes") from exc
+        raise TransferFailed(f"publishing {layout.base} version {layout.version}: {exc}; a rerun resumes") from exc
     except StorageError as exc:
-        raise PublishError(f"publishing {layout.base} version {version} failed: {exc}") from exc
+        raise PublishError(f"publishing {layout.base} version {layout.version} failed: {exc}") from exc
+
+
+_FRESH_ATTEMPTS = 4  # the requested number, then fresh ones (another run may take a fresh one first)
+
+
+class _NumberTaken(Exception):
+    """``force``: the requested number holds other content; the run stops (lock released, nothing
+    written) and ``publish_version`` takes a fresh number."""
 
 
 class RenamesFolders(Protocol):
@@ -375,6 +420,8 @@ class _Run:
                 return self._outcome([], already=True)
             log.warning("%s version %s is marked published but objects are missing; repairing", layout.base, layout.version)
             look = None  # time passed while listing: look again
+        elif existing_marker is not None and force:
+            raise _NumberTaken  # another publication's number: its lock and files are left alone
         self.lock = VersionLock.acquire(storage, layout.lock, self.settings.lock_ttl, "publish", look)
         self._notify("lease", layout.lock)  # the event names the file: <version>.lease.json
         try:
@@ -400,9 +447,7 @@ class _Run:
             indexed = side.submit(self._dedupe, checkpoint_uri)
             self._choose_work_folders()
             inventory = self._inventory()
-            if self._resolve_loadable_conflict(inventory.final, existing_marker, force):
-                self._choose_work_folders()
-                inventory = self._inventory()
+            self._refuse_other_content(inventory.final, existing_marker, force)
             dedupe = indexed.result()
         plan = self._plan(inventory, dedupe)
         progress = Progress(
@@ -536,14 +581,14 @@ class _Run:
             found[relative] = info
         return found
 
-    def _resolve_loadable_conflict(
+    def _refuse_other_content(
         self,
         final: dict[str | None, dict[str, ObjectInfo]],
         existing_marker: CommitMarker | None,
         force: bool,
-    ) -> bool:
-        """A loadable version with other content is never rewritten in place: ``VersionConflict``, or with
-        ``force`` it is unpublished first (then True)."""
+    ) -> None:
+        """A version with other content (a differing marker or loadable graph file) is never rewritten in
+        place: ``VersionConflict``, or with ``force`` a fresh number (``_NumberTaken``)."""
         different = []
         for graph in self.graphs:
             found = final[graph.name]
@@ -552,17 +597,15 @@ class _Run:
                     different.append(self.layout.graph_dir(graph.name))
         marker_differs = existing_marker is not None and not self._marker_matches(existing_marker)
         if not different and not marker_differs:
-            return False
-        if not force:
-            what = ", ".join(different) if different else f"marker {self.layout.marker}"
-            raise VersionConflict(
-                f"version {self.layout.version} of {self.layout.servable} is already published with different "
-                f"content ({what}); a loadable version is never rewritten in place — publish a new version, "
-                "or rerun with force to replace it"
-            )
-        log.warning("force: unpublishing %s version %s before replacing it", self.layout.base, self.layout.version)
-        unpublish(self.storage, self.layout.base, self.layout.version, self._graph_names())
-        return True
+            return
+        if force:
+            raise _NumberTaken
+        what = ", ".join(different) if different else f"marker {self.layout.marker}"
+        raise VersionConflict(
+            f"version {self.layout.version} of {self.layout.servable} is already published with different "
+            f"content ({what}); a published version is never rewritten in place — publish a new version, "
+            "or rerun with force to publish this content under a fresh, higher version number"
+        )
 
     def _dedupe(self, checkpoint_uri: str | None) -> DedupeIndex | None:
         if scheme_of(self.layout.destination) == "file" and self.settings.link_local:
@@ -757,6 +800,7 @@ class _Run:
             bytes_copied=sum(r.bytes_copied for r in results),
             bytes_linked=sum(r.bytes_linked for r in results),
             already_published=already,
+            version=self.layout.version,
         )
 
 

@@ -12,8 +12,10 @@ nothing else needs it) and records nothing. Every completed move is appended to 
 (``components.ledger.label_history``): from, to, who, when, run id, reason. A rollback moves the label
 to the version it held before its current one (see ``ServingHistory.label_stack``).
 
-Only single-graph versions (``<destination>/<servable>/<version>``) can be labelled: a multi-graph set is
-several TF Serving models and is refused here.
+Only single-graph versions (``<destination>/<servable>/<version>``) can be labelled or pinned: a
+multi-graph set (``<base>/<graph>/<version>``) is several TF Serving models that no single config write
+moves together, so ``check_published`` refuses it (``MultiGraphSet``, naming the model and what to do),
+and a fresh set is published without a label (``publication.label_fresh_version``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from components.publish.marker import read_marker
 from components.serving import config_file, model_config
 from components.serving.availability import AvailabilityWait, configured_wait
 from components.serving.errors import (
+    MultiGraphSet,
     ServingConflict,
     ServingError,
     ServingModeOff,
@@ -109,9 +112,13 @@ def check_published(target: ServingTarget, servable: str, version: int) -> None:
             f"published versions: {known or 'none'}"
         )
     if marker.graph_names != (None,):
-        raise ServingError(
-            f"version {version} of {servable!r} is a multi-graph set {list(marker.graph_names)}; serving labels "
-            "support single-graph versions only"
+        graphs = sorted(g or "" for g in marker.graph_names)
+        raise MultiGraphSet(
+            f"model {target.model!r}: version {version} of {servable!r} is a multi-graph set (graphs {graphs}), "
+            f"each graph its own TF Serving model with base path {base}/<graph>; a label cannot move all of them "
+            "at once, so labels, promotions and pins of a set are refused and the model server config was not "
+            "changed. Serve a set with serving.mode: latest (hosts load each graph's highest version; the entry "
+            "graph is published last), or export this servable with a single-graph strategy to use labels"
         )
     folder = version_dir(target.storage, base, str(version), None)
     if not any(target.storage.stat(target.storage.join(folder, name)) for name in GRAPH_FILES):

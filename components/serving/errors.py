@@ -25,6 +25,10 @@ class VersionNotPublished(ServingError, ValueError):
     """The version has no complete publication (commit marker + saved_model.pb) at the destination."""
 
 
+class MultiGraphSet(ServingError, ValueError):
+    """The version is a multi-graph set (several TF Serving models): labels and pins are refused for it."""
+
+
 class VersionNotAvailable(RetryableError, ServingError):
     """TF Serving did not report the version AVAILABLE within the configured wait."""
 

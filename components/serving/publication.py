@@ -2,7 +2,8 @@
 new version gets that label (two-phase, like any move), recorded as done by the publish run.
 
 ``stable`` with ``serving.approval: true`` is never moved here: a person approves that move (the promote
-DAG or ``exportflow serving promote``). Mode ``latest`` writes nothing, as before. A rerun of a
+DAG or ``exportflow serving promote``). Mode ``latest`` writes nothing, as before. A multi-graph set is
+published without a label (labels are refused for sets; see ``control``), with a warning. A rerun of a
 publication that already got its label once does not move the label back to it.
 """
 
@@ -13,6 +14,7 @@ import logging
 from components.config.schema import PipelineConfig
 from components.ledger.label_history import LabelMove
 from components.serving.availability import AvailabilityWait
+from components.serving.errors import MultiGraphSet
 
 log = logging.getLogger(__name__)
 PUBLISHER = "exportflow publish"
@@ -39,13 +41,17 @@ def label_fresh_version(
     target = control.target_for(config)
     if any(m.to_version == int(version) for m in target.history.load().moves_of(servable, serving.publish_label)):
         return None  # a rerun: it got the label once; later moves were someone's decision, keep them
-    return control.promote(
-        config,
-        int(version),
-        serving.publish_label,
-        servable=servable,
-        who=PUBLISHER,
-        run_id=run_id,
-        reason=f"published version {version}",
-        wait=wait,
-    )
+    try:
+        return control.promote(
+            config,
+            int(version),
+            serving.publish_label,
+            servable=servable,
+            who=PUBLISHER,
+            run_id=run_id,
+            reason=f"published version {version}",
+            wait=wait,
+        )
+    except MultiGraphSet as exc:  # published all the same; only the label is left out
+        log.warning("%s version %s published without the label %s: %s", servable, version, serving.publish_label, exc)
+        return None

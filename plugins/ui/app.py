@@ -33,7 +33,7 @@ from components.model_storage import ModelStorage
 from plugins.ui import chart as chart_layout
 from plugins.ui.history import ModelHistory, UnknownMetric, build_history, dag_id_for, jsonable
 from plugins.ui.manifest import ManifestView, manifest_view
-from plugins.ui.serving import ServingView, run_view, serving_view
+from plugins.ui.serving import RunRow, ServingView, run_view, serving_view
 
 HERE = Path(__file__).resolve().parent
 API_DOC = "plugins/ui/API.md"
@@ -93,18 +93,52 @@ def model_storage(config: PipelineConfig) -> ModelStorage:
 RECENT_RUNS = 25
 
 
-def recent_runs(dag_ids: list[str], limit: int = RECENT_RUNS) -> list[Any]:
-    """The newest DAG runs of ``dag_ids`` (any state, dry runs included), read from Airflow's metadata
-    database as the api-server's own run list is (this app runs inside the api-server)."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
+class RunsUnavailable(Exception):
+    """Airflow's REST API did not answer the run list (the panel says so and still shows the rest)."""
 
-    with create_session() as session:
-        query = select(DagRun).where(DagRun.dag_id.in_(dag_ids)).order_by(DagRun.id.desc()).limit(limit)
-        rows = list(session.scalars(query))
-        session.expunge_all()
-        return rows
+
+def recent_runs(request: Request, dag_ids: list[str], limit: int = RECENT_RUNS) -> list[RunRow]:
+    """The newest DAG runs of ``dag_ids`` (any state, dry runs included) from Airflow's public REST API,
+    ``POST /api/v2/dags/~/dagRuns/list``, asked *as the caller*: with their own token, so Airflow applies
+    its own rule of which runs they may read. The request goes to the api-server's own app in this
+    process (this app is mounted in it): no network hop, no base URL to configure, and no ORM session in
+    a plugin, which Airflow 3 reserves for its own API."""
+    import anyio.from_thread
+    import httpx
+
+    body = {"dag_ids": dag_ids, "order_by": "-id", "page_limit": limit}
+    headers = {"Authorization": f"Bearer {caller_token(request)}"}
+
+    async def ask() -> httpx.Response:
+        transport = httpx.ASGITransport(app=api_server_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://api-server") as client:
+            return await client.post("/api/v2/dags/~/dagRuns/list", json=body, headers=headers)
+
+    response = anyio.from_thread.run(ask)  # a sync route runs in a worker thread of the server's loop
+    if response.status_code != 200:
+        raise RunsUnavailable(f"POST /api/v2/dags/~/dagRuns/list answered {response.status_code}: {response.text[:200]}")
+    return [RunRow.from_api(item) for item in response.json()["dag_runs"]]
+
+
+def caller_token(request: Request) -> str:
+    """The caller's Airflow JWT: the ``Bearer`` header, else the UI's login cookie (as ``get_user`` reads
+    them). Passed on to Airflow's API only, never logged."""
+    from airflow.api_fastapi.auth.managers.base_auth_manager import COOKIE_NAME_JWT_TOKEN
+
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token
+    return request.cookies.get(COOKIE_NAME_JWT_TOKEN, "")
+
+
+def api_server_app() -> Any:
+    """The api-server's FastAPI app this plugin is mounted in (the instance ``airflow.api_fastapi.main``
+    serves; ``cached_app`` returns it for the same arguments)."""
+    import os
+
+    from airflow.api_fastapi.app import cached_app
+
+    return cached_app(apps=os.environ.get("AIRFLOW_API_APPS", "all"))
 
 
 def serving_of(config: PipelineConfig, runs: Callable[[list[str]], list[Any]]) -> ServingView:
@@ -169,10 +203,10 @@ def create_app(
     catalog: ModelCatalog | None = None,
     user_dependency: Callable[..., Any] = current_user,
     authorize: Callable[[Request, str, Any], None] = authorize_model,
-    runs: Callable[[list[str]], list[Any]] = recent_runs,
+    runs: Callable[[Request, list[str]], list[Any]] = recent_runs,
 ) -> FastAPI:
-    """The app Airflow mounts. ``user_dependency``, ``authorize`` and ``runs`` (DAG-run rows from Airflow)
-    are the seams tests may replace."""
+    """The app Airflow mounts. ``user_dependency``, ``authorize`` and ``runs`` (the caller's request and
+    DAG ids -> run rows from Airflow) are the seams tests may replace."""
     catalog = catalog or ModelCatalog(configs_folder)
     templates = _templates()
     app = FastAPI(
@@ -248,7 +282,7 @@ def create_app(
     @app.get(ROUTES["model_page"], response_class=HTMLResponse)
     def model_page(request: Request, model: str, metric: str | None = None, user: Any = User) -> HTMLResponse:
         history = history_of(request, model, user, metric)
-        serving = serving_of(catalog.get(model), runs)
+        serving = serving_of(catalog.get(model), lambda dag_ids: runs(request, dag_ids))
         return page(request, "model.html", h=history, plot=chart_layout.plot(history.chart), serving=serving)
 
     @app.get(ROUTES["manifest_page"], response_class=HTMLResponse)
@@ -276,7 +310,7 @@ def create_app(
     @app.get(ROUTES["serving_json"])
     def serving_json(request: Request, model: str, user: Any = User) -> JSONResponse:
         authorize(request, model, user)
-        return _json(jsonable(serving_of(catalog.get(model), runs)))
+        return _json(jsonable(serving_of(catalog.get(model), lambda dag_ids: runs(request, dag_ids))))
 
     @app.get(ROUTES["manifest_json"])
     def manifest_json(

@@ -55,6 +55,7 @@ class PublicationView:
     published_at: str | None  # ISO 8601 UTC; None in ledgers written before it was recorded
     run_id: str | None  # the Airflow DAG run that published it; None for the plain runner
     run_url: str | None  # that run's page in the Airflow UI
+    superseded_by: str | None = None  # a forced republish published this checkpoint again as that version
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,8 +279,10 @@ def _checkpoint_view(
         )
         for name, e in sorted(record.exports.items())
     )
-    publications = tuple(
-        _publication_view(name, p, root, dag_id) for name, p in sorted(record.publications.items())
+    replaced = record.superseded()
+    publications = tuple(  # every publication (the ledger's history), by strategy, oldest first
+        _publication_view(p.strategy, p, root, dag_id, replaced.get((p.strategy, p.version)))
+        for p in sorted(record.publication_history(), key=lambda p: p.strategy)
     )
     if publications:
         status = "published"
@@ -306,7 +309,9 @@ def _checkpoint_view(
     )
 
 
-def _publication_view(strategy: str, pushed: Any, root: str, dag_id: str) -> PublicationView:
+def _publication_view(
+    strategy: str, pushed: Any, root: str, dag_id: str, superseded_by: str | None = None
+) -> PublicationView:
     run_id = getattr(pushed, "run_id", None)
     return PublicationView(
         strategy=strategy,
@@ -319,6 +324,7 @@ def _publication_view(strategy: str, pushed: Any, root: str, dag_id: str) -> Pub
         published_at=getattr(pushed, "published_at", None),
         run_id=run_id,
         run_url=f"{root}dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}" if run_id else None,
+        superseded_by=superseded_by,
     )
 
 

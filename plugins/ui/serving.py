@@ -2,7 +2,7 @@
 links, and the model's recent DAG runs (dry runs and failures included).
 
 Built from ``components.serving.control.status`` (the model server config and the serving history beside
-the ledger) and from DAG-run rows the app reads from Airflow. Pure functions, no I/O: the page and the JSON
+the ledger) and from DAG-run rows the app reads from Airflow's public REST API (``RunRow``). Pure functions, no I/O: the page and the JSON
 endpoint render the same ``ServingView``. The promote / roll back entries are links to the promote DAG's
 trigger form, never actions: the page changes nothing, and Airflow's run history is the audit trail.
 """
@@ -180,8 +180,35 @@ def _move_view(move: LabelMove, root: str, dag_id: str) -> MoveView:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class RunRow:
+    """One DAG run as Airflow's public REST API answers it (``DAGRunResponse``: the fields the panel reads)."""
+
+    dag_id: str
+    run_id: str
+    state: str | None
+    conf: dict[str, Any]
+    run_type: str | None = None
+    start_date: str | None = None  # ISO 8601, as the API sends it
+    end_date: str | None = None
+    queued_at: str | None = None
+
+    @classmethod
+    def from_api(cls, item: Mapping[str, Any]) -> RunRow:
+        return cls(
+            dag_id=str(item["dag_id"]),
+            run_id=str(item["dag_run_id"]),
+            state=item.get("state"),
+            conf=dict(item.get("conf") or {}),
+            run_type=item.get("run_type"),
+            start_date=item.get("start_date"),
+            end_date=item.get("end_date"),
+            queued_at=item.get("queued_at"),
+        )
+
+
 def run_view(row: Any, airflow_root: str) -> RunView:
-    """A DAG-run row (Airflow's ``DagRun`` or anything with its fields) as the page shows it."""
+    """A DAG-run row (a ``RunRow``, or anything with its fields) as the page shows it."""
     conf = dict(getattr(row, "conf", None) or {})
     state = getattr(row, "state", None)
     return RunView(
@@ -198,4 +225,7 @@ def run_view(row: Any, airflow_root: str) -> RunView:
 
 
 def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+    """A time as ISO 8601: a string from the REST API as it came, a datetime formatted."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.isoformat()
