@@ -186,8 +186,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, cast
 
 from components.artifacts import FileEntry
-from components.layout import BUILDING_PATH, GRAPH_FILES, graph_order
-from components.manifest import MANIFEST_PATH
+from components.layout import BUILDING_PATH, GRAPH_FILES, MANIFEST_PATH, graph_order
 from components.publish.errors import (
     ChecksumMismatch,
     DestinationFull,
