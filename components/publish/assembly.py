@@ -3,11 +3,13 @@ of sight, made durable, placed (no-rename stores), and verified against the mani
 
 from __future__ import annotations
 
+from components.artifacts import FileEntry
 from components.layout import GRAPH_FILES
 from components.publish.attempt import Attempt
 from components.publish.errors import PublishError
 from components.publish.inventory import Inventory
 from components.publish.plan import Plan
+from components.storage import ObjectInfo
 from components.transfer.pool import TransferResult, run_transfers
 from components.transfer.progress import Progress
 
@@ -52,7 +54,7 @@ def problems(run: Attempt, dirs: dict[str | None, str], *, graph_files: bool) ->
             info = found.get(entry.path)
             if info is None:
                 found_problems.append(f"{root}/{entry.path} is missing")
-            elif info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c):
+            elif _differs(info, entry):
                 found_problems.append(f"{root}/{entry.path} differs from the manifest")
     return found_problems
 
@@ -73,7 +75,7 @@ def _verify_from_responses(run: Attempt, inventory: Inventory, placed: list[Tran
             info = made.get(uri) or inventory.final[graph.name].get(entry.path)
             if info is None:
                 found_problems.append(f"{uri} was never placed")
-            elif info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c):
+            elif _differs(info, entry):
                 found_problems.append(f"{uri} differs from the manifest")
     if found_problems:
         raise PublishError(f"{'; '.join(found_problems[:3])}; saved_model.pb was not written")
@@ -87,3 +89,9 @@ def _verify_by_listing(run: Attempt) -> None:
             f"{'; '.join(found_problems[:3])} after it was verified — is retention or another run changing "
             "this version? saved_model.pb was not written"
         )
+
+
+def _differs(info: ObjectInfo, entry: FileEntry) -> bool:
+    """Not the manifest's bytes by what the store said: another size, or a CRC32C it listed that differs
+    (nothing is read: ``transfer.pool.matches`` would compute a missing CRC32C)."""
+    return info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c)
