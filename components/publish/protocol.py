@@ -4,7 +4,8 @@ This module is the order of writes (``publish_version``, below); each step's cod
 components/publish/:
 
 * ``layout.py`` — where every piece goes (version folders, ``.exportflow`` bookkeeping, building
-  folders; the names are components/layout.py's), checked in step 1;
+  folders; the names are components/layout.py's), checked in step 1; the export's files are checked
+  against its manifest by the publish stage (``executor.py``) before it calls ``publish_version``;
 * ``marker.py`` — the commit marker, read in step 2 and written in step 7; the version lock of step 3
   is ``components/transfer/lock.py``;
 * ``inventory.py`` — step 4: where each graph is assembled and what is already there to reuse;
