@@ -88,7 +88,7 @@ def missing_savedmodel_files(paths: list[str] | tuple[str, ...]) -> list[str]:
     return missing
 
 
-def tensorflow_version() -> str:
+def installed_tensorflow_version() -> str:
     """The installed TF's version, from package metadata (importing TF takes seconds)."""
     from importlib.metadata import PackageNotFoundError, version
 
@@ -109,9 +109,12 @@ def build_manifest(
     extra: dict[str, Any] | None = None,
     root: str | None = None,
     files: tuple[FileEntry, ...] | None = None,
+    tensorflow_version: str | None = None,
 ) -> Manifest:
     """The manifest of ``root`` (default: the export's folder; one graph's folder for multi-graph), or of
-    ``files`` when the export is not on local disk (listed with sizes and CRC32C by its store)."""
+    ``files`` when the export is not on local disk (listed with sizes and CRC32C by its store).
+    ``tensorflow_version`` is the TF that wrote the export; by default the installed one (a caller without
+    TensorFlow, like the TFX component, reads it from ``saved_model.pb`` and passes it)."""
     digest_source = json.dumps(to_jsonable(export.signatures), sort_keys=True).encode()
     return Manifest(
         manifest_version=MANIFEST_VERSION,
@@ -123,7 +126,7 @@ def build_manifest(
         metrics=dict(export.metrics),
         blessed=evaluation.blessed if evaluation else True,
         blessing_reasons=tuple(r.reason for r in evaluation.reasons) if evaluation else (),
-        tensorflow_version=tensorflow_version(),
+        tensorflow_version=tensorflow_version if tensorflow_version is not None else installed_tensorflow_version(),
         signatures=dict(export.signatures),
         signature_digest=hashlib.sha256(digest_source).hexdigest()[:16],
         files=files if files is not None else tuple(list_export_files(root or export.uri)),

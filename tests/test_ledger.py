@@ -22,6 +22,7 @@ from components.ledger.records import (
     baseline,
     record_evaluation,
     record_publication,
+    stamp_publication,
 )
 from components.ledger.schema import SCHEMA_VERSION, LedgerState
 from components.ranking import RankingRule
@@ -267,6 +268,24 @@ def test_publication_history_is_append_only_and_a_forced_republish_adds_an_entry
     assert state.best["all_modes"].version == "401"
     raw = json.loads(Path(ledger.uri).read_text())["checkpoints"]["300"]["history"]
     assert [(e["version"], e["published_at"]) for e in raw] == [("300", "2026-01-01T00:00:00+00:00"), ("401", None)]
+
+
+def test_a_publication_is_stamped_with_its_run_and_a_rerun_that_finds_it_published_keeps_the_first_stamp(
+    tmp_path: Path,
+) -> None:
+    ledger = Ledger(str(tmp_path), "example")
+    first = stamp_publication(pushed(300), None, "run-1")
+    assert first.run_id == "run-1" and first.published_at is not None
+    record_publication(ledger, first, "/m/300")
+    record = ledger.load().record(300)
+
+    rerun = stamp_publication(dataclasses.replace(pushed(300), already_published=True), record, "run-2")
+    assert (rerun.published_at, rerun.run_id) == (first.published_at, "run-1")
+    # a forced republish under another number is a publication of its own
+    forced = stamp_publication(dataclasses.replace(pushed(300), version="401"), record, "run-3")
+    assert forced.run_id == "run-3"
+    # a rerun that moved bytes (not already published) is stamped afresh
+    assert stamp_publication(pushed(300), record, "run-4").run_id == "run-4"
 
 
 def test_a_version_2_record_keeps_its_publication_as_the_first_history_entry(tmp_path: Path) -> None:

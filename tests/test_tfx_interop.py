@@ -130,7 +130,7 @@ def test_a_blessed_model_is_published_as_exportflow_publishes_and_a_rerun_publis
     tfx_python: Path, savedmodel: Path, tmp_path: Path
 ) -> None:
     from components.export.savedmodel.verify import signatures_by_tag
-    from components.manifest import tensorflow_version
+    from components.manifest import installed_tensorflow_version
 
     destination = str(tmp_path / "published")
     config = config_file(tmp_path, destination)
@@ -139,7 +139,7 @@ def test_a_blessed_model_is_published_as_exportflow_publishes_and_a_rerun_publis
     storage = storage_for(destination)
     manifest = assert_published_as_exportflow_publishes(storage, destination, savedmodel, config)
     # What the manifest says TF-free (read from saved_model.pb) is what TensorFlow says here.
-    assert manifest["tensorflow_version"] == tensorflow_version()
+    assert manifest["tensorflow_version"] == installed_tensorflow_version()
     assert manifest["signatures"] == to_jsonable(signatures_by_tag(str(savedmodel)))
 
     store = lineage(tfx_python, tmp_path / "run" / "metadata.sqlite")

@@ -86,6 +86,18 @@ def record_publication(
     return ledger.update(change)
 
 
+def stamp_publication(
+    pushed: PushedModelArtifact, record: CheckpointRecord | None, run_id: str | None
+) -> PushedModelArtifact:
+    """``pushed`` stamped with when and by which run it was published, before ``record_publication``; a
+    rerun that found the version already published (``record``, the checkpoint's ledger record, has
+    it) keeps the first stamp."""
+    earlier = record.publications.get(pushed.strategy) if record else None
+    if pushed.already_published and earlier and earlier.version == pushed.version and earlier.published_at:
+        return dataclasses.replace(pushed, published_at=earlier.published_at, run_id=earlier.run_id)
+    return dataclasses.replace(pushed, published_at=utc_now(), run_id=run_id)
+
+
 def best_published(
     state: LedgerState, rule: RankingRule, strategy: str | None = None
 ) -> CheckpointRecord | None:

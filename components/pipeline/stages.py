@@ -10,7 +10,6 @@ sees the truth. Each stage's docstring says what it writes and which lease holds
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
 import logging
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from components.evaluation.executor import evaluate
 from components.evaluation.spec import EvaluationParams
 from components.export.executor import export
 from components.export.spec import ExportParams
-from components.ledger import CheckpointRecord, Ledger
+from components.ledger import Ledger
 from components.ledger.records import (
     baseline,
     ranking_rule,
@@ -36,6 +35,7 @@ from components.ledger.records import (
     record_evaluation,
     record_export,
     record_publication,
+    stamp_publication,
 )
 from components.model_storage import ModelStorage
 from components.paths import work_dir
@@ -245,7 +245,7 @@ def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: Run
         PublishParams(config, strategy, evaluation, dry_run=options.dry_run, force=options.force), exported
     )
     if not options.dry_run:
-        pushed = _stamped(pushed, record, options)
+        pushed = stamp_publication(pushed, record, options.run_id)
         record_publication(ledger, pushed, exported.checkpoint_uri, ranking_rule(config.evaluation.thresholds))
         # Published and recorded: its staged copy has done its job (a crash before this line leaves it to
         # the next export's staging retention, which removes versions the ledger shows as published).
@@ -255,14 +255,3 @@ def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: Run
     lease.release(evaluation.checkpoint if evaluation else None, holder=exported.strategy)
     return pushed
 
-
-def _stamped(pushed: PushedModelArtifact, record: CheckpointRecord | None, options: RunOptions) -> PushedModelArtifact:
-    """When and by which run a version was published; a rerun that finds it published keeps the first stamp."""
-    earlier = record.publications.get(pushed.strategy) if record else None
-    if pushed.already_published and earlier and earlier.version == pushed.version and earlier.published_at:
-        return dataclasses.replace(pushed, published_at=earlier.published_at, run_id=earlier.run_id)
-    return dataclasses.replace(pushed, published_at=_utc_now(), run_id=options.run_id)
-
-
-def _utc_now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

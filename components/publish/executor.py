@@ -27,9 +27,8 @@ from typing import Any
 
 from components.artifacts import ExportArtifact, FileEntry, PushedModelArtifact, to_jsonable
 from components.config.schema import DestinationConfig
-from components.layout import BOOKKEEPING, GRAPH_FILES, PUBLISHED_SUFFIX, version_of
+from components.layout import BOOKKEEPING, GRAPH_FILES, MANIFEST_PATH, PUBLISHED_SUFFIX, version_of
 from components.manifest import (
-    MANIFEST_PATH,
     build_manifest,
     missing_savedmodel_files,
     read_manifest,

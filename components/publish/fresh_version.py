@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from components.artifacts import FileEntry
-from components.layout import TEMP_PREFIX
-from components.publish.layout import (
+from components.layout import (
     BOOKKEEPING,
-    BUILDING,
-    LOCK_SUFFIX,
-    MARKER_SUFFIX,
+    BUILDING_PATH,
+    LEASE_SUFFIX,
+    PUBLISHED_SUFFIX,
+    TEMP_PREFIX,
+    version_of,
+)
+from components.publish.layout import (
     VERSION_PATTERN,
     Layout,
     building_dir,
@@ -42,10 +45,10 @@ def versions_in_use(storage: Storage, base: str, graphs: tuple[str | None, ...])
     for graph in graphs:
         names += storage.list_names(storage.join(base, graph) if graph else base)
     for name in storage.list_names(storage.join(base, BOOKKEEPING)):
-        for suffix in (MARKER_SUFFIX, LOCK_SUFFIX):
-            if name.endswith(suffix):
-                names.append(name.removesuffix(suffix))
-    building = storage.join(base, BOOKKEEPING, BUILDING)
+        version = version_of(name, PUBLISHED_SUFFIX) or version_of(name, LEASE_SUFFIX)
+        if version is not None:
+            names.append(version)
+    building = storage.join(base, BUILDING_PATH)
     for name in storage.list_names(building):
         names += [name] if VERSION_PATTERN.match(name) else storage.list_names(storage.join(building, name))
     return {int(n) for n in names if VERSION_PATTERN.match(n)}

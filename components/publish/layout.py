@@ -1,8 +1,8 @@
 """Where every piece of a published version lives at the destination, and the checks that keep it there.
 
-The names and the multi-graph layout are components/layout.py's (the served form of a set); this module
-joins them to a destination with its storage and checks them. Layout under ``<destination>/<servable>/``
-(the servable's *base*)::
+The names and the multi-graph layout are components/layout.py's (the served form of a set; import
+on-disk names from there); this module joins them to a destination with its storage and checks them.
+Layout under ``<destination>/<servable>/`` (the servable's *base*)::
 
     <version>/...                         a single-graph version (TF Serving's model base path is <base>)
     <graph>/<version>/...                 a multi-graph set (DistributedExporter): each graph is its own
@@ -24,35 +24,9 @@ import os
 import re
 from collections.abc import Iterable
 
-from components.layout import (
-    BOOKKEEPING,
-    ENTRY_GRAPH,
-    GRAPH_FILES,
-    building_path,
-    lock_path,
-    marker_path,
-    served_path,
-)
-from components.layout import PUBLISHED_SUFFIX as MARKER_SUFFIX
+from components.layout import BOOKKEEPING, ENTRY_GRAPH, building_path, lock_path, marker_path, served_path
 from components.publish.errors import DestinationError
 from components.storage import InvalidURI, Storage, scheme_of
-
-# The on-disk names are components/layout.py's (the commit marker's suffix is PUBLISHED_SUFFIX there);
-# serving/control.py and tests/support import BOOKKEEPING, GRAPH_FILES and MARKER_SUFFIX from here.
-__all__ = [
-    "BOOKKEEPING",
-    "GRAPH_FILES",
-    "MARKER_SUFFIX",
-    "VERSION_PATTERN",
-    "Layout",
-    "building_dir",
-    "check_destination",
-    "check_segment",
-    "layout_for",
-    "lock_uri",
-    "marker_uri",
-    "version_dir",
-]
 
 SEGMENT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")  # one folder name
 VERSION_PATTERN = re.compile(r"^[0-9]{1,19}$")  # what TF Serving loads as a version

@@ -1,9 +1,23 @@
 """The publish protocol: how a version appears at the destination so no serving host sees it partially.
 
-Where each piece lives (version folders, ``.exportflow`` bookkeeping, building folders) is
-``layout.py`` (over components/layout.py); the version lock of step 3 is ``components/transfer/lock.py``;
-the commit marker of step 7 is ``marker.py``.
-This module is the order of writes between them.
+This module is the order of writes (``publish_version``, below); each step's code is beside it in
+components/publish/:
+
+* ``layout.py`` — where every piece goes (version folders, ``.exportflow`` bookkeeping, building
+  folders; the names are components/layout.py's), checked in step 1; the export's files are checked
+  against its manifest by the publish stage (``executor.py``) before it calls ``publish_version``;
+* ``marker.py`` — the commit marker, read in step 2 and written in step 7; the version lock of step 3
+  is ``components/transfer/lock.py``;
+* ``inventory.py`` — step 4: where each graph is assembled and what is already there to reuse;
+* ``conflict.py`` — steps 2 and 4: a number that holds other content is refused, or with ``force``
+  published under a fresh number (``fresh_version.py`` picks it);
+* ``plan.py`` — the writes of steps 5-7, from the inventory;
+* ``assembly.py`` — steps 5-6 up to the graph files: transfer, flush, place, verify;
+* ``commit.py`` — steps 6-7 from the graph files on (graph files, renames, building objects, the
+  marker), and what a failed attempt rolls back;
+* ``attempt.py`` — what is published (``GraphSource``), how (``PublishSettings``), the outcome, and the
+  state one attempt's steps share;
+* ``removal.py`` — the reverse, under the lock: ``unpublish`` and ``collect_abandoned_builds``.
 
 TF Serving's file-system source takes *every* integer-named child of a model base path as a version and
 tries to load it — one without ``saved_model.pb`` fails to load and may stay in an error state on a
@@ -177,119 +191,62 @@ in tests does not, so there the lock and deterministic versions are what keep tw
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
-import posixpath
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, cast
 
-from components.artifacts import FileEntry
-from components.layout import BUILDING_PATH, GRAPH_FILES, graph_order
-from components.manifest import MANIFEST_PATH
+from components.publish.assembly import problems, transfer_and_place, verify_assembled
+from components.publish.attempt import Attempt, GraphSource, PublishOutcome, PublishSettings
+from components.publish.commit import (
+    after_failure,
+    remove_building,
+    rename_into_place,
+    write_commit_marker,
+    write_graph_files,
+)
+from components.publish.conflict import (
+    FRESH_ATTEMPTS,
+    NumberTaken,
+    fresh_layout,
+    fresh_numbers_exhausted,
+    refuse_other_content,
+)
 from components.publish.errors import (
     ChecksumMismatch,
     DestinationFull,
     DestinationNotFound,
     PublishError,
-    PublishInProgress,
     TransferFailed,
-    VersionConflict,
 )
-from components.publish.fresh_version import fresh_version
-from components.publish.layout import (
-    VERSION_PATTERN,
-    Layout,
-    building_dir,
-    layout_for,
-    lock_uri,
-    marker_uri,
-    version_dir,
-)
-from components.publish.marker import (
-    CommitMarker,
-    MarkedExport,
-    MarkedGraph,
-    now_iso,
-    read_marker,
-    write_marker,
-)
+from components.publish.inventory import choose_work_folders, dedupe_index, take_inventory
+from components.publish.layout import layout_for
+from components.publish.marker import CommitMarker, MarkedExport, read_marker
+from components.publish.plan import plan_writes
+from components.publish.removal import collect_abandoned_builds, unpublish
 from components.storage import (
     BucketNotFound,
-    ObjectInfo,
-    PreconditionFailed,
     Storage,
     StorageError,
     StorageFull,
     TransientStorageError,
     UploadChecksumMismatch,
-    scheme_of,
 )
-from components.transfer.dedupe import DedupeIndex, build_index
 from components.transfer.lock import LockLook, VersionLock
-from components.transfer.pool import (
-    Observer,
-    PublishEvent,
-    Transfer,
-    TransferResult,
-    copy_source,
-    matches,
-    run_transfers,
-)
+from components.transfer.pool import Observer, TransferResult
 from components.transfer.progress import Progress
+
+# The publish API: the executor (and the TFX component through it) and retention use these.
+__all__ = [
+    "GraphSource",
+    "PublishOutcome",
+    "PublishSettings",
+    "collect_abandoned_builds",
+    "publish_version",
+    "unpublish",
+]
 
 log = logging.getLogger(__name__)
 
-_ROLLBACK_ON = (StorageFull, UploadChecksumMismatch, ChecksumMismatch)
-
-
-@dataclasses.dataclass(frozen=True)
-class GraphSource:
-    """One graph to publish: its export folder and every file with size and CRC32C.
-
-    ``name`` is None for a single-graph export. ``files`` include the manifest itself. ``local_dir`` is a
-    local folder, or a staged folder on the destination's own object store (then every file is a
-    server-side copy of it: ``components.transfer.pool.copy_source``).
-    """
-
-    name: str | None
-    local_dir: str
-    files: tuple[FileEntry, ...]
-
-    @property
-    def manifest_crc32c(self) -> str | None:
-        return next((f.crc32c for f in self.files if f.path == MANIFEST_PATH), None)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
-
-@dataclasses.dataclass(frozen=True)
-class PublishSettings:
-    parallelism: int = 8  # concurrent transfers
-    # Server-side copies and deletes move no bytes through this process, so they could run wider than
-    # ``parallelism`` (never narrower). 8 measured best against the emulator, whose listen backlog of 5
-    # turns wider bursts into 1 s SYN retries; on real GCS, 16 or more would cut their round trips.
-    metadata_parallelism: int = 8
-    link_local: bool = True  # local destination: hard-link the export's files (copy across filesystems)
-    lock_ttl: float = 120.0  # seconds a lock lives without renewal
-    progress_every: float = 5.0  # seconds between progress log lines
-
-
-@dataclasses.dataclass(frozen=True)
-class PublishOutcome:
-    uri: str  # the (entry) graph's version directory
-    graph_uris: dict[str, str]
-    marker_uri: str
-    files: int
-    bytes_total: int
-    bytes_moved: int  # through this process
-    bytes_copied: int  # duplicated by the store (server-side copy, hard link)
-    already_published: bool
-    bytes_linked: int = 0  # the part of bytes_copied that was hard-linked
-    version: str = ""  # the number published: the requested one, or a forced republish's fresh one
+_DEFAULTS = PublishSettings()  # frozen: one shared default is safe
 
 
 def publish_version(
@@ -301,7 +258,7 @@ def publish_version(
     graphs: tuple[GraphSource, ...],
     export: MarkedExport | None = None,
     checkpoint_uri: str | None = None,
-    settings: PublishSettings = PublishSettings(),
+    settings: PublishSettings = _DEFAULTS,
     force: bool = False,
     observer: Observer | None = None,
 ) -> PublishOutcome:
@@ -309,26 +266,12 @@ def publish_version(
     publish stage knows about the export) is recorded in the commit marker."""
     layout = layout_for(storage, destination, servable, version, (g.name for g in graphs))
     try:
-        for _ in range(_FRESH_ATTEMPTS):
+        for _ in range(FRESH_ATTEMPTS):
             try:
-                return _Run(storage, layout, graphs, settings, observer).publish(export, checkpoint_uri, force)
-            except _NumberTaken:
-                fresh = fresh_version(
-                    storage,
-                    layout,
-                    {g.name or "": g.manifest_crc32c for g in graphs},
-                    {g.name: g.files for g in graphs},
-                )
-                log.warning(
-                    "force: %s version %s holds other content and may be serving; it stays as it is and this "
-                    "content is published as version %s",
-                    layout.base, layout.version, fresh,
-                )
-                layout = layout_for(storage, destination, servable, fresh, layout.graphs)
-        raise VersionConflict(
-            f"force: every fresh version number tried for {layout.base} was taken by another run meanwhile "
-            f"(last: {layout.version}); rerun to take the next one"
-        )
+                return _attempt(Attempt(storage, layout, graphs, settings, observer), export, checkpoint_uri, force)
+            except NumberTaken:
+                layout = fresh_layout(storage, layout, graphs)
+        raise fresh_numbers_exhausted(layout)
     except BucketNotFound as exc:
         raise DestinationNotFound(
             f"destination {destination}: {exc}; create the bucket or fix destination.uri (nothing was written)"
@@ -343,514 +286,67 @@ def publish_version(
         raise PublishError(f"publishing {layout.base} version {layout.version} failed: {exc}") from exc
 
 
-_FRESH_ATTEMPTS = 4  # the requested number, then fresh ones (another run may take a fresh one first)
+def _attempt(
+    run: Attempt, export: MarkedExport | None, checkpoint_uri: str | None, force: bool
+) -> PublishOutcome:
+    """Steps 2-3, then the locked steps 4-7 under the lock's heartbeat."""
+    layout, storage = run.layout, run.storage
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-look") as side:
+        looked = side.submit(LockLook.of, storage, layout.lock)  # the marker and the lock: one round trip
+        existing_marker = read_marker(storage, layout.marker)
+        look = looked.result()
+    if existing_marker is not None and run.marker_matches(existing_marker):
+        if not problems(run, run.final_dirs(), graph_files=True):
+            log.info("%s version %s is already published; nothing to move", layout.base, layout.version)
+            VersionLock.clear_stale(storage, layout.lock, look)  # a run killed after its marker leaves one
+            return run.outcome([], already=True)
+        log.warning("%s version %s is marked published but objects are missing; repairing", layout.base, layout.version)
+        look = None  # time passed while listing: look again
+    elif existing_marker is not None and force:
+        raise NumberTaken  # another publication's number: its lock and files are left alone
+    run.lock = VersionLock.acquire(storage, layout.lock, run.settings.lock_ttl, "publish", look)
+    run.notify("lease", layout.lock)  # the event names the file: <version>.lease.json
+    try:
+        with run.lock.heartbeat():
+            results = _publish_locked(run, existing_marker, export, checkpoint_uri, force)
+    except BaseException as exc:
+        after_failure(run, exc)
+        raise
+    run.lock.release()
+    return run.outcome(results, already=False)
 
 
-class _NumberTaken(Exception):
-    """``force``: the requested number holds other content; the run stops (lock released, nothing
-    written) and ``publish_version`` takes a fresh number."""
-
-
-class RenamesFolders(Protocol):
-    """A store that can move a whole folder into place in one step (local disk). Its versions are built
-    under ``.exportflow/building/`` and renamed into place; stores without it (GCS) place objects."""
-
-    def rename_folder(self, src_uri: str, dst_uri: str) -> None: ...
-
-
-def folder_renamer(storage: Storage) -> RenamesFolders | None:
-    """``storage`` as a store that renames folders, or None (then objects are copied into place)."""
-    return cast(RenamesFolders, storage) if callable(getattr(storage, "rename_folder", None)) else None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Inventory:
-    """What each graph's version folder and building folder hold, by relative path."""
-
-    final: dict[str | None, dict[str, ObjectInfo]]
-    building: dict[str | None, dict[str, ObjectInfo]]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Plan:
-    """The writes of one attempt, phase by phase (see the protocol's steps 5-7)."""
-
-    uploads: list[Transfer]  # data and manifests into the building folder (or a loadable folder being repaired)
-    placements: list[Transfer]  # no-rename stores: server-side copies into the version folder
-    graph_files: list[Transfer]  # saved_model.pb, in graph order: the entry graph last
-    renames: list[tuple[str, str]]  # local disk: building folder -> version folder, in graph order
-    from_building: frozenset[str]  # placement targets whose bytes were already counted as uploads
-
-    @property
-    def counted(self) -> list[Transfer]:
-        """The transfers that make bytes appear (a placement of our own upload is not counted twice)."""
-        return self.uploads + [t for t in self.placements if t.target not in self.from_building] + self.graph_files
-
-
-class _Run:
-    """One attempt at one version."""
-
-    def __init__(
-        self,
-        storage: Storage,
-        layout: Layout,
-        graphs: tuple[GraphSource, ...],
-        settings: PublishSettings,
-        observer: Observer | None,
-    ) -> None:
-        self.storage, self.layout, self.graphs, self.settings = storage, layout, graphs, settings
-        self.observer = observer
-        self.lock: VersionLock | None = None
-        self.renamer = folder_renamer(storage)
-        self.renames = self.renamer is not None
-        self.in_place: set[str | None] = set()  # local disk: graphs already loadable, repaired where they are
-        self.loadable_written = False  # a graph file became visible (nothing is rolled back after that)
-
-    # ----------------------------------------------------------------------------------------------
-    def publish(self, export: MarkedExport | None, checkpoint_uri: str | None, force: bool) -> PublishOutcome:
-        layout, storage = self.layout, self.storage
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-look") as side:
-            looked = side.submit(LockLook.of, storage, layout.lock)  # the marker and the lock: one round trip
-            existing_marker = read_marker(storage, layout.marker)
-            look = looked.result()
-        if existing_marker is not None and self._marker_matches(existing_marker):
-            if not self._problems(self._final_dirs(), graph_files=True):
-                log.info("%s version %s is already published; nothing to move", layout.base, layout.version)
-                VersionLock.clear_stale(storage, layout.lock, look)  # a run killed after its marker leaves one
-                return self._outcome([], already=True)
-            log.warning("%s version %s is marked published but objects are missing; repairing", layout.base, layout.version)
-            look = None  # time passed while listing: look again
-        elif existing_marker is not None and force:
-            raise _NumberTaken  # another publication's number: its lock and files are left alone
-        self.lock = VersionLock.acquire(storage, layout.lock, self.settings.lock_ttl, "publish", look)
-        self._notify("lease", layout.lock)  # the event names the file: <version>.lease.json
-        try:
-            with self.lock.heartbeat():
-                results = self._publish_locked(existing_marker, export, checkpoint_uri, force)
-        except BaseException as exc:
-            self._after_failure(exc)
-            raise
-        self.lock.release()
-        return self._outcome(results, already=False)
-
-    def _publish_locked(
-        self,
-        existing_marker: CommitMarker | None,
-        export: MarkedExport | None,
-        checkpoint_uri: str | None,
-        force: bool,
-    ) -> list[TransferResult]:
-        layout, storage, parallelism = self.layout, self.storage, self.settings.parallelism
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-index") as side:
-            # Other versions and the checkpoint are indexed while this version is inventoried: the two
-            # listings share one round trip. The index never includes this version, so order is free.
-            indexed = side.submit(self._dedupe, checkpoint_uri)
-            self._choose_work_folders()
-            inventory = self._inventory()
-            self._refuse_other_content(inventory.final, existing_marker, force)
-            dedupe = indexed.result()
-        plan = self._plan(inventory, dedupe)
-        progress = Progress(
-            f"publish {layout.base} v{layout.version}",
-            sum(t.entry.size for t in plan.counted),
-            len(plan.counted),
-            log_every=self.settings.progress_every,
-        )
-        results = run_transfers(storage, plan.uploads, parallelism=parallelism, progress=progress, observer=self.observer)
-        storage.sync(self._targets(graph_files=False))  # durable before anything makes them loadable
-        # No-rename stores: from the first placement on, the version folder holds objects but no graph
-        # file yet — the window the protocol documents. Only server-side copies happen inside it.
-        placed = run_transfers(storage, plan.placements, parallelism=self._metadata_parallelism, observer=self.observer)
-        for result in placed:  # a copy of our own upload is not counted twice (a fallback upload is)
-            if result.transfer.target not in plan.from_building or result.method == "uploaded":
-                results.append(result)
-                progress.object_done(result.method, result.info.size)
-        self.lock.confirm()  # type: ignore[union-attr]  # still ours: no round trip while it is fresh
-        if self.renames:
-            self._verify_before_graphs()  # local disk: one listing of each work folder
-        else:
-            self._verify_from_responses(inventory, placed)  # GCS: what the store answered, no listing
-        for transfer in plan.graph_files:  # in graph order: the entry graph last
-            self.loadable_written = self.loadable_written or not self._in_building(transfer.target)
-            results += run_transfers(storage, [transfer], parallelism=1, progress=progress, observer=self.observer)
-        storage.sync(self._targets(graph_files=True))
-        for building, final in plan.renames:  # the commit on local disk, the entry graph last
-            self.loadable_written = True
-            try:
-                self.renamer.rename_folder(building, final)  # type: ignore[union-attr]
-            except PreconditionFailed as exc:
-                raise PublishInProgress(
-                    f"{final} appeared while this run built it in {building}; is another tool writing there? "
-                    "rerun to find out"
-                ) from exc
-            self._notify("renamed", final)
-        progress.finish()
-        # The building objects are in place now; deleted after the graph files (never beside them, inside
-        # the window) and before the marker, so a marked version leaves none behind.
-        self._remove_building(inventory, results)
-        self._write_marker(export)
-        return results
-
-    @property
-    def _metadata_parallelism(self) -> int:
-        return max(self.settings.parallelism, self.settings.metadata_parallelism)
-
-    def _notify(self, kind: str, uri: str, size: int = 0) -> None:
-        if self.observer is not None:
-            self.observer(PublishEvent(kind, uri, size))
-
-    # ------------------------------------------------------------------------------------ folders
-    def _final_dirs(self) -> dict[str | None, str]:
-        return {g.name: self.layout.graph_dir(g.name) for g in self.graphs}
-
-    def _work_dir(self, graph: str | None) -> str:
-        """Where a graph's data goes first: its building folder, or (local disk, already loadable) the
-        version folder itself."""
-        if graph in self.in_place:
-            return self.layout.graph_dir(graph)
-        return self.layout.building_dir(graph)
-
-    def _assembly_dirs(self) -> dict[str | None, str]:
-        """Where a graph's complete set of files is assembled before its graph file is written."""
-        if self.renames:
-            return {g.name: self._work_dir(g.name) for g in self.graphs}
-        return self._final_dirs()
-
-    def _in_building(self, uri: str) -> bool:
-        return uri.startswith(self.storage.join(self.layout.base, BUILDING_PATH, ""))
-
-    def _choose_work_folders(self) -> None:
-        """Local disk: a graph already loadable at its version folder is repaired in place (it is visible
-        anyway); any other numbered folder of this version (a partial one left by an older exportflow or
-        another tool) is moved into the building folder at once, so TF Serving stops seeing it."""
-        if self.renamer is None:
-            return
-        self.in_place = set()
-        for graph in self.graphs:
-            final, building = self.layout.graph_dir(graph.name), self.layout.building_dir(graph.name)
-            if any(self.storage.stat(self.storage.join(final, name)) for name in GRAPH_FILES):
-                self.in_place.add(graph.name)
-            elif self.storage.list_names(final):
-                if self.storage.list_names(building):  # a newer attempt is already under way there
-                    self.storage.delete_prefix(final)
-                    log.warning("removed %s: a numbered folder without saved_model.pb", final)
-                else:
-                    self.renamer.rename_folder(final, building)
-                    log.warning("moved %s (a numbered folder without saved_model.pb) to %s", final, building)
-
-    def _targets(self, *, graph_files: bool) -> list[str]:
-        """Every object of the version where it is assembled: its graph files, or all the others."""
-        dirs = self._assembly_dirs()
-        return [
-            self.storage.join(dirs[g.name], f.path)
-            for g in self.graphs
-            for f in g.files
-            if (f.path in GRAPH_FILES) == graph_files
-        ]
-
-    # ---------------------------------------------------------------------------- inventory & plan
-    def _graph_names(self) -> list[str | None]:
-        return [g.name for g in self.graphs]
-
-    def _inventory(self) -> _Inventory:
-        """Objects in every folder this attempt may reuse, by relative path, listed concurrently; leftover
-        temp files of a killed writer are removed."""
-        wanted: list[tuple[str, str | None, str]] = []
-        for graph in self.graphs:
-            if not self.renames or graph.name in self.in_place:
-                wanted.append(("final", graph.name, self.layout.graph_dir(graph.name)))
-            if graph.name not in self.in_place:
-                wanted.append(("building", graph.name, self.layout.building_dir(graph.name)))
-        with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="publish-inventory") as pool:
-            listed = list(pool.map(lambda w: self._list_folder(w[2]), wanted))
-        found: dict[str, dict[str | None, dict[str, ObjectInfo]]] = {"final": {}, "building": {}}
-        for graph in self.graphs:
-            found["final"][graph.name], found["building"][graph.name] = {}, {}
-        for (kind, graph_name, _), objects in zip(wanted, listed, strict=True):
-            found[kind][graph_name] = objects
-        return _Inventory(found["final"], found["building"])
-
-    def _list_folder(self, folder: str) -> dict[str, ObjectInfo]:
-        root = folder.rstrip("/")
-        found: dict[str, ObjectInfo] = {}
-        for info in self.storage.list(root):
-            relative = info.uri[len(root) + 1 :]
-            if posixpath.basename(relative).startswith(".tmp-"):
-                self.storage.delete(info.uri, if_generation_match=info.generation)  # a killed writer's
-                continue
-            found[relative] = info
-        return found
-
-    def _refuse_other_content(
-        self,
-        final: dict[str | None, dict[str, ObjectInfo]],
-        existing_marker: CommitMarker | None,
-        force: bool,
-    ) -> None:
-        """A version with other content (a differing marker or loadable graph file) is never rewritten in
-        place: ``VersionConflict``, or with ``force`` a fresh number (``_NumberTaken``)."""
-        different = []
-        for graph in self.graphs:
-            found = final[graph.name]
-            for entry in graph.files:
-                if entry.path in GRAPH_FILES and entry.path in found and not matches(self.storage, found[entry.path], entry):
-                    different.append(self.layout.graph_dir(graph.name))
-        marker_differs = existing_marker is not None and not self._marker_matches(existing_marker)
-        if not different and not marker_differs:
-            return
-        if force:
-            raise _NumberTaken
-        what = ", ".join(different) if different else f"marker {self.layout.marker}"
-        raise VersionConflict(
-            f"version {self.layout.version} of {self.layout.servable} is already published with different "
-            f"content ({what}); a published version is never rewritten in place — publish a new version, "
-            "or rerun with force to publish this content under a fresh, higher version number"
-        )
-
-    def _dedupe(self, checkpoint_uri: str | None) -> DedupeIndex | None:
-        if scheme_of(self.layout.destination) == "file" and self.settings.link_local:
-            return None  # the export's own files are linked: nothing cheaper to find
-        return build_index(
-            self.storage,
-            servable_base=self.layout.base,
-            exclude=[self.layout.graph_dir(g.name) for g in self.graphs],
-            destination_scheme=scheme_of(self.layout.destination),
-            checkpoint_uri=checkpoint_uri,
-        )
-
-    def _plan(self, inventory: _Inventory, dedupe: DedupeIndex | None) -> _Plan:
-        """Local disk: every missing file into the work folder, then a rename. No-rename stores: bytes that
-        must be uploaded go to the building folder, every missing object is then copied into the version
-        folder by the store (from there, or from an identical object elsewhere), and the graph file is
-        uploaded straight to its place."""
-        uploads: list[Transfer] = []
-        placements: list[Transfer] = []
-        graph_files: list[Transfer] = []
-        from_building: set[str] = set()
-        order = graph_order(self._graph_names())
-        for graph in sorted(self.graphs, key=lambda g: order.index(g.name)):
-            final, building = inventory.final[graph.name], inventory.building[graph.name]
-            final_dir, building_dir = self.layout.graph_dir(graph.name), self.layout.building_dir(graph.name)
-            work = self._work_dir(graph.name)
-            link = self.renames and scheme_of(graph.local_dir) == "file" and self._can_link(graph.local_dir, work)
-            for entry in graph.files:
-                source = os.path.join(graph.local_dir, entry.path)
-                if self.renames:  # everything into the work folder
-                    existing = (final if graph.name in self.in_place else building).get(entry.path)
-                    if existing is not None and matches(self.storage, existing, entry):
-                        continue
-                    copy_from = copy_source(source, self.layout.destination, link) or (
-                        dedupe.find(entry) if dedupe is not None else None
-                    )
-                    transfer = self._transfer(entry, source, work, copy_from, existing)
-                    (graph_files if entry.path in GRAPH_FILES else uploads).append(transfer)
-                    continue
-                placed = final.get(entry.path)
-                if placed is not None and matches(self.storage, placed, entry):
-                    continue
-                # the staged object itself when staging is on this store, else an identical published one
-                copy_from = copy_source(source, self.layout.destination, False) or (
-                    dedupe.find(entry) if dedupe is not None else None
-                )
-                if entry.path in GRAPH_FILES:  # the ready signal goes straight to its place, last
-                    graph_files.append(self._transfer(entry, source, final_dir, copy_from, placed))
-                    continue
-                if copy_from is None:  # our own bytes: uploaded out of sight first (unless already there)
-                    staged = building.get(entry.path)
-                    if staged is None or not matches(self.storage, staged, entry):
-                        uploads.append(self._transfer(entry, source, building_dir, None, staged))
-                    copy_from = self.storage.join(building_dir, entry.path)
-                    from_building.add(self.storage.join(final_dir, entry.path))
-                placements.append(self._transfer(entry, source, final_dir, copy_from, placed))
-        renames = [
-            (self.layout.building_dir(g), self.layout.graph_dir(g)) for g in order if self.renames and g not in self.in_place
-        ]
-        return _Plan(uploads, placements, graph_files, renames, frozenset(from_building))
-
-    def _transfer(
-        self, entry: FileEntry, source: str, folder: str, copy_from: str | None, existing: ObjectInfo | None
-    ) -> Transfer:
-        """Make ``<folder>/<entry.path>``; a wrong object already there is replaced by generation."""
-        return Transfer(
-            entry=entry,
-            source=source,
-            target=self.storage.join(folder, entry.path),
-            copy_from=copy_from,
-            replace_generation=(existing.generation or 0) if existing is not None else 0,
-        )
-
-    def _can_link(self, local_dir: str, target: str) -> bool:
-        """Hard links: a local destination on the export's filesystem, unless turned off."""
-        if scheme_of(self.layout.destination) != "file" or not self.settings.link_local:
-            return False
-        folder = target.removeprefix("file://")
-        while not os.path.exists(folder) and os.path.dirname(folder) != folder:
-            folder = os.path.dirname(folder)
-        return os.stat(folder).st_dev == os.stat(local_dir).st_dev
-
-    # -------------------------------------------------------------------------------- verification
-    def _problems(self, dirs: dict[str | None, str], *, graph_files: bool) -> list[str]:
-        """What ``dirs`` (a folder per graph) lack now, by one listing each: missing objects, or objects
-        whose size (or CRC32C, where the store lists it) differs from the manifest. ``graph_files=False``
-        leaves ``saved_model.pb`` out."""
-        problems = []
-        for graph in self.graphs:
-            root = dirs[graph.name].rstrip("/")
-            found = {info.uri[len(root) + 1 :]: info for info in self.storage.list(root)}
-            for entry in graph.files:
-                if entry.path in GRAPH_FILES and not graph_files:
-                    continue
-                info = found.get(entry.path)
-                if info is None:
-                    problems.append(f"{root}/{entry.path} is missing")
-                elif info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c):
-                    problems.append(f"{root}/{entry.path} differs from the manifest")
-        return problems
-
-    def _verify_from_responses(self, inventory: _Inventory, placed: list[TransferResult]) -> None:
-        """No-rename stores: every non-graph object of each version folder has the manifest's size and
-        CRC32C as the store reported it — in the response to the copy or upload that made it, or in the
-        inventory listing that found it already in place — all under this run's lock (retention and other
-        publishers take it too). Nothing is listed again."""
-        made = {r.transfer.target: r.info for r in placed}
-        problems = []
-        for graph in self.graphs:
-            folder = self.layout.graph_dir(graph.name)
-            for entry in graph.files:
-                if entry.path in GRAPH_FILES:
-                    continue
-                uri = self.storage.join(folder, entry.path)
-                info = made.get(uri) or inventory.final[graph.name].get(entry.path)
-                if info is None:
-                    problems.append(f"{uri} was never placed")
-                elif info.size != entry.size or (info.crc32c is not None and info.crc32c != entry.crc32c):
-                    problems.append(f"{uri} differs from the manifest")
-        if problems:
-            raise PublishError(f"{'; '.join(problems[:3])}; saved_model.pb was not written")
-
-    def _verify_before_graphs(self) -> None:
-        """Every non-graph file is still in place (retention or another writer could have interfered)."""
-        problems = self._problems(self._assembly_dirs(), graph_files=False)
-        if problems:
-            raise PublishError(
-                f"{'; '.join(problems[:3])} after it was verified — is retention or another run changing this "
-                "version? saved_model.pb was not written"
-            )
-
-    def _marker_matches(self, marker: CommitMarker) -> bool:
-        return marker.content == {g.name or "": g.manifest_crc32c for g in self.graphs}
-
-    # ------------------------------------------------------------------------------------- marker
-    def _write_marker(self, export: MarkedExport | None) -> None:
-        marker = CommitMarker(
-            servable=self.layout.servable,
-            version=self.layout.version,
-            graphs=tuple(
-                MarkedGraph(g.name, self.layout.graph_dir(g.name), g.manifest_crc32c, len(g.files), g.total_bytes)
-                for g in self.graphs
-            ),
-            published_at=now_iso(),
-            run=self.lock.owner if self.lock else None,
-            export=export,
-        )
-        info = write_marker(self.storage, self.layout.marker, marker)
-        self._notify("marker", self.layout.marker, info.size)
-
-    def _remove_building(self, inventory: _Inventory, results: list[TransferResult]) -> None:
-        """No-rename stores: the building objects were copied into place; delete them (in parallel, by
-        generation). A failure only leaves bookkeeping behind, which retention collects."""
-        if self.renames:
-            return
-        staged = {i.uri: i.generation for objects in inventory.building.values() for i in objects.values()}
-        staged.update({r.info.uri: r.info.generation for r in results if self._in_building(r.info.uri)})
-        if not staged:
-            return
-        workers = max(1, min(self._metadata_parallelism, len(staged)))
-        try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="publish-clean") as pool:
-                list(pool.map(lambda item: self.storage.delete(item[0], if_generation_match=item[1]), staged.items()))
-        except StorageError as exc:
-            log.warning("could not remove the building objects of %s version %s: %s", self.layout.base, self.layout.version, exc)
-
-    def _after_failure(self, exc: BaseException) -> None:
-        """Release the lock. After a full disk or bad bytes, and before any graph file became visible,
-        also remove the partial version (frees the disk; nothing of it was loadable). Other failures —
-        network, a lost lock, a conflict — keep what is there for the rerun to reuse."""
-        try:
-            if isinstance(exc, _ROLLBACK_ON) and not self.loadable_written:
-                for graph in self.graphs:
-                    if graph.name not in self.in_place:
-                        self.storage.delete_prefix(self.layout.building_dir(graph.name))
-                    final = self.layout.graph_dir(graph.name)
-                    if not any(self.storage.stat(self.storage.join(final, f)) for f in GRAPH_FILES):
-                        self.storage.delete_prefix(final)
-            if self.lock is not None:
-                self.lock.release()
-        except StorageError as cleanup_error:
-            log.warning("cleanup after a failed publish of %s failed too: %s", self.layout.base, cleanup_error)
-
-    def _outcome(self, results: list[TransferResult], already: bool) -> PublishOutcome:
-        return PublishOutcome(
-            uri=self.layout.primary_dir,
-            graph_uris=self.layout.graph_uris,
-            marker_uri=self.layout.marker,
-            files=sum(len(g.files) for g in self.graphs),
-            bytes_total=sum(g.total_bytes for g in self.graphs),
-            bytes_moved=sum(r.bytes_moved for r in results),
-            bytes_copied=sum(r.bytes_copied for r in results),
-            bytes_linked=sum(r.bytes_linked for r in results),
-            already_published=already,
-            version=self.layout.version,
-        )
-
-
-def unpublish(storage: Storage, base: str, version: str, graphs: Iterable[str | None]) -> int:
-    """Make a version unloadable, then remove it: ``saved_model.pb`` (entry graph first), every other
-    object, the commit marker last. Interrupted, it leaves a marked version without graph files, which
-    retention recognises as not loadable and finishes. The caller holds the version's lock."""
-    names = list(graphs)
-    dirs = {g: version_dir(storage, base, version, g) for g in names}
-    removed = 0
-    for graph in reversed(graph_order(names)):
-        for name in GRAPH_FILES:
-            uri = storage.join(dirs[graph], name)
-            info = storage.stat(uri)
-            if info is not None:
-                storage.delete(uri, if_generation_match=info.generation)
-                removed += 1
-    for graph in names:
-        removed += storage.delete_prefix(dirs[graph])
-        storage.delete_prefix(building_dir(storage, base, version, graph))  # a half-built rebuild, if any
-    marker = storage.stat(marker_uri(storage, base, version))
-    if marker is not None:
-        storage.delete(marker.uri, if_generation_match=marker.generation)
-        removed += 1
-    return removed
-
-
-def collect_abandoned_builds(storage: Storage, base: str, ttl: float = 300.0) -> list[str]:
-    """Remove the building folders that no live run owns (a killed run's half-built version), each under
-    the version's lock so a publisher starting now waits or fails fast. Returns the versions collected."""
-    root = storage.join(base, BUILDING_PATH)
-    graphs_of: dict[str, list[str | None]] = {}
-    for name in storage.list_names(root):
-        if VERSION_PATTERN.match(name):
-            graphs_of.setdefault(name, []).append(None)
-        else:
-            for child in storage.list_names(storage.join(root, name)):
-                if VERSION_PATTERN.match(child):
-                    graphs_of.setdefault(child, []).append(name)
-    collected = []
-    for version, graphs in sorted(graphs_of.items()):
-        try:
-            lock = VersionLock.acquire(storage, lock_uri(storage, base, version), ttl, "retire")
-        except PublishInProgress:
-            continue  # being built right now
-        try:
-            for graph in graphs:
-                storage.delete_prefix(building_dir(storage, base, version, graph))
-        finally:
-            lock.release()
-        log.info("removed the abandoned building folder of %s version %s", base, version)
-        collected.append(version)
-    return collected
+def _publish_locked(
+    run: Attempt,
+    existing_marker: CommitMarker | None,
+    export: MarkedExport | None,
+    checkpoint_uri: str | None,
+    force: bool,
+) -> list[TransferResult]:
+    """Steps 4-7, in the order the protocol above gives."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-index") as side:
+        # Other versions and the checkpoint are indexed while this version is inventoried: the two
+        # listings share one round trip. The index never includes this version, so order is free.
+        indexed = side.submit(dedupe_index, run, checkpoint_uri)
+        choose_work_folders(run)
+        inventory = take_inventory(run)
+        refuse_other_content(run, inventory.final, existing_marker, force)
+        dedupe = indexed.result()
+    plan = plan_writes(run, inventory, dedupe)
+    progress = Progress(
+        f"publish {run.layout.base} v{run.layout.version}",
+        sum(t.entry.size for t in plan.counted),
+        len(plan.counted),
+        log_every=run.settings.progress_every,
+    )
+    results, placed = transfer_and_place(run, plan, progress)  # steps 5-6: out of sight, then placed
+    run.lock.confirm()  # type: ignore[union-attr]  # still ours: no round trip while it is fresh
+    verify_assembled(run, inventory, placed)
+    results += write_graph_files(run, plan, progress)  # in graph order: the entry graph last
+    rename_into_place(run, plan)  # the commit on local disk, the entry graph last
+    progress.finish()
+    # The building objects are in place now; deleted after the graph files (never beside them, inside
+    # the window) and before the marker, so a marked version leaves none behind.
+    remove_building(run, inventory, results)
+    write_commit_marker(run, export)
+    return results

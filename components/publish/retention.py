@@ -50,7 +50,7 @@ from components.publish.layout import (
     version_dir,
 )
 from components.publish.marker import CommitMarker, read_marker
-from components.publish.protocol import collect_abandoned_builds, unpublish
+from components.publish.removal import collect_abandoned_builds, unpublish
 from components.ranking import RankingRule, rule_for
 from components.storage import PreconditionFailed, Storage, StorageError
 from components.transfer.lock import VersionLock, json_object, lock_is_live

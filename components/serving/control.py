@@ -26,8 +26,9 @@ from collections.abc import Mapping
 from typing import Literal
 
 from components.config.schema import PipelineConfig
+from components.layout import BOOKKEEPING, GRAPH_FILES, PUBLISHED_SUFFIX, version_of
 from components.ledger.label_history import LabelHistory, LabelMove, ServingHistory
-from components.publish.layout import BOOKKEEPING, GRAPH_FILES, MARKER_SUFFIX, marker_uri, version_dir
+from components.publish.layout import marker_uri, version_dir
 from components.publish.marker import read_marker
 from components.serving import config_file, model_config
 from components.serving.availability import AvailabilityWait, configured_wait
@@ -97,8 +98,8 @@ def published_versions(target: ServingTarget, servable: str) -> list[int]:
     """Versions with a commit marker (cheap: one listing), newest first."""
     folder = target.storage.join(target.base_path(servable), BOOKKEEPING)
     names = target.storage.list_names(folder)
-    found = {n.removesuffix(MARKER_SUFFIX) for n in names if n.endswith(MARKER_SUFFIX)}
-    return sorted((int(v) for v in found if v.isdigit()), reverse=True)
+    found = {version_of(n, PUBLISHED_SUFFIX) for n in names}
+    return sorted((int(v) for v in found if v is not None and v.isdigit()), reverse=True)
 
 
 def check_published(target: ServingTarget, servable: str, version: int) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from components.errors import ExportflowError
-
-if TYPE_CHECKING:
-    from components.warmup.lint import LintProblem
 
 
 class WarmupError(ExportflowError):
@@ -17,6 +15,23 @@ class WarmupError(ExportflowError):
 
 class WarmupSourceError(WarmupError):
     """The configured source (eval examples, warmup file, JSON instances) cannot be read or converted."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LintProblem:
+    """One finding of lint.py: where (record index, or None for the whole file), which field, expected,
+    found. Defined here, below lint, because ``WarmupLintError`` carries them."""
+
+    record: int | None
+    field: str
+    expected: str
+    found: str
+    severity: Literal["error", "warning"] = "error"
+
+    def __str__(self) -> str:
+        where = "file" if self.record is None else f"record {self.record}"
+        suffix = " (warning)" if self.severity == "warning" else ""
+        return f"{where}: {self.field}: expected {self.expected}, found {self.found}{suffix}"
 
 
 class WarmupLintError(WarmupError):

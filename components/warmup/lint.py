@@ -15,6 +15,7 @@ from typing import Literal
 
 from components.warmup import tfrecord
 from components.warmup.build import serialized_examples
+from components.warmup.errors import LintProblem
 from components.warmup.signatures import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
@@ -33,22 +34,6 @@ _REJECTED_KINDS = {
     "session_run_log": "TF Serving's warmup fails the model load on it (Unimplemented)",
     "predict_streamed_log": "TF Serving's warmup does not replay streamed logs (the record warms nothing)",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class LintProblem:
-    """One finding: where (record index, or None for the whole file), which field, expected, found."""
-
-    record: int | None
-    field: str
-    expected: str
-    found: str
-    severity: Literal["error", "warning"] = "error"
-
-    def __str__(self) -> str:
-        where = "file" if self.record is None else f"record {self.record}"
-        suffix = " (warning)" if self.severity == "warning" else ""
-        return f"{where}: {self.field}: expected {self.expected}, found {self.found}{suffix}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,8 +12,7 @@ from typing import Any
 from components.artifacts import ExportArtifact
 from components.config.loader import parse_config
 from components.config.schema import PipelineConfig
-from components.manifest import MANIFEST_PATH
-from components.publish.layout import BOOKKEEPING, GRAPH_FILES
+from components.layout import BOOKKEEPING, GRAPH_FILES, MANIFEST_PATH
 from components.publish.spec import PublishParams
 from components.storage import Storage, crc32c_of_bytes
 

@@ -10,8 +10,6 @@ custom properties TFX's Pusher sets, so downstream TFX code reading them keeps w
 
 from __future__ import annotations
 
-import dataclasses
-import datetime
 import logging
 from typing import Any
 
@@ -19,11 +17,15 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from components.artifacts import PushedModelArtifact
 from components.config import load_config
 from components.config.schema import PipelineConfig, StrategyConfig
-from components.ledger import Ledger
-from components.ledger.records import ranking_rule, record_evaluation, record_export, record_publication
+from components.ledger.records import (
+    ranking_rule,
+    record_evaluation,
+    record_export,
+    record_publication,
+    stamp_publication,
+)
 from components.model_storage import ModelStorage
 from components.publish.executor import publish
 from components.publish.spec import PublishParams
@@ -92,7 +94,8 @@ class Executor(base_executor.BaseExecutor):
         record_evaluation(ledger, evaluation)
         record_export(ledger, export)
         pushed = publish(PublishParams(config, strategy, evaluation), export, observer=self.observer())
-        pushed = _stamped(pushed, ledger, self._context.pipeline_run_id if self._context else None)
+        run_id = self._context.pipeline_run_id if self._context else None
+        pushed = stamp_publication(pushed, ledger.load().record(pushed.step), run_id)
         record_publication(ledger, pushed, export.checkpoint_uri, ranking_rule(config.evaluation.thresholds))
         servable = strategy.servable or config.name
         label_fresh_version(config, servable, pushed.version, run_id=pushed.run_id)
@@ -121,12 +124,3 @@ def _optional(input_dict: dict[str, list[Any]], key: str) -> Any | None:
     artifacts = input_dict.get(key) or []
     return artifact_utils.get_single_instance(artifacts) if artifacts else None
 
-
-def _stamped(pushed: PushedModelArtifact, ledger: Ledger, run_id: str | None) -> PushedModelArtifact:
-    """When and by which pipeline run a version was first published (a rerun keeps the first stamp)."""
-    record = ledger.load().record(pushed.step)
-    earlier = record.publications.get(pushed.strategy) if record else None
-    if pushed.already_published and earlier and earlier.version == pushed.version and earlier.published_at:
-        return dataclasses.replace(pushed, published_at=earlier.published_at, run_id=earlier.run_id)
-    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    return dataclasses.replace(pushed, published_at=now, run_id=run_id)

@@ -4,25 +4,21 @@ TFX's Pusher also copies the model into its PushedModel artifact (an archive of 
 that copy (hard links where the filesystem allows, so O(1) in the model's size) is the folder exportflow
 publishes from: its manifest is written into the copy, so the upstream Model artifact is never changed.
 
-The manifest has exportflow's format (``components.manifest.Manifest``) with two fields filled without
+The manifest is exportflow's (``components.manifest.build_manifest``) with two fields filled without
 TensorFlow, which this environment cannot hold: the TF version that wrote the SavedModel and its
-signatures by tag set, read from ``saved_model.pb`` (``savedmodel_proto``). ``build_manifest`` asks the
-installed TensorFlow for the version, so it is not called here.
+signatures by tag set, read from ``saved_model.pb`` (``savedmodel_proto``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 
-from components.artifacts import EvaluationArtifact, ExportArtifact, to_jsonable
+from components.artifacts import EvaluationArtifact, ExportArtifact
 from components.config.schema import MAX_WARMUP_RECORDS, StrategyConfig
 from components.layout import WARMUP_PATH
 from components.manifest import (
-    MANIFEST_VERSION,
-    Manifest,
+    build_manifest,
     list_export_files,
     missing_savedmodel_files,
     read_manifest_file,
@@ -92,32 +88,10 @@ def as_export(
         missing = missing_savedmodel_files([f.path for f in files])
         if missing:
             raise TfxPushError(f"{folder} is not a complete SavedModel: missing {', '.join(missing)}; nothing was published")
-        write_manifest(folder, _manifest(export, evaluation, strategy, info.tensorflow_version, files))
+        extra = {"warmup_records": export.warmup_records, "source": "tfx"}
+        manifest = build_manifest(
+            export, evaluation, strategy, extra, files=files, tensorflow_version=info.tensorflow_version
+        )
+        write_manifest(folder, manifest)
     return export
 
-
-def _manifest(
-    export: ExportArtifact,
-    evaluation: EvaluationArtifact,
-    strategy: StrategyConfig,
-    tensorflow_version: str,
-    files: tuple,
-) -> Manifest:
-    """The fields ``components.manifest.build_manifest`` fills, with the TF version given."""
-    digest_source = json.dumps(to_jsonable(export.signatures), sort_keys=True).encode()
-    return Manifest(
-        manifest_version=MANIFEST_VERSION,
-        model=export.model_name,
-        version=export.version,
-        step=export.step,
-        checkpoint=export.checkpoint_uri,
-        strategy=to_jsonable(strategy),
-        metrics=dict(export.metrics),
-        blessed=evaluation.blessed,
-        blessing_reasons=tuple(r.reason for r in evaluation.reasons),
-        tensorflow_version=tensorflow_version,
-        signatures=dict(export.signatures),
-        signature_digest=hashlib.sha256(digest_source).hexdigest()[:16],
-        files=files,
-        extra={"warmup_records": export.warmup_records, "source": "tfx"},
-    )
