@@ -151,7 +151,8 @@ def airflow_env(service: str) -> dict[str, str]:
 def test_image_is_the_official_airflow_image_of_the_locked_airflow_and_python() -> None:
     instructions = dockerfile_instructions(DOCKER / "Dockerfile")
     (base,) = [args for name, args in instructions if name == "FROM"]
-    assert base == f"apache/airflow:{"".join(lock_versions()['apache-airflow'])}-python{python_minor()}"
+    (airflow,) = lock_versions()["apache-airflow"]
+    assert base == f"apache/airflow:{airflow}-python{python_minor()}"
     assert base == "apache/airflow:3.3.2-python3.11"
 
 
