@@ -57,6 +57,8 @@ def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> R
 
 
 def _run(config: PipelineConfig, options: RunOptions, checkpoints: list[CheckpointArtifact]) -> RunReport:
+    if config.framework == "keras":
+        return _run_external(config, options, checkpoints)
     strategies = selected_strategies(config, options)
     evaluations, exports, published = [], [], []
     unreadable: list[CheckpointError] = []
@@ -77,6 +79,31 @@ def _run(config: PipelineConfig, options: RunOptions, checkpoints: list[Checkpoi
             published.append(publish_stage(config, exported, options))
     if unreadable:
         raise unreadable[0]
+    return RunReport(tuple(evaluations), tuple(exports), tuple(published))
+
+
+def _run_external(config: PipelineConfig, options: RunOptions, checkpoints: list[CheckpointArtifact]) -> RunReport:
+    """The TF stages of a model whose framework needs another runtime (Keras: TF 2.21), each through the
+    envelope in ``airflow.python``, in the same order as ``_run``; discovery stayed in this process."""
+    from components.pipeline.contract import StageRequest
+    from components.pipeline.external import call_external
+
+    python = config.airflow.python or ""
+
+    def call(stage: str, **inputs: object) -> object:
+        return call_external(python, StageRequest(stage, config.source, options, dict(inputs)))
+
+    evaluations, exports, published = [], [], []
+    for checkpoint in checkpoints:
+        evaluation = EvaluationArtifact.from_dict(call("evaluate", checkpoint=checkpoint.to_dict()))
+        evaluations.append(evaluation)
+        for strategy in selected_strategies(config, options):
+            exported = call("export", strategy=strategy.name, evaluation=evaluation.to_dict())
+            if exported is None:  # declined: the envelope says so with None, as XCom does
+                continue
+            warmed = ExportArtifact.from_dict(call("warmup", export=exported))
+            exports.append(warmed)
+            published.append(PushedModelArtifact.from_dict(call("publish", export=warmed.to_dict())))
     return RunReport(tuple(evaluations), tuple(exports), tuple(published))
 
 
