@@ -88,6 +88,7 @@ def write_archive(config: PipelineConfig, model: Any, export_dir: str) -> dict[s
     """Write the SavedModel; returns each endpoint's in-memory function and input signature (to compare
     the loaded endpoint with)."""
     import keras
+    import tensorflow as tf
 
     endpoints = keras_section(config).endpoints or (DEFAULT_ENDPOINT,)
     archive = keras.export.ExportArchive()
@@ -96,9 +97,10 @@ def write_archive(config: PipelineConfig, model: Any, export_dir: str) -> dict[s
     for endpoint in endpoints:
         function = _endpoint_function(model, endpoint)
         signature = input_signature(model, endpoint)
-        try:
+        try:  # traced here (the archive traces only when writing) so a mismatch names its endpoint
+            tf.function(function, input_signature=signature, autograph=False).get_concrete_function()
             archive.add_endpoint(name=endpoint.name, fn=function, input_signature=signature)
-        except Exception as exc:  # tracing the model on a signature it does not take
+        except Exception as exc:  # the model on a signature it does not take
             raise KerasEndpointError(
                 f"endpoint {endpoint.name!r}: {endpoint.method} does not take the input signature "
                 f"{_describe(signature)} (the model's inputs are {_describe(model_inputs(model))}): "
