@@ -15,7 +15,7 @@ def _demo(args: argparse.Namespace) -> int:
     from components.demo import run_demo
     from components.pipeline.report import new_publications, publications_table, unblessed
 
-    before, after = run_demo(args.workspace)
+    before, after = run_demo(args.workspace, args.framework)
     print()
     print(publications_table(before, after))
     for line in unblessed(after):
@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train the example model and export it through Airflow")
     demo.add_argument("--workspace", default=".exportflow-demo", help="folder for everything the demo makes")
+    demo.add_argument(
+        "--framework",
+        choices=("estimator", "keras"),
+        default="estimator",
+        help="keras: build the Keras 3 runtime (TF 2.21) from uv.lock and run the Keras example instead",
+    )
     demo.set_defaults(func=_demo)
 
     run = sub.add_parser("run", help="run one model's pipeline without Airflow")
