@@ -163,6 +163,11 @@ class AirflowConfig:
     runtime: Literal["in_process", "external_python"] = "in_process"  # where the TF stages run
     python: str | None = None  # the interpreter for runtime external_python (a venv with exportflow)
     gcp_conn_id: str | None = None  # Airflow connection for GCS (needs the `google` extra); else ADC
+    # Where the model's tasks run, for a model whose runtime only some workers have (a Keras model):
+    # the Celery queue those workers consume, and for the KubernetesExecutor the pod template whose
+    # image has it (docker/kubernetes/pod_template_keras.yaml). None: the executor's defaults.
+    queue: str | None = None
+    pod_template_file: str | None = None
     # Wait (deferred, in the triggerer) up to this long for a new checkpoint before discovering; null: don't.
     wait_for_checkpoint_minutes: int | None = None
     wait_poll_seconds: int = 60  # how often the trigger looks while waiting
