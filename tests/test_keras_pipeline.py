@@ -165,3 +165,26 @@ def test_a_keras_stage_in_the_estimator_runtime_fails_before_tensorflow_loads(ke
     with pytest.raises(ExternalStageFailed, match="KerasRuntimeError: model 'example_keras' has framework: keras"):
         run_pipeline(config)
     assert lease.count_leases(str(keras_trained.model_dir / ".exportflow-leases")) == 0
+
+
+def test_custom_and_final_strategies_export_a_keras_model(keras_trained, tmp_path) -> None:
+    """kind custom: the user's ExportStrategy gets the Keras model; kind final: the step reached max_steps."""
+    from components.pipeline.options import RunOptions
+
+    strategies = [
+        {"name": "custom", "kind": "custom", "params": {"target": "examples.keras.strategies:model_export"},
+         "servable": "example_keras_custom"},
+        {"name": "final", "kind": "final", "params": {"max_steps": 2}},
+    ]
+    config = keras_config(keras_trained, tmp_path, strategies=strategies)
+    report = run_pipeline(config, RunOptions(checkpoint=1))
+    assert [p.strategy for p in report.published] == ["custom"]  # final declines step 1 (< max_steps)
+
+    report = run_pipeline(config, RunOptions(checkpoint=2))
+    assert sorted(p.strategy for p in report.published) == ["custom", "final"]
+    assert published_versions(tmp_path / "published" / "example_keras_custom") == ["1", "2"]
+    assert published_versions(tmp_path / "published" / "example_keras") == ["2"]
+    checked = last_json(
+        run_keras(keras_trained.python, CHECK_PUBLISHED, str(tmp_path / "published" / "example_keras_custom"), str(keras_trained.model_dir))
+    )
+    assert checked["2"]["same_as_predict"] and checked["2"]["replayed"] == 20, checked
