@@ -232,6 +232,13 @@ def _check_keras(config: PipelineConfig) -> None:
             )
     if config.params:
         raise ConfigError(source, "params", "params go to a model_fn; for a Keras builder use keras.builder_kwargs")
+    if "://" in config.model_dir and not config.model_dir.startswith("file://"):
+        raise ConfigError(
+            source,
+            "model_dir",
+            f"{config.model_dir}: a Keras model's checkpoint files are read from local disk (object-store "
+            "model dirs are supported for TF checkpoints only); copy or mount them to a local folder",
+        )
     try:
         pattern = FilePattern.parse(keras.checkpoints)
     except PatternError as exc:

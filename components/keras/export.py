@@ -150,7 +150,13 @@ def input_signature(model: Any, endpoint: KerasEndpointConfig) -> list[Any]:
                 f"{sorted(own)}; name each of the model's inputs once"
             )
         return [specs]
-    return list(specs.values()) if len(specs) > 1 else [next(iter(specs.values()))]
+    if isinstance(own, (list, tuple)):  # positional inputs, in the config's order
+        return [list(specs.values())]
+    if len(specs) != 1:
+        raise KerasEndpointError(
+            f"endpoint {endpoint.name!r}: the model takes one input, input_signature names {sorted(specs)}"
+        )
+    return list(specs.values())
 
 
 def sample_batch(signature: Any) -> Any:
