@@ -58,6 +58,7 @@ TIER_BY_MODULE = {
     # the CeleryExecutor on PostgreSQL and Redis, workers as isolated hosts
     "test_celery_executor": ("scale",),
     "test_keras_airflow": ("live", "tf"),  # a Keras model through `dags test`, stages in the Keras runtime
+    "test_keras_demo": ("live", "tf"),  # `exportflow demo --framework keras`: trains, then `dags test`
 }
 
 
