@@ -188,3 +188,34 @@ def test_custom_and_final_strategies_export_a_keras_model(keras_trained, tmp_pat
         run_keras(keras_trained.python, CHECK_PUBLISHED, str(tmp_path / "published" / "example_keras_custom"), str(keras_trained.model_dir))
     )
     assert checked["2"]["same_as_predict"] and checked["2"]["replayed"] == 20, checked
+
+
+def test_whole_keras_model_files_export_without_a_builder(keras_trained, tmp_path) -> None:
+    """Checkpoints saved as whole ``.keras`` models (ModelCheckpoint with a .keras filepath): loaded as saved."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    run_keras(
+        keras_trained.python,
+        """
+        import sys
+        from examples.keras.model import build_model
+        model = build_model()
+        model.load_weights(sys.argv[1])
+        model.save(sys.argv[2])
+        """,
+        str(keras_trained.model_dir / "ckpt-002.weights.h5"),
+        str(model_dir / "model-2.keras"),
+    )
+    config = keras_config(
+        keras_trained,
+        tmp_path,
+        model_dir=str(model_dir),
+        keras={"checkpoints": "model-{epoch}.keras"},
+        strategies=[{"name": "latest", "kind": "latest"}],
+    )
+    report = run_pipeline(config)
+    assert [(p.strategy, p.version) for p in report.published] == [("latest", "2")]
+    assert report.evaluations[0].metrics["click_auc"] > 0.6
+    published = str(tmp_path / "published" / "example_keras")  # compared with the weights it was saved from
+    checked = last_json(run_keras(keras_trained.python, CHECK_PUBLISHED, published, str(keras_trained.model_dir)))
+    assert checked["2"]["same_as_predict"] and checked["2"]["replayed"] == 20, checked
