@@ -219,3 +219,21 @@ def test_whole_keras_model_files_export_without_a_builder(keras_trained, tmp_pat
     published = str(tmp_path / "published" / "example_keras")  # compared with the weights it was saved from
     checked = last_json(run_keras(keras_trained.python, CHECK_PUBLISHED, published, str(keras_trained.model_dir)))
     assert checked["2"]["same_as_predict"] and checked["2"]["replayed"] == 20, checked
+
+
+def test_a_damaged_checkpoint_fails_alone_and_the_others_are_published(keras_trained, tmp_path) -> None:
+    """A file whole by its size and superblock but damaged inside: discovery takes it, evaluation names it."""
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    good = (keras_trained.model_dir / "ckpt-001.weights.h5").read_bytes()
+    (model_dir / "ckpt-001.weights.h5").write_bytes(good)
+    damaged = (keras_trained.model_dir / "ckpt-002.weights.h5").read_bytes()
+    (model_dir / "ckpt-002.weights.h5").write_bytes(damaged[:96] + b"\xff" * (len(damaged) - 96))  # superblock kept
+    config = keras_config(keras_trained, tmp_path, model_dir=str(model_dir), strategies=[{"name": "latest", "kind": "latest"}])
+
+    with pytest.raises(ExternalStageFailed) as caught:
+        run_pipeline(config)
+    assert caught.value.failure.error == "CorruptCheckpoint"
+    assert "ckpt-002.weights.h5 (step 2): the weights file does not read as HDF5" in caught.value.failure.message
+    assert published_versions(tmp_path / "published" / "example_keras") == ["1"]
+    assert lease.count_leases(str(model_dir / ".exportflow-leases")) == 0

@@ -9,6 +9,7 @@ from typing import Any
 
 from components.config.checkpoint_pattern import FilePattern
 from components.config.schema import KerasConfig, PipelineConfig
+from components.discovery.errors import CorruptCheckpoint
 from components.keras.errors import KerasError, KerasModelMismatch
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def load_checkpoint_model(config: PipelineConfig, path: str, label: str) -> Any:
         except Exception as exc:
             raise KerasError(f"{label}: cannot load the .keras model: {type(exc).__name__}: {_first_line(exc)}") from exc
     model = build_model(config)
-    problems = weight_mismatches(model, path)
+    problems = weight_mismatches(model, path, label)
     if problems:
         raise KerasModelMismatch(
             f"{label} does not match the model built by {section.builder}: {problems}; is model_dir the "
@@ -69,7 +70,7 @@ def load_checkpoint_model(config: PipelineConfig, path: str, label: str) -> Any:
     return model
 
 
-def weight_mismatches(model: Any, path: str) -> str:
+def weight_mismatches(model: Any, path: str, label: str = "checkpoint") -> str:
     """What differs between the model's layers' variables and a ``.weights.h5`` file's; "" if none.
 
     Keras 3 keeps layer ``i``'s variables under ``layers/<key>/vars/<n>``, where the key is the layer's
@@ -99,8 +100,8 @@ def weight_mismatches(model: Any, path: str) -> str:
             extra = sorted(k for k in saved_keys - set(expected) if _has_vars(saved_layers[k]))
             if extra:
                 problems.append(f"the checkpoint has layers the model lacks: {extra}")
-    except OSError as exc:
-        raise KerasError(f"cannot read the weights file {path}: {exc}") from exc
+    except OSError as exc:  # whole by its size and superblock, damaged inside: this checkpoint only
+        raise CorruptCheckpoint(f"{label}: the weights file does not read as HDF5: {exc}") from exc
     return "; ".join(problems[:5]) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
 
 
