@@ -15,7 +15,7 @@ def _demo(args: argparse.Namespace) -> int:
     from components.demo import run_demo
     from components.pipeline.report import new_publications, publications_table, unblessed
 
-    before, after = run_demo(args.workspace)
+    before, after = run_demo(args.workspace, args.framework)
     print()
     print(publications_table(before, after))
     for line in unblessed(after):
@@ -113,6 +113,18 @@ def _serving(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keras_env(args: argparse.Namespace) -> int:
+    """Build (or bring up to date) the Keras runtime from uv.lock and print its interpreter."""
+    import time
+
+    from components.keras.runtime import build_keras_env
+
+    started = time.monotonic()
+    python = build_keras_env(args.env) if args.env else build_keras_env()
+    print(f"Keras runtime ready in {time.monotonic() - started:.1f}s: {python}")
+    return 0
+
+
 def _add_serving_parser(sub: argparse._SubParsersAction) -> None:
     import getpass
 
@@ -143,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train the example model and export it through Airflow")
     demo.add_argument("--workspace", default=".exportflow-demo", help="folder for everything the demo makes")
+    demo.add_argument(
+        "--framework",
+        choices=("estimator", "keras"),
+        default="estimator",
+        help="keras: build the Keras 3 runtime (TF 2.21) from uv.lock and run the Keras example instead",
+    )
     demo.set_defaults(func=_demo)
 
     run = sub.add_parser("run", help="run one model's pipeline without Airflow")
@@ -168,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="check fields and imported code, not files, folders or buckets (e.g. in CI without access)",
     )
     validate.set_defaults(func=_validate)
+    keras_env = sub.add_parser("keras-env", help="build the Keras 3 runtime (TF 2.21) from uv.lock")
+    keras_env.add_argument("--env", default=None, help="its folder (default: .venv-keras in the project)")
+    keras_env.set_defaults(func=_keras_env)
     _add_serving_parser(sub)
     return parser
 

@@ -117,6 +117,9 @@ def build_dag(config: PipelineConfig) -> DAG:
             "retries": airflow.retries,
             "retry_delay": timedelta(seconds=airflow.retry_delay_seconds),
             "retry_exponential_backoff": 2.0,
+            # a model whose runtime only some workers have (Keras): their queue / pod template
+            **({"queue": airflow.queue} if airflow.queue else {}),
+            **({"executor_config": {"pod_template_file": airflow.pod_template_file}} if airflow.pod_template_file else {}),
         },
         description=f"exportflow: {config.name} ({len(config.strategies)} strategies)",
         doc_md=_doc_md(config),

@@ -24,6 +24,7 @@ from tests.support.example_pipeline import (  # noqa: F401
     free_port,
     write_config,
 )
+from tests.support.keras_env import keras_runtime, keras_trained  # noqa: F401 - Keras runtime fixtures
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -36,6 +37,7 @@ TIER_BY_FIXTURE = {
     "gcs_server": "emulator",  # gcp-storage-emulator on loopback (gcs, gcs_bucket use it too)
     "shared_airflow": "live",  # the one live deployment the live modules share
     "migrated_airflow_db": "live",  # an Airflow metadata database, migrated once per session
+    "keras_runtime": "tf",  # the Keras runtime (TF 2.21) built from uv.lock (keras_trained uses it too)
 }
 TIER_BY_MODULE = {
     # TensorFlow graphs, SavedModels or training without the trained_model fixture
@@ -57,6 +59,8 @@ TIER_BY_MODULE = {
     "test_celery_executor": ("scale",),
     # the TFX interop environment (built from interop/tfx/uv.lock) fed a SavedModel exported here
     "test_tfx_interop": ("tf",),
+    "test_keras_airflow": ("live", "tf"),  # a Keras model through `dags test`, stages in the Keras runtime
+    "test_keras_demo": ("live", "tf"),  # `exportflow demo --framework keras`: trains, then `dags test`
 }
 
 

@@ -38,6 +38,7 @@ AIRFLOW_SERVICES = {
     "triggerer",
     "worker-1",
     "worker-2",
+    "worker-keras",
 }
 SERVICES = AIRFLOW_SERVICES | {"secrets-check", "postgres", "redis", "gcs"}
 WORKERS = ("worker-1", "worker-2")
@@ -49,9 +50,14 @@ VARIABLE = re.compile(
 
 
 @cache
-def lock_versions() -> dict[str, str]:
+def lock_versions() -> dict[str, set[str]]:
+    """Each package's locked versions: two where the Estimator and Keras runtimes differ (tensorflow)."""
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
-    return {package["name"]: package["version"] for package in lock["package"] if "version" in package}
+    versions: dict[str, set[str]] = {}
+    for package in lock["package"]:
+        if "version" in package:
+            versions.setdefault(package["name"], set()).add(package["version"])
+    return versions
 
 
 @cache
@@ -146,7 +152,8 @@ def airflow_env(service: str) -> dict[str, str]:
 def test_image_is_the_official_airflow_image_of_the_locked_airflow_and_python() -> None:
     instructions = dockerfile_instructions(DOCKER / "Dockerfile")
     (base,) = [args for name, args in instructions if name == "FROM"]
-    assert base == f"apache/airflow:{lock_versions()['apache-airflow']}-python{python_minor()}"
+    (airflow,) = lock_versions()["apache-airflow"]
+    assert base == f"apache/airflow:{airflow}-python{python_minor()}"
     assert base == "apache/airflow:3.3.2-python3.11"
 
 
@@ -205,7 +212,8 @@ def test_image_extras_exist_and_the_lock_export_holds_what_the_stack_needs() -> 
         "apache-airflow-providers-cncf-kubernetes",
         "google-cloud-storage",
     ):
-        assert pins.get(name) == locked[name], name
+        assert pins.get(name) in locked[name], name
+    assert pins["tensorflow"] == "2.15.1"  # the Estimator runtime (the default groups)
     assert "--hash=sha256:" in exported  # what --require-hashes needs
     assert "pytest" not in pins and "gcp-storage-emulator" not in pins  # no dev tools in the image
 
@@ -251,7 +259,7 @@ def test_image_tag_follows_the_project_version_everywhere() -> None:
 
 
 def test_gcs_emulator_image_runs_the_locked_emulator_version() -> None:
-    version = lock_versions()["gcp-storage-emulator"]
+    (version,) = lock_versions()["gcp-storage-emulator"]
     instructions = dockerfile_instructions(DOCKER / "gcs-emulator" / "Dockerfile")
     assert ("ARG", f"GCP_STORAGE_EMULATOR_VERSION={version}") in instructions
     assert compose()["services"]["gcs"]["image"] == f"exportflow-gcs-emulator:{version}"
@@ -276,7 +284,7 @@ def test_stack_has_every_component_and_the_airflow_ones_share_the_image() -> Non
     assert (
         DOCKER / common["build"]["context"] / common["build"]["dockerfile"]
     ).resolve() == DOCKER / "Dockerfile"
-    for name in AIRFLOW_SERVICES:
+    for name in AIRFLOW_SERVICES - {"worker-keras"}:  # the Keras worker: its own image (test below)
         assert services[name]["image"] == common["image"], name
         assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
     for name, service in services.items():
@@ -449,7 +457,8 @@ def test_stack_config_is_valid_and_publishes_to_the_emulator_bucket(tmp_path: Pa
     env = airflow_env("worker-1")
     mounts = {split_volume(v)[1]: split_volume(v)[0] for v in compose()["x-airflow-common"]["volumes"]}
     configs = DOCKER / mounts[env["EXPORTFLOW_CONFIGS_DIR"]]
-    (path,) = sorted(configs.glob("*.yaml"))
+    assert sorted(p.name for p in configs.glob("*.yaml")) == ["example.yaml", "example_keras.yaml"]
+    path = configs / "example.yaml"
     config = load_config(path)
     gcs_command = compose()["services"]["gcs"]["command"]
     bucket = gcs_command[gcs_command.index("--default-bucket") + 1]
@@ -693,3 +702,43 @@ def test_healthcheck_reports_unhealthy_components_and_unknown_commands() -> None
         "unknown component 'webserver': pass the container's command as arguments",
     )
     assert healthcheck.check(["db", "migrate"], {})[0] is True
+
+
+def test_the_keras_worker_runs_the_image_with_the_keras_runtime_and_only_the_keras_queue(monkeypatch) -> None:
+    """A Keras model reaches the Keras runtime: its config names the queue only worker-keras consumes, whose
+    image is built with EXPORTFLOW_RUNTIME=keras, which installs the lock's keras group where
+    EXPORTFLOW_KERAS_PYTHON (the default airflow.python of a Keras model) points."""
+    from components.config import load_config
+
+    services = compose()["services"]
+    keras_worker = services["worker-keras"]
+    assert keras_worker["build"]["args"] == {"EXPORTFLOW_RUNTIME": "keras"}
+    assert keras_worker["build"]["dockerfile"] == compose()["x-airflow-common"]["build"]["dockerfile"]
+    assert keras_worker["image"] != compose()["x-airflow-common"]["image"]
+    command = keras_worker["command"]
+    assert command[command.index("--queues") + 1] == "keras"
+    assert all("--queues" not in services[w]["command"] for w in WORKERS)  # default queue: Estimator models
+
+    instructions = dockerfile_instructions(DOCKER / "Dockerfile")
+    (runtime_arg,) = [a for n, a in instructions if n == "ARG" and a.startswith("EXPORTFLOW_RUNTIME=")]
+    assert runtime_arg == "EXPORTFLOW_RUNTIME=estimator"
+    (keras_run,) = [a for n, a in instructions if n == "RUN" and "--group keras" in a]
+    assert "--no-default-groups" in keras_run and "--require-hashes" in keras_run and "/opt/keras-venv" in keras_run
+    (env,) = [a for n, a in instructions if n == "ENV" and "EXPORTFLOW_KERAS_PYTHON" in a]
+    assert "EXPORTFLOW_KERAS_PYTHON=/opt/keras-venv/bin/python" in env.split()
+
+    uv = os.environ.get("UV") or "uv"
+    exported = subprocess.run(
+        [uv, "export", "--frozen", "--no-default-groups", "--group", "keras", "--no-emit-project", "--format", "requirements-txt"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout
+    pins = dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", exported, flags=re.MULTILINE))
+    assert pins["tensorflow"] == "2.21.0" and pins["tensorflow-serving-api"] == "2.21.0"
+    assert pins["keras"].startswith("3.") and pins["apache-airflow"] in lock_versions()["apache-airflow"]
+    assert "pytest" not in pins and "--hash=sha256:" in exported
+
+    monkeypatch.setenv("EXPORTFLOW_KERAS_PYTHON", "/opt/keras-venv/bin/python")  # as the image sets it
+    config = load_config(DOCKER / "configs" / "example_keras.yaml")
+    assert config.framework == "keras" and config.airflow.queue == "keras"
+    assert (config.airflow.runtime, config.airflow.python) == ("external_python", "/opt/keras-venv/bin/python")
+    assert config.model_dir.startswith("/data/workspace/") and config.destination.uri.startswith("gs://")

@@ -308,3 +308,61 @@ def test_readmes_kubernetes_pod_operator_example_runs_the_cli_in_the_image_with_
     assert os.path.dirname(config_path) in configs  # the config it names is in the pod (the ConfigMap)
     assert base["resources"] == base_container(yaml.safe_load(TEMPLATE.read_text()))["resources"]
     assert manifest["metadata"]["name"].startswith(example["name"])
+
+
+# --- a Keras 3 model's tasks: routed to the image with the Keras runtime -------------------------
+
+KERAS_TEMPLATE = ROOT / "docker" / "kubernetes" / "pod_template_keras.yaml"
+
+
+def test_a_keras_models_tasks_render_pods_of_the_keras_image(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The model's config names the Keras pod template; the DAG gives each task that executor_config, and
+    the KubernetesExecutor's own code renders a valid pod of the Keras image (no image setting overrides it)."""
+    from airflow.providers.cncf.kubernetes.executors.kubernetes_executor_utils import (
+        get_base_pod_from_template,
+    )
+    from airflow.providers.cncf.kubernetes.kube_config import KubeConfig
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator, workload_to_command_args
+
+    from components.config import load_config
+    from plugins.dag_factory import build_dag
+
+    data = yaml.safe_load((ROOT / "docker" / "configs" / "example_keras.yaml").read_text())
+    data["airflow"] = {**data["airflow"], "pod_template_file": str(KERAS_TEMPLATE)}
+    path = tmp_path / "example_keras.yaml"
+    path.write_text(yaml.safe_dump(data))
+    dag = build_dag(load_config(path))
+    export = dag.get_task("export")
+    assert export.executor_config == {"pod_template_file": str(KERAS_TEMPLATE)}
+    assert {t.queue for t in dag.tasks} == {"keras"}
+    estimator = build_dag(load_config(ROOT / "docker" / "configs" / "example.yaml"))
+    assert estimator.get_task("export").executor_config in ({}, None)  # the executor's default template
+
+    monkeypatch.setenv("AIRFLOW__KUBERNETES_EXECUTOR__POD_TEMPLATE_FILE", str(TEMPLATE))
+    monkeypatch.setenv("AIRFLOW__KUBERNETES_EXECUTOR__NAMESPACE", "exportflow")
+    monkeypatch.delenv("AIRFLOW__KUBERNETES_EXECUTOR__WORKER_CONTAINER_REPOSITORY", raising=False)
+    kube_config = KubeConfig()
+    assert kube_config.kube_image is None
+    workload = export_task_workload()
+    pod = PodGenerator.construct_pod(
+        namespace=kube_config.kube_namespace,
+        scheduler_job_id="7",
+        pod_id="exportflow-example-keras-export",
+        dag_id="exportflow__example_keras",
+        task_id="export",
+        kube_image=kube_config.kube_image,
+        try_number=1,
+        map_index=2,
+        date=None,
+        run_id=workload.ti.run_id,
+        args=workload_to_command_args(workload),
+        pod_override_object=None,
+        base_worker_pod=get_base_pod_from_template(export.executor_config["pod_template_file"], kube_config),
+    )
+    manifest = serialize(pod)
+    assert_valid_pod(manifest)
+    assert_shares_no_disk(manifest)
+    base = base_container(manifest)
+    assert base["image"] == "exportflow-airflow-keras:0.1.0"
+    assert {"name": "EXPORTFLOW_KERAS_PYTHON", "value": "/opt/keras-venv/bin/python"} in base["env"]
+    assert base["resources"] == base_container(yaml.safe_load(TEMPLATE.read_text()))["resources"]

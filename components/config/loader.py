@@ -18,7 +18,12 @@ from typing import Any
 import yaml
 
 from components.config.errors import ConfigError
-from components.config.schema import MAX_WARMUP_RECORDS, PipelineConfig
+from components.config.schema import (
+    DEFAULT_KERAS_ENV,
+    KERAS_PYTHON_ENV,
+    MAX_WARMUP_RECORDS,
+    PipelineConfig,
+)
 from components.decoding import LIST, MAPPING, DecodeError, decode
 from components.imports import ImportPath
 from components.layout import ENTRY_GRAPH
@@ -64,6 +69,8 @@ def parse_config(data: Any, *, source: str = "<memory>", base_dir: Path | None =
     if not isinstance(data, dict):
         raise ConfigError(source, "", f"expected a mapping of fields at the top level, got {_kind(data)}")
     data = _substitute(data, str(base))
+    if data.get("framework") == "keras":
+        data = _keras_runtime_defaults(data, source)
     config = _build(PipelineConfig, data, "", source, base, skip={"source", "source_text"})
     config = dataclasses.replace(config, source=source)
     _check_semantics(config)
@@ -174,9 +181,146 @@ def _check_scheme(source: str, field: str, uri: str) -> None:
         )
 
 
+def keras_python() -> str:
+    """Where a Keras model's stages run by default: $EXPORTFLOW_KERAS_PYTHON, else the project's Keras runtime."""
+    return os.environ.get(KERAS_PYTHON_ENV) or os.path.join(DEFAULT_KERAS_ENV, "bin", "python")
+
+
+def _keras_runtime_defaults(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """A Keras model runs its stages in the Keras runtime: ``airflow.runtime`` defaults to
+    external_python there; in_process (the Airflow interpreter, TF 2.15) is refused."""
+    airflow = data.get("airflow") if data.get("airflow") is not None else {}
+    if not isinstance(airflow, dict):
+        return data  # the decoder names the wrong type
+    if airflow.get("runtime", "external_python") != "external_python":
+        raise ConfigError(
+            source,
+            "airflow.runtime",
+            f"{airflow['runtime']!r} runs the stages in Airflow's interpreter, which has the Estimator runtime "
+            "(TF 2.15, no Keras 3); a framework: keras model needs runtime external_python (its default) "
+            f"with airflow.python the Keras runtime's interpreter (default {keras_python()})",
+        )
+    airflow = {**airflow, "runtime": "external_python"}
+    airflow.setdefault("python", keras_python())
+    return {**data, "airflow": airflow}
+
+
+# Strategy kinds that build tf.estimator graphs: nothing a Keras model can export.
+ESTIMATOR_ONLY_KINDS = {
+    "all_modes": "exports Estimator modes (train/eval/serve graphs) from a model_fn",
+    "standalone": "is a Monolith exporter built on tf.estimator",
+    "distributed": "is a Monolith exporter built on tf.estimator",
+}
+
+
+def _check_keras(config: PipelineConfig) -> None:
+    """A Keras model: its own section, no Estimator fields, kinds and warmup it can use."""
+    from components.config.checkpoint_pattern import FilePattern, PatternError
+
+    source, keras = config.source, config.keras
+    if keras is None:
+        raise ConfigError(
+            source,
+            "keras",
+            "required field is missing: framework keras needs a keras section, e.g. keras: {checkpoints: "
+            "'ckpt-{epoch:03d}.weights.h5', builder: 'my_package.model:build_model'}",
+        )
+    for field in ("model_fn", "estimator", "receivers"):
+        if getattr(config, field) is not None:
+            raise ConfigError(
+                source, field, f"a framework: keras model has no {field} (that is the Estimator contract); remove it"
+            )
+    if config.params:
+        raise ConfigError(source, "params", "params go to a model_fn; for a Keras builder use keras.builder_kwargs")
+    if "://" in config.model_dir and not config.model_dir.startswith("file://"):
+        raise ConfigError(
+            source,
+            "model_dir",
+            f"{config.model_dir}: a Keras model's checkpoint files are read from local disk (object-store "
+            "model dirs are supported for TF checkpoints only); copy or mount them to a local folder",
+        )
+    try:
+        pattern = FilePattern.parse(keras.checkpoints)
+    except PatternError as exc:
+        raise ConfigError(source, "keras.checkpoints", str(exc)) from exc
+    if pattern.kind == "weights" and keras.builder is None:
+        raise ConfigError(
+            source,
+            "keras.builder",
+            f"required field is missing: checkpoints {keras.checkpoints!r} hold weights only, so name a "
+            "function that builds and compiles the keras.Model (e.g. my_package.model:build_model), or "
+            "save whole models (ModelCheckpoint with a .keras filepath)",
+        )
+    if pattern.kind == "model" and keras.builder is not None:
+        raise ConfigError(
+            source,
+            "keras.builder",
+            f"checkpoints {keras.checkpoints!r} are whole .keras models, loaded as saved; remove builder "
+            "(or save weights only: a .weights.h5 pattern)",
+        )
+    if keras.builder_kwargs and keras.builder is None:
+        raise ConfigError(source, "keras.builder_kwargs", "builder_kwargs need a builder")
+    names: set[str] = set()
+    for i, endpoint in enumerate(keras.endpoints):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", endpoint.name) or endpoint.name == "serving_default":
+            raise ConfigError(
+                source,
+                f"keras.endpoints[{i}].name",
+                f"{endpoint.name!r} must be an identifier other than serving_default (the first endpoint "
+                "gets that alias)",
+            )
+        if endpoint.name in names:
+            raise ConfigError(source, f"keras.endpoints[{i}].name", f"duplicate endpoint name {endpoint.name!r}")
+        names.add(endpoint.name)
+        for input_name, spec in endpoint.input_signature.items():
+            if spec.dtype not in _TF_DTYPES:
+                raise ConfigError(
+                    source,
+                    f"keras.endpoints[{i}].input_signature.{input_name}.dtype",
+                    f"{spec.dtype!r} is not a dtype; use one of {sorted(_TF_DTYPES)}",
+                )
+    for i, strategy in enumerate(config.strategies):
+        if strategy.kind in ESTIMATOR_ONLY_KINDS:
+            raise ConfigError(
+                source,
+                f"strategies[{i}].kind",
+                f"kind {strategy.kind!r} {ESTIMATOR_ONLY_KINDS[strategy.kind]}, which a framework: keras model "
+                "does not have; use latest, best, final or custom",
+            )
+    if config.evaluation.source == "logged":
+        raise ConfigError(
+            source, "evaluation.source", "logged reads an Estimator's eval event files; a Keras model is evaluated "
+            "with model.evaluate on evaluation.input_fn (source: evaluate)"
+        )
+    if config.warmup.source == "examples":
+        raise ConfigError(
+            source,
+            "warmup.source",
+            "examples builds tf.Example requests for an Estimator's parsing receiver; a Keras endpoint takes "
+            "raw tensors: use source json (TF Serving REST instances) or file",
+        )
+
+
+_TF_DTYPES = {
+    "float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16",
+    "uint32", "uint64", "bool", "string",
+}
+
+
 def _check_model(config: PipelineConfig) -> None:
-    """Exactly one of ``model_fn`` and ``estimator``; ``params`` only go to a model_fn."""
+    """Exactly one of ``model_fn`` and ``estimator``; ``params`` only go to a model_fn. Keras: ``keras``."""
     source = config.source
+    if config.framework == "keras":
+        _check_keras(config)
+        return
+    if config.keras is not None:
+        raise ConfigError(source, "keras", "the keras section is for framework: keras; set it, or remove the section")
+    if config.receivers is None:
+        raise ConfigError(
+            source,
+            "receivers",
+            "required field is missing: an Estimator export needs receivers.predict (a serving_input_receiver_fn)",
+        )
     if config.model_fn is None and config.estimator is None:
         raise ConfigError(
             source,

@@ -7,9 +7,15 @@ to import or a place to write lives here, in trusted config, never in a trigger'
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Literal
 
 from components.imports import ImportPath
+
+KERAS_PYTHON_ENV = "EXPORTFLOW_KERAS_PYTHON"  # the Keras runtime's interpreter, where it is not the default
+# A Keras model's stages run in this interpreter unless airflow.python names another: the Keras runtime
+# built from uv.lock beside the project (components/keras/runtime.py), or $EXPORTFLOW_KERAS_PYTHON.
+DEFAULT_KERAS_ENV = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), ".venv-keras")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +163,11 @@ class AirflowConfig:
     runtime: Literal["in_process", "external_python"] = "in_process"  # where the TF stages run
     python: str | None = None  # the interpreter for runtime external_python (a venv with exportflow)
     gcp_conn_id: str | None = None  # Airflow connection for GCS (needs the `google` extra); else ADC
+    # Where the model's tasks run, for a model whose runtime only some workers have (a Keras model):
+    # the Celery queue those workers consume, and for the KubernetesExecutor the pod template whose
+    # image has it (docker/kubernetes/pod_template_keras.yaml). None: the executor's defaults.
+    queue: str | None = None
+    pod_template_file: str | None = None
     # Wait (deferred, in the triggerer) up to this long for a new checkpoint before discovering; null: don't.
     wait_for_checkpoint_minutes: int | None = None
     wait_poll_seconds: int = 60  # how often the trigger looks while waiting
@@ -184,14 +195,54 @@ class ServingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TensorSpecConfig:
+    """One input of an endpoint's signature (a ``tf.TensorSpec``): ``null`` in shape is any size."""
+
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasEndpointConfig:
+    """One serving endpoint of a Keras export (``keras.export.ExportArchive.add_endpoint``)."""
+
+    name: str
+    # The model's method that answers: "call" is the forward pass (inference mode); another name is a
+    # method of the model class taking the same inputs.
+    method: str = "call"
+    # Input name -> spec; empty: the model's own inputs (names, shapes and dtypes of its Input layers).
+    input_signature: dict[str, TensorSpecConfig] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class KerasConfig:
+    """A Keras 3 model (``framework: keras``): how its checkpoints are named and how it is rebuilt.
+
+    Runs in the Keras runtime (TF >= 2.16), never in the Estimator runtime; see README "Keras 3 models".
+    """
+
+    # The checkpoint file names in model_dir, as ModelCheckpoint's filepath: one {epoch} or {step} field,
+    # ending .weights.h5 (weights: needs builder) or .keras (a whole saved model per checkpoint).
+    checkpoints: str
+    builder: ImportPath | None = None  # function(**builder_kwargs) returning the keras.Model, compiled
+    builder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Endpoints to export; none: "serve", the model's call with its own inputs. The first is also
+    # aliased serving_default (what TF Serving and warmup use unless warmup.signature says otherwise).
+    endpoints: tuple[KerasEndpointConfig, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """One model's post-training pipeline."""
 
     name: str
     model_dir: str  # local path or gs:// URI holding the trainer's checkpoints
-    receivers: ReceiversConfig
     destination: DestinationConfig
     strategies: tuple[StrategyConfig, ...]
+    # estimator (TF 2.15, tf.estimator) or keras (Keras 3 on TF 2.21, in the Keras runtime: `keras:`).
+    framework: Literal["estimator", "keras"] = "estimator"
+    receivers: ReceiversConfig | None = None  # required for an Estimator; a Keras model has none
+    keras: KerasConfig | None = None  # required with framework keras
     # The model, exactly one of: model_fn(features, labels, mode[, params][, config]) returning an
     # EstimatorSpec, or estimator(model_dir, config) returning a tf.estimator.Estimator (a canned one
     # such as LinearRegressor): called with a scratch model_dir and the matching tf.estimator.RunConfig.

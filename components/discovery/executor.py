@@ -13,6 +13,7 @@ import logging
 import os
 
 from components.artifacts import CheckpointArtifact, FileEntry
+from components.config.checkpoint_pattern import FilePattern
 from components.discovery.checkpoints import (
     STATE_FILE,
     CheckpointFiles,
@@ -27,6 +28,7 @@ from components.discovery.errors import (
     IncompleteCheckpoint,
     ModelDirError,
 )
+from components.discovery.single_files import SingleFileCheckpoint, group_single_files
 from components.discovery.spec import DiscoveryParams
 from components.ledger import LedgerState
 from components.storage import ObjectNotFound, Storage, StorageError, storage_for
@@ -39,8 +41,9 @@ class Listing:
     """What one listing of a model directory shows."""
 
     model_dir: str
-    complete: dict[int, CheckpointFiles]  # by step; on a clash the prefix the state file names wins
-    incomplete: dict[str, CheckpointFiles]  # by prefix: index or shards missing or empty
+    # by step; on a clash the prefix the state file names wins. One file per checkpoint with a pattern.
+    complete: dict[int, CheckpointFiles | SingleFileCheckpoint]
+    incomplete: dict[str, CheckpointFiles | SingleFileCheckpoint]  # by prefix: files missing, empty or partial
     named: tuple[str, ...]  # prefixes the state file names, in its order
     named_missing: tuple[str, ...]  # named by the state file, but no file of theirs is left
 
@@ -54,8 +57,11 @@ class Listing:
         return f"{len(steps)} complete: " + (f"..., {shown}" if len(steps) > limit else shown or "none")
 
 
-def list_checkpoints(model_dir: str, storage: Storage | None = None) -> Listing:
-    """List ``model_dir`` once and sort its checkpoints into complete, incomplete and named-but-gone."""
+def list_checkpoints(model_dir: str, storage: Storage | None = None, *, pattern: str | None = None) -> Listing:
+    """List ``model_dir`` once and sort its checkpoints into complete, incomplete and named-but-gone.
+
+    ``pattern``: checkpoints are single files named by it (Keras, ``components.discovery.single_files``)
+    instead of TensorFlow's index and shards."""
     storage = storage or storage_for(model_dir)
     try:
         files = storage.list_files(model_dir)
@@ -63,6 +69,8 @@ def list_checkpoints(model_dir: str, storage: Storage | None = None) -> Listing:
         raise ModelDirError(f"cannot list model_dir {model_dir}: {exc}") from exc
     if not files:
         raise ModelDirError(_missing_or_empty(model_dir, storage))
+    if pattern is not None:
+        return _single_file_listing(model_dir, FilePattern.parse(pattern), files)
     sizes = {info.uri.rpartition("/")[2]: info.size for info in files}
     state_text = ""
     if STATE_FILE in sizes:
@@ -95,6 +103,18 @@ def list_checkpoints(model_dir: str, storage: Storage | None = None) -> Listing:
     return Listing(model_dir, complete, incomplete, named, named_missing)
 
 
+def _single_file_listing(model_dir: str, pattern: FilePattern, files: list) -> Listing:
+    groups = group_single_files(pattern, files)
+    complete: dict[int, CheckpointFiles | SingleFileCheckpoint] = {}
+    for name in sorted(groups):
+        if groups[name].complete and groups[name].step not in complete:
+            complete[groups[name].step] = groups[name]
+    incomplete = {name: f for name, f in groups.items() if not f.complete}
+    for name, entry in sorted(incomplete.items()):
+        log.info("ignoring incomplete checkpoint %s: %s", name, entry.problem)
+    return Listing(model_dir, complete, incomplete, (), ())
+
+
 def _missing_or_empty(model_dir: str, storage: Storage) -> str:
     hint = "point model_dir at the trainer's output folder (where model.ckpt-<step>.index files appear)"
     try:
@@ -112,7 +132,9 @@ def _missing_or_empty(model_dir: str, storage: Storage) -> str:
     return f"model_dir {model_dir} is empty; {hint}"
 
 
-def choose(listing: Listing, params: DiscoveryParams, handled: set[int]) -> list[CheckpointFiles]:
+def choose(
+    listing: Listing, params: DiscoveryParams, handled: set[int]
+) -> list[CheckpointFiles | SingleFileCheckpoint]:
     """The checkpoints a run takes, ordered by step: new ones by policy, capped; or the one step asked for."""
     if params.only_step is not None:
         return [_requested(listing, params.only_step)]
@@ -127,7 +149,7 @@ def choose(listing: Listing, params: DiscoveryParams, handled: set[int]) -> list
     return [listing.complete[s] for s in chosen]
 
 
-def _requested(listing: Listing, step: int) -> CheckpointFiles:
+def _requested(listing: Listing, step: int) -> CheckpointFiles | SingleFileCheckpoint:
     if step in listing.complete:
         return listing.complete[step]
     where = listing.model_dir
@@ -150,7 +172,7 @@ def discover(
 ) -> list[CheckpointArtifact]:
     """New complete checkpoints for this model and configuration, ordered by step, chosen by the policy."""
     storage = storage or storage_for(params.model_dir)
-    listing = list_checkpoints(params.model_dir, storage)
+    listing = list_checkpoints(params.model_dir, storage, pattern=params.checkpoint_pattern)
     handled = set() if params.include_handled else ledger.handled_steps(params.config_digest, params.strategies)
     return [
         checkpoint_artifact(params.model_name, params.model_dir, files, storage)
@@ -159,7 +181,7 @@ def discover(
 
 
 def checkpoint_artifact(
-    model_name: str, model_dir: str, files: CheckpointFiles, storage: Storage
+    model_name: str, model_dir: str, files: CheckpointFiles | SingleFileCheckpoint, storage: Storage
 ) -> CheckpointArtifact:
     return CheckpointArtifact(
         uri=storage.join(model_dir, files.prefix),

@@ -20,6 +20,8 @@ class DiscoveryParams:
     config_digest: str | None = None
     # The configured strategies: a blessed checkpoint every one of them declined counts as handled.
     strategies: tuple[str, ...] = ()
+    # Single-file checkpoints named by this pattern (Keras: ckpt-{epoch:03d}.weights.h5); None: TF's.
+    checkpoint_pattern: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_per_run <= 0:

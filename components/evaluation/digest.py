@@ -22,6 +22,20 @@ def metrics_digest(config: PipelineConfig) -> str:
         return _digest(
             {"source": "logged", "model_dir": config.model_dir, "events": evaluation.event_file_pattern}
         )
+    if config.framework == "keras" and config.keras is not None:
+        keras = config.keras
+        model = {"builder": str(keras.builder), "builder_kwargs": keras.builder_kwargs} if keras.builder else {}
+        return _digest(
+            {
+                "source": "evaluate",
+                "framework": "keras",
+                **model,
+                "checkpoints": keras.checkpoints,
+                "input_fn": None if evaluation.input_fn is None else str(evaluation.input_fn),
+                "input_fn_kwargs": evaluation.input_fn_kwargs,
+                "steps": evaluation.steps,
+            }
+        )
     return _digest(
         {
             "source": "evaluate",

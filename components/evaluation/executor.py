@@ -66,7 +66,8 @@ def evaluate(
         log.info("%s: reusing the metrics evaluated at %s", name, previous.evaluated_at)
         metrics, evaluated_at = dict(previous.metrics), previous.evaluated_at
     else:
-        metrics, evaluated_at = _metrics(params, checkpoint), utc_now()
+        measure = params.metrics_fn or _metrics
+        metrics, evaluated_at = measure(params, checkpoint), utc_now()
     blessed, reasons = bless(metrics, config.evaluation.thresholds, baseline, checkpoint=name)
     evaluation = EvaluationArtifact(
         uri=checkpoint.uri,

@@ -54,6 +54,8 @@ def export(params: ExportParams, evaluation: EvaluationArtifact) -> ExportArtifa
         log.info("step %d not exported by %s: %s", checkpoint.step, strategy_config.name, evaluation.summary)
         return None
     strategy = create_strategy(strategy_config.kind, strategy_config.name, strategy_config.params)
+    if params.adapt_strategy is not None:
+        strategy = params.adapt_strategy(strategy)
     area = staging_area(config)
     version = _version(params, strategy.version_scheme, area, checkpoint.step)
     if not area.local and not params.force:

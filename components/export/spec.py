@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 from components.config.schema import PipelineConfig, StrategyConfig
 from components.ledger import LedgerState
@@ -18,4 +19,7 @@ class ExportParams:
     is_final: bool = False  # training said this is its last checkpoint (FinalExporter)
     # Re-reads the ledger (for retention, which must see exports recorded after ``ledger`` was loaded).
     ledger_source: Callable[[], LedgerState] | None = dataclasses.field(default=None, compare=False)
+    # Turns the configured strategy into one for another framework (Keras: its decision, Keras's writer;
+    # given by the pipeline); None: the strategy as configured.
+    adapt_strategy: Callable[[Any], Any] | None = dataclasses.field(default=None, compare=False)
 

@@ -20,25 +20,23 @@ status is a crash, retryable.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
-import os
 import sys
-import tempfile
 from typing import Any
 
-from components.artifacts import (
-    CheckpointArtifact,
-    EvaluationArtifact,
-    ExportArtifact,
-    from_jsonable,
-    to_jsonable,
-)
+from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
 from components.config import load_config
 from components.config.schema import PipelineConfig
-from components.errors import ExportflowError
-from components.model_storage import AccessToken, ModelStorage
+from components.model_storage import ModelStorage
+from components.pipeline.contract import (  # the contract's types, here where callers have always found them
+    StageFailure,
+    StageOutcome,
+    StageRequest,
+    decode_request,
+    encode_request,
+    read_outcome,
+    write_outcome,
+)
 from components.pipeline.options import RunOptions
 from components.pipeline.spec import StageSpec
 from components.pipeline.stages import (
@@ -54,46 +52,10 @@ from components.storage import CredentialsSource
 log = logging.getLogger(__name__)
 EXIT_PERMANENT = 3
 EXIT_RETRYABLE = 4
-
-
-@dataclasses.dataclass(frozen=True)
-class StageRequest:
-    stage: str
-    config_path: str
-    options: RunOptions = dataclasses.field(default_factory=RunOptions)
-    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    credentials: AccessToken | None = None  # for another interpreter: the orchestrator's, as a token
-
-
-@dataclasses.dataclass(frozen=True)
-class StageFailure:
-    """A failed stage as every runtime reports it: the error's type name, its message, and whether a
-    retry may succeed."""
-
-    error: str
-    message: str
-    retryable: bool
-
-    @classmethod
-    def of(cls, exc: BaseException) -> StageFailure:
-        if isinstance(exc, ExportflowError):
-            retryable = exc.retryable
-        elif isinstance(exc, ValueError):  # an invalid request or run option: a retry fails the same way
-            retryable = False
-        else:  # unexpected: it may not happen again (memory, a flaky dependency); Airflow's retries decide
-            retryable = True
-        return cls(type(exc).__name__, str(exc), retryable)
-
-    def __str__(self) -> str:
-        return f"{self.error}: {self.message}"
-
-
-@dataclasses.dataclass(frozen=True)
-class StageOutcome:
-    """What a stage in another interpreter writes to its result file: a result or a failure."""
-
-    result: Any = None
-    failure: StageFailure | None = None
+__all__ = [
+    "STAGES", "StageFailure", "StageOutcome", "StageRequest", "call_stage", "decode_request", "encode_request",
+    "exit_status", "main", "read_outcome", "run_request", "write_outcome",
+]
 
 
 def _discover(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
@@ -142,38 +104,12 @@ def call_stage(request: StageRequest, credentials: CredentialsSource | None = No
     inputs = spec.rebuilt(request.inputs)
     spec.check_inputs(inputs)
     config = load_config(request.config_path)
+    if config.framework == "keras":  # before anything imports TensorFlow: the right runtime, or a clear error
+        from components.keras.runtime import require_keras_runtime
+
+        require_keras_runtime(config.name)
     with ModelStorage(config, credentials or request.credentials).installed():
         return spec.call(config, request.options, inputs)
-
-
-def encode_request(request: StageRequest) -> str:
-    return json.dumps(to_jsonable(request))
-
-
-def decode_request(text: str) -> StageRequest:
-    try:
-        return from_jsonable(StageRequest, json.loads(text))
-    except (TypeError, KeyError, json.JSONDecodeError) as exc:
-        raise ValueError(f"not a stage request ({exc}); expected the JSON of a StageRequest") from exc
-
-
-def write_outcome(path: str, outcome: StageOutcome) -> None:
-    """Atomically: a reader finds the whole outcome or no file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".outcome-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(to_jsonable(outcome), handle)
-    os.replace(tmp, path)
-
-
-def read_outcome(path: str) -> StageOutcome | None:
-    """The outcome a child wrote, or None when it wrote none (it crashed first)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return from_jsonable(StageOutcome, json.load(handle))
-    except FileNotFoundError:
-        return None
 
 
 def run_request(request_text: str) -> StageOutcome:

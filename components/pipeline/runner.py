@@ -57,6 +57,8 @@ def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> R
 
 
 def _run(config: PipelineConfig, options: RunOptions, checkpoints: list[CheckpointArtifact]) -> RunReport:
+    if config.framework == "keras":
+        return _run_external(config, options, checkpoints)
     strategies = selected_strategies(config, options)
     evaluations, exports, published = [], [], []
     unreadable: list[CheckpointError] = []
@@ -78,6 +80,47 @@ def _run(config: PipelineConfig, options: RunOptions, checkpoints: list[Checkpoi
     if unreadable:
         raise unreadable[0]
     return RunReport(tuple(evaluations), tuple(exports), tuple(published))
+
+
+def _run_external(config: PipelineConfig, options: RunOptions, checkpoints: list[CheckpointArtifact]) -> RunReport:
+    """The TF stages of a model whose framework needs another runtime (Keras: TF 2.21), each through the
+    envelope in ``airflow.python``, in the same order as ``_run``; discovery stayed in this process."""
+    from components.pipeline.contract import StageRequest
+    from components.pipeline.external import ExternalStageFailed, call_external
+
+    python = config.airflow.python or ""
+
+    def call(stage: str, **inputs: object) -> object:
+        return call_external(python, StageRequest(stage, config.source, options, dict(inputs)))
+
+    evaluations, exports, published = [], [], []
+    unreadable: list[ExternalStageFailed] = []
+    for checkpoint in checkpoints:
+        try:
+            evaluation = EvaluationArtifact.from_dict(call("evaluate", checkpoint=checkpoint.to_dict()))
+        except ExternalStageFailed as exc:
+            if exc.failure.error not in CHECKPOINT_ERRORS:
+                raise
+            log.error("%s", exc)  # it fails alone, as in _run
+            unreadable.append(exc)
+            continue
+        evaluations.append(evaluation)
+        for strategy in selected_strategies(config, options):
+            exported = call("export", strategy=strategy.name, evaluation=evaluation.to_dict())
+            if exported is None:  # declined: the envelope says so with None, as XCom does
+                continue
+            warmed = ExportArtifact.from_dict(call("warmup", export=exported))
+            exports.append(warmed)
+            published.append(PushedModelArtifact.from_dict(call("publish", export=warmed.to_dict())))
+    if unreadable:
+        raise unreadable[0]
+    return RunReport(tuple(evaluations), tuple(exports), tuple(published))
+
+
+# ``CheckpointError`` and its subclasses by name, as a failure from another interpreter names them
+CHECKPOINT_ERRORS = frozenset(
+    {"CheckpointError", "IncompleteCheckpoint", "CorruptCheckpoint", "CheckpointUnreadable", "CheckpointVanished"}
+)
 
 
 @contextlib.contextmanager

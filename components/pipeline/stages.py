@@ -73,6 +73,7 @@ def discovery_params(config: PipelineConfig, options: RunOptions | None = None) 
         include_handled=options.force,
         config_digest=config_digest(config),
         strategies=tuple(s.name for s in config.strategies),
+        checkpoint_pattern=config.keras.checkpoints if config.framework == "keras" and config.keras else None,
     )
 
 
@@ -135,7 +136,7 @@ def evaluate_stage(config: PipelineConfig, checkpoint: CheckpointArtifact) -> Ev
     ledger = ledger_of(config)
     state = ledger.load()
     record = state.record(checkpoint.step)
-    params = EvaluationParams(config, work_dir(config, "eval"))
+    params = EvaluationParams(config, work_dir(config, "eval"), metrics_fn=_keras_metrics_fn(config))
     previous = record.evaluation if record else None  # a restarted run reuses its metrics
     # A failed evaluation ends this checkpoint's part of the run: nothing downstream runs for it, so its
     # whole lease goes. A retry pins it again (holds for every configured strategy: in Airflow each
@@ -147,6 +148,24 @@ def evaluate_stage(config: PipelineConfig, checkpoint: CheckpointArtifact) -> Ev
     if not evaluation.blessed:
         lease.release(checkpoint)  # no strategy exports it: nothing reads it again
     return evaluation
+
+
+def _keras_metrics_fn(config: PipelineConfig) -> Callable[..., dict[str, float]] | None:
+    """A Keras model is measured with ``model.evaluate`` (components.keras), an Estimator as before."""
+    if config.framework != "keras":
+        return None
+    from components.keras.evaluate import keras_metrics
+
+    return keras_metrics
+
+
+def _keras_strategy_fn(config: PipelineConfig) -> Callable[[Any], Any] | None:
+    """A Keras model's strategies decide as configured and write with keras.export.ExportArchive."""
+    if config.framework != "keras":
+        return None
+    from components.keras.export import keras_strategy
+
+    return keras_strategy
 
 
 def _drops_hold_on_failure(stage: Callable[..., _T]) -> Callable[..., _T]:
@@ -205,6 +224,7 @@ def export_stage(
         force=options.force,
         is_final=evaluation.checkpoint.final,
         ledger_source=ledger.load,
+        adapt_strategy=_keras_strategy_fn(config),
     )
     with lease.holding(evaluation.checkpoint, [strategy_name], repin=evaluation.blessed):
         exported = export(params, evaluation)

@@ -32,9 +32,11 @@ def check_code(config: PipelineConfig) -> list[Problem]:
         problems += _check_model_fn(config)
     if config.estimator is not None:
         problems += _check_estimator(config)
+    if config.keras is not None and config.keras.builder is not None:
+        _resolve("keras.builder", config.keras.builder, problems)  # called in the Keras runtime only
     receivers = config.receivers
     for mode in ("predict", "train", "eval"):
-        path = getattr(receivers, mode)
+        path = getattr(receivers, mode) if receivers is not None else None
         if path is not None:
             problems += _check_receiver(f"receivers.{mode}", path)
     evaluation = config.evaluation

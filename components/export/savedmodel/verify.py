@@ -157,6 +157,8 @@ def _import_and_check(graph: Any, meta_graph: Any, export_dir: str) -> None:
 
     tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
     for name, signature in meta_graph.signature_def.items():
+        if name.startswith("__saved_model_"):  # TF2's init/train op entries name ops, not tensors
+            continue
         for tensor_info in [*signature.inputs.values(), *signature.outputs.values()]:
             for tensor_name in _tensor_names(tensor_info):
                 try:

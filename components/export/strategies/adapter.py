@@ -73,8 +73,9 @@ class ExportStrategyAdapter(OptionsStrategy):
     def decide(self, ctx: StrategyContext) -> Decision:
         return Decision(True, f"{type(self.target).__name__} {self.target.name!r} decides while exporting")
 
-    def write(self, ctx: StrategyContext, export_dir: str) -> Written:
-        estimator = build_estimator(ctx.config, ctx.work_dir)
+    def write(self, ctx: StrategyContext, export_dir: str, model: Any = None) -> Written:
+        # ``model``: what the target exports instead of the config's Estimator (a Keras model)
+        estimator = model if model is not None else build_estimator(ctx.config, ctx.work_dir)
         scratch = os.path.join(os.path.dirname(export_dir), temp_dir_name(f"{ctx.version or 'export'}-work"))
         shutil.rmtree(scratch, ignore_errors=True)
         os.makedirs(scratch)
