@@ -16,14 +16,7 @@ from typing import Any
 
 import pytest
 
-# Also importable from here for older test modules; new ones import tests.support.example_pipeline.
-from tests.support.example_pipeline import (  # noqa: F401
-    PROJECT_ROOT,
-    TrainedModel,
-    example_config_dict,
-    free_port,
-    write_config,
-)
+from tests.support.example_pipeline import TrainedModel, example_config, free_port
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -149,13 +142,10 @@ def model_copy(trained_model: TrainedModel, tmp_path: Path) -> TrainedModel:
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Any]:
-    """Write a config file into tmp_path and load it: ``make_config(model, destination, **overrides)``."""
-    from components.config import load_config
+    """``example_config`` in this test's tmp_path: ``make_config(model, destination=None, **overrides)``."""
 
     def make(model: TrainedModel, destination: str | Path | None = None, **overrides: Any):
-        dest = destination if destination is not None else tmp_path / "published"
-        data = example_config_dict(model, dest, **overrides)
-        return load_config(write_config(data, tmp_path / "configs" / "example.yaml"))
+        return example_config(model, tmp_path, destination, **overrides)
 
     return make
 

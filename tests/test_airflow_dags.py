@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from components.ledger import Ledger
-from tests.conftest import example_config_dict
+from tests.support.example_pipeline import example_config_dict
 from tests.support.airflow_live import airflow_home_from
 from tests.support.dag_test_run import airflow_env, run_dag_test
 

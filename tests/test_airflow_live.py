@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components.ledger import Ledger
-from tests.conftest import example_config_dict
+from tests.support.example_pipeline import example_config_dict
 from tests.support.airflow_live import wait_for
 
 EXPORT_DAG = "exportflow__example"

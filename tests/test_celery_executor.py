@@ -163,7 +163,7 @@ def celery_stack(
 ) -> Iterator[CeleryStack]:
     import yaml
 
-    from tests.conftest import example_config_dict, free_port
+    from tests.support.example_pipeline import example_config_dict, free_port
 
     check_isolation_available()
     root = tmp_path_factory.mktemp("celery")

@@ -24,7 +24,7 @@ import yaml
 from components.config import load_config
 from components.model_storage import ModelStorage
 from components.storage import registry
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 from tests.support.faultproxy import FaultProxy
 
 CONN_ID = "exportflow_gcs"

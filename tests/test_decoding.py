@@ -15,7 +15,7 @@ from components.config.errors import ConfigError
 from components.decoding import DecodeError, decode
 from components.export.errors import StrategyConfigError
 from components.export.strategies.options import FinalOptions, parse_options
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 
 
 @dataclasses.dataclass(frozen=True)

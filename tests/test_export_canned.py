@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 import yaml
-from conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
 from components.config import load_config

@@ -18,7 +18,7 @@ from components.manifest import MANIFEST_PATH
 from components.pipeline.options import RunOptions
 from components.pipeline.stages import export_stage, publish_stage, warmup_stage
 from components.storage import storage_for
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 from tests.support.publishing import assert_nothing_partial_is_loadable, relative_objects
 
 

@@ -18,7 +18,7 @@ from components.publish.marker import CommitMarker
 from components.publish.retention import VersionView, decide, policy_for
 from components.ranking import DEFAULT_RANKING, RankingRule, rule_for
 from plugins.ui.history import build_history
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 
 # auc is the ranking metric (the change threshold); loss comes first, so "the first threshold" is not it.
 THRESHOLDS = [

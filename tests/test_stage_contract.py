@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact
-from tests.conftest import PROJECT_ROOT, TrainedModel, example_config_dict
+from tests.support.example_pipeline import PROJECT_ROOT, TrainedModel, example_config_dict
 
 RUNTIMES = ("in_process", "external_python")
 

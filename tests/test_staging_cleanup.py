@@ -22,7 +22,7 @@ from components.staging.area import StagingArea
 from components.staging.cache import ScratchCache
 from components.staging.cleanup import prune_strategy, reap_abandoned
 from components.storage import storage_for
-from tests.conftest import example_config_dict
+from tests.support.example_pipeline import example_config_dict
 
 OTHER_HOST = "worker-on-another-host"
 

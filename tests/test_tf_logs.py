@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from components.tf_logs import level_of, log_lines
-from tests.conftest import PROJECT_ROOT
+from tests.support.example_pipeline import PROJECT_ROOT
 
 CHILD_STDERR = """\
 2026-12-01 15:36:36.013339: I external/local_tsl/tsl/cuda/cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.

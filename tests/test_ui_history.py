@@ -33,7 +33,7 @@ from components.ledger.schema import BestRecord, CheckpointRecord, LedgerState
 from plugins.ui import app as ui_app
 from plugins.ui.chart import plot
 from plugins.ui.history import UnknownMetric, build_history, jsonable, metric_direction
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"

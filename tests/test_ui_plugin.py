@@ -34,7 +34,7 @@ from components.ledger.label_history import LabelMove
 from components.ledger.schema import LedgerState
 from components.pipeline.options import RunOptions
 from components.pipeline.runner import run_pipeline
-from tests.conftest import TrainedModel, example_config_dict, free_port
+from tests.support.example_pipeline import TrainedModel, example_config_dict, free_port
 from tests.support.airflow_live import ADMIN_PASSWORD, ADMIN_USER, LiveAirflow
 
 DAG_ID = "exportflow__example"
