@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from components.ledger import Ledger
-from tests.support.example_pipeline import example_config_dict
 from tests.support.airflow_live import wait_for
+from tests.support.example_pipeline import example_config_dict
 
 EXPORT_DAG = "exportflow__example"
 TRAINING_DAG = "exportflow_example_training"

@@ -14,7 +14,6 @@ import os
 import numpy as np
 import pytest
 import yaml
-from tests.support.example_pipeline import TrainedModel, example_config_dict
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
 from components.config import load_config
@@ -23,6 +22,7 @@ from components.export.compat.exporters import BestExporter
 from components.export.savedmodel.verify import graph_dirs, signatures_by_tag, verify_export
 from components.pipeline.options import RunOptions
 from components.pipeline.stages import export_stage
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 
 STEPS = 20
 LABEL = "y"

@@ -34,8 +34,8 @@ from components.ledger.label_history import LabelMove
 from components.ledger.schema import LedgerState
 from components.pipeline.options import RunOptions
 from components.pipeline.runner import run_pipeline
-from tests.support.example_pipeline import TrainedModel, example_config_dict, free_port
 from tests.support.airflow_live import ADMIN_PASSWORD, ADMIN_USER, LiveAirflow
+from tests.support.example_pipeline import TrainedModel, example_config_dict, free_port
 
 DAG_ID = "exportflow__example"
 PROMOTE_DAG_ID = "exportflow__example__promote"
