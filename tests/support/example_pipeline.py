@@ -2,7 +2,8 @@
 
 ``example_config_dict`` is the shipped ``examples/pipeline.yaml`` pointed at a trained model (or cut to its
 export-and-publish core for a model dir nobody trained) and a destination, with overrides; ``write_config`` /
-``write_configs`` write such dicts where a test wants them; ``example_config`` is the two together, loaded.
+``write_configs`` write such dicts where a test wants them; ``example_config_file`` is the two together and
+``example_config`` that file loaded.
 Test modules import these from here, never from one another.
 """
 
@@ -87,6 +88,22 @@ def write_configs(folder: Path, configs: Mapping[str, Mapping[str, Any] | str]) 
     return folder
 
 
+def example_config_file(
+    model: TrainedModel | str | Path,
+    folder: Path,
+    destination: str | Path | None = None,
+    *,
+    file_name: str | None = None,
+    merge: Mapping[str, Mapping[str, Any]] | None = None,
+    **replace: Any,
+) -> Path:
+    """``example_config_dict(...)`` written to ``folder/configs/<file_name>`` (default ``<name>.yaml``), for
+    tests that hand a path to the CLI, a DAG or a trigger; the destination defaults to ``folder/published``."""
+    dest = destination if destination is not None else folder / "published"
+    data = example_config_dict(model, dest, merge=merge, **replace)
+    return write_config(data, folder / "configs" / (file_name or f"{data['name']}.yaml"))
+
+
 def example_config(
     model: TrainedModel | str | Path,
     folder: Path,
@@ -95,13 +112,10 @@ def example_config(
     merge: Mapping[str, Mapping[str, Any]] | None = None,
     **replace: Any,
 ) -> PipelineConfig:
-    """``example_config_dict(...)`` written to ``folder/configs/<name>.yaml`` and loaded from there, as a DAG
-    task loads it; the destination defaults to ``folder/published``."""
+    """``example_config_file(...)`` loaded, as a DAG task loads it (its ``source`` is the file)."""
     from components.config import load_config
 
-    dest = destination if destination is not None else folder / "published"
-    data = example_config_dict(model, dest, merge=merge, **replace)
-    return load_config(write_config(data, folder / "configs" / f"{data['name']}.yaml"))
+    return load_config(example_config_file(model, folder, destination, merge=merge, **replace))
 
 
 def upload_folder(local: Path, uri: str) -> str:
