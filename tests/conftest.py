@@ -52,6 +52,7 @@ TIER_BY_MODULE = {
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _shared_airflow_tests_together(items)
     for item in items:
         module = item.path.stem
         tiers = {tier for fixture, tier in TIER_BY_FIXTURE.items() if fixture in item.fixturenames}
@@ -61,6 +62,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             tiers.add("emulator")
         for tier in sorted(tiers) or ["unit"]:
             item.add_marker(tier)
+
+
+def _shared_airflow_tests_together(items: list[pytest.Item]) -> None:
+    """Moves the tests on the shared live deployment next to the first of them (each keeps its order), so the
+    deployment is up once and only while they run, instead of idling through the modules between them."""
+    shared = [item for item in items if "shared_airflow" in item.fixturenames]
+    if not shared:
+        return
+    first = items.index(shared[0])
+    others = [item for item in items if "shared_airflow" not in item.fixturenames]
+    items[:] = others[:first] + shared + others[first:]
 
 
 SHARED_AIRFLOW = pytest.StashKey[Any]()
