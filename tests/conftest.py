@@ -37,6 +37,7 @@ TIER_BY_MODULE = {
     "test_export_canned": ("tf",),
     "test_export_contracts": ("tf",),
     "test_export_models": ("tf",),
+    "test_tf_logs_import": ("tf",),  # imports TensorFlow in a child process
     "test_warmup": ("tf",),
     # a real Airflow: a migrated metadata database, `airflow dags test`, a scheduler or the api-server
     "test_airflow_dags": ("live",),
