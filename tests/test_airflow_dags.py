@@ -6,18 +6,15 @@ XCom, the task runner) in a fresh interpreter with its own SQLite metadata DB.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.ledger import Ledger
-from tests.conftest import example_config_dict
 from tests.support.airflow_live import airflow_home_from
-from tests.support.dag_test_run import airflow_env, run_dag_test
+from tests.support.dag_test_run import airflow_env, parse_dags, run_dag_test
+from tests.support.example_pipeline import example_config_dict, write_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "exportflow__example"
@@ -28,13 +25,6 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory, migrated_airflow_db: 
     return airflow_home_from(migrated_airflow_db, tmp_path_factory.mktemp("airflow"))
 
 
-def write_configs(folder: Path, configs: dict[str, dict]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in configs.items():
-        (folder / f"{name}.yaml").write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return folder
-
-
 def published(destination: Path, model: str = "example") -> list[str]:
     folder = destination / model
     return sorted((p.name for p in folder.iterdir() if p.name.isdigit()), key=int) if folder.exists() else []
@@ -42,45 +32,20 @@ def published(destination: Path, model: str = "example") -> list[str]:
 
 # --- parsing ------------------------------------------------------------------------------------
 
-PARSE = """
-import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=sys.argv[1])
-def describe(dag):
-    tasks = {t.task_id: {"max_active_tis_per_dagrun": t.max_active_tis_per_dagrun, "pool": t.pool,
-                         "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
-                         "retries": t.retries, "owner": t.owner} for t in dag.tasks}
-    params = {k: {**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description} for k in dag.params}
-    return {"schedule": str(dag.schedule), "tags": sorted(dag.tags), "doc_md": dag.doc_md,
-            "max_active_runs": dag.max_active_runs, "tasks": tasks, "params": params}
-heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))
-print(json.dumps({"dags": {d: describe(bag.dags[d]) for d in bag.dag_ids},
-                  "errors": {k: str(v) for k, v in bag.import_errors.items()}, "heavy": heavy}))
-"""
-
-
-def parse(home: Path, configs: Path) -> dict:
-    result = subprocess.run(
-        [sys.executable, "-c", PARSE, str(ROOT / "dags")],
-        env=airflow_env(home, configs),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
 
 def test_one_dag_per_config_and_broken_configs_become_import_errors(airflow_home, trained_model, tmp_path) -> None:
-    base = example_config_dict(trained_model, tmp_path / "published")
+    def config(name: str, **overrides) -> dict:
+        return example_config_dict(trained_model, tmp_path / "published", name=name, **overrides)
+
     configs = {
-        "alpha": {**base, "name": "alpha", "airflow": {"schedule": "0 */6 * * *", "tags": ["team-a"], "owner": "ml-platform"}},
-        "beta": {**base, "name": "beta", "airflow": {"schedule": "asset", "pool": "tf_pool", "max_active_tf_tasks": 2}},
-        "gamma": {**base, "name": "gamma", "airflow": {"schedule": "@daily", "timeouts": {"export": 45}}},
-        "delta": {**base, "name": "delta"},
-        "broken_field": {**base, "name": "broken", "evaluation": {**base["evaluation"], "steps": "ten"}},
-        "broken_cron": {**base, "name": "cronless", "airflow": {"schedule": "every morning"}},
+        "alpha": config("alpha", airflow={"schedule": "0 */6 * * *", "tags": ["team-a"], "owner": "ml-platform"}),
+        "beta": config("beta", airflow={"schedule": "asset", "pool": "tf_pool", "max_active_tf_tasks": 2}),
+        "gamma": config("gamma", airflow={"schedule": "@daily", "timeouts": {"export": 45}}),
+        "delta": config("delta"),
+        "broken_field": config("broken", merge={"evaluation": {"steps": "ten"}}),
+        "broken_cron": config("cronless", airflow={"schedule": "every morning"}),
     }
-    parsed = parse(airflow_home, write_configs(tmp_path / "configs", configs))
+    parsed = parse_dags(airflow_home, write_configs(tmp_path / "configs", configs))
 
     assert sorted(parsed["dags"]) == [f"exportflow__{n}" for n in ("alpha", "beta", "delta", "gamma")]
     (error,) = parsed["errors"].values()

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.ledger import Ledger
-from tests.conftest import example_config_dict
 from tests.support.airflow_live import wait_for
+from tests.support.example_pipeline import example_config_dict, write_config
 
 EXPORT_DAG = "exportflow__example"
 TRAINING_DAG = "exportflow_example_training"
@@ -28,7 +27,7 @@ def workspace(shared_airflow, trained_model) -> Path:
         (root / "data" / name).write_bytes((trained_model.data_dir / name).read_bytes())
     model = type(trained_model)(root / "model", root / "data", ())
     config = example_config_dict(model, root / "published", airflow={"schedule": "asset", "retries": 0})
-    (shared_airflow.configs_dir / "example.yaml").write_text(yaml.safe_dump(config))
+    write_config(config, shared_airflow.configs_dir / "example.yaml")
     # A second model whose DAG waits (deferred, in the triggerer) for its trainer's first checkpoint.
     waiting_model = type(trained_model)(root / "waiting_model", trained_model.data_dir, ())
     waiting = example_config_dict(
@@ -37,7 +36,7 @@ def workspace(shared_airflow, trained_model) -> Path:
         name="waiting",
         airflow={"retries": 0, "wait_for_checkpoint_minutes": 10, "wait_poll_seconds": 2},
     )
-    (shared_airflow.configs_dir / "waiting.yaml").write_text(yaml.safe_dump(waiting))
+    write_config(waiting, shared_airflow.configs_dir / "waiting.yaml")
     return root
 
 

@@ -161,9 +161,7 @@ def _workers_ready(stack: CeleryStack, broker_url: str) -> bool:
 def celery_stack(
     trained_model, fleet_bucket, gcs_server, postgres_database, redis_broker, tmp_path_factory
 ) -> Iterator[CeleryStack]:
-    import yaml
-
-    from tests.conftest import example_config_dict, free_port
+    from tests.support.example_pipeline import example_config_dict, free_port, write_config
 
     check_isolation_available()
     root = tmp_path_factory.mktemp("celery")
@@ -178,8 +176,7 @@ def celery_stack(
         strategies=[{**s, "servable": servable} for s, servable in zip(STRATEGIES, SERVABLES)],
         airflow={"schedule": None, "retries": 1, "retry_delay_seconds": 2, "max_active_tf_tasks": 2},
     )
-    config_path = configs / f"{MODEL}.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path = write_config(config, configs / f"{MODEL}.yaml")
     carried = (str(config_path), str(trained_model.eval_data))  # the config's input_fn and warmup read it
 
     token = secrets.token_hex(3)

@@ -9,14 +9,9 @@ import yaml
 
 from components.config import ConfigError, load_config, load_configs_dir
 from components.imports import ImportPath
+from tests.support.example_pipeline import write_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pipeline.yaml"
-
-
-def write(tmp_path: Path, data, name: str = "model.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-    return path
 
 
 def example() -> dict:
@@ -85,7 +80,7 @@ def test_the_shipped_dags_config_is_valid() -> None:
 def test_errors_name_file_field_and_expectation(tmp_path: Path, mutate, field: str, message: str) -> None:
     data = example()
     mutate(data)
-    path = write(tmp_path, data)
+    path = write_config(data, tmp_path / "model.yaml")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.source == str(path)
@@ -96,16 +91,16 @@ def test_errors_name_file_field_and_expectation(tmp_path: Path, mutate, field: s
 
 def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_config(write(tmp_path, "name: [unclosed"))
+        load_config(write_config("name: [unclosed", tmp_path / "model.yaml"))
     with pytest.raises(ConfigError, match="expected a mapping of fields at the top level, got a list"):
-        load_config(write(tmp_path, "- a\n- b\n"))
+        load_config(write_config("- a\n- b\n", tmp_path / "model.yaml"))
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_config(tmp_path / "absent.yaml")
 
 
 def test_a_broken_file_does_not_hide_the_good_ones(tmp_path: Path) -> None:
-    write(tmp_path, example(), "good.yaml")
-    write(tmp_path, {"name": "broken"}, "broken.yaml")
+    write_config(example(), tmp_path / "good.yaml")
+    write_config({"name": "broken"}, tmp_path / "broken.yaml")
     loaded = load_configs_dir(tmp_path)
     assert not isinstance(loaded[str(tmp_path / "good.yaml")], ConfigError)
     assert isinstance(loaded[str(tmp_path / "broken.yaml")], ConfigError)
@@ -125,10 +120,10 @@ def test_an_estimator_factory_instead_of_a_model_fn(tmp_path: Path) -> None:
     data = example()
     del data["model_fn"], data["params"]
     data["estimator"] = "examples.canned:linear_regressor"
-    regressor = load_config(write(tmp_path, data))
+    regressor = load_config(write_config(data, tmp_path / "model.yaml"))
     assert (regressor.model_fn, regressor.estimator) == (None, "examples.canned:linear_regressor")
     data["estimator"] = "examples.canned:linear_classifier"
-    classifier = load_config(write(tmp_path, data))
+    classifier = load_config(write_config(data, tmp_path / "model.yaml"))
     # Another model is another evaluation; a model_fn config keeps the digest it always had (key "model_fn").
     digests = {metrics_digest(c) for c in (regressor, classifier, load_config(EXAMPLE))}
     assert len(digests) == 3

@@ -24,7 +24,7 @@ import yaml
 from components.config import load_config
 from components.model_storage import ModelStorage
 from components.storage import registry
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict, write_config
 from tests.support.faultproxy import FaultProxy
 
 CONN_ID = "exportflow_gcs"
@@ -88,12 +88,10 @@ def gcs_model(gcs_bucket: str, trained_model: TrainedModel, tmp_path: Path) -> P
     for path in sorted(trained_model.model_dir.iterdir()):
         if path.is_file():
             storage_for(model_dir).upload_file(str(path), f"{model_dir}/{path.name}")
-    data = example_config_dict(trained_model, f"gs://{gcs_bucket}/published", model_dir=model_dir)
-    data["airflow"] = {"gcp_conn_id": CONN_ID}
-    config_path = tmp_path / "configs" / "example.yaml"
-    config_path.parent.mkdir(parents=True)
-    config_path.write_text(yaml.safe_dump(data))
-    return config_path
+    data = example_config_dict(
+        trained_model, f"gs://{gcs_bucket}/published", model_dir=model_dir, airflow={"gcp_conn_id": CONN_ID}
+    )
+    return write_config(data, tmp_path / "configs" / "example.yaml")
 
 
 def logged(operator_class: type, **kwargs: Any) -> Any:
@@ -137,7 +135,7 @@ def test_stage_task_in_another_interpreter_gets_a_token_not_the_connection(
 ) -> None:
     data = yaml.safe_load(gcs_model.read_text())
     data["airflow"].update(runtime="external_python", python=sys.executable)
-    gcs_model.write_text(yaml.safe_dump(data))
+    write_config(data, gcs_model)
     from plugins.operators import StageOperator
 
     caplog.set_level(logging.DEBUG)
@@ -243,11 +241,9 @@ def test_the_factory_applies_one_rule(gcs, tmp_path: Path, trained_model: Traine
 
     from plugins.credentials import ConnectionCredentials
 
-    data = example_config_dict(trained_model, "gs://bucket/published", model_dir="gs://bucket/model")
-    data["destination"]["credentials_path"] = str(tmp_path / "key.json")
-    path = tmp_path / "example.yaml"
-    path.write_text(yaml.safe_dump(data))
-    config = load_config(path)
+    key = {"credentials_path": str(tmp_path / "key.json")}
+    data = example_config_dict(trained_model, "gs://bucket/published", merge={"destination": key}, model_dir="gs://bucket/model")
+    config = load_config(write_config(data, tmp_path / "example.yaml"))
     source = ConnectionCredentials(CONN_ID)
     storage = ModelStorage(config, source)
 
@@ -273,10 +269,9 @@ def test_cli_reads_the_ledger_with_the_destinations_key_file(trained_model, tmp_
 
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
     registry._instances.clear()
-    data = example_config_dict(trained_model, "gs://exportflow-nowhere/published")
-    data["destination"]["credentials_path"] = str(tmp_path / "missing-key.json")
-    path = tmp_path / "example.yaml"
-    path.write_text(yaml.safe_dump(data))
+    key = {"credentials_path": str(tmp_path / "missing-key.json")}
+    data = example_config_dict(trained_model, "gs://exportflow-nowhere/published", merge={"destination": key})
+    path = write_config(data, tmp_path / "example.yaml")
 
     assert main(["run", "--config", str(path)]) == 1
     assert f"service-account key file {tmp_path / 'missing-key.json'} does not exist" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+from tests.support.example_pipeline import TrainedModel, example_config_dict, write_configs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,11 +44,11 @@ def parse_dags(tmp_path: Path, configs: Path) -> dict:
 
 
 def test_dags_folder_parses_one_dag_per_config_without_tensorflow(tmp_path: Path) -> None:
-    configs = tmp_path / "configs"
-    configs.mkdir()
-    example = yaml.safe_load((ROOT / "examples" / "pipeline.yaml").read_text())
-    for name in ("alpha", "beta"):
-        (configs / f"{name}.yaml").write_text(yaml.safe_dump({**example, "name": name}))
+    model = TrainedModel(tmp_path / "model", tmp_path / "data", ())
+    configs = write_configs(
+        tmp_path / "configs",
+        {name: example_config_dict(model, tmp_path / "published", name=name) for name in ("alpha", "beta")},
+    )
     parsed = parse_dags(tmp_path, configs)
     assert parsed["errors"] == {}
     assert sorted(parsed["dags"]) == ["exportflow__alpha", "exportflow__beta"]

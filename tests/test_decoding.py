@@ -15,7 +15,7 @@ from components.config.errors import ConfigError
 from components.decoding import DecodeError, decode
 from components.export.errors import StrategyConfigError
 from components.export.strategies.options import FinalOptions, parse_options
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +63,7 @@ def test_what_the_rule_refuses(data: dict, path: str, message: str) -> None:
 
 def test_the_callers_share_the_integer_rule(tmp_path: Path) -> None:
     fake = TrainedModel(tmp_path / "model", tmp_path / "data", ())
-    data = example_config_dict(fake, tmp_path / "published")
-    data["destination"]["keep"] = True
+    data = example_config_dict(fake, tmp_path / "published", merge={"destination": {"keep": True}})
     with pytest.raises(ConfigError, match=r"destination\.keep.*expected an integer, got True"):
         parse_config(data, base_dir=tmp_path)
     with pytest.raises(StrategyConfigError, match="parameter 'max_steps' must be a positive integer, got True"):

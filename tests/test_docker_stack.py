@@ -687,7 +687,7 @@ def test_healthcheck_expands_celery_node_names_like_celery() -> None:
 
 
 def test_healthcheck_reports_unhealthy_components_and_unknown_commands() -> None:
-    from tests.conftest import free_port
+    from tests.support.example_pipeline import free_port
 
     healthcheck = load_healthcheck()
     port = free_port()  # nothing listens there

@@ -15,7 +15,7 @@ from components.evaluation.errors import LoggedMetricsMissing
 from components.paths import work_dir
 from components.pipeline.options import RunOptions
 from components.pipeline.stages import discover_stage, evaluate_stage, ledger_of
-from tests.support.example_pipeline import config_for, upload_folder, write_eval_summaries
+from tests.support.example_pipeline import example_config, upload_folder, write_eval_summaries
 
 
 def eval_event_files(config, step: int) -> list[str]:
@@ -24,8 +24,8 @@ def eval_event_files(config, step: int) -> list[str]:
 
 
 def test_evaluate_with_eval_input_records_metrics_reasons_and_digests(model_copy, tmp_path: Path) -> None:
-    config = config_for(
-        model_copy, tmp_path, {"thresholds": [{"metric": "auc", "lower": 0.6, "upper": 0.99}]}
+    config = example_config(
+        model_copy, tmp_path, merge={"evaluation": {"thresholds": [{"metric": "auc", "lower": 0.6, "upper": 0.99}]}}
     )
     checkpoint = discover_stage(config, RunOptions(checkpoint=300))[0]
     evaluation = evaluate_stage(config, checkpoint)
@@ -43,7 +43,7 @@ def test_evaluate_with_eval_input_records_metrics_reasons_and_digests(model_copy
 
     # A second evaluation of the same checkpoint under the same config (a retry, a restarted run)
     # reuses the metrics: no second Estimator.evaluate, same evaluated_at; the blessing is decided again.
-    stricter = config_for(model_copy, tmp_path, {"thresholds": [{"metric": "auc", "lower": 0.99}]})
+    stricter = example_config(model_copy, tmp_path, merge={"evaluation": {"thresholds": [{"metric": "auc", "lower": 0.99}]}})
     assert metrics_digest(stricter) == metrics_digest(config) and config_digest(stricter) != config_digest(
         config
     )
@@ -59,7 +59,9 @@ def test_evaluate_with_eval_input_records_metrics_reasons_and_digests(model_copy
 
 
 def test_no_thresholds_is_an_explicit_blessing(model_copy, tmp_path: Path) -> None:
-    config = config_for(model_copy, tmp_path, {"thresholds": [], "input_fn": None, "input_fn_kwargs": {}})
+    config = example_config(
+        model_copy, tmp_path, merge={"evaluation": {"thresholds": [], "input_fn": None, "input_fn_kwargs": {}}}
+    )
     evaluation = evaluate_stage(config, discover_stage(config, RunOptions(checkpoint=100))[0])
     assert evaluation.blessed and evaluation.metrics == {}
     assert evaluation.summary == "blessed: blessed: no thresholds configured"
@@ -80,10 +82,10 @@ def test_logged_metrics_from_trainings_eval_event_files(
         bucket = request.getfixturevalue("gcs_bucket")
         uri = upload_folder(model_copy.model_dir, f"gs://{bucket}/models/example")
         model = dataclasses.replace(model_copy, model_dir=uri)  # type: ignore[arg-type]
-    config = config_for(
+    config = example_config(
         model,
         tmp_path,
-        {"source": "logged", "thresholds": [{"metric": "loss", "upper": 10.0}], "input_fn": None},
+        merge={"evaluation": {"source": "logged", "thresholds": [{"metric": "loss", "upper": 10.0}], "input_fn": None}},
     )
     checkpoint = discover_stage(config, RunOptions(checkpoint=200))[0]
     evaluation = evaluate_stage(config, checkpoint)
@@ -105,7 +107,7 @@ def test_logged_metrics_from_trainings_eval_event_files(
 
 def test_evaluate_a_checkpoint_in_gcs(trained_model, gcs_bucket: str, tmp_path: Path) -> None:
     uri = upload_folder(trained_model.model_dir, f"gs://{gcs_bucket}/models/example")
-    config = config_for(dataclasses.replace(trained_model, model_dir=uri), tmp_path)  # type: ignore[arg-type]
+    config = example_config(dataclasses.replace(trained_model, model_dir=uri), tmp_path)  # type: ignore[arg-type]
     checkpoint = discover_stage(config, RunOptions(checkpoint=300))[0]
     assert checkpoint.pinned_uri.startswith(f"{uri}/.exportflow-leases/model.ckpt-300.")
     evaluation = evaluate_stage(config, checkpoint)

@@ -35,7 +35,7 @@ from components.pipeline.options import RunOptions
 from components.pipeline.runner import run_pipeline
 from components.pipeline.stages import ledger_of
 from components.preflight import PreflightFailed
-from tests.support.example_pipeline import config_for
+from tests.support.example_pipeline import example_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +49,7 @@ class Setup:
 
     def __init__(self, model, tmp_path: Path, evaluation=None, **top) -> None:
         self.model_dir = model.model_dir
-        self.config = config_for(model, tmp_path, evaluation, **top)
+        self.config = example_config(model, tmp_path, merge={"evaluation": evaluation or {}}, **top)
         ledger = ledger_of(self.config)
         earlier = CheckpointArtifact(uri=str(self.model_dir / "model.ckpt-7"), model_name="example", step=7)
         record_evaluation(

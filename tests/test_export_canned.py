@@ -13,8 +13,6 @@ import os
 
 import numpy as np
 import pytest
-import yaml
-from conftest import TrainedModel, example_config_dict
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
 from components.config import load_config
@@ -23,6 +21,7 @@ from components.export.compat.exporters import BestExporter
 from components.export.savedmodel.verify import graph_dirs, signatures_by_tag, verify_export
 from components.pipeline.options import RunOptions
 from components.pipeline.stages import export_stage
+from tests.support.example_pipeline import TrainedModel, example_config_dict, write_config
 
 STEPS = 20
 LABEL = "y"
@@ -171,9 +170,7 @@ def exported(canned, tmp_path_factory):
         warmup={"source": "none"},
         strategies=[{**k, "servable": k["name"]} for k in KINDS],
     )
-    path = workspace / "canned.yaml"
-    path.write_text(yaml.safe_dump(data))
-    config = load_config(path)
+    config = load_config(write_config(data, workspace / "canned.yaml"))
     prefix = estimator.latest_checkpoint()
     checkpoint = CheckpointArtifact(uri=prefix, model_name=config.name, step=STEPS)
     evaluation = EvaluationArtifact(uri=prefix, checkpoint=checkpoint, metrics=metrics, blessed=True)
@@ -264,22 +261,21 @@ def linear_run(request, tmp_path_factory):
     steps = canned.train(getattr(canned, factory_name), root / "model", root / "data", LINEAR_STEPS, every=20)
     assert steps[-1] == LINEAR_STEPS
     eval_data = str(root / "data" / "eval.tfrecord")
-    data = {
-        "name": factory_name.replace("_", "-"),
-        "model_dir": str(root / "model"),
-        "estimator": f"examples.canned:{factory_name}",
-        "receivers": {"predict": "examples.canned:serving_input_receiver_fn"},
-        "evaluation": {"input_fn": "examples.canned:eval_input_fn", "input_fn_kwargs": {"path": eval_data}},
-        "strategies": [
+    data = example_config_dict(  # the export-and-publish core, with the canned estimator's code and data
+        root / "model",
+        root / "published",
+        name=factory_name.replace("_", "-"),
+        model_fn=None,
+        estimator=f"examples.canned:{factory_name}",
+        receivers={"predict": "examples.canned:serving_input_receiver_fn"},
+        evaluation={"input_fn": "examples.canned:eval_input_fn", "input_fn_kwargs": {"path": eval_data}},
+        strategies=[
             {"name": "serving", "kind": "all_modes"},
             {"name": "standalone", "kind": "standalone", "servable": "standalone"},
         ],
-        "warmup": {"source": "examples", "path": eval_data, "num_records": WARMUP_RECORDS},
-        "destination": {"uri": str(root / "published")},
-    }
-    path = root / "canned.yaml"
-    path.write_text(yaml.safe_dump(data))
-    config = load_config(path)
+        warmup={"source": "examples", "path": eval_data, "num_records": WARMUP_RECORDS},
+    )
+    config = load_config(write_config(data, root / "canned.yaml"))
     report = run_pipeline(config, RunOptions(checkpoint=LINEAR_STEPS))
     return factory_name, config, report, eval_data
 

@@ -11,11 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import example_config_dict
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
-from components.config import load_config
 from components.export.compat.export_strategy import ExportStrategy
 from components.export.compat.exporters import Exporter, LatestExporter
 from components.export.errors import (
@@ -37,6 +34,7 @@ from components.paths import staging_dir
 from components.pipeline.options import RunOptions, strategy_named
 from components.pipeline.stages import ExportDeclined, export_stage, ledger_of
 from examples import model
+from tests.support.example_pipeline import example_config, example_config_dict, write_config
 
 SERVE = {"serve": ("classification", "serving_default")}
 
@@ -51,16 +49,12 @@ def entries(path) -> list[str]:
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
 
-def write_config(trained_model, root: Path, **overrides) -> Path:
-    """The example pipeline config (no warmup) pointing at the trained model, with ``overrides``."""
-    path = root / "configs" / "example.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = example_config_dict(trained_model, root / "published", **overrides)
-    for strategy in data["strategies"]:
-        strategy.setdefault("servable", strategy["name"])  # each publishes to its own folder
-    data["warmup"] = {"source": "none"}
-    path.write_text(yaml.safe_dump(data))
-    return path
+NO_WARMUP = {"source": "none"}
+
+
+def own_folders(strategies: list[dict]) -> list[dict]:
+    """``strategies``, each publishing to its own folder (its servable is its name)."""
+    return [{"servable": strategy["name"], **strategy} for strategy in strategies]
 
 
 # Objects the `custom` kind and the config refer to by import path (this module is `test_export_pipeline`).
@@ -124,7 +118,7 @@ ALL_KINDS = [
 def all_kinds(trained_model, tmp_path_factory):
     """Step 300 exported once by every kind through export_stage."""
     root = tmp_path_factory.mktemp("pipeline")
-    config = load_config(write_config(trained_model, root, strategies=ALL_KINDS))
+    config = example_config(trained_model, root, strategies=own_folders(ALL_KINDS), warmup=NO_WARMUP)
     evaluation = evaluation_for(trained_model, 300, auc=0.8, loss=0.5)
     exported = {s["name"]: export_stage(config, s["name"], evaluation, RunOptions()) for s in ALL_KINDS}
     return config, evaluation, exported
@@ -202,7 +196,7 @@ def fresh(trained_model, tmp_path):
     """A config of its own (own ledger, own staging) with the given strategies."""
 
     def make(*strategies):
-        return load_config(write_config(trained_model, tmp_path, strategies=list(strategies)))
+        return example_config(trained_model, tmp_path, strategies=own_folders(list(strategies)), warmup=NO_WARMUP)
 
     return make
 
@@ -334,7 +328,9 @@ def test_export_strategy_operator_runs_a_registered_strategy(all_kinds, trained_
     assert result["uri"] == exported["contrib"].uri and result["already_exported"] is True
     assert context["exportflow_label"] == "contrib @ step 300"
 
-    bad = write_config(trained_model, tmp_path, strategies=[{"name": "newest", "kind": "newest"}])
+    newest = own_folders([{"name": "newest", "kind": "newest"}])
+    data = example_config_dict(trained_model, tmp_path / "published", strategies=newest, warmup=NO_WARMUP)
+    bad = write_config(data, tmp_path / "configs" / "example.yaml")
     operator = StageOperator(
         task_id="export", stage="export", config_path=str(bad), strategy="newest", evaluation=evaluation
     )

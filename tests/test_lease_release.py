@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, load_config
+from components.config import ConfigError
 from components.discovery import lease
 from components.evaluation.errors import EvalInputError, LoggedMetricsMissing
 from components.pipeline.options import RunOptions
@@ -39,24 +39,12 @@ from components.warmup.errors import WarmupLintError
 from tests.support.example_pipeline import (
     PROJECT_ROOT,
     TrainedModel,
-    example_config_dict,
+    example_config,
     upload_folder,
     write_eval_summaries,
 )
-from tests.support.example_pipeline import write_config as write_yaml_config
 
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(PROJECT_ROOT)}
-
-
-def write_config(model: TrainedModel, tmp_path: Path, **sections: Any):
-    """The example config with ``sections`` merged in (a None value removes a key), loaded from a file."""
-    data = example_config_dict(model, tmp_path / "published")
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {k: v for k, v in {**data[key], **value}.items() if v is not None}
-        else:
-            data[key] = value
-    return load_config(write_yaml_config(data, tmp_path / "configs" / "example.yaml"))
 
 
 def lease_folder(config) -> list[str]:
@@ -94,8 +82,8 @@ def bad_model_fn(inputs):  # no `features` argument: tf.estimator refuses it
 
 
 def test_an_evaluation_error_releases_the_lease(model_copy, tmp_path: Path) -> None:
-    config = write_config(
-        model_copy, tmp_path, evaluation={"input_fn": "test_lease_release:raising_input_fn"}
+    config = example_config(
+        model_copy, tmp_path, merge={"evaluation": {"input_fn": "test_lease_release:raising_input_fn"}}
     )
     (checkpoint,) = discover_stage(config, RunOptions(checkpoint=300))
     assert len(lease_folder(config)) == 1
@@ -105,10 +93,10 @@ def test_an_evaluation_error_releases_the_lease(model_copy, tmp_path: Path) -> N
 
 
 def test_a_retryable_evaluation_error_releases_and_the_retry_pins_again(model_copy, tmp_path: Path) -> None:
-    config = write_config(
+    config = example_config(
         model_copy,
         tmp_path,
-        evaluation={"source": "logged", "input_fn": None, "thresholds": [{"metric": "loss", "upper": 10.0}]},
+        merge={"evaluation": {"source": "logged", "input_fn": None, "thresholds": [{"metric": "loss", "upper": 10.0}]}},
     )
     (checkpoint,) = discover_stage(config, RunOptions(checkpoint=300))
     with pytest.raises(LoggedMetricsMissing) as err:
@@ -131,8 +119,8 @@ def test_an_airflow_timeout_releases_and_the_retry_pins_again(model_copy, tmp_pa
     from airflow.sdk.exceptions import AirflowTaskTimeout
 
     TimesOutOnce.attempts = 0
-    config = write_config(
-        model_copy, tmp_path, evaluation={"input_fn": "test_lease_release:timing_out_input_fn"}
+    config = example_config(
+        model_copy, tmp_path, merge={"evaluation": {"input_fn": "test_lease_release:timing_out_input_fn"}}
     )
     (checkpoint,) = discover_stage(config, RunOptions(checkpoint=300))
     with pytest.raises(AirflowTaskTimeout):
@@ -155,7 +143,7 @@ def test_on_gcs_a_timeout_releases_the_copies_and_the_retry_copies_again(
     model_dir = upload_folder(trained_model.model_dir, f"gs://{gcs_bucket}/models/example")
     model = dataclasses.replace(trained_model, model_dir=model_dir)
     TimesOutOnce.attempts = 0
-    config = write_config(model, tmp_path, evaluation={"input_fn": "test_lease_release:timing_out_input_fn"})
+    config = example_config(model, tmp_path, merge={"evaluation": {"input_fn": "test_lease_release:timing_out_input_fn"}})
     root, _ = lease.lease_settings(config)
     storage = storage_for(root)
     (checkpoint,) = discover_stage(config, RunOptions(checkpoint=200))
@@ -179,11 +167,11 @@ def test_on_gcs_a_timeout_releases_the_copies_and_the_retry_copies_again(
 def test_a_bad_model_fn_releases_the_lease(model_copy, tmp_path: Path, model_fn: str, error: str) -> None:
     """Preflight refuses it before anything is pinned; a model_fn broken between discover and evaluate
     (code redeployed mid-run) fails evaluation, which still releases what discovery pinned."""
-    bad = write_config(model_copy, tmp_path / "bad", model_fn=model_fn)
+    bad = example_config(model_copy, tmp_path / "bad", model_fn=model_fn)
     with pytest.raises(PreflightFailed, match=f"model_fn: .*{model_fn}"):
         discover_stage(bad, RunOptions(checkpoint=300))
     assert lease_folder(bad) == []
-    good = write_config(model_copy, tmp_path / "good")
+    good = example_config(model_copy, tmp_path / "good")
     (checkpoint,) = discover_stage(good, RunOptions(checkpoint=300))
     assert len(lease_folder(good)) == 1
     with pytest.raises(Exception, match=error):
@@ -197,7 +185,7 @@ MISSPELLED = {"instances": [{"dense": [0.5] * 8, "itemid": 3}]}
 def test_a_warmup_failure_releases_the_lease(model_copy, tmp_path: Path) -> None:
     instances = tmp_path / "instances.json"
     instances.write_text(json.dumps(MISSPELLED))
-    config = write_config(model_copy, tmp_path, warmup={"source": "json", "path": str(instances)})
+    config = example_config(model_copy, tmp_path, merge={"warmup": {"source": "json", "path": str(instances)}})
     (checkpoint,) = discover_stage(config, RunOptions(checkpoint=300))
     evaluation = evaluate_stage(config, checkpoint)
     exported = export_stage(config, "all_modes", evaluation, RunOptions())
@@ -214,7 +202,7 @@ def test_a_warmup_failure_releases_the_lease(model_copy, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("mode", ["stages", "run"])
 def test_a_read_only_destination_at_publish_releases_the_lease(model_copy, tmp_path: Path, mode: str) -> None:
-    config = write_config(model_copy, tmp_path)
+    config = example_config(model_copy, tmp_path)
     servable = tmp_path / "published" / "example"
     servable.mkdir(parents=True)
     servable.chmod(0o555)  # the ledger and staging beside it stay writable: only publishing fails
@@ -272,13 +260,13 @@ class BlockedInEvaluation:
     def __init__(self, model: TrainedModel, tmp_path: Path) -> None:
         self.ready_read, self.ready_write = os.pipe()
         self.block_read, self.block_write = os.pipe()
-        self.config = write_config(
+        self.config = example_config(
             model,
             tmp_path,
-            evaluation={
+            merge={"evaluation": {
                 "input_fn": "tests.support.lease_child:blocking_input_fn",
                 "input_fn_kwargs": {"ready_fd": self.ready_write, "block_fd": self.block_read},
-            },
+            }},
         )
 
     def terminate(
@@ -347,7 +335,7 @@ def test_sigterm_of_an_external_stage_releases_its_lease(model_copy, tmp_path: P
 
 
 def test_a_killed_runs_leases_are_reaped_by_the_next_discovery(model_copy, tmp_path: Path) -> None:
-    config = write_config(model_copy, tmp_path)
+    config = example_config(model_copy, tmp_path)
     child = run_child("pin-then-die", config.source)
     _, err = child.communicate(timeout=600)
     assert child.returncode == -signal.SIGKILL, err[-3000:]
@@ -364,7 +352,7 @@ def test_a_killed_runs_leases_are_reaped_by_the_next_discovery(model_copy, tmp_p
 
 def test_leases_of_unknown_liveness_wait_for_the_ttl(model_copy, tmp_path: Path) -> None:
     """Another host's process, or another orchestrated run when runs may overlap: not provably unused."""
-    config = write_config(model_copy, tmp_path, airflow={"max_active_runs": 2})
+    config = example_config(model_copy, tmp_path, merge={"airflow": {"max_active_runs": 2}})
     root, ttl = lease.lease_settings(config)
     other_host = lease.LeaseOwner(run_id=None, host="elsewhere/boot/1", pid=1, pid_started="1")
     (checkpoint,) = discover_stage(config, RunOptions(checkpoint=100))
@@ -378,7 +366,7 @@ def test_leases_of_unknown_liveness_wait_for_the_ttl(model_copy, tmp_path: Path)
 
 
 def test_one_run_at_a_time_reaps_every_other_runs_lease(model_copy, tmp_path: Path) -> None:
-    config = write_config(model_copy, tmp_path)  # airflow.max_active_runs: 1 (the default)
+    config = example_config(model_copy, tmp_path)  # airflow.max_active_runs: 1 (the default)
     (earlier,) = discover_stage(config, RunOptions(checkpoint=100, run_id="scheduled__1"))
     (current,) = discover_stage(config, RunOptions(checkpoint=300, run_id="scheduled__2"))
     assert not lease.pinned_files_present(earlier)  # run 1 has ended: run 2 is running
@@ -388,7 +376,7 @@ def test_one_run_at_a_time_reaps_every_other_runs_lease(model_copy, tmp_path: Pa
 
 
 def test_lease_dir_elsewhere_on_the_same_filesystem(model_copy, tmp_path: Path) -> None:
-    config = write_config(model_copy, tmp_path, discovery={"lease_dir": str(tmp_path / "leases")})
+    config = example_config(model_copy, tmp_path, merge={"discovery": {"lease_dir": str(tmp_path / "leases")}})
     (checkpoint,) = discover_stage(config, RunOptions(checkpoint=300))
     assert checkpoint.pinned_uri.startswith(str(tmp_path / "leases") + "/")
     trainers_leases = model_copy.model_dir / lease.LEASES_FOLDER  # other tests' runs may have left it empty
@@ -404,7 +392,7 @@ def test_lease_dir_elsewhere_on_the_same_filesystem(model_copy, tmp_path: Path) 
 def test_lease_dir_on_another_filesystem_is_refused(model_copy, tmp_path: Path) -> None:
     other = Path("/dev/shm") / f"exportflow-leases-{os.getpid()}"
     assert os.stat("/dev/shm").st_dev != os.stat(model_copy.model_dir).st_dev  # tmpfs vs the disk
-    config = write_config(model_copy, tmp_path, discovery={"lease_dir": str(other)})
+    config = example_config(model_copy, tmp_path, merge={"discovery": {"lease_dir": str(other)}})
     try:
         with pytest.raises(ConfigError) as err:
             discover_stage(config, RunOptions(checkpoint=300))
@@ -416,4 +404,4 @@ def test_lease_dir_on_another_filesystem_is_refused(model_copy, tmp_path: Path) 
         "filesystems; remove discovery.lease_dir to use the default .exportflow-leases inside model_dir, "
         "or choose a folder on model_dir's own filesystem or bucket"
     )
-    assert not other.exists() and lease_folder(write_config(model_copy, tmp_path)) == []
+    assert not other.exists() and lease_folder(example_config(model_copy, tmp_path)) == []

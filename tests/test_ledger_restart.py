@@ -21,7 +21,7 @@ from components.paths import staging_dir, work_dir
 from components.pipeline.options import RunOptions
 from components.pipeline.runner import run_pipeline
 from components.pipeline.stages import ledger_of
-from tests.support.example_pipeline import config_for
+from tests.support.example_pipeline import example_config
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +69,7 @@ def child(script: str, config_path: str) -> subprocess.CompletedProcess:
 
 def test_restart_between_evaluation_and_export(model_copy, tmp_path: Path) -> None:
     thresholds = [{"metric": "auc", "lower": 0.6, "change": {"direction": "higher_is_better"}}]
-    config = config_for(model_copy, tmp_path, {"thresholds": thresholds})
+    config = example_config(model_copy, tmp_path, merge={"evaluation": {"thresholds": thresholds}})
     ledger = ledger_of(config)
 
     # Before: step 200 is published (the best so far), by a process that is gone by now.

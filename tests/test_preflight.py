@@ -29,8 +29,7 @@ from components.discovery import lease
 from components.pipeline.options import RunOptions
 from components.pipeline.runner import run_pipeline
 from components.preflight import PreflightFailed, find_problems
-from tests.support.example_pipeline import PROJECT_ROOT, example_config_dict
-from tests.support.example_pipeline import write_config as write_yaml_config
+from tests.support.example_pipeline import PROJECT_ROOT, example_config_file
 
 IMPORT_FIX = "fix: check the spelling, and that the package is installed or on PYTHONPATH"
 
@@ -76,10 +75,6 @@ def receiver_with_arguments(feature_spec, batch_size=None):
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-def write_config(folder: Path, model, destination, name: str = "example.yaml", **overrides) -> Path:
-    return write_yaml_config(example_config_dict(model, destination, **overrides), folder / name)
-
-
 def validate(capsys, *args: str) -> tuple[int, str, list[str]]:
     """``exportflow validate ARGS``: exit code, stdout, and stderr's lines."""
     code = main(["validate", *map(str, args)])
@@ -123,7 +118,7 @@ def destination(tmp_path: Path) -> Path:
 
 
 def test_a_good_config_is_ok_and_the_checks_leave_nothing_behind(capsys, model_copy, tmp_path, destination):
-    path = write_config(tmp_path / "configs", model_copy, destination)
+    path = example_config_file(model_copy, tmp_path, destination)
     model_files = tree(model_copy.model_dir)
     code, out, err = validate(capsys, path)
     assert (code, err) == (0, [])
@@ -247,7 +242,7 @@ def test_a_good_config_is_ok_and_the_checks_leave_nothing_behind(capsys, model_c
 def test_bad_code_is_named_with_its_field_and_fix(
     capsys, model_copy, tmp_path, destination, overrides, expected
 ):
-    path = write_config(tmp_path / "configs", model_copy, destination, **overrides)
+    path = example_config_file(model_copy, tmp_path, destination, **overrides)
     code, out, err = validate(capsys, path)
     assert code == 1 and out == ""
     assert err == [f"{path}: error: {expected}"]
@@ -259,7 +254,7 @@ def test_input_fn_kwargs_are_checked_against_its_arguments(capsys, model_copy, t
         "input_fn_kwargs": {"batch": 3},
         "steps": 2,
     }
-    path = write_config(tmp_path / "configs", model_copy, destination, evaluation=evaluation)
+    path = example_config_file(model_copy, tmp_path, destination, evaluation=evaluation)
     code, _, err = validate(capsys, path)
     takes = "(path, batch_size, epochs, shuffle_buffer)"
     assert code == 1
@@ -276,18 +271,18 @@ def test_input_fn_kwargs_are_checked_against_its_arguments(capsys, model_copy, t
 
 
 def test_every_problem_of_every_file_is_reported(capsys, model_copy, tmp_path, destination):
-    bad = write_config(
-        tmp_path / "configs",
+    bad = example_config_file(
         model_copy,
+        tmp_path,
         destination,
-        name="bad.yaml",
+        file_name="bad.yaml",
         model_fn="examples.nope:model_fn",
         receivers={"predict": "examples.model:nope"},
         warmup={"source": "examples", "path": str(tmp_path / "absent.tfrecord")},
     )
     broken = tmp_path / "configs" / "broken.yaml"
     broken.write_text("name: broken\n")
-    good = write_config(tmp_path / "configs", model_copy, destination, name="good.yaml")
+    good = example_config_file(model_copy, tmp_path, destination, file_name="good.yaml")
     code, out, err = validate(capsys, bad, broken, good)
     assert code == 1
     assert [line.split(": error: ")[1].split(":")[0] for line in err] == [
@@ -307,7 +302,7 @@ def test_every_problem_of_every_file_is_reported(capsys, model_copy, tmp_path, d
 def test_code_only_skips_files_and_folders(capsys, model_copy, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    path = write_config(tmp_path / "configs", model_copy, blocker / "published", model_dir="/nonexistent")
+    path = example_config_file(model_copy, tmp_path, blocker / "published", model_dir="/nonexistent")
     code, out, err = validate(capsys, "--code-only", path)
     assert (code, err) == (0, [])
     assert out == f"{path}: ok (example, 1 strategies; code only checked)\n"
@@ -325,7 +320,7 @@ def test_code_only_skips_files_and_folders(capsys, model_copy, tmp_path):
 def test_read_only_destination_fails_validate_and_the_run_before_any_lease(capsys, model_copy, tmp_path):
     destination = tmp_path / "published"
     destination.mkdir()
-    path = write_config(tmp_path / "configs", model_copy, destination)
+    path = example_config_file(model_copy, tmp_path, destination)
     config = load_config(path)
     state = destination / ".exportflow" / "example" / "staging"
     fix = "fix: give the job write access to it, or point destination.uri at a place it can write"
@@ -351,7 +346,7 @@ def test_read_only_destination_fails_validate_and_the_run_before_any_lease(capsy
 def test_destination_under_a_file(capsys, model_copy, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    path = write_config(tmp_path / "configs", model_copy, blocker / "published")
+    path = example_config_file(model_copy, tmp_path, blocker / "published")
     code, _, err = validate(capsys, path)
     assert code == 1
     assert err[0] == (
@@ -361,7 +356,7 @@ def test_destination_under_a_file(capsys, model_copy, tmp_path):
 
 
 def test_a_bad_model_fn_fails_the_run_before_anything_is_pinned_or_written(model_copy, tmp_path, destination):
-    path = write_config(tmp_path / "configs", model_copy, destination, model_fn="examples.nope:model_fn")
+    path = example_config_file(model_copy, tmp_path, destination, model_fn="examples.nope:model_fn")
     config = load_config(path)
     with pytest.raises(PreflightFailed, match=r"model_fn: cannot import module 'examples.nope'"):
         run_pipeline(config, RunOptions(checkpoint=300))
@@ -370,7 +365,7 @@ def test_a_bad_model_fn_fails_the_run_before_anything_is_pinned_or_written(model
 
 
 def test_missing_model_dir(capsys, model_copy, tmp_path, destination):
-    path = write_config(tmp_path / "configs", model_copy, destination)
+    path = example_config_file(model_copy, tmp_path, destination)
     shutil.rmtree(model_copy.model_dir)
     code, _, err = validate(capsys, path)
     assert code == 1
@@ -387,7 +382,7 @@ def test_missing_model_dir(capsys, model_copy, tmp_path, destination):
 
 
 def test_unreadable_model_dir(model_copy, tmp_path, destination):
-    path = write_config(tmp_path / "configs", model_copy, destination)
+    path = example_config_file(model_copy, tmp_path, destination)
     prefix: list[str] = []
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
@@ -420,14 +415,12 @@ def test_unreadable_model_dir(model_copy, tmp_path, destination):
 
 
 def test_gcs_destination_is_probed_and_left_as_it_was(capsys, gcs, gcs_bucket, model_copy, tmp_path):
-    path = write_config(tmp_path / "configs", model_copy, f"gs://{gcs_bucket}/models")
+    path = example_config_file(model_copy, tmp_path, f"gs://{gcs_bucket}/models")
     code, out, err = validate(capsys, path)
     assert (code, err) == (0, []) and out.endswith("code and locations checked)\n")
     assert list(gcs.client().list_blobs(gcs_bucket)) == []  # the probe object was deleted
 
-    missing = write_config(
-        tmp_path / "configs", model_copy, "gs://no-such-bucket/models", name="missing.yaml"
-    )
+    missing = example_config_file(model_copy, tmp_path, "gs://no-such-bucket/models", file_name="missing.yaml")
     problems = find_problems(load_config(missing))
     assert [p.field for p in problems] == ["destination.uri", "staging"]  # staging defaults into that bucket
     assert problems[0].problem.startswith("cannot write a probe object under gs://no-such-bucket/models: ")
@@ -439,7 +432,7 @@ def test_a_module_that_raises_while_importing(capsys, model_copy, tmp_path, dest
     code_dir.mkdir()
     (code_dir / "preflight_boom.py").write_text("raise RuntimeError('CUDA driver not found')\n")
     monkeypatch.syspath_prepend(str(code_dir))
-    path = write_config(tmp_path / "configs", model_copy, destination, model_fn="preflight_boom:model_fn")
+    path = example_config_file(model_copy, tmp_path, destination, model_fn="preflight_boom:model_fn")
     code, _, err = validate(capsys, path)
     assert code == 1
     assert err == [
@@ -453,7 +446,7 @@ def test_a_module_that_raises_while_importing(capsys, model_copy, tmp_path, dest
 def test_read_only_lease_folder(capsys, model_copy, tmp_path, destination):
     leases = tmp_path / "leases"
     leases.mkdir()
-    path = write_config(tmp_path / "configs", model_copy, destination, discovery={"lease_dir": str(leases)})
+    path = example_config_file(model_copy, tmp_path, destination, discovery={"lease_dir": str(leases)})
     with unwritable(leases) as strerror:
         code, _, err = validate(capsys, path)
     assert code == 1

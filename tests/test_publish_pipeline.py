@@ -9,25 +9,21 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
-from components.config import load_config
 from components.ledger import Ledger
 from components.manifest import MANIFEST_PATH
 from components.pipeline.options import RunOptions
 from components.pipeline.stages import export_stage, publish_stage, warmup_stage
 from components.storage import storage_for
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config
 from tests.support.publishing import assert_nothing_partial_is_loadable, relative_objects
 
 
 def config_for(model: TrainedModel, folder: Path, destination: str):
-    data = example_config_dict(model, destination, staging_dir=str(folder / "staging"))
-    data["strategies"] = [{"name": "all_modes", "kind": "all_modes", "params": {"by_reference": True}}]
-    path = folder / f"config-{abs(hash(destination))}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
+    """The example config publishing to ``destination``, its export keeping variables by reference."""
+    by_reference = [{"name": "all_modes", "kind": "all_modes", "params": {"by_reference": True}}]
+    return example_config(model, folder, destination, staging_dir=str(folder / "staging"), strategies=by_reference)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.layout import BOOKKEEPING
 from components.publish.executor import publish
@@ -27,6 +26,7 @@ from components.publish.retention import (
 from components.ranking import RankingRule
 from components.serving.protection import retire_old_versions
 from components.storage import storage_for
+from tests.support.example_pipeline import example_config_dict, write_config
 from tests.support.publishing import (
     assert_nothing_partial_is_loadable,
     loadable_versions,
@@ -34,14 +34,10 @@ from tests.support.publishing import (
     make_export,
     params_for,
     relative_objects,
+    version_view,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def published(version: str, auc: float = 0.5) -> VersionView:
-    marker = CommitMarker.from_dict({"graphs": [{"name": None}], "metrics": {"auc": auc}})
-    return VersionView(version, (None,), (None,), marker)
 
 
 def actions(decisions) -> dict[str, str]:
@@ -49,7 +45,7 @@ def actions(decisions) -> dict[str, str]:
 
 
 def test_keeps_the_newest_the_best_the_pinned_and_the_current() -> None:
-    views = {v: published(v, auc) for v, auc in [("100", 0.9), ("200", 0.6), ("300", 0.5), ("400", 0.7), ("500", 0.7)]}
+    views = {v: version_view(v, auc) for v, auc in [("100", 0.9), ("200", 0.6), ("300", 0.5), ("400", 0.7), ("500", 0.7)]}
     policy = RetentionPolicy(keep=2, pinned=frozenset({"200"}), best=RankingRule("auc", "higher_is_better"))
     decisions = decide(views, policy, current="300")
     assert actions(decisions) == {"500": "keep", "400": "keep", "300": "keep", "200": "keep", "100": "keep"}
@@ -64,9 +60,9 @@ def test_keeps_the_newest_the_best_the_pinned_and_the_current() -> None:
 def test_lower_is_better_best_and_versions_in_every_other_state() -> None:
     live = {"owner": "host:1:x", "purpose": "publish"}
     views = {
-        "100": published("100", auc=0.1),
-        "200": published("200", auc=0.3),
-        "300": published("300", auc=0.2),
+        "100": version_view("100", auc=0.1),
+        "200": version_view("200", auc=0.3),
+        "300": version_view("300", auc=0.2),
         "400": VersionView("400", (None,), (), None, live),  # another run is publishing it
         "500": VersionView("500", (None,), (None,), None),  # loadable, no marker
         "600": VersionView("600", (None,), (), None),  # abandoned partial upload
@@ -162,14 +158,8 @@ def test_publish_stage_retention_after_publish_is_never_fatal(tmp_path: Path, mo
 def test_cli_dry_run_lists_what_would_go_and_keeps_it(tmp_path: Path) -> None:
     destination = tmp_path / "published"
     publish_steps(str(destination), tmp_path, [100, 200, 300])
-    config = {
-        "name": "example", "model_dir": str(tmp_path / "model"), "model_fn": "examples.model:model_fn",
-        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
-        "destination": {"uri": str(destination), "keep": 1, "pinned": [100]},
-        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
+    config = example_config_dict(tmp_path / "model", destination, merge={"destination": {"keep": 1, "pinned": [100]}})
+    path = write_config(config, tmp_path / "config.yaml")
     command = [sys.executable, "-W", "ignore", "-m", "components.cli", "retention", "--config", str(path)]
     dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False)
     assert dry.returncode == 0, dry.stderr

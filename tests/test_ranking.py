@@ -18,7 +18,7 @@ from components.publish.marker import CommitMarker
 from components.publish.retention import VersionView, decide, policy_for
 from components.ranking import DEFAULT_RANKING, RankingRule, rule_for
 from plugins.ui.history import build_history
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict
 
 # auc is the ranking metric (the change threshold); loss comes first, so "the first threshold" is not it.
 THRESHOLDS = [
@@ -31,9 +31,9 @@ METRICS = {100: {"auc": 0.80, "loss": 0.40}, 200: {"auc": 0.90, "loss": 0.35}, 3
 
 def make_config(tmp_path: Path, thresholds: list[dict]):
     fake = TrainedModel(tmp_path / "model", tmp_path / "data", ())
-    data = example_config_dict(fake, tmp_path / "published")
-    data["evaluation"]["thresholds"] = thresholds
-    data["strategies"] = [{"name": "best", "kind": "best"}]
+    data = example_config_dict(
+        fake, tmp_path / "published", merge={"evaluation": {"thresholds": thresholds}}, strategies=[{"name": "best", "kind": "best"}]
+    )
     return parse_config(data, base_dir=tmp_path)
 
 

@@ -18,13 +18,12 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, T
 from plugins import triggers
 from plugins.sensors import NewCheckpointSensor
 from plugins.triggers import CheckpointEvent, NewCheckpointTrigger
-from tests.support.example_pipeline import TrainedModel, example_config_dict
-from tests.support.example_pipeline import write_config as write_yaml_config
+from tests.support.example_pipeline import TrainedModel, example_config_file
 
 
-def write_config(model_dir: Path, trained: TrainedModel, root: Path) -> str:
-    model = TrainedModel(model_dir, trained.data_dir, ())
-    return str(write_yaml_config(example_config_dict(model, root / "published"), root / "configs" / "example.yaml"))
+def config_file_for(model_dir: Path, trained: TrainedModel, root: Path) -> str:
+    """The example config for a trainer writing to ``model_dir`` (with the trained model's data), as a file."""
+    return str(example_config_file(TrainedModel(model_dir, trained.data_dir, ()), root))
 
 
 def trainer_writes(trained: TrainedModel, model_dir: Path, step: int) -> None:
@@ -75,7 +74,7 @@ def test_trigger_serializes_to_a_class_path_the_triggerer_can_import() -> None:
 
 def test_trigger_keeps_polling_until_a_checkpoint_appears(trained_model, tmp_path: Path, monkeypatch) -> None:
     model_dir = tmp_path / "model"  # training has not started: no folder yet
-    config_path = write_config(model_dir, trained_model, tmp_path)
+    config_path = config_file_for(model_dir, trained_model, tmp_path)
     real = triggers.check_for_new_checkpoints
     seen: list[str] = []
 
@@ -96,7 +95,7 @@ def test_trigger_keeps_polling_until_a_checkpoint_appears(trained_model, tmp_pat
 
 def test_trigger_times_out_at_its_deadline(trained_model, tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
-    config_path = write_config(tmp_path / "model", trained_model, tmp_path)
+    config_path = config_file_for(tmp_path / "model", trained_model, tmp_path)
     events = collect(NewCheckpointTrigger(config_path, poll_interval=0.01, deadline=time.time() + 0.05))
     (event,) = [CheckpointEvent.from_payload(e) for e in events]
     assert event.status == "timeout" and "no new complete checkpoint before the deadline" in event.message
@@ -114,7 +113,7 @@ def test_trigger_reports_a_broken_config_at_once(tmp_path: Path) -> None:
 
 def test_sensor_pokes_once_then_defers_with_its_timeout(trained_model, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
-    config_path = write_config(model_dir, trained_model, tmp_path)
+    config_path = config_file_for(model_dir, trained_model, tmp_path)
     sensor = NewCheckpointSensor(task_id="wait", config_path=config_path, timeout=600, poll_interval=30)
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({})
@@ -163,7 +162,7 @@ def test_the_triggerer_of_a_live_airflow_resumes_the_sensor(trained_model, tmp_p
     from tests.support.airflow_live import wait_for
 
     model_dir = tmp_path / "model"
-    config_path = write_config(model_dir, trained_model, tmp_path)  # outside the deployment's configs folder
+    config_path = config_file_for(model_dir, trained_model, tmp_path)  # outside the deployment's configs folder
     (shared_airflow.dags_dir / "sensor_dag.py").write_text(SENSOR_DAG.format(config_path=config_path))
     live = shared_airflow.airflow
     dag_id, task_id = "exportflow_sensor_check", "wait_for_checkpoint"

@@ -8,14 +8,13 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.ledger.label_history import LabelHistory
 from components.serving import config_file, model_config
 from components.storage import storage_for
 from tests.support.airflow_live import wait_for
-from tests.test_serving_labels import publish_versions, serving_config
-from tests.test_serving_promote_dag import config_dict
+from tests.support.example_pipeline import write_config
+from tests.support.serving import publish_versions, serving_config, serving_config_dict
 
 # The model's own name in the shared deployment, where other modules' models live beside it.
 NAME = "approval"
@@ -26,8 +25,7 @@ PROMOTE = f"exportflow__{NAME}__promote"
 def workspace(tmp_path_factory: pytest.TempPathFactory, shared_airflow) -> Path:
     root = tmp_path_factory.mktemp("serving_live")
     publish_versions(dataclasses.replace(serving_config(root), name=NAME), root, 100, 200)
-    config = config_dict(root, name=NAME, mode="labels", approval=True)
-    (shared_airflow.configs_dir / f"{NAME}.yaml").write_text(yaml.safe_dump(config))
+    write_config(serving_config_dict(root, name=NAME, approval=True), shared_airflow.configs_dir / f"{NAME}.yaml")
     return root
 
 

@@ -5,28 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.cli import main
 from components.config import load_config
 from components.publish.executor import publish
+from tests.support.example_pipeline import write_config
 from tests.support.publishing import make_export, params_for
-from tests.test_serving_labels import config_path, publish_versions
+from tests.support.serving import config_path, publish_versions, serving_config_dict
 
 
-def write_config(tmp_path: Path, **serving: object) -> str:
-    data = {
-        "name": "example",
-        "model_dir": str(tmp_path / "model"),
-        "model_fn": "examples.model:model_fn",
-        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
-        "destination": {"uri": str(tmp_path / "published")},
-        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
-        "serving": {"mode": "labels", "label_wait_seconds": 0, **serving},
-    }
-    path = tmp_path / "example.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return str(path)
+def config_file_for(tmp_path: Path, **serving: object) -> str:
+    """The serving config of ``example`` written where ``--config`` can name it."""
+    return str(write_config(serving_config_dict(tmp_path, **serving), tmp_path / "example.yaml"))
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -36,7 +26,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_promote_rollback_pin_and_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_config(tmp_path)
+    path = config_file_for(tmp_path)
     publish_versions(load_config(path), tmp_path, 100, 200)
 
     code, out, _ = run(capsys, "serving", "promote", "--config", path, "--version", "100", "--who", "alice")
@@ -64,7 +54,7 @@ def test_promote_rollback_pin_and_status(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_bad_input_exact_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_config(tmp_path)
+    path = config_file_for(tmp_path)
     publish_versions(load_config(path), tmp_path, 100)
 
     code, _, err = run(capsys, "serving", "promote", "--config", path, "--version", "7")
@@ -89,7 +79,7 @@ def test_bad_input_exact_messages(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_mode_latest_refuses_label_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_config(tmp_path, mode="latest")
+    path = config_file_for(tmp_path, mode="latest")
     code, _, err = run(capsys, "serving", "pin", "--config", path, "--version", "1")
     assert code == 1
     assert err == (

@@ -15,6 +15,7 @@ from components.config.loader import parse_config
 from components.serving import config_file, model_config
 from components.serving.errors import MalformedServingConfig, ServingConflict, ServingError
 from components.storage import storage_for
+from tests.support.example_pipeline import example_config_dict
 
 FOREIGN = """\
 model_config_list {
@@ -134,17 +135,9 @@ def test_config_round_trip_on_gcs(gcs_bucket: str) -> None:
 
 
 def base_config(tmp_path: Path, serving: dict | None = None) -> dict:
-    data = {
-        "name": "example",
-        "model_dir": str(tmp_path / "model"),
-        "model_fn": "examples.model:model_fn",
-        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
-        "destination": {"uri": str(tmp_path / "published")},
-        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
-    }
-    if serving is not None:
-        data["serving"] = serving
-    return data
+    """The example's export-and-publish config, with ``serving`` as its serving section (none when None)."""
+    sections = {"serving": serving} if serving is not None else {}
+    return example_config_dict(tmp_path / "model", tmp_path / "published", **sections)
 
 
 def test_serving_section_defaults_to_latest_and_reads_every_field(tmp_path: Path) -> None:

@@ -4,15 +4,11 @@ concurrent promotions, pins, the history, and bad input."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from components.config.loader import parse_config
-from components.config.schema import PipelineConfig
 from components.ledger.label_history import LabelHistory
-from components.publish.executor import publish
-from components.serving import config_file, control, model_config
+from components.serving import control, model_config
 from components.serving.availability import status_wait
 from components.serving.errors import (
     ServingConflict,
@@ -23,35 +19,8 @@ from components.serving.errors import (
     VersionNotPublished,
 )
 from components.storage import storage_for
-from tests.support.publishing import make_export, params_for
+from tests.support.serving import config_path, entry, publish_versions, serving_config
 from tests.support.tf_serving_status import status_server
-
-
-def serving_config(tmp_path: Path, **serving: Any) -> PipelineConfig:
-    data = {
-        "name": "example",
-        "model_dir": str(tmp_path / "model"),
-        "model_fn": "examples.model:model_fn",
-        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
-        "destination": {"uri": str(tmp_path / "published"), "keep": 1},
-        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
-        "serving": {"mode": "labels", "label_wait_seconds": 0, **serving},
-    }
-    return parse_config(data, base_dir=tmp_path)
-
-
-def publish_versions(config: PipelineConfig, tmp_path: Path, *steps: int) -> None:
-    for step in steps:
-        publish(params_for(config), make_export(tmp_path / "exports", step=step, seed=step))
-
-
-def config_path(tmp_path: Path) -> Path:
-    return tmp_path / "published" / "models.config"
-
-
-def entry(tmp_path: Path) -> model_config.ServableEntry | None:
-    read = config_file.read(storage_for(str(tmp_path)), str(config_path(tmp_path)))
-    return model_config.find(read.config, "example")
 
 
 def history(tmp_path: Path):

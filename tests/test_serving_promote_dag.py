@@ -12,10 +12,10 @@ from components.publish.executor import publish
 from components.serving import config_file, model_config
 from components.storage import storage_for
 from tests.support.airflow_live import airflow_home_from
-from tests.support.dag_test_run import airflow_env, run_dag_test
+from tests.support.dag_test_run import airflow_env, parse_dags, run_dag_test
+from tests.support.example_pipeline import example_config_dict, write_configs
 from tests.support.publishing import make_export, params_for
-from tests.test_airflow_dags import parse, write_configs
-from tests.test_serving_labels import publish_versions, serving_config
+from tests.support.serving import publish_versions, serving_config, serving_config_dict
 
 PROMOTE = "exportflow__example__promote"
 
@@ -25,24 +25,12 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory, migrated_airflow_db: 
     return airflow_home_from(migrated_airflow_db, tmp_path_factory.mktemp("airflow"))
 
 
-def config_dict(tmp_path: Path, name: str = "example", **serving: object) -> dict:
-    return {
-        "name": name,
-        "model_dir": str(tmp_path / "model"),
-        "model_fn": "examples.model:model_fn",
-        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
-        "destination": {"uri": str(tmp_path / "published")},
-        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
-        "serving": {"label_wait_seconds": 0, **serving},
-    }
-
-
 def test_promote_dag_only_for_labels_models_with_a_form_of_configured_choices(airflow_home: Path, tmp_path: Path) -> None:
     configs = write_configs(tmp_path / "configs", {
-        "example": config_dict(tmp_path, mode="labels", publish_label="shadow", approval=True),
-        "plain": config_dict(tmp_path, name="plain"),
+        "example": serving_config_dict(tmp_path, publish_label="shadow", approval=True),
+        "plain": example_config_dict(tmp_path / "model", tmp_path / "published", name="plain"),  # serving: latest
     })
-    parsed = parse(airflow_home, configs)
+    parsed = parse_dags(airflow_home, configs)
     assert parsed["errors"] == {} and parsed["heavy"] == []
     assert sorted(d for d in parsed["dags"] if d.endswith("__promote")) == [PROMOTE]
     dag = parsed["dags"][PROMOTE]
@@ -57,7 +45,7 @@ def test_promote_dag_only_for_labels_models_with_a_form_of_configured_choices(ai
 def test_a_promotion_run_moves_the_label_and_records_the_run(airflow_home: Path, tmp_path: Path) -> None:
     config = serving_config(tmp_path)
     publish_versions(config, tmp_path, 100, 200)
-    configs = write_configs(tmp_path / "configs", {"example": config_dict(tmp_path, mode="labels", approval=True)})
+    configs = write_configs(tmp_path / "configs", {"example": serving_config_dict(tmp_path, approval=True)})
     env = airflow_env(airflow_home, configs)
 
     # canary needs no approval (approval guards stable only)
@@ -76,7 +64,7 @@ def test_a_promotion_run_moves_the_label_and_records_the_run(airflow_home: Path,
 def test_an_unpublished_version_fails_the_check_and_moves_nothing(airflow_home: Path, tmp_path: Path) -> None:
     config = serving_config(tmp_path)
     publish_versions(config, tmp_path, 100)
-    configs = write_configs(tmp_path / "configs", {"example": config_dict(tmp_path, mode="labels")})
+    configs = write_configs(tmp_path / "configs", {"example": serving_config_dict(tmp_path)})
     summary = run_dag_test(airflow_env(airflow_home, configs), PROMOTE, {"action": "promote", "version": 7, "label": "stable"})
     assert summary["state"] == "failed"
     assert summary["tasks"]["check[-1]"]["state"] == "failed"
@@ -88,7 +76,7 @@ def test_an_unpublished_version_fails_the_check_and_moves_nothing(airflow_home: 
 def test_trigger_conf_cannot_name_anything_but_the_form_fields(airflow_home: Path, tmp_path: Path) -> None:
     config = serving_config(tmp_path)
     publish_versions(config, tmp_path, 100)
-    configs = write_configs(tmp_path / "configs", {"example": config_dict(tmp_path, mode="labels")})
+    configs = write_configs(tmp_path / "configs", {"example": serving_config_dict(tmp_path)})
     conf = {"action": "promote", "version": 100, "label": "canary", "config_path": "/tmp/elsewhere.config"}
     summary = run_dag_test(airflow_env(airflow_home, configs), PROMOTE, conf)
     assert summary["tasks"]["check[-1]"]["state"] == "failed"
@@ -104,7 +92,7 @@ def test_promoting_a_multi_graph_set_fails_the_check_naming_the_model_and_what_t
 ) -> None:
     config = serving_config(tmp_path)
     publish(params_for(config), make_export(tmp_path / "exports", step=100, graphs=("entry", "ps_0")))
-    configs = write_configs(tmp_path / "configs", {"example": config_dict(tmp_path, mode="labels")})
+    configs = write_configs(tmp_path / "configs", {"example": serving_config_dict(tmp_path)})
     summary = run_dag_test(airflow_env(airflow_home, configs), PROMOTE, {"action": "promote", "version": 100, "label": "canary"})
     assert summary["tasks"]["check[-1]"]["state"] == "failed"
     assert summary["tasks"]["move_label[-1]"]["state"] != "success"

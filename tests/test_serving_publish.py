@@ -19,8 +19,9 @@ from components.serving import config_file, control, model_config
 from components.serving.publication import PUBLISHER, label_fresh_version
 from components.storage import storage_for
 from components.transfer.pool import PublishEvent
+from tests.support.example_pipeline import example_config_dict
 from tests.support.publishing import make_config, make_export, params_for
-from tests.test_serving_labels import config_path, entry, publish_versions, serving_config
+from tests.support.serving import config_path, entry, publish_versions, serving_config
 
 
 def test_publish_stage_gives_the_fresh_version_the_publish_label(tmp_path: Path) -> None:
@@ -51,12 +52,7 @@ def test_a_rerun_does_not_move_the_label_back_and_stable_under_approval_waits(tm
 def test_promote_and_rollback_on_a_gcs_destination(gcs_bucket: str, tmp_path: Path) -> None:
     destination = f"gs://{gcs_bucket}/published"
     base = make_config(destination, tmp_path)
-    data = {
-        "name": "example", "model_dir": str(tmp_path / "model"), "model_fn": "examples.model:model_fn",
-        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
-        "destination": {"uri": destination}, "strategies": [{"name": "all_modes", "kind": "all_modes"}],
-        "serving": {"mode": "labels", "label_wait_seconds": 0},
-    }
+    data = example_config_dict(tmp_path / "model", destination, serving={"mode": "labels", "label_wait_seconds": 0})
     config = parse_config(data, base_dir=tmp_path)
     for step in (100, 200):
         publish(params_for(base), make_export(tmp_path / "exports", step=step, seed=step))

@@ -9,13 +9,12 @@ from components.publish.retention import RetentionPolicy, decide
 from components.serving import control
 from components.serving.protection import retention_for_config, retire_old_versions
 from components.storage import storage_for
-from tests.support.publishing import loadable_versions
-from tests.test_publish_retention import published
-from tests.test_serving_labels import config_path, publish_versions, serving_config
+from tests.support.publishing import loadable_versions, version_view
+from tests.support.serving import config_path, publish_versions, serving_config
 
 
 def test_decide_keeps_every_version_serving_needs_with_its_reason() -> None:
-    views = {v: published(v) for v in ("100", "200", "300", "400")}
+    views = {v: version_view(v) for v in ("100", "200", "300", "400")}
     decisions = decide(views, RetentionPolicy(keep=1), None, {"100": "serving: label stable", "200": "serving: pinned for serving"})
     assert {d.version: (d.action, d.reason) for d in decisions} == {
         "400": ("keep", "one of the 1 newest"),

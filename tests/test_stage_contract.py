@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact
-from tests.conftest import PROJECT_ROOT, TrainedModel, example_config_dict
+from tests.support.example_pipeline import PROJECT_ROOT, TrainedModel, example_config_dict, write_config
 
 RUNTIMES = ("in_process", "external_python")
 
@@ -33,11 +32,9 @@ def run_export(trained_model: TrainedModel, tmp_path: Path, monkeypatch: pytest.
 
     def run(module: str, runtime: str, python: str = sys.executable):
         strategy = {"name": "user", "kind": "custom", "params": {"target": f"tests.support.contract.{module}:strategy"}}
-        data = example_config_dict(trained_model, tmp_path / runtime / "published", strategies=[strategy])
-        data["airflow"] = {"runtime": runtime, "python": python} if runtime != "in_process" else {}
-        path = tmp_path / runtime / "example.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(data))
+        airflow = {"runtime": runtime, "python": python} if runtime != "in_process" else {}
+        data = example_config_dict(trained_model, tmp_path / runtime / "published", strategies=[strategy], airflow=airflow)
+        path = write_config(data, tmp_path / runtime / "example.yaml")
         logger = logging.getLogger("test.export")  # caplog sees what the operator logs
         logged = type("StageOperator", (StageOperator,), {"log": property(lambda self: logger)})
         operator = logged(

@@ -22,7 +22,7 @@ from components.staging.cache import ScratchCache
 from components.staging.cleanup import prune_strategy, reap_abandoned
 from components.storage import storage_for
 from components.version_folders import prune_export_versions, temp_dir_name
-from tests.conftest import example_config_dict
+from tests.support.example_pipeline import example_config_dict
 
 OTHER_HOST = "worker-on-another-host"
 

@@ -20,7 +20,7 @@ from components.pipeline.runner import run_pipeline
 from components.pipeline.stages import ledger_of
 from components.staging.area import staging_area
 from components.storage import storage_for
-from tests.conftest import TrainedModel
+from tests.support.example_pipeline import TrainedModel
 
 STEP = 300
 

@@ -13,7 +13,7 @@ from components.pipeline.report import publications_table, retired_publications
 from components.pipeline.runner import run_pipeline
 from components.pipeline.stages import ledger_of
 from examples.train import train
-from tests.conftest import TrainedModel
+from tests.support.example_pipeline import TrainedModel
 
 
 def versions(folder: str | Path) -> list[int]:

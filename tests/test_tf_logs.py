@@ -1,14 +1,12 @@
-"""TensorFlow's start-up notices are logged at INFO, real errors stay ERROR, and nothing reaches stderr."""
+"""TensorFlow's start-up notices are logged at INFO, real errors stay ERROR, and nothing reaches stderr.
+
+A real TensorFlow import in a task process is in test_tf_logs_import.py (the tf tier: it takes seconds)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 
 from components.tf_logs import level_of, log_lines
-from tests.conftest import PROJECT_ROOT
 
 CHILD_STDERR = """\
 2026-12-01 15:36:36.013339: I external/local_tsl/tsl/cuda/cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
@@ -44,23 +42,3 @@ def test_each_line_gets_its_own_level_and_continuation_lines_follow_theirs(caplo
 def test_a_line_without_a_prefix_at_the_start_is_info() -> None:
     assert level_of("hello from user code") == logging.INFO
     assert level_of("Traceback (most recent call last):", logging.INFO) == logging.ERROR
-
-
-IMPORT_TF = """
-import logging, sys
-logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(levelname)s|%(message)s")
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
-from components.tf_logs import import_tensorflow
-import_tensorflow(logging.getLogger("task"))
-"""
-
-
-def test_importing_tensorflow_in_a_task_process_logs_its_start_up_lines_at_their_level() -> None:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "0", "PYTHONPATH": str(PROJECT_ROOT)}
-    process = subprocess.run(
-        [sys.executable, "-c", IMPORT_TF], capture_output=True, text=True, env=env, check=True, cwd=PROJECT_ROOT
-    )
-    assert process.stderr == ""  # nothing left for Airflow's supervisor to log as ERROR
-    task_lines = [line for line in process.stdout.splitlines() if " tensorflow/" in line or "external/" in line]
-    assert any("Unable to register cuDNN factory" in line for line in task_lines), process.stdout
-    assert all(line.startswith("INFO|") for line in task_lines), task_lines

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
@@ -33,7 +32,7 @@ from components.ledger.schema import BestRecord, CheckpointRecord, LedgerState
 from plugins.ui import app as ui_app
 from plugins.ui.chart import plot
 from plugins.ui.history import UnknownMetric, build_history, jsonable, metric_direction
-from tests.conftest import TrainedModel, example_config_dict
+from tests.support.example_pipeline import TrainedModel, example_config_dict, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"
@@ -41,8 +40,7 @@ RUN_ID = "manual__2026-01-02T03:04:05+00:00"
 
 def make_config(tmp_path: Path, thresholds: list[dict], name: str = "example"):
     fake = TrainedModel(tmp_path / "model", tmp_path / "data", ())
-    data = example_config_dict(fake, tmp_path / "published", name=name)
-    data["evaluation"]["thresholds"] = thresholds
+    data = example_config_dict(fake, tmp_path / "published", merge={"evaluation": {"thresholds": thresholds}}, name=name)
     return parse_config(data, base_dir=tmp_path)
 
 
@@ -298,9 +296,8 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     configs.mkdir()
     for name in ("example", "secret"):
         fake = TrainedModel(tmp_path / "model", tmp_path / "data", ())
-        data = example_config_dict(fake, tmp_path / "published", name=name)
-        data["evaluation"]["thresholds"] = BASELINE_RULES
-        (configs / f"{name}.yaml").write_text(yaml.safe_dump(data))
+        rules = {"evaluation": {"thresholds": BASELINE_RULES}}
+        write_config(example_config_dict(fake, tmp_path / "published", merge=rules, name=name), configs / f"{name}.yaml")
     (configs / "broken.yaml").write_text("name: broken\n")
     destination = tmp_path / "published"
     state = history_ledger(destination)

@@ -1,9 +1,10 @@
 """The Model exports page, live: a real api-server (our plugin mounted by Airflow), a ledger written by a real
 pipeline run, and Debian's headless Chromium driven by Selenium through chromedriver.
 
-One deployment per module: api-server and dag-processor only. With no scheduler the DAG run triggered
-here stays queued; it is the Airflow run the pipeline's publications are recorded under (the plain runner
-writes the same ledger the DAG's tasks write), so the page's run links point at a run that exists.
+The page runs on the session's shared deployment (``shared_airflow``), its model ``ui_example`` beside the
+other modules' models. Its two DAGs are paused before anything is triggered, so the scheduler leaves the runs
+made here queued: the export run is the Airflow run the pipeline's publications are recorded under (the plain
+runner writes the same ledger the DAG's tasks write), so the page's run links point at a run that exists.
 The model has ``serving.mode: labels``: ``stable`` is promoted twice through ``components.serving.control``
 (the promote DAG's own code), and two more export runs exist, a dry run and one marked failed through the
 REST API, for the serving panel and its run list.
@@ -12,7 +13,6 @@ Screenshots go to ``$EXPORTFLOW_TEST_ARTIFACTS`` (default: pytest's tmp dir).
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import os
@@ -26,19 +26,19 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-import yaml
 
-from components.config import load_config
+from components.config import ConfigError, load_config, load_configs_dir
 from components.ledger import Ledger
 from components.ledger.label_history import LabelMove
 from components.ledger.schema import LedgerState
 from components.pipeline.options import RunOptions
 from components.pipeline.runner import run_pipeline
-from tests.conftest import TrainedModel, example_config_dict, free_port
-from tests.support.airflow_live import ADMIN_PASSWORD, ADMIN_USER, LiveAirflow
+from tests.support.airflow_live import ADMIN_PASSWORD, ADMIN_USER, LiveAirflow, SharedAirflow
+from tests.support.example_pipeline import TrainedModel, example_config_dict, write_config
 
-DAG_ID = "exportflow__example"
-PROMOTE_DAG_ID = "exportflow__example__promote"
+NAME = "ui_example"  # the model's own name in the shared deployment
+DAG_ID = f"exportflow__{NAME}"
+PROMOTE_DAG_ID = f"exportflow__{NAME}__promote"
 RUN_ID = "manual__exportflow-ui-test"
 DRY_RUN_ID = "manual__exportflow-ui-dry-run"
 FAILED_RUN_ID = "manual__exportflow-ui-failed"
@@ -50,53 +50,40 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 @dataclasses.dataclass(frozen=True)
 class Deployment:
     airflow: LiveAirflow
+    configs_dir: Path  # the shared deployment's, holding other modules' models too
     ledger: LedgerState
     moves: tuple[LabelMove, ...]  # the label moves made, oldest first
 
 
 @pytest.fixture(scope="module")
 def deployment(
-    trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory, migrated_airflow_db: Path
-) -> Iterator[Deployment]:
+    shared_airflow: SharedAirflow, trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory
+) -> Deployment:
     root = tmp_path_factory.mktemp("ui-live")
-    configs = root / "configs"
-    configs.mkdir()
-    config_path = configs / "example.yaml"
     serving = {"mode": "labels", "label_wait_seconds": 0}
-    config_path.write_text(yaml.safe_dump(example_config_dict(trained_model, root / "published", serving=serving)))
-    airflow = LiveAirflow(
-        home=root / "airflow",
-        port=free_port(),
-        configs_dir=configs,
-        database_template=migrated_airflow_db,
-        components=("api-server", "dag-processor"),
-    )
-    # Airflow boots (api-server, dag-processor) in a thread while the pipeline runs TF here.
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        booted = pool.submit(airflow.start)
-        try:
-            config = load_config(config_path)
-            run_pipeline(config, RunOptions(run_id=RUN_ID))
-            moves = promote_twice(config)
-            booted.result()
-            airflow.wait_for_dag(DAG_ID)
-            airflow.wait_for_dag(PROMOTE_DAG_ID)
-            for dag_id, run_id, conf in (
-                (DAG_ID, RUN_ID, {}),
-                (DAG_ID, DRY_RUN_ID, {"dry_run": True}),
-                (DAG_ID, FAILED_RUN_ID, {}),
-                (PROMOTE_DAG_ID, PROMOTE_RUN_ID, {"action": "promote", "label": "stable", "version": moves[-1].to_version}),
-            ):
-                status, body = airflow.request(
-                    "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}
-                )
-                assert status == 200, body
-            status, body = airflow.request("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{FAILED_RUN_ID}", {"state": "failed"})
-            assert status == 200 and body["state"] == "failed", body
-            yield Deployment(airflow, Ledger(config.destination.uri, config.name).load(), moves)
-        finally:
-            booted.exception()  # wait for the boot to end either way
-            airflow.stop()
+    data = example_config_dict(trained_model, root / "published", name=NAME, serving=serving)
+    # The dag-processor parses the new config while the pipeline runs TF here.
+    config = load_config(write_config(data, shared_airflow.configs_dir / f"{NAME}.yaml"))
+    run_pipeline(config, RunOptions(run_id=RUN_ID))
+    moves = promote_twice(config)
+    airflow = shared_airflow.airflow
+    for dag_id in (DAG_ID, PROMOTE_DAG_ID):
+        airflow.wait_for_dag(dag_id)
+        status, body = airflow.request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})
+        assert status == 200 and body["is_paused"] is True, body  # the scheduler starts none of its runs
+    for dag_id, run_id, conf in (
+        (DAG_ID, RUN_ID, {}),
+        (DAG_ID, DRY_RUN_ID, {"dry_run": True}),
+        (DAG_ID, FAILED_RUN_ID, {}),
+        (PROMOTE_DAG_ID, PROMOTE_RUN_ID, {"action": "promote", "label": "stable", "version": moves[-1].to_version}),
+    ):
+        status, body = airflow.request(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        )
+        assert status == 200, body
+    status, body = airflow.request("PATCH", f"/api/v2/dags/{DAG_ID}/dagRuns/{FAILED_RUN_ID}", {"state": "failed"})
+    assert status == 200 and body["state"] == "failed", body
+    return Deployment(airflow, shared_airflow.configs_dir, Ledger(config.destination.uri, config.name).load(), moves)
 
 
 @pytest.fixture(scope="module")
@@ -154,15 +141,15 @@ def http(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
 
 ENDPOINTS = [
     "/exportflow/api/models",
-    "/exportflow/api/models/example",
-    "/exportflow/api/models/example?metric=loss",
-    "/exportflow/api/models/example/serving",
-    "/exportflow/api/models/example/versions/all_modes/300/manifest",
+    f"/exportflow/api/models/{NAME}",
+    f"/exportflow/api/models/{NAME}?metric=loss",
+    f"/exportflow/api/models/{NAME}/serving",
+    f"/exportflow/api/models/{NAME}/versions/all_modes/300/manifest",
 ]
 PAGES = [
     "/exportflow/ui/",
-    "/exportflow/ui/models/example",
-    "/exportflow/ui/models/example/versions/all_modes/300",
+    f"/exportflow/ui/models/{NAME}",
+    f"/exportflow/ui/models/{NAME}/versions/all_modes/300",
     "/exportflow/ui/icon.svg",
 ]
 
@@ -203,12 +190,16 @@ def test_json_endpoints_match_the_ledger(deployment: Deployment) -> None:
     airflow, ledger = deployment.airflow, deployment.ledger
     status, listing = airflow.request("GET", "/exportflow/api/models")
     assert status == 200
-    (summary,) = listing["models"]
-    assert summary["model"] == "example" and summary["dag_id"] == DAG_ID
+    configured = load_configs_dir(deployment.configs_dir).values()
+    assert not any(isinstance(c, ConfigError) for c in configured) and listing["config_errors"] == []
+    models = {m["model"]: m for m in listing["models"]}
+    assert sorted(models) == sorted(c.name for c in configured)  # every configured model, ours among them
+    summary = models[NAME]
+    assert summary["model"] == NAME and summary["dag_id"] == DAG_ID
     assert summary["checkpoints"] == len(ledger.checkpoints) == 4
     assert summary["published"] == len(ledger.published_steps())
 
-    status, history = airflow.request("GET", "/exportflow/api/models/example")
+    status, history = airflow.request("GET", f"/exportflow/api/models/{NAME}")
     assert status == 200
     assert [c["step"] for c in history["checkpoints"]] == sorted(
         (r.step for r in ledger.checkpoints.values()), reverse=True
@@ -231,9 +222,7 @@ def test_json_endpoints_match_the_ledger(deployment: Deployment) -> None:
         == {"all_modes": history["best_step"]}
     )
 
-    status, manifest = airflow.request(
-        "GET", "/exportflow/api/models/example/versions/all_modes/300/manifest"
-    )
+    status, manifest = airflow.request("GET", f"/exportflow/api/models/{NAME}/versions/all_modes/300/manifest")
     pushed = ledger.record(300).publications["all_modes"]
     assert status == 200 and manifest == json.loads(Path(pushed.manifest_uri).read_text())
 
@@ -247,13 +236,13 @@ def test_page_in_headless_chromium(deployment: Deployment, browser: Any, artifac
     wait = WebDriverWait(browser, 60)
 
     # Not logged in: the page sends the browser to Airflow's login form, which comes back after login.
-    browser.get(f"{base}/exportflow/ui/models/example")
+    browser.get(f"{base}/exportflow/ui/models/{NAME}")
     wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(ADMIN_USER)
     assert "/auth/login" in browser.current_url and not browser.find_elements(By.ID, "checkpoints")
     browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait.until(ec.presence_of_element_located((By.ID, "checkpoints")))
-    assert browser.current_url == f"{base}/exportflow/ui/models/example"
+    assert browser.current_url == f"{base}/exportflow/ui/models/{NAME}"
     save_full_page(browser, artifacts / "model-exports-page.png")
 
     assert_table_matches_ledger(browser, ledger)
@@ -279,7 +268,7 @@ def test_serving_panel_in_headless_chromium(deployment: Deployment, browser: Any
     base = deployment.airflow.base_url
     first, second = deployment.moves
     wait = WebDriverWait(browser, 60)
-    browser.get(f"{base}/exportflow/ui/models/example")
+    browser.get(f"{base}/exportflow/ui/models/{NAME}")
     if browser.find_elements(By.NAME, "username"):  # when run on its own, log in first
         browser.find_element(By.NAME, "username").send_keys(ADMIN_USER)
         browser.find_element(By.NAME, "password").send_keys(ADMIN_PASSWORD)
@@ -315,7 +304,7 @@ def test_serving_panel_in_headless_chromium(deployment: Deployment, browser: Any
     target = urlsplit(rollback.get_attribute("href"))
     assert f"{target.scheme}://{target.netloc}{target.path}" == f"{base}/dags/{PROMOTE_DAG_ID}"
     assert json.loads(parse_qs(target.query)["conf"][0]) == {
-        "action": "rollback", "label": "stable", "servable": "example", "version": first.to_version,
+        "action": "rollback", "label": "stable", "servable": NAME, "version": first.to_version,
         "reason": f"roll stable back from {second.to_version} to {first.to_version}",
     }
     promote = browser.find_element(By.CSS_SELECTOR, "#serving a.promote-link[data-label='canary']")
@@ -336,7 +325,7 @@ def test_serving_panel_in_headless_chromium(deployment: Deployment, browser: Any
     # Following the rollback link opens the promote DAG's page in the Airflow UI (whose Trigger shows the form).
     rollback.click()
     wait.until(lambda driver: urlsplit(driver.current_url).path == f"/dags/{PROMOTE_DAG_ID}")
-    status, body = deployment.airflow.request("GET", "/exportflow/api/models/example/serving")
+    status, body = deployment.airflow.request("GET", f"/exportflow/api/models/{NAME}/serving")
     assert status == 200 and [m["to_version"] for m in body["servables"][0]["history"]] == [
         second.to_version, first.to_version,
     ]  # nothing moved by looking or by opening the link
@@ -366,7 +355,7 @@ def test_menu_entry_opens_the_page_inside_the_airflow_ui(
 
     # The page in Airflow's frame is served with the login the UI holds (its cookie), nothing else.
     browser.switch_to.frame(frame)
-    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#models tr[data-model='example'] a"))).click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"#models tr[data-model='{NAME}'] a"))).click()
     wait.until(ec.presence_of_element_located((By.ID, "checkpoints")))
     assert_table_matches_ledger(browser, ledger)
     browser.switch_to.default_content()

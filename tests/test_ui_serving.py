@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
 from components.config.loader import parse_config
@@ -23,7 +22,9 @@ from components.publish.executor import publish
 from components.serving import control
 from plugins.ui import app as ui_app
 from plugins.ui.serving import RunRow
+from tests.support.example_pipeline import write_config
 from tests.support.publishing import make_export, params_for
+from tests.support.serving import serving_config_dict
 
 PROMOTE_DAG = "exportflow__example__promote"
 
@@ -40,15 +41,10 @@ def api_run(
 
 
 def config_dict(tmp_path: Path, name: str, mode: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "model_dir": str(tmp_path / "model"),
-        "model_fn": "examples.model:model_fn",
-        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
-        "destination": {"uri": str(tmp_path / name / "published"), "keep": 1},
-        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
-        "serving": {"mode": mode, "label_wait_seconds": 0, **({"publish_label": "canary"} if mode == "labels" else {})},
-    }
+    """Model ``name`` publishing to its own folder, keeping one version; with labels, publishing as canary."""
+    return serving_config_dict(
+        tmp_path / name, name=name, keep=1, mode=mode, **({"publish_label": "canary"} if mode == "labels" else {})
+    )
 
 
 @pytest.fixture
@@ -58,7 +54,7 @@ def served(tmp_path: Path) -> tuple[TestClient, list[list[str]]]:
     configs = tmp_path / "configs"
     configs.mkdir()
     for name, mode in (("example", "labels"), ("plain", "latest")):
-        (configs / f"{name}.yaml").write_text(yaml.safe_dump(config_dict(tmp_path, name, mode)))
+        write_config(config_dict(tmp_path, name, mode), configs / f"{name}.yaml")
     config = parse_config(config_dict(tmp_path, "example", "labels"), base_dir=tmp_path)
     for step in (100, 200, 300):
         publish(params_for(config), make_export(tmp_path / "exports", step=step, seed=step))

@@ -1,6 +1,6 @@
 """Run one DAG with ``dag.test()`` in this (fresh) interpreter and print a JSON summary.
 
-Used by tests through ``run_dag_test`` below, so each run gets a clean ``sys.modules`` and its own
+Used by tests through ``run_dag_test`` below (and ``parse_dags``, a DagBag parse on its own), so each run gets a clean ``sys.modules`` and its own
 AIRFLOW_HOME: ``python tests/support/dag_test_run.py <dags folder> <dag id> <conf json>``.
 """
 
@@ -23,6 +23,37 @@ def airflow_env(home: Path, configs_dir: Path, **extra: str) -> dict[str, str]:
 
 def migrate(env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+
+
+PARSE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+def describe(dag):
+    tasks = {t.task_id: {"max_active_tis_per_dagrun": t.max_active_tis_per_dagrun, "pool": t.pool,
+                         "timeout": t.execution_timeout.total_seconds() if t.execution_timeout else None,
+                         "retries": t.retries, "owner": t.owner} for t in dag.tasks}
+    params = {k: {**dag.params.get_param(k).schema, "description": dag.params.get_param(k).description} for k in dag.params}
+    return {"schedule": str(dag.schedule), "tags": sorted(dag.tags), "doc_md": dag.doc_md,
+            "max_active_runs": dag.max_active_runs, "tasks": tasks, "params": params}
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))
+print(json.dumps({"dags": {d: describe(bag.dags[d]) for d in bag.dag_ids},
+                  "errors": {k: str(v) for k, v in bag.import_errors.items()}, "heavy": heavy}))
+"""
+
+
+def parse_dags(home: Path, configs: Path) -> dict[str, Any]:
+    """Our dags folder parsed by a DagBag in a fresh interpreter: each DAG's schedule, tags, tasks and form,
+    the import errors, and any TensorFlow or Keras module the parse loaded."""
+    result = subprocess.run(
+        [sys.executable, "-c", PARSE, str(ROOT / "dags")],
+        env=airflow_env(home, configs),
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def run_dag_test(env: dict[str, str], dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,18 +1,24 @@
-"""The example model and its pipeline config, as every test builds them: one place for the config builder.
+"""The example model and its pipeline config, as every test builds them: the one place for config builders.
 
-``example_config_dict`` is the shipped ``examples/pipeline.yaml`` pointed at a trained model and a
-destination; ``write_config`` writes any such dict where a test wants it; ``config_for`` is the two
-together, loaded. Test modules import these from here, never from one another.
+``example_config_dict`` is the shipped ``examples/pipeline.yaml`` pointed at a trained model (or cut to its
+export-and-publish core for a model dir nobody trained) and a destination, with overrides; ``write_config`` /
+``write_configs`` write such dicts where a test wants them; ``example_config_file`` is the two together and
+``example_config`` that file loaded.
+Test modules import these from here, never from one another.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import socket
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from components.config import PipelineConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -28,34 +34,88 @@ class TrainedModel:
         return self.data_dir / "eval.tfrecord"
 
 
-def example_config_dict(model: TrainedModel, destination: str | Path, **overrides: Any) -> dict[str, Any]:
-    """The example pipeline config as a dict, pointing at ``model`` and publishing to ``destination``."""
-    data = yaml.safe_load((PROJECT_ROOT / "examples" / "pipeline.yaml").read_text())
-    data["model_dir"] = str(model.model_dir)
-    data["evaluation"]["input_fn_kwargs"]["path"] = str(model.eval_data)
-    data["warmup"]["path"] = str(model.eval_data)
-    data["warmup"]["num_records"] = 10
-    data["destination"]["uri"] = str(destination)
-    for key, value in overrides.items():
-        data[key] = value
+def example_config_dict(
+    model: TrainedModel | str | Path,
+    destination: str | Path,
+    *,
+    merge: Mapping[str, Mapping[str, Any]] | None = None,
+    **replace: Any,
+) -> dict[str, Any]:
+    """The shipped ``examples/pipeline.yaml`` as a dict, publishing to ``destination``: the one config builder.
+
+    ``model`` a TrainedModel: the whole example pointed at it (evaluation and warmup read its eval data, warmup
+    takes 10 records). ``model`` a model_dir (str or Path) that nobody trained: only what export and publish
+    read (name, model code by import path, the predict receiver, the strategies, the destination), for tests
+    that publish hand-made exports and never load the model.
+    ``merge`` updates sections field by field (a None value removes that field), e.g.
+    ``merge={"destination": {"keep": 1}}``; ``replace`` sets top-level keys whole, e.g. ``name="beta"``.
+    """
+    example = yaml.safe_load((PROJECT_ROOT / "examples" / "pipeline.yaml").read_text())
+    if isinstance(model, TrainedModel):
+        data = example
+        data["model_dir"] = str(model.model_dir)
+        data["evaluation"]["input_fn_kwargs"]["path"] = str(model.eval_data)
+        data["warmup"]["path"] = str(model.eval_data)
+        data["warmup"]["num_records"] = 10
+    else:
+        data = {
+            "name": example["name"],
+            "model_dir": str(model),
+            "model_fn": example["model_fn"],
+            "receivers": {"predict": example["receivers"]["predict"]},
+            "strategies": example["strategies"],
+            "destination": {},
+        }
+    data["destination"] = {**data["destination"], "uri": str(destination)}
+    for section, fields in (merge or {}).items():
+        merged = {**data.get(section, {}), **fields}
+        data[section] = {key: value for key, value in merged.items() if value is not None}
+    data.update(replace)
     return data
 
 
-def write_config(data: dict[str, Any], path: Path) -> Path:
-    """``data`` as a YAML config file at ``path`` (its folder created)."""
+def write_config(data: Mapping[str, Any] | str, path: Path) -> Path:
+    """``data`` (a config dict, or YAML text as it is) as a config file at ``path``, its folder created."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(dict(data)))
     return path
 
 
-def config_for(model: TrainedModel, tmp_path: Path, evaluation: dict[str, Any] | None = None, **top: Any):
-    """The example config for ``model`` with ``evaluation`` keys replaced, written to and loaded from a file."""
+def write_configs(folder: Path, configs: Mapping[str, Mapping[str, Any] | str]) -> Path:
+    """A configs folder as the DAG factory reads it: ``<key>.yaml`` for each of ``configs``; returns ``folder``."""
+    for stem, data in configs.items():
+        write_config(data, folder / f"{stem}.yaml")
+    return folder
+
+
+def example_config_file(
+    model: TrainedModel | str | Path,
+    folder: Path,
+    destination: str | Path | None = None,
+    *,
+    file_name: str | None = None,
+    merge: Mapping[str, Mapping[str, Any]] | None = None,
+    **replace: Any,
+) -> Path:
+    """``example_config_dict(...)`` written to ``folder/configs/<file_name>`` (default ``<name>.yaml``), for
+    tests that hand a path to the CLI, a DAG or a trigger; the destination defaults to ``folder/published``."""
+    dest = destination if destination is not None else folder / "published"
+    data = example_config_dict(model, dest, merge=merge, **replace)
+    return write_config(data, folder / "configs" / (file_name or f"{data['name']}.yaml"))
+
+
+def example_config(
+    model: TrainedModel | str | Path,
+    folder: Path,
+    destination: str | Path | None = None,
+    *,
+    merge: Mapping[str, Mapping[str, Any]] | None = None,
+    **replace: Any,
+) -> PipelineConfig:
+    """``example_config_file(...)`` loaded, as a DAG task loads it (its ``source`` is the file)."""
     from components.config import load_config
 
-    data = example_config_dict(model, tmp_path / "published", **top)
-    data["evaluation"].update(evaluation or {})
-    data["evaluation"] = {k: v for k, v in data["evaluation"].items() if v is not None}
-    return load_config(write_config(data, tmp_path / "configs" / "example.yaml"))
+    return load_config(example_config_file(model, folder, destination, merge=merge, **replace))
 
 
 def upload_folder(local: Path, uri: str) -> str:

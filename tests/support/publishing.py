@@ -13,8 +13,11 @@ from components.artifacts import ExportArtifact
 from components.config.loader import parse_config
 from components.config.schema import PipelineConfig
 from components.layout import BOOKKEEPING, GRAPH_FILES, MANIFEST_PATH
+from components.publish.marker import CommitMarker
+from components.publish.retention import VersionView
 from components.publish.spec import PublishParams
 from components.storage import Storage, crc32c_of_bytes
+from tests.support.example_pipeline import example_config_dict
 
 # A SavedModel-shaped folder: the graph, a sharded checkpoint as variables, assets, a warmup file.
 DEFAULT_FILES = {
@@ -68,16 +71,16 @@ def make_export(
 
 
 def make_config(destination: str, base_dir: Path, **destination_fields: Any) -> PipelineConfig:
-    """A valid pipeline config publishing to ``destination`` (model code is named, never imported here)."""
-    data = {
-        "name": "example",
-        "model_dir": str(base_dir / "model"),
-        "model_fn": "examples.model:model_fn",
-        "receivers": {"predict": "examples.model:serving_input_receiver_fn"},
-        "destination": {"uri": destination, **destination_fields},
-        "strategies": [{"name": "all_modes", "kind": "all_modes"}],
-    }
+    """The example's export-and-publish config publishing to ``destination`` with ``destination_fields``
+    (model code is named, never imported here), parsed."""
+    data = example_config_dict(base_dir / "model", destination, merge={"destination": destination_fields})
     return parse_config(data, base_dir=base_dir)
+
+
+def version_view(version: str, auc: float = 0.5) -> VersionView:
+    """What retention reads of one published single-graph version whose marker records ``auc``."""
+    marker = CommitMarker.from_dict({"graphs": [{"name": None}], "metrics": {"auc": auc}})
+    return VersionView(version, (None,), (None,), marker)
 
 
 def params_for(config: PipelineConfig, **kwargs: Any) -> PublishParams:
