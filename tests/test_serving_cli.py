@@ -93,7 +93,7 @@ def test_mode_latest_refuses_label_commands(tmp_path: Path, capsys: pytest.Captu
 def test_labels_and_pins_of_a_multi_graph_set_are_refused_naming_the_model_and_what_to_do(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_config(tmp_path)
+    path = config_file_for(tmp_path)
     publish(params_for(load_config(path)), make_export(tmp_path / "exports", step=100, graphs=("entry", "ps_0")))
     expected = (
         f"exportflow: error: model 'example': version 100 of 'example' is a multi-graph set (graphs ['entry', "
