@@ -11,6 +11,7 @@ runner on the Keras example; what is published answers as ``model.predict`` in t
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,18 @@ def test_the_runner_publishes_a_keras_model_trained_into_a_bucket(
     assert again.published == () and again.evaluations == ()
     assert not any(p.is_file() and ".part" in p.name for p in (tmp_path / "scratch").rglob("*"))
     assert os.listdir(tmp_path / "scratch" / "cache" / "objects")  # the checkpoints came through the cache
+
+
+def test_a_keras_model_dir_on_a_storage_plugin_without_ranged_reads_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components.config import ConfigError
+    from tests.support.keras_storage_plugin import SCHEME, install_entry_point
+
+    monkeypatch.syspath_prepend(str(install_entry_point(tmp_path / "site")))
+    model = KerasModel(tmp_path / "model", tmp_path / "data", (), Path(sys.executable))
+    data = keras_config_dict(model, tmp_path / "published", model_dir=f"{SCHEME}://bucket/keras")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(data, tmp_path / "configs" / "example_keras.yaml"))
+    assert caught.value.field == "model_dir"
+    assert "has no read_range" in caught.value.problem and "local disk or gs://" in caught.value.problem
