@@ -272,3 +272,37 @@ def test_a_keras_model_dir_on_a_storage_plugin_without_ranged_reads_is_refused(
         load_config(write_config(data, tmp_path / "configs" / "example_keras.yaml"))
     assert caught.value.field == "model_dir"
     assert "has no read_range" in caught.value.problem and "local disk or gs://" in caught.value.problem
+
+
+def test_whole_keras_models_in_a_bucket_are_published_without_a_builder(
+    keras_trained: KerasModel, gcs_bucket: str, tmp_path: Path
+) -> None:
+    """``ModelCheckpoint`` with a ``.keras`` filepath into the bucket: loaded as saved from the fetched file."""
+    saved = tmp_path / "model-2.keras"
+    run_keras(
+        keras_trained.python,
+        """
+        import sys
+        from examples.keras.model import build_model
+        model = build_model()
+        model.load_weights(sys.argv[1])
+        model.save(sys.argv[2])
+        """,
+        str(keras_trained.model_dir / "ckpt-002.weights.h5"),
+        str(saved),
+    )
+    config = keras_gcs_config(
+        keras_trained, gcs_bucket, tmp_path, keras={"checkpoints": "model-{epoch}.keras"},
+        strategies=[{"name": "latest", "kind": "latest"}],
+    )
+    storage = storage_for(config.model_dir)
+    storage.upload_file(str(saved), f"{config.model_dir}/model-2.keras")
+    storage.write_bytes(f"{config.model_dir}/model-3.keras", saved.read_bytes()[:-30])  # no zip end record
+
+    report = run_pipeline(config)
+    assert [e.checkpoint.step for e in report.evaluations] == [2]  # model-3.keras is cut short: not taken
+    assert [(p.strategy, p.version) for p in report.published] == [("latest", "2")]
+    assert report.evaluations[0].metrics["click_auc"] > 0.6
+    local = download_folder(f"gs://{gcs_bucket}/published/example_keras", tmp_path / "published-copy")
+    checked = last_json(run_keras(keras_trained.python, CHECK_PUBLISHED, str(local), str(keras_trained.model_dir)))
+    assert checked["2"]["same_as_predict"] and checked["2"]["replayed"] == 20, checked
