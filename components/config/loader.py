@@ -181,6 +181,28 @@ def _check_scheme(source: str, field: str, uri: str) -> None:
         )
 
 
+def _check_ranged_reads(source: str, model_dir: str) -> None:
+    """Keras checkpoints are judged by a few bytes of each new file (``Storage.read_range``): local disk
+    and gs:// have it; a storage plug-in must implement it too."""
+    from importlib.metadata import entry_points
+
+    from components.storage.registry import ENTRY_POINT_GROUP, scheme_of
+
+    _check_scheme(source, "model_dir", model_dir)
+    scheme = scheme_of(model_dir)
+    if scheme in ("file", "gs"):
+        return
+    plugin = next((ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == scheme), None)
+    if plugin is not None and not callable(getattr(plugin.load(), "read_range", None)):
+        raise ConfigError(
+            source,
+            "model_dir",
+            f"{model_dir}: a Keras model's checkpoint files are judged whole by a ranged read of their first or "
+            f"last bytes, and the {scheme}:// storage back-end ({plugin.value}) has no read_range; implement "
+            "it, or put model_dir on local disk or gs://",
+        )
+
+
 def keras_python() -> str:
     """Where a Keras model's stages run by default: $EXPORTFLOW_KERAS_PYTHON, else the project's Keras runtime."""
     return os.environ.get(KERAS_PYTHON_ENV) or os.path.join(DEFAULT_KERAS_ENV, "bin", "python")
@@ -232,13 +254,7 @@ def _check_keras(config: PipelineConfig) -> None:
             )
     if config.params:
         raise ConfigError(source, "params", "params go to a model_fn; for a Keras builder use keras.builder_kwargs")
-    if "://" in config.model_dir and not config.model_dir.startswith("file://"):
-        raise ConfigError(
-            source,
-            "model_dir",
-            f"{config.model_dir}: a Keras model's checkpoint files are read from local disk (object-store "
-            "model dirs are supported for TF checkpoints only); copy or mount them to a local folder",
-        )
+    _check_ranged_reads(source, config.model_dir)
     try:
         pattern = FilePattern.parse(keras.checkpoints)
     except PatternError as exc:

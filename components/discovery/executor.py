@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 
 from components.artifacts import CheckpointArtifact, FileEntry
 from components.config.checkpoint_pattern import FilePattern
@@ -57,11 +58,18 @@ class Listing:
         return f"{len(steps)} complete: " + (f"..., {shown}" if len(steps) > limit else shown or "none")
 
 
-def list_checkpoints(model_dir: str, storage: Storage | None = None, *, pattern: str | None = None) -> Listing:
+def list_checkpoints(
+    model_dir: str,
+    storage: Storage | None = None,
+    *,
+    pattern: str | None = None,
+    judge: Callable[[int], bool] = lambda step: True,
+) -> Listing:
     """List ``model_dir`` once and sort its checkpoints into complete, incomplete and named-but-gone.
 
     ``pattern``: checkpoints are single files named by it (Keras, ``components.discovery.single_files``)
-    instead of TensorFlow's index and shards."""
+    instead of TensorFlow's index and shards; ``judge(step)``: whether to read that file's bytes to judge
+    it (one small ranged read each), else its size alone decides."""
     storage = storage or storage_for(model_dir)
     try:
         files = storage.list_files(model_dir)
@@ -70,7 +78,7 @@ def list_checkpoints(model_dir: str, storage: Storage | None = None, *, pattern:
     if not files:
         raise ModelDirError(_missing_or_empty(model_dir, storage))
     if pattern is not None:
-        return _single_file_listing(model_dir, FilePattern.parse(pattern), files)
+        return _single_file_listing(model_dir, group_single_files(FilePattern.parse(pattern), files, storage, judge))
     sizes = {info.uri.rpartition("/")[2]: info.size for info in files}
     state_text = ""
     if STATE_FILE in sizes:
@@ -103,8 +111,7 @@ def list_checkpoints(model_dir: str, storage: Storage | None = None, *, pattern:
     return Listing(model_dir, complete, incomplete, named, named_missing)
 
 
-def _single_file_listing(model_dir: str, pattern: FilePattern, files: list) -> Listing:
-    groups = group_single_files(pattern, files)
+def _single_file_listing(model_dir: str, groups: dict[str, SingleFileCheckpoint]) -> Listing:
     complete: dict[int, CheckpointFiles | SingleFileCheckpoint] = {}
     for name in sorted(groups):
         if groups[name].complete and groups[name].step not in complete:
@@ -172,8 +179,11 @@ def discover(
 ) -> list[CheckpointArtifact]:
     """New complete checkpoints for this model and configuration, ordered by step, chosen by the policy."""
     storage = storage or storage_for(params.model_dir)
-    listing = list_checkpoints(params.model_dir, storage, pattern=params.checkpoint_pattern)
     handled = set() if params.include_handled else ledger.handled_steps(params.config_digest, params.strategies)
+    # Only a checkpoint this run could take has its bytes read (single files; handled ones were judged
+    # when they were taken), so a model_dir of many epochs costs no more per run than its new files.
+    judge = (lambda step: step == params.only_step) if params.only_step is not None else (lambda step: step not in handled)
+    listing = list_checkpoints(params.model_dir, storage, pattern=params.checkpoint_pattern, judge=judge)
     return [
         checkpoint_artifact(params.model_name, params.model_dir, files, storage)
         for files in choose(listing, params, handled)

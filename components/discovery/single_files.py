@@ -3,23 +3,30 @@
 The pattern (``components.config.checkpoint_pattern``) gives each file's step. No
 TensorFlow or Keras here: whether a file is whole is read from its own bytes, without opening it as a
 model. ``ModelCheckpoint`` writes the file in place, so a file still being written (or cut short by a
-killed trainer) exists under its final name. On local disk a file counts as complete only when
+killed trainer) exists under its final name. A file counts as complete only when
 
 * ``.h5`` (``.weights.h5``): the HDF5 superblock is there and its end-of-file address equals the file's
   size (HDF5 writes the superblock last when it closes the file);
 * ``.keras``: the zip's end-of-central-directory record ends the file (zip writes it last).
 
-On an object store an object appears whole or not at all, so any non-empty object is complete.
+The same holds on an object store. A GCS object is visible only once its upload is finalized, but that
+says nothing of the bytes: a trainer that copies a file still being written (``gsutil cp`` of a local
+checkpoint, a sync loop) finalizes a truncated object. So each object is judged too, by one ranged read
+of its first 64 or last 22 bytes (``Storage.read_range``), never a download; and only the objects a run
+could take are read (``judge``: steps already handled were judged when they were taken).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import struct
+from collections.abc import Callable
 
+from components.artifacts import CheckpointArtifact
 from components.config.checkpoint_pattern import FilePattern
-from components.storage import ObjectInfo, scheme_of
+from components.storage import ObjectInfo, ObjectNotFound, Storage, StorageError
 
+HDF5_HEAD = 64  # bytes that hold any superblock version's end-of-file address
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_END = b"PK\x05\x06"
 ZIP_END_SIZE = 22  # the end-of-central-directory record without a comment (zipfile writes none)
@@ -45,30 +52,37 @@ class SingleFileCheckpoint:
         return [(self.prefix, self.size)]
 
 
-def group_single_files(pattern: FilePattern, files: list[ObjectInfo]) -> dict[str, SingleFileCheckpoint]:
-    """The listing's files that match ``pattern``, by name, each judged complete or not."""
+def group_single_files(
+    pattern: FilePattern,
+    files: list[ObjectInfo],
+    storage: Storage,
+    judge: Callable[[int], bool] = lambda step: True,
+) -> dict[str, SingleFileCheckpoint]:
+    """The listing's files that match ``pattern``, by name, each judged complete or not (by its bytes
+    when ``judge(step)``, else by its size alone)."""
     found = {}
     for info in files:
         name = info.uri.rstrip("/").rpartition("/")[2]
         step = pattern.step_of(name)
         if step is not None:
-            found[name] = SingleFileCheckpoint(name, step, info.size, _problem(info))
+            problem = _problem(storage, info) if judge(step) else ("empty" if info.size == 0 else "")
+            found[name] = SingleFileCheckpoint(name, step, info.size, problem)
     return found
 
 
-def _problem(info: ObjectInfo) -> str:
+def _problem(storage: Storage, info: ObjectInfo) -> str:
     if info.size == 0:
         return "empty"
-    if scheme_of(info.uri) != "file":
-        return ""  # an object store shows an object only once it is whole
-    path = info.uri.removeprefix("file://")
     try:
-        with open(path, "rb") as handle:
-            if path.endswith(".keras"):
-                return _zip_problem(handle, info.size)
-            return _hdf5_problem(handle.read(64), info.size)
-    except OSError as exc:
-        return f"unreadable: {exc.strerror or exc}"
+        if info.uri.endswith(".keras"):
+            if info.size < ZIP_END_SIZE:
+                return "shorter than a zip file: still being written"
+            return _zip_problem(storage.read_range(info.uri, info.size - ZIP_END_SIZE, ZIP_END_SIZE))
+        return _hdf5_problem(storage.read_range(info.uri, 0, min(HDF5_HEAD, info.size)), info.size)
+    except ObjectNotFound:
+        return "gone since the listing (the trainer's retention removed it?)"
+    except StorageError as exc:
+        return f"unreadable: {exc}"
 
 
 def _hdf5_problem(head: bytes, size: int) -> str:
@@ -93,10 +107,20 @@ def _hdf5_problem(head: bytes, size: int) -> str:
     return ""
 
 
-def _zip_problem(handle, size: int) -> str:
-    if size < ZIP_END_SIZE:
-        return "shorter than a zip file: still being written"
-    handle.seek(size - ZIP_END_SIZE)
-    if handle.read(4) != ZIP_END:
+def _zip_problem(tail: bytes) -> str:
+    """Where the last bytes are not a zip end record: still being written, or truncated."""
+    if not tail.startswith(ZIP_END):
         return "no zip end record at its end: still being written, or truncated"
     return ""
+
+
+def is_single_file(checkpoint: CheckpointArtifact) -> bool:
+    """Whether the checkpoint is one file named by its URI (a pattern's), not TensorFlow's index and shards."""
+    name = checkpoint.uri.rstrip("/").rpartition("/")[2]
+    return [entry.path for entry in checkpoint.files] == [name]
+
+
+def single_file_objects(storage: Storage, checkpoint: CheckpointArtifact) -> list[ObjectInfo]:
+    """The one object of a single-file checkpoint at its readable place (lease or original), or none."""
+    info = storage.stat(checkpoint.readable_prefix)
+    return [info] if info is not None else []

@@ -28,6 +28,7 @@ import uuid
 from typing import Any
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
+from components.discovery.single_files import is_single_file, single_file_objects
 from components.export.errors import ExportError, StagingFailed
 from components.export.savedmodel.by_reference import DeferredShards, deferring
 from components.export.savedmodel.versions import WriteOutcome, Written, choose_version, write_version
@@ -226,7 +227,10 @@ def _local_checkpoint(area: StagingArea, checkpoint: CheckpointArtifact, folder:
         return prefix
     storage = storage_for(prefix)
     try:
-        objects = [o for o in checkpoint_objects(storage, prefix) if not index_only or o.uri.endswith(".index")]
+        if is_single_file(checkpoint):  # a Keras checkpoint: one file, fetched whole
+            objects = single_file_objects(storage, checkpoint)
+        else:
+            objects = [o for o in checkpoint_objects(storage, prefix) if not index_only or o.uri.endswith(".index")]
         if not objects:
             raise ExportError(f"{checkpoint.label}: no files at {prefix} (its lease expired?); rerun discovery")
         area.cache.materialize(storage, {info.uri.rsplit("/", 1)[1]: info for info in objects}, folder)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from components.errors import ExportflowError
+from components.discovery.errors import CheckpointError
+from components.errors import ExportflowError, RetryableError
 
 
 class KerasError(ExportflowError):
@@ -19,3 +20,8 @@ class KerasModelMismatch(KerasError):
 
 class KerasEndpointError(KerasError):
     """An endpoint's input signature does not fit the model, or the exported endpoint does not answer."""
+
+
+class CheckpointFetchFailed(RetryableError, CheckpointError):
+    """A checkpoint file on an object store did not arrive whole (the store failed for now, or the bytes
+    did not match its CRC32C): nothing of it was kept, and another attempt fetches it again."""

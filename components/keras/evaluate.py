@@ -14,6 +14,7 @@ from components.evaluation.spec import EvaluationParams
 from components.keras.checkpoint import local_checkpoint_file
 from components.keras.errors import KerasError
 from components.keras.model import load_checkpoint_model
+from components.staging.area import staging_area
 
 
 def keras_metrics(params: EvaluationParams, checkpoint: CheckpointArtifact) -> dict[str, float]:
@@ -24,7 +25,7 @@ def keras_metrics(params: EvaluationParams, checkpoint: CheckpointArtifact) -> d
         return {}
     scratch = os.path.join(params.work_dir, "checkpoints", str(checkpoint.step))
     try:
-        path = local_checkpoint_file(checkpoint, scratch)
+        path = local_checkpoint_file(checkpoint, scratch, staging_area(config).cache)
         model = load_checkpoint_model(config, path, checkpoint.label)
         dataset = eval_data(config)
         try:

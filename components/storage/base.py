@@ -114,6 +114,11 @@ class Storage(Protocol):
 
     def read_bytes(self, uri: str) -> bytes: ...
 
+    def read_range(self, uri: str, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (fewer at the end of the object): one ranged GET on GCS, so a
+        header or trailer is judged without downloading the object."""
+        ...
+
     def read_versioned(self, uri: str) -> tuple[bytes, int] | None:
         """Content and generation, or None when absent (for compare-and-swap updates)."""
         ...

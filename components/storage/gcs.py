@@ -316,6 +316,13 @@ class GCSStorage:
         return self._blob(uri).download_as_bytes(timeout=self.timeout, retry=self.retry)
 
     @_wrap_errors()
+    def read_range(self, uri: str, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        blob = self._blob(uri)
+        return blob.download_as_bytes(start=start, end=start + length - 1, timeout=self.timeout, retry=self.retry)
+
+    @_wrap_errors()
     def read_versioned(self, uri: str) -> tuple[bytes, int] | None:
         bucket, key = split_gcs_uri(uri)
         blob = self.client.bucket(bucket).get_blob(key, timeout=self.timeout, retry=self.retry)
@@ -385,8 +392,12 @@ class GCSStorage:
     def download_file(self, uri: str, local_path: str) -> None:
         os.makedirs(os.path.dirname(local_path) or ".", exist_ok=True)
         tmp = f"{local_path}.part"
-        self._blob(uri).download_to_filename(tmp, checksum="crc32c", timeout=self.timeout, retry=self.retry)
-        os.replace(tmp, local_path)
+        try:
+            self._blob(uri).download_to_filename(tmp, checksum="crc32c", timeout=self.timeout, retry=self.retry)
+            os.replace(tmp, local_path)
+        finally:  # the SDK removes its file on a checksum mismatch only; a dropped connection leaves it
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
     def sync(self, uris: Iterable[str]) -> None:
         """Nothing to do: GCS acknowledges a write only once it is durable."""

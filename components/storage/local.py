@@ -136,6 +136,16 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot read {uri}: {exc.strerror}") from exc
 
+    def read_range(self, uri: str, start: int, length: int) -> bytes:
+        try:
+            with open(self._path(uri), "rb") as handle:
+                handle.seek(start)
+                return handle.read(max(length, 0))
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(f"{uri} does not exist") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read {uri}: {exc.strerror}") from exc
+
     def read_versioned(self, uri: str) -> tuple[bytes, int] | None:
         path = self._path(uri)
         try:
