@@ -277,6 +277,26 @@ def test_bad_inputs_fail_the_component_with_the_fix_and_publish_nothing(
     assert not (destination / "example").exists() and not (destination / ".exportflow").exists()
 
 
+def test_another_model_at_a_published_step_is_refused_with_a_fix_the_component_offers(
+    tfx_python: Path, savedmodel: Path, tmp_path: Path
+) -> None:
+    """The publish protocol's advice ("rerun with force") names an option the component does not have."""
+    destination = tmp_path / "published"
+    config = config_file(tmp_path, str(destination))
+    assert run_pipeline(tfx_python, spec(tmp_path / "first", savedmodel, config)).returncode == 0
+    published_pb = (destination / "example" / str(STEP) / "saved_model.pb").read_bytes()
+    other = tmp_path / "other"
+    shutil.copytree(savedmodel, other)
+    write_warmup(other, 3)  # other content, same step
+    result = run_pipeline(tfx_python, spec(tmp_path / "second", other, config))
+    assert result.returncode != 0
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("exportflow_tfx.errors.TfxPushError")]
+    assert f"version {STEP} of example is already published at {destination} with other content" in line
+    assert "int custom property 'step' names that version: give a new Model a step" in line and "force" not in line
+    assert (destination / "example" / str(STEP) / "saved_model.pb").read_bytes() == published_pb
+    assert loadable_versions(storage_for(str(destination)), str(destination)) == [f"example/{STEP}"]
+
+
 def test_a_model_without_a_step_is_published_as_its_mlmd_id_with_its_warmup_requests(
     tfx_python: Path, savedmodel: Path, tmp_path: Path
 ) -> None:
