@@ -73,6 +73,7 @@ class ServableStatus:
     pins: tuple[int, ...]
     rollback_targets: Mapping[str, int]  # label -> the version a rollback takes it to
     moves: tuple[LabelMove, ...]
+    published: tuple[int, ...] = ()  # versions with a commit marker, newest first
 
 
 def target_for(config: PipelineConfig, storage: Storage | None = None) -> ServingTarget:
@@ -312,10 +313,12 @@ def status(config: PipelineConfig, storage: Storage | None = None) -> list[Serva
     target = target_for(config, storage)
     read = config_file.read(target.config_storage, target.config_uri)
     history = target.history.load()
-    return [_status_of(name, read.config, history) for name in target.servables]
+    return [
+        _status_of(name, read.config, history, tuple(published_versions(target, name))) for name in target.servables
+    ]
 
 
-def _status_of(name: str, config, history: ServingHistory) -> ServableStatus:
+def _status_of(name: str, config, history: ServingHistory, published: tuple[int, ...]) -> ServableStatus:
     entry = model_config.find(config, name)
     targets = {}
     for label in sorted(set(entry.labels if entry else ()) | set(history.labels_of(name))):
@@ -323,7 +326,7 @@ def _status_of(name: str, config, history: ServingHistory) -> ServableStatus:
         if back is not None:
             targets[label] = back
     moves = tuple(m for m in history.moves if m.servable == name)
-    return ServableStatus(name, entry, history.pinned(name), targets, moves)
+    return ServableStatus(name, entry, history.pinned(name), targets, moves, published)
 
 
 def _unlist_if_unneeded(target: ServingTarget, servable: str, version: int, pins: set[int]) -> None:
