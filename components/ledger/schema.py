@@ -1,4 +1,4 @@
-"""The ledger's documented schema (version 2), as frozen dataclasses stored as JSON.
+"""The ledger's documented schema (version 3), as frozen dataclasses stored as JSON.
 
 One JSON file per model at the destination, ``<destination>/.exportflow/<model>/ledger.json`` — not in
 Airflow's database, not in memory — so a restarted process, a retried task or another worker reads the
