@@ -136,3 +136,20 @@ def test_labels_and_pins_of_a_multi_graph_set_are_refused_naming_the_model_and_w
         code, out, err = run(capsys, "serving", command, "--config", path, "--version", "100")
         assert (code, out, err) == (1, "", expected), command
     assert not config_path(tmp_path).exists()
+
+
+def test_a_misspelt_label_is_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No command removes a label, so a typo would stay in the model server config for good, keeping its
+    version loaded and out of retention's reach."""
+    path = write_config(tmp_path, publish_label="shadow")
+    publish_versions(load_config(path), tmp_path, 100, 200)
+    code, _, err = run(capsys, "serving", "promote", "--config", path, "--version", "100", "--label", "stabel")
+    assert code == 1
+    assert err == (
+        "exportflow: error: label 'stabel' is not a label of servable 'example' (known: canary, shadow, stable); "
+        "check its spelling. No command removes a label once added, so a new one is refused: to use it, add it "
+        "to the model server config by hand or set it as serving.publish_label\n"
+    )
+    assert not config_path(tmp_path).exists()
+    assert run(capsys, "serving", "promote", "--config", path, "--version", "100", "--label", "shadow")[0] == 0
+    assert run(capsys, "serving", "promote", "--config", path, "--version", "100", "--label", "canary")[0] == 0

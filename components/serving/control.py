@@ -44,6 +44,7 @@ from components.serving.model_config import ServableEntry
 from components.storage import Storage, scheme_of, storage_for
 
 CONFIG_FILE = "models.config"
+STANDARD_LABELS = ("stable", "canary")  # what the promote DAG offers too, with the config's publish_label
 LABEL_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 
 
@@ -144,6 +145,24 @@ def check_label(label: str) -> str:
     return label
 
 
+def check_known_label(config: PipelineConfig, target: ServingTarget, servable: str, label: str) -> None:
+    """A promotion may name ``stable``, ``canary``, the config's ``publish_label`` or a label the servable
+    already has: a misspelt new label would stay in the model server config (no command removes a label),
+    keeping its version loaded and out of retention's reach."""
+    known = {*STANDARD_LABELS, *([config.serving.publish_label] if config.serving.publish_label else [])}
+    if label in known:
+        return
+    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)
+    if entry is not None and label in entry.labels:
+        return
+    labels = ", ".join(sorted(known | set(entry.labels if entry else ())))
+    raise UnknownLabel(
+        f"label {label!r} is not a label of servable {servable!r} (known: {labels}); check its spelling. "
+        "No command removes a label once added, so a new one is refused: to use it, add it to the model "
+        "server config by hand or set it as serving.publish_label"
+    )
+
+
 def check_servable(target: ServingTarget, servable: str | None) -> str:
     if servable is None:
         if len(target.servables) == 1:
@@ -231,8 +250,9 @@ def promote(
     check_mode(config)
     target = target_for(config)
     name = check_servable(target, servable)
+    check_known_label(config, target, name, check_label(label))
     return move_label(
-        target, name, check_label(label), int(version), wait=wait or _wait_of(config),
+        target, name, label, int(version), wait=wait or _wait_of(config),
         who=who, run_id=run_id, reason=reason,
     )
 
