@@ -269,6 +269,29 @@ def test_force_publishes_other_content_under_a_fresh_higher_version_and_never_to
     assert loadable_versions(storage, base) == ["200", "300", "301"]
 
 
+def test_a_dry_run_names_the_version_a_real_run_would_take_and_writes_nothing(tmp_path: Path) -> None:
+    """A dry run of other content at a taken number: refused like the real run, or with force the fresh
+    number the real run then takes (not the taken one); the same content: already published."""
+    destination = str(tmp_path / "published")
+    config = make_config(destination, tmp_path)
+    storage = storage_for(destination)
+    first, second = make_export(tmp_path / "a", seed=1), make_export(tmp_path / "b", seed=2)
+    publish(params_for(config), first)
+    before = {k: (v.size, v.generation) for k, v in relative_objects(storage, destination).items()}
+
+    with pytest.raises(VersionConflict, match="never rewritten in place"):
+        publish(params_for(config, dry_run=True), second)
+    planned = publish(params_for(config, dry_run=True, force=True), second)
+    assert (planned.version, planned.already_published) == ("301", False)
+    assert planned.uri == storage.join(destination, "example", "301")
+    assert planned.marker_uri.endswith("/.exportflow/301.published.json")
+    same = publish(params_for(config, dry_run=True, force=True), first)
+    assert (same.version, same.already_published) == ("300", True)
+    assert {k: (v.size, v.generation) for k, v in relative_objects(storage, destination).items()} == before
+
+    assert publish(params_for(config, force=True), second).version == planned.version
+
+
 def test_a_retry_after_the_staged_copy_is_gone_reports_the_fresh_version(tmp_path: Path) -> None:
     config = make_config(str(tmp_path / "published"), tmp_path)
     first, second = make_export(tmp_path / "a", seed=1), make_export(tmp_path / "b", seed=2)

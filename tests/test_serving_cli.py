@@ -87,7 +87,26 @@ def test_mode_latest_refuses_label_commands(tmp_path: Path, capsys: pytest.Captu
         "this model; set serving.mode: labels to use labels, pins and rollbacks\n"
     )
     code, out, _ = run(capsys, "serving", "status", "--config", path)
-    assert code == 0 and "serving mode: latest" in out and "not in the model server config" in out
+    assert code == 0 and out.splitlines() == [
+        "serving mode: latest (no model server config: TF Serving serves each servable's highest version)",
+        "example:",
+        "  no published version",
+    ]
+
+
+def test_status_in_mode_latest_names_the_version_tf_serving_serves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under the latest policy the highest number serves, which after a forced republish is not the
+    checkpoint's step: status says which one, instead of 'not in the model server config'."""
+    path = write_config(tmp_path, mode="latest")
+    publish_versions(load_config(path), tmp_path, 100, 300, 200)
+    code, out, _ = run(capsys, "serving", "status", "--config", path)
+    assert code == 0 and out.splitlines() == [
+        "serving mode: latest (no model server config: TF Serving serves each servable's highest version)",
+        "example:",
+        "  serving: 300 (highest published version; published: 300, 200, 100)",
+    ]
 
 
 def test_labels_and_pins_of_a_multi_graph_set_are_refused_naming_the_model_and_what_to_do(
@@ -107,3 +126,20 @@ def test_labels_and_pins_of_a_multi_graph_set_are_refused_naming_the_model_and_w
         code, out, err = run(capsys, "serving", command, "--config", path, "--version", "100")
         assert (code, out, err) == (1, "", expected), command
     assert not config_path(tmp_path).exists()
+
+
+def test_a_misspelt_label_is_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No command removes a label, so a typo would stay in the model server config for good, keeping its
+    version loaded and out of retention's reach."""
+    path = write_config(tmp_path, publish_label="shadow")
+    publish_versions(load_config(path), tmp_path, 100, 200)
+    code, _, err = run(capsys, "serving", "promote", "--config", path, "--version", "100", "--label", "stabel")
+    assert code == 1
+    assert err == (
+        "exportflow: error: label 'stabel' is not a label of servable 'example' (known: canary, shadow, stable); "
+        "check its spelling. No command removes a label once added, so a new one is refused: to use it, add it "
+        "to the model server config by hand or set it as serving.publish_label\n"
+    )
+    assert not config_path(tmp_path).exists()
+    assert run(capsys, "serving", "promote", "--config", path, "--version", "100", "--label", "shadow")[0] == 0
+    assert run(capsys, "serving", "promote", "--config", path, "--version", "100", "--label", "canary")[0] == 0

@@ -12,7 +12,7 @@ from components.config.loader import parse_config
 from components.ledger import Ledger
 from components.ledger.label_history import LabelHistory
 from components.pipeline.options import RunOptions
-from components.pipeline.report import publications_table
+from components.pipeline.report import new_publications, publications_table
 from components.pipeline.stages import publish_stage
 from components.publish.executor import publish
 from components.serving import config_file, control, model_config
@@ -139,3 +139,26 @@ def test_a_multi_graph_set_is_published_without_the_publish_label(tmp_path: Path
     assert (tmp_path / "published" / "example" / "entry" / "100" / "saved_model.pb").exists()
     assert not config_path(tmp_path).exists()
     assert "example version 100 published without the label canary: model 'example'" in caplog.text
+
+
+def test_republishing_a_retired_version_is_a_new_history_entry_and_shown_as_new(tmp_path: Path) -> None:
+    """Retention deleted version 100; a forced rerun of step 100 publishes other content as 100 again (the
+    number is free): a publication of its own, so the append-only history gains an entry and the run's
+    table says 'new', not 'earlier'."""
+    config = serving_config(tmp_path)  # keep: 1
+    publish_stage(config, make_export(tmp_path / "a", step=100, seed=1), RunOptions(run_id="first"))
+    publish_stage(config, make_export(tmp_path / "a", step=200, seed=2), RunOptions(run_id="second"))
+    assert not (tmp_path / "published" / "example" / "100").exists()  # retired by retention
+    ledger = Ledger(str(tmp_path / "published"), "example")
+    before = ledger.load()
+    again = publish_stage(config, make_export(tmp_path / "b", step=100, seed=3), RunOptions(force=True, run_id="again"))
+    assert (again.version, again.already_published) == ("100", False)
+
+    record = ledger.load().record(100)
+    assert [(p.version, p.run_id) for p in record.history] == [("100", "first"), ("100", "again")]
+    assert record.publications["all_modes"].run_id == "again"
+    table = publications_table(before, ledger.load()).splitlines()
+    assert [(line.split()[0], line.split()[3], line.split()[-1]) for line in table[2:]] == [
+        ("100", "100", "earlier"), ("100", "100", "new"), ("200", "200", "earlier"),
+    ]
+    assert new_publications(before, ledger.load()) == 1

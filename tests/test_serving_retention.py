@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.publish.retention import RetentionPolicy, decide
+from components.ranking import RankingRule
 from components.serving import control
 from components.serving.protection import retention_for_config, retire_old_versions
 from components.storage import storage_for
@@ -53,3 +54,17 @@ def test_retention_deletes_nothing_when_the_model_server_config_is_malformed(tmp
     assert retire_old_versions(config, "example") is None  # logged and skipped, never fails a publish
     storage = storage_for(str(tmp_path))
     assert loadable_versions(storage, str(tmp_path / "published" / "example")) == ["100", "200", "300"]
+
+
+def test_a_serving_version_counts_among_the_newest_and_the_best() -> None:
+    """A forced republish is the newest number and gets the publish label; it is still the newest (and may
+    be the best), so an older, unlabelled version is not kept as 'one of the newest' or 'best' in its place."""
+    views = {v: published(v, auc) for v, auc in [("100", 0.6), ("200", 0.7), ("300", 0.95), ("301", 0.9)]}
+    serving = {"300": "serving: label stable", "301": "serving: label canary"}
+    decisions = decide(views, RetentionPolicy(keep=1, best=RankingRule("auc", "higher_is_better")), None, serving)
+    assert {d.version: (d.action, d.reason) for d in decisions} == {
+        "301": ("keep", "serving: label canary, one of the 1 newest"),
+        "300": ("keep", "serving: label stable, best by auc"),
+        "200": ("delete", "older than the 1 newest published versions"),
+        "100": ("delete", "older than the 1 newest published versions"),
+    }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from components.storage import Storage, crc32c_of_bytes, storage_for
 from plugins.ui.history import build_history
 from tests.support.example_pipeline import write_config
 from tests.support.publishing import assert_nothing_partial_is_loadable, loadable_versions, relative_objects
-from tests.support.tfx_env import build_tfx_env, kill_at, lineage, run_pipeline
+from tests.support.tfx_env import build_tfx_env, child_env, kill_at, lineage, run_pipeline
 
 STEP = 300
 METRICS = {"auc": 0.81, "loss": 0.52}
@@ -275,6 +276,49 @@ def test_bad_inputs_fail_the_component_with_the_fix_and_publish_nothing(
     pushed = tmp_path / "run" / "pipeline" / "ExportflowPusher" / "pushed_model" / "2"
     assert expected.format(config=config, pushed=pushed) in result.stderr, result.stderr[-2000:]
     assert not (destination / "example").exists() and not (destination / ".exportflow").exists()
+
+
+def test_another_model_at_a_published_step_is_refused_with_a_fix_the_component_offers(
+    tfx_python: Path, savedmodel: Path, tmp_path: Path
+) -> None:
+    """The publish protocol's advice ("rerun with force") names an option the component does not have."""
+    destination = tmp_path / "published"
+    config = config_file(tmp_path, str(destination))
+    assert run_pipeline(tfx_python, spec(tmp_path / "first", savedmodel, config)).returncode == 0
+    published_pb = (destination / "example" / str(STEP) / "saved_model.pb").read_bytes()
+    other = tmp_path / "other"
+    shutil.copytree(savedmodel, other)
+    write_warmup(other, 3)  # other content, same step
+    result = run_pipeline(tfx_python, spec(tmp_path / "second", other, config))
+    assert result.returncode != 0
+    (line,) = [x for x in result.stderr.splitlines() if x.startswith("exportflow_tfx.errors.TfxPushError")]
+    assert f"version {STEP} of example is already published at {destination} with other content" in line
+    assert "int custom property 'step' names that version: give a new Model a step" in line and "force" not in line
+    assert (destination / "example" / str(STEP) / "saved_model.pb").read_bytes() == published_pb
+    assert loadable_versions(storage_for(str(destination)), str(destination)) == [f"example/{STEP}"]
+
+
+def test_the_example_pipeline_command_says_what_it_published(tfx_python: Path, savedmodel: Path, tmp_path: Path) -> None:
+    """README's command: without a line of its own it exits 0 and prints only TFX's warnings, whether it
+    published, found the version published, or pushed nothing."""
+    destination = tmp_path / "published"
+    config = config_file(tmp_path, str(destination))
+
+    def example(*extra: str) -> str:
+        result = subprocess.run(
+            [str(tfx_python), "-m", "exportflow_tfx.example_pipeline", "--saved-model", str(savedmodel),
+             "--config", config, "--root", str(tmp_path / "root"), *extra],
+            env=child_env(), capture_output=True, text=True, check=False, timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    version_dir = destination / "example" / str(STEP)
+    assert example("--step", str(STEP)) == f"published version {STEP} at {version_dir}\n"
+    assert example("--step", str(STEP)) == f"version {STEP} was already published at {version_dir}: nothing new\n"
+    assert example("--step", "400", "--not-blessed") == (
+        "not pushed: not blessed: TFX ModelBlessing: not blessed (blessed=0)\n"
+    )
 
 
 def test_a_model_without_a_step_is_published_as_its_mlmd_id_with_its_warmup_requests(

@@ -1,4 +1,4 @@
-"""The ledger's documented schema (version 2), as frozen dataclasses stored as JSON.
+"""The ledger's documented schema (version 3), as frozen dataclasses stored as JSON.
 
 One JSON file per model at the destination, ``<destination>/.exportflow/<model>/ledger.json`` — not in
 Airflow's database, not in memory — so a restarted process, a retried task or another worker reads the
@@ -114,9 +114,13 @@ class CheckpointRecord:
 
     def with_publication(self, pushed: PushedModelArtifact) -> CheckpointRecord:
         """This record with ``pushed`` as its strategy's newest publication, appended to the history unless
-        that version of that strategy is in it already (a rerun that found it published)."""
+        it is a rerun that found that version of that strategy published and in the history already. A
+        publication that moved bytes is appended even under a number the history has: retention (or a
+        person) deleted that version, and a forced rerun published other content under the freed number."""
         earlier = self.publication_history()
-        seen = any((p.strategy, p.version) == (pushed.strategy, pushed.version) for p in earlier)
+        seen = pushed.already_published and any(
+            (p.strategy, p.version) == (pushed.strategy, pushed.version) for p in earlier
+        )
         return dataclasses.replace(
             self,
             publications={**self.publications, pushed.strategy: pushed},

@@ -85,14 +85,15 @@ def publications_table(
     rows = []
     for record in sorted(after.checkpoints.values(), key=lambda r: r.step):
         old = before.record(record.step)
-        seen = {(p.strategy, p.version) for p in old.publication_history()} if old else set()
+        known = len(old.publication_history()) if old else 0  # the history is append-only: later ones are new
         # every publication (a forced republish adds one under a fresh version; the old one stays listed)
-        for pushed in sorted(record.publication_history(), key=lambda p: p.strategy):
+        history = list(enumerate(record.publication_history()))
+        for index, pushed in sorted(history, key=lambda item: item[1].strategy):
             strategy = pushed.strategy
             metrics = record.evaluation.metrics if record.evaluation else {}
             shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
             exported = record.exports.get(strategy)
-            is_new = (strategy, pushed.version) not in seen
+            is_new = index >= known
             rows.append(
                 [
                     str(record.step),
@@ -118,8 +119,8 @@ def new_publications(before: LedgerState, after: LedgerState) -> int:
     count = 0
     for record in after.checkpoints.values():
         old = before.record(record.step)
-        seen = {(p.strategy, p.version) for p in old.publication_history()} if old else set()
-        count += len({(p.strategy, p.version) for p in record.publication_history()} - seen)
+        known = len(old.publication_history()) if old else 0  # the history is append-only: later ones are new
+        count += max(0, len(record.publication_history()) - known)
     return count
 
 

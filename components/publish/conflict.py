@@ -10,8 +10,8 @@ from components.layout import GRAPH_FILES
 from components.publish.attempt import Attempt, GraphSource, content_of
 from components.publish.errors import VersionConflict
 from components.publish.fresh_version import fresh_version
-from components.publish.layout import Layout, layout_for
-from components.publish.marker import CommitMarker
+from components.publish.layout import Layout, layout_for, marker_uri
+from components.publish.marker import CommitMarker, read_marker
 from components.storage import ObjectInfo, Storage
 from components.transfer.pool import matches
 
@@ -45,11 +45,45 @@ def refuse_other_content(
     if force:
         raise NumberTaken
     what = ", ".join(different) if different else f"marker {run.layout.marker}"
-    raise VersionConflict(
-        f"version {run.layout.version} of {run.layout.servable} is already published with different "
+    raise _conflict(run.layout, what)
+
+
+def _conflict(layout: Layout, what: str) -> VersionConflict:
+    return VersionConflict(
+        f"version {layout.version} of {layout.servable} is already published with different "
         f"content ({what}); a published version is never rewritten in place — publish a new version, "
         "or rerun with force to publish this content under a fresh, higher version number"
     )
+
+
+def dry_run_layout(
+    storage: Storage, layout: Layout, graphs: tuple[GraphSource, ...], force: bool
+) -> tuple[Layout, bool]:
+    """A dry run's answer, read-only (no lock, no write): the layout a real run would publish under and
+    whether it would find this content already published there. Other content at the number is refused
+    as the real run refuses it, or with ``force`` gets the fresh number the real run would take."""
+    content = content_of(graphs)
+    marker = read_marker(storage, layout.marker)
+    if marker is not None:
+        if marker.content == content:
+            return layout, True
+        taken = f"marker {layout.marker}"
+    else:
+        taken = ", ".join(
+            layout.graph_dir(graph.name)
+            for graph in graphs
+            for entry in graph.files
+            if entry.path in GRAPH_FILES
+            and (info := storage.stat(storage.join(layout.graph_dir(graph.name), entry.path))) is not None
+            and not matches(storage, info, entry)
+        )
+        if not taken:
+            return layout, False
+    if not force:
+        raise _conflict(layout, taken)
+    fresh = fresh_version(storage, layout, content, {g.name: g.files for g in graphs})
+    found = read_marker(storage, marker_uri(storage, layout.base, fresh))
+    return layout_for(storage, layout.destination, layout.servable, fresh, layout.graphs), found is not None
 
 
 def fresh_layout(storage: Storage, layout: Layout, graphs: tuple[GraphSource, ...]) -> Layout:

@@ -36,6 +36,7 @@ from components.manifest import (
     write_manifest,
 )
 from components.model_storage import destination_storage
+from components.publish.conflict import dry_run_layout
 from components.publish.errors import ExportIncomplete
 from components.publish.layout import Layout, layout_for
 from components.publish.marker import MarkedExport, read_marker
@@ -147,8 +148,10 @@ def _publish_sources(
     destination = params.config.destination
     planned = _planned(params, export, storage, layout, sources)
     if params.dry_run:
-        log.info("dry run: would publish %s to %s", export.uri, planned.uri)
-        return planned
+        found, already = dry_run_layout(storage, layout, sources, params.force)
+        planned = _at(planned, storage, found) if found.version != planned.version else planned
+        log.info("dry run: would publish %s to %s%s", export.uri, planned.uri, " (already published)" * already)
+        return dataclasses.replace(planned, already_published=already)
     outcome = publish_version(
         storage,
         destination=destination.uri,
@@ -182,6 +185,18 @@ def _publish_sources(
         bytes_moved=outcome.bytes_moved,
         bytes_copied=outcome.bytes_copied,
         already_published=outcome.already_published,
+    )
+
+
+def _at(planned: PushedModelArtifact, storage: Storage, layout: Layout) -> PushedModelArtifact:
+    """``planned`` at another version's layout (a dry run of a forced republish: the fresh number)."""
+    return dataclasses.replace(
+        planned,
+        version=layout.version,
+        uri=layout.primary_dir,
+        graph_uris=layout.graph_uris,
+        marker_uri=layout.marker,
+        manifest_uri=storage.join(layout.primary_dir, MANIFEST_PATH),
     )
 
 

@@ -165,7 +165,8 @@ def decide(
     serving: Mapping[str, str] | None = None,
 ) -> list[RetentionDecision]:
     """What to do with each version (newest first). Pure: no I/O. ``serving`` maps versions that serving
-    control needs (labelled, listed in the model server config, a label's rollback target) to why: kept."""
+    control needs (labelled, listed in the model server config, a label's rollback target) to why: kept,
+    and still counted among the newest and ranked for best (a forced republish is the newest and labelled)."""
     decisions: dict[str, RetentionDecision] = {}
     published: list[VersionView] = []
     for view in views.values():
@@ -173,10 +174,10 @@ def decide(
             decisions[view.version] = RetentionDecision(
                 view.version, "skip", f"{view.lock.get('purpose', 'publish')} in progress by {view.lock.get('owner')}"
             )
+        elif view.complete:
+            published.append(view)  # ranked with the others even when serving needs it: it may be the newest
         elif serving and view.version in serving:
             decisions[view.version] = RetentionDecision(view.version, "keep", serving[view.version])
-        elif view.complete:
-            published.append(view)
         elif view.version == current:
             decisions[view.version] = RetentionDecision(view.version, "keep", "current (marked as served)")
         elif view.marker is None and view.loadable:
@@ -192,7 +193,7 @@ def decide(
     published.sort(key=lambda v: int(v.version), reverse=True)
     best = _best(published, policy.best)
     for rank, view in enumerate(published):
-        reasons = []
+        reasons = [serving[view.version]] if serving and view.version in serving else []
         if rank < policy.keep:
             reasons.append(f"one of the {policy.keep} newest")
         if best is not None and view.version == best:

@@ -14,5 +14,5 @@ class PublishParams:
     strategy: StrategyConfig
     evaluation: EvaluationArtifact | None = None
     dry_run: bool = False  # write the manifest, publish nothing
-    force: bool = False  # replace a published version of the same number whose content differs
+    force: bool = False  # other content at the same number: publish it under a fresh, higher number (conflict.py)
 

@@ -44,6 +44,7 @@ from components.serving.model_config import ServableEntry
 from components.storage import Storage, scheme_of, storage_for
 
 CONFIG_FILE = "models.config"
+STANDARD_LABELS = ("stable", "canary")  # what the promote DAG offers too, with the config's publish_label
 LABEL_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 
 
@@ -73,6 +74,7 @@ class ServableStatus:
     pins: tuple[int, ...]
     rollback_targets: Mapping[str, int]  # label -> the version a rollback takes it to
     moves: tuple[LabelMove, ...]
+    published: tuple[int, ...] = ()  # versions with a commit marker, newest first
 
 
 def target_for(config: PipelineConfig, storage: Storage | None = None) -> ServingTarget:
@@ -141,6 +143,24 @@ def check_label(label: str) -> str:
     if not isinstance(label, str) or not LABEL_PATTERN.match(label):
         raise UnknownLabel(f"label {label!r} must be lowercase letters, digits, '_' or '-', e.g. stable or canary")
     return label
+
+
+def check_known_label(config: PipelineConfig, target: ServingTarget, servable: str, label: str) -> None:
+    """A promotion may name ``stable``, ``canary``, the config's ``publish_label`` or a label the servable
+    already has: a misspelt new label would stay in the model server config (no command removes a label),
+    keeping its version loaded and out of retention's reach."""
+    known = {*STANDARD_LABELS, *([config.serving.publish_label] if config.serving.publish_label else [])}
+    if label in known:
+        return
+    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)
+    if entry is not None and label in entry.labels:
+        return
+    labels = ", ".join(sorted(known | set(entry.labels if entry else ())))
+    raise UnknownLabel(
+        f"label {label!r} is not a label of servable {servable!r} (known: {labels}); check its spelling. "
+        "No command removes a label once added, so a new one is refused: to use it, add it to the model "
+        "server config by hand or set it as serving.publish_label"
+    )
 
 
 def check_servable(target: ServingTarget, servable: str | None) -> str:
@@ -230,8 +250,9 @@ def promote(
     check_mode(config)
     target = target_for(config)
     name = check_servable(target, servable)
+    check_known_label(config, target, name, check_label(label))
     return move_label(
-        target, name, check_label(label), int(version), wait=wait or _wait_of(config),
+        target, name, label, int(version), wait=wait or _wait_of(config),
         who=who, run_id=run_id, reason=reason,
     )
 
@@ -312,10 +333,12 @@ def status(config: PipelineConfig, storage: Storage | None = None) -> list[Serva
     target = target_for(config, storage)
     read = config_file.read(target.config_storage, target.config_uri)
     history = target.history.load()
-    return [_status_of(name, read.config, history) for name in target.servables]
+    return [
+        _status_of(name, read.config, history, tuple(published_versions(target, name))) for name in target.servables
+    ]
 
 
-def _status_of(name: str, config, history: ServingHistory) -> ServableStatus:
+def _status_of(name: str, config, history: ServingHistory, published: tuple[int, ...]) -> ServableStatus:
     entry = model_config.find(config, name)
     targets = {}
     for label in sorted(set(entry.labels if entry else ()) | set(history.labels_of(name))):
@@ -323,7 +346,7 @@ def _status_of(name: str, config, history: ServingHistory) -> ServableStatus:
         if back is not None:
             targets[label] = back
     moves = tuple(m for m in history.moves if m.servable == name)
-    return ServableStatus(name, entry, history.pinned(name), targets, moves)
+    return ServableStatus(name, entry, history.pinned(name), targets, moves, published)
 
 
 def _unlist_if_unneeded(target: ServingTarget, servable: str, version: int, pins: set[int]) -> None:

@@ -16,10 +16,18 @@ def format_move(move: LabelMove) -> str:
 
 
 def format_status(statuses: Iterable[ServableStatus], mode: str, config_uri: str, history: int = 10) -> str:
-    lines = [f"serving mode: {mode}; model server config: {config_uri}"]
+    """``mode`` latest: no model server config is written, so each servable says which version TF
+    Serving's default policy serves (the highest published number; after a forced republish, not the
+    checkpoint's step)."""
+    if mode == "latest":
+        lines = ["serving mode: latest (no model server config: TF Serving serves each servable's highest version)"]
+    else:
+        lines = [f"serving mode: {mode}; model server config: {config_uri}"]
     for status in statuses:
         lines.append(f"{status.servable}:")
-        if status.entry is None:
+        if mode == "latest":
+            lines.append(_latest(status.published))
+        elif status.entry is None:
             lines.append("  not in the model server config")
         else:
             loaded = ", ".join(map(str, status.entry.versions)) or "none"
@@ -32,3 +40,10 @@ def format_status(statuses: Iterable[ServableStatus], mode: str, config_uri: str
         for move in status.moves[-history:]:
             lines.append(f"  {format_move(move)}")
     return "\n".join(lines)
+
+
+def _latest(published: tuple[int, ...], shown: int = 10) -> str:
+    if not published:
+        return "  no published version"
+    listed = ", ".join(map(str, published[:shown])) + (", ..." if len(published) > shown else "")
+    return f"  serving: {published[0]} (highest published version; published: {listed})"

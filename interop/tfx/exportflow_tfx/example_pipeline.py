@@ -125,6 +125,26 @@ def main(argv: list[str] | None = None) -> None:
             blessed=not args.not_blessed,
         )
     )
+    print(outcome(args.root))
+
+
+def outcome(root: str) -> str:
+    """What this run's pusher did, from its PushedModel in the MLMD store (the newest one): the run
+    itself logs only TFX's own lines, and a pipeline that pushed nothing also exits 0."""
+    from ml_metadata.metadata_store import metadata_store
+
+    from exportflow_tfx import executor
+
+    config = metadata.sqlite_metadata_connection_config(os.path.join(root, "metadata.sqlite"))
+    pushed = max(metadata_store.MetadataStore(config).get_artifacts_by_type("PushedModel"), key=lambda a: a.id)
+    properties = pushed.custom_properties
+    if not properties[executor.PUSHED].int_value:
+        return f"not pushed: {properties[executor.NOT_PUSHED_REASON].string_value}"
+    where = properties[executor.PUSHED_DESTINATION].string_value
+    version = properties[executor.PUSHED_VERSION].string_value
+    if properties[executor.ALREADY_PUBLISHED].int_value:
+        return f"version {version} was already published at {where}: nothing new"
+    return f"published version {version} at {where}"
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from components.ledger.records import (
     stamp_publication,
 )
 from components.model_storage import ModelStorage
+from components.publish.errors import VersionConflict
 from components.publish.executor import publish
 from components.publish.spec import PublishParams
 from components.serving.protection import retire_old_versions
@@ -34,7 +35,7 @@ from components.serving.publication import label_fresh_version
 from components.transfer.pool import Observer
 from exportflow_tfx.errors import TfxPushError
 from exportflow_tfx.handover import as_export, copy_savedmodel
-from exportflow_tfx.source import blessing_of, source_of
+from exportflow_tfx.source import STEP_PROPERTY, blessing_of, source_of
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,14 @@ class Executor(base_executor.BaseExecutor):
         )
         record_evaluation(ledger, evaluation)
         record_export(ledger, export)
-        pushed = publish(PublishParams(config, strategy, evaluation), export, observer=self.observer())
+        try:
+            pushed = publish(PublishParams(config, strategy, evaluation), export, observer=self.observer())
+        except VersionConflict as exc:
+            raise TfxPushError(
+                f"version {source.step} of {strategy.servable or config.name} is already published at "
+                f"{config.destination.uri} with other content, and a published version is never rewritten; "
+                f"{_version_fix(model)}"
+            ) from exc
         run_id = self._context.pipeline_run_id if self._context else None
         pushed = stamp_publication(pushed, ledger.load().record(pushed.step), run_id)
         record_publication(ledger, pushed, export.checkpoint_uri, ranking_rule(config.evaluation.thresholds))
@@ -118,6 +126,19 @@ def _strategy(config: PipelineConfig, name: str | None) -> StrategyConfig:
         if name in (None, "", strategy.name):
             return strategy
     raise TfxPushError(f"{config.source}: no strategy named {name!r}; configured: {names}; pass one of them")
+
+
+def _version_fix(model: Any) -> str:
+    """What to change so the Model gets a version of its own (ExportflowPusher has no ``force``)."""
+    if model.has_custom_property(STEP_PROPERTY):
+        return (
+            f"this Model's int custom property {STEP_PROPERTY!r} names that version: give a new Model a step no "
+            "other Model published, or leave it unset to publish under the Model's MLMD id"
+        )
+    return (
+        "that version is this Model's MLMD id, which another metadata store's Model also had: set the Model's "
+        f"int custom property {STEP_PROPERTY!r} to a step no other Model published"
+    )
 
 
 def _optional(input_dict: dict[str, list[Any]], key: str) -> Any | None:
