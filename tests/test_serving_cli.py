@@ -99,7 +99,7 @@ def test_status_in_mode_latest_names_the_version_tf_serving_serves(
 ) -> None:
     """Under the latest policy the highest number serves, which after a forced republish is not the
     checkpoint's step: status says which one, instead of 'not in the model server config'."""
-    path = write_config(tmp_path, mode="latest")
+    path = config_file_for(tmp_path, mode="latest")
     publish_versions(load_config(path), tmp_path, 100, 300, 200)
     code, out, _ = run(capsys, "serving", "status", "--config", path)
     assert code == 0 and out.splitlines() == [
@@ -131,7 +131,7 @@ def test_labels_and_pins_of_a_multi_graph_set_are_refused_naming_the_model_and_w
 def test_a_misspelt_label_is_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """No command removes a label, so a typo would stay in the model server config for good, keeping its
     version loaded and out of retention's reach."""
-    path = write_config(tmp_path, publish_label="shadow")
+    path = config_file_for(tmp_path, publish_label="shadow")
     publish_versions(load_config(path), tmp_path, 100, 200)
     code, _, err = run(capsys, "serving", "promote", "--config", path, "--version", "100", "--label", "stabel")
     assert code == 1

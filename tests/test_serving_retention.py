@@ -59,7 +59,7 @@ def test_retention_deletes_nothing_when_the_model_server_config_is_malformed(tmp
 def test_a_serving_version_counts_among_the_newest_and_the_best() -> None:
     """A forced republish is the newest number and gets the publish label; it is still the newest (and may
     be the best), so an older, unlabelled version is not kept as 'one of the newest' or 'best' in its place."""
-    views = {v: published(v, auc) for v, auc in [("100", 0.6), ("200", 0.7), ("300", 0.95), ("301", 0.9)]}
+    views = {v: version_view(v, auc) for v, auc in [("100", 0.6), ("200", 0.7), ("300", 0.95), ("301", 0.9)]}
     serving = {"300": "serving: label stable", "301": "serving: label canary"}
     decisions = decide(views, RetentionPolicy(keep=1, best=RankingRule("auc", "higher_is_better")), None, serving)
     assert {d.version: (d.action, d.reason) for d in decisions} == {
