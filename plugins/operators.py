@@ -180,10 +180,10 @@ class StageOperator(BaseOperator):
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            prefix = f"[{request.stage}] "
-            printed = threading.Thread(target=log_lines, args=(process.stdout, self.log, prefix), daemon=True)
-            printed.start()
-            try:
+            try:  # from the moment the child exists: a stop arriving before it is fed must reach it too
+                prefix = f"[{request.stage}] "
+                printed = threading.Thread(target=log_lines, args=(process.stdout, self.log, prefix), daemon=True)
+                printed.start()
                 with contextlib.suppress(BrokenPipeError):  # it died first: reported below, by its missing outcome
                     process.stdin.write(encode_request(request))  # the token goes here only, never argv
                     process.stdin.close()
