@@ -232,16 +232,17 @@ def test_retention_removes_a_killed_direct_run_s_half_made_folder_but_never_a_li
     control.pin(config, 100)
     export = make_export(tmp_path / "staging")
     kill = killed_run(children, destination, tmp_path, export, 4)  # lease + 3 objects into 300/
-    assert kill.exit == -9 and len(relative_objects(storage, storage.join(base, "300"))) == 3
+    half_made = relative_objects(storage, storage.join(base, "300"))  # 3, or 4 (a parallel upload)
+    assert kill.exit == -9 and len(half_made) >= 3 and "saved_model.pb" not in half_made
     storage.delete(lock_uri(storage, base, "300"))  # the killed run's (stale) lock, replaced by a live one
     live = _write_lease(storage, base, os.getppid(), expires_in=600)
 
     retention_for_config(config)
-    assert len(relative_objects(storage, storage.join(base, "300"))) == 3  # a live lock: left alone
+    assert relative_objects(storage, storage.join(base, "300")).keys() == half_made.keys()  # a live lock: left alone
 
     storage.delete(live)
     (report,) = retention_for_config(config)
 
     assert "300" in report.deleted and relative_objects(storage, storage.join(base, "300")) == {}
-    assert "100" not in report.deleted and storage.list_names(base)[:1] == ["100"]
+    assert "100" not in report.deleted and [n for n in storage.list_names(base) if n.isdigit()] == ["100"]
     assert_published_exactly(destination, storage.join(base, "100"), older.uri)
