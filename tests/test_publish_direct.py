@@ -23,13 +23,14 @@ import pytest
 from components.artifacts import ExportArtifact
 from components.config.schema import PipelineConfig
 from components.layout import BOOKKEEPING
+from components.manifest import MANIFEST_PATH
 from components.publish.errors import PublishInProgress, VersionConflict
 from components.publish.executor import publish
 from components.publish.layout import lock_uri
 from components.serving import control
 from components.serving.errors import VersionNotPublished
 from components.serving.protection import retention_for_config
-from components.storage import Storage, storage_for
+from components.storage import Storage, crc32c_of_file, storage_for
 from components.transfer.pool import PublishEvent
 from tests.support.publish_child import ChildServer
 from tests.support.publishing import (
@@ -39,10 +40,21 @@ from tests.support.publishing import (
     params_for,
     relative_objects,
 )
-from tests.test_publish_protocol import assert_published_exactly
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELS = {"mode": "labels"}
+
+
+def assert_published_exactly(destination: str, version_dir: str, export_dir: str) -> None:
+    """The version folder holds exactly the export's files (its manifest's, and the manifest itself),
+    each with the manifest's size and CRC32C as the store lists them."""
+    storage = storage_for(destination)
+    objects = relative_objects(storage, version_dir)
+    manifest = json.loads(Path(export_dir, MANIFEST_PATH).read_text())
+    expected = {f["path"]: (f["size"], f["crc32c"]) for f in manifest["files"]}
+    manifest_file = os.path.join(export_dir, MANIFEST_PATH)
+    expected[MANIFEST_PATH] = (os.path.getsize(manifest_file), crc32c_of_file(manifest_file))
+    assert {p: (i.size, i.crc32c) for p, i in objects.items()} == expected
 
 
 def labels_config(destination: str, tmp_path: Path, **destination_fields: Any) -> PipelineConfig:
