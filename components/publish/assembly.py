@@ -17,7 +17,8 @@ from components.transfer.progress import Progress
 def transfer_and_place(run: Attempt, plan: Plan, progress: Progress) -> tuple[list[TransferResult], list[TransferResult]]:
     """Upload (or link, or copy) the data and manifests, make them durable, then (no-rename stores) copy
     every missing object into the version folder. Returns the results counted for the outcome and the
-    placements (what the store answered for each copy into place)."""
+    placements (what the store answered for each object it made in the version folder: the copies into
+    place, or with direct placement every write)."""
     storage, observer = run.storage, run.observer
     results = run_transfers(storage, plan.uploads, parallelism=run.settings.parallelism, progress=progress, observer=observer)
     storage.sync(run.targets(graph_files=False))  # durable before anything makes them loadable
@@ -28,7 +29,8 @@ def transfer_and_place(run: Attempt, plan: Plan, progress: Progress) -> tuple[li
         if result.transfer.target not in plan.from_building or result.method == "uploaded":
             results.append(result)
             progress.object_done(result.method, result.info.size)
-    return results, placed
+    # Direct placement: the uploads (and store copies) themselves made the version folder's objects.
+    return results, results if run.direct else placed
 
 
 def verify_assembled(run: Attempt, inventory: Inventory, placed: list[TransferResult]) -> None:

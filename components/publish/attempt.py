@@ -4,7 +4,7 @@ protocol's steps share (protocol.py says what the steps are and in which order t
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol, cast
+from typing import Literal, Protocol, cast
 
 from components.artifacts import FileEntry
 from components.layout import BUILDING_PATH, GRAPH_FILES, MANIFEST_PATH
@@ -52,6 +52,12 @@ class PublishSettings:
     link_local: bool = True  # local destination: hard-link the export's files (copy across filesystems)
     lock_ttl: float = 120.0  # seconds a lock lives without renewal
     progress_every: float = 5.0  # seconds between progress log lines
+    # Where a no-rename store (GCS) assembles a single-graph version (protocol.py, "Placement"):
+    # "building" — out of sight under .exportflow/building, then copied into place (safe under any TF
+    # Serving version policy); "direct" — straight into the version folder, safe only when hosts load
+    # just the versions exportflow lists after their commit marker (serving.mode: labels). Local disk
+    # always renames; a multi-graph set is always built (sets are never listed, see serving.control).
+    placement: Literal["building", "direct"] = "building"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +106,8 @@ class Attempt:
         self.renames = self.renamer is not None
         self.in_place: set[str | None] = set()  # local disk: graphs already loadable, repaired where they are
         self.loadable_written = False
+        # Straight into the version folder (no building folder, no copies into place): see PublishSettings.
+        self.direct = not self.renames and settings.placement == "direct" and [g.name for g in graphs] == [None]
 
     @property
     def metadata_parallelism(self) -> int:

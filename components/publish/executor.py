@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from components.artifacts import ExportArtifact, FileEntry, PushedModelArtifact, to_jsonable
-from components.config.schema import DestinationConfig
+from components.config.schema import PipelineConfig
 from components.layout import BOOKKEEPING, GRAPH_FILES, MANIFEST_PATH, PUBLISHED_SUFFIX, version_of
 from components.manifest import (
     build_manifest,
@@ -53,8 +53,17 @@ from components.transfer.pool import Observer
 log = logging.getLogger(__name__)
 
 
-def publish_settings(destination: DestinationConfig) -> PublishSettings:
-    return PublishSettings(parallelism=destination.parallelism, link_local=destination.hard_links)
+def publish_settings(config: PipelineConfig) -> PublishSettings:
+    """How to publish, from the config: with ``serving.mode: labels`` TF Serving loads only the versions
+    exportflow lists in its model server config, and lists one only after its commit marker
+    (components/serving/control.py, ``check_published``), so versions are written straight into place
+    (protocol.py, "Placement"); under ``latest`` every numbered folder is loadable: built out of sight."""
+    destination = config.destination
+    return PublishSettings(
+        parallelism=destination.parallelism,
+        link_local=destination.hard_links,
+        placement="direct" if config.serving.mode == "labels" else "building",
+    )
 
 
 def servable_of(params: PublishParams) -> str:
@@ -160,7 +169,7 @@ def _publish_sources(
         graphs=sources,
         export=_marked_export(params, export),
         checkpoint_uri=export.checkpoint_uri,
-        settings=publish_settings(destination),
+        settings=publish_settings(params.config),
         force=params.force,
         observer=observer,
     )

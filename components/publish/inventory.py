@@ -51,7 +51,7 @@ def take_inventory(run: Attempt) -> Inventory:
     for graph in run.graphs:
         if not run.renames or graph.name in run.in_place:
             wanted.append(("final", graph.name, run.layout.graph_dir(graph.name)))
-        if graph.name not in run.in_place:
+        if graph.name not in run.in_place and not run.direct:  # direct: nothing is built elsewhere
             wanted.append(("building", graph.name, run.layout.building_dir(graph.name)))
     with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="publish-inventory") as pool:
         listed = list(pool.map(lambda w: _list_folder(run.storage, w[2]), wanted))

@@ -20,7 +20,8 @@ from components.transfer.pool import Transfer, copy_source, matches
 class Plan:
     """The writes of one attempt, phase by phase (see the protocol's steps 5-7)."""
 
-    uploads: list[Transfer]  # data and manifests into the building folder (or a loadable folder being repaired)
+    uploads: list[Transfer]  # data and manifests into the building folder (direct placement or a loadable
+    # folder being repaired: the version folder)
     placements: list[Transfer]  # no-rename stores: server-side copies into the version folder
     graph_files: list[Transfer]  # saved_model.pb, in graph order: the entry graph last
     renames: list[tuple[str, str]]  # local disk: building folder -> version folder, in graph order
@@ -36,7 +37,8 @@ def plan_writes(run: Attempt, inventory: Inventory, dedupe: DedupeIndex | None) 
     """Local disk: every missing file into the work folder, then a rename. No-rename stores: bytes that
     must be uploaded go to the building folder, every missing object is then copied into the version
     folder by the store (from there, or from an identical object elsewhere), and the graph file is
-    uploaded straight to its place."""
+    uploaded straight to its place; with direct placement every object is uploaded or copied straight
+    to its place (no placements)."""
     storage, layout = run.storage, run.layout
     uploads: list[Transfer] = []
     placements: list[Transfer] = []
@@ -69,6 +71,9 @@ def plan_writes(run: Attempt, inventory: Inventory, dedupe: DedupeIndex | None) 
             )
             if entry.path in GRAPH_FILES:  # the ready signal goes straight to its place, last
                 graph_files.append(_transfer(storage, entry, source, final_dir, copy_from, placed))
+                continue
+            if run.direct:  # straight into place: no host loads this version before its marker
+                uploads.append(_transfer(storage, entry, source, final_dir, copy_from, placed))
                 continue
             if copy_from is None:  # our own bytes: uploaded out of sight first (unless already there)
                 staged = building.get(entry.path)

@@ -30,6 +30,23 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
   graph file is written last; ``saved_model.pb`` is the ready signal, and the short time between the
   first copy and it is the *window* described below.
 
+**Placement** (``PublishSettings.placement``, chosen by the publish stage from the config): the building
+folder exists for hosts that load whatever is there. Under ``serving.mode: labels`` TF Serving loads only
+the versions named in exportflow's ``models.config`` (a ``specific`` version policy; an entry without
+versions loads none), and exportflow names a version there only after its commit marker and graph file
+exist (``components/serving/control.py``: every promote, pin and label move goes through
+``check_published``). A numbered prefix without a marker is then invisible to serving however partial it
+is, so a single-graph version on GCS is written **direct**: every object straight into the version
+folder (data and manifests, then ``saved_model.pb``, then the marker — the same order, verification,
+lock and marker as below, minus the building folder, its copies into place and its deletes). There is
+no window: nothing unmarked is ever listed. Under ``serving.mode: latest`` (every integer-named folder
+is loaded) placement stays ``building``; so does a multi-graph set in any mode (labels refuse sets, so
+their hosts load the highest version of each graph) and local disk (its one rename per graph costs no
+bytes and no round trips worth removing, and keeps a half-made folder invisible even to a host that
+does not read the config). The residual assumption of direct: the TF Serving hosts of that servable
+read exportflow's config file (``--model_config_file``, which labels mode needs anyway); a host started
+with ``--model_base_path`` on the same folder would load by the default policy.
+
 1. **Check inputs** (before any write): names are single path segments, the version is an integer, the
    target is inside the configured destination, every file of the export is present with the size its
    manifest says.
@@ -47,8 +64,9 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
    version folder itself when that already holds ``saved_model.pb`` (a marked version being repaired
    is visible anyway). A numbered local folder *without* ``saved_model.pb`` (left by an older
    exportflow or another tool) is moved into the building folder at once (removed, if a building
-   folder already exists). Then list, concurrently, the building and version folders (GCS: both;
-   local: the one chosen) beside the dedupe index of other versions. Leftover ``.tmp-*`` files of a killed run are removed. A ``saved_model.pb`` in the
+   folder already exists). Then list, concurrently, the building and version folders (GCS: both, or
+   with direct placement the version folder only; local: the one chosen) beside the dedupe index of
+   other versions. Leftover ``.tmp-*`` files of a killed run are removed. A ``saved_model.pb`` in the
    version folder that differs from ours means a different version of that number is loadable there:
    ``VersionConflict`` (with ``force``: a fresh number, see *Forced republish* below; a commit marker
    naming other content sends ``force`` there before the lock is even taken). Objects that already
@@ -57,11 +75,12 @@ running server. It ignores ``.exportflow``. So a version is assembled under ``.e
 5. **Data and manifests, out of sight.** Every file except ``saved_model.pb``, on a bounded pool,
    largest first (so one big shard does not start last and run alone), into the building folder:
    local disk hard-links the export's files (or copies them, or links an identical earlier version's);
-   GCS uploads the bytes that no identical object in the bucket already holds. Each is verified by
-   size and CRC32C against the manifest.
+   GCS uploads the bytes that no identical object in the bucket already holds (direct placement: into
+   the version folder, as are the server-side copies of identical objects). Each is verified by size
+   and CRC32C against the manifest.
 6. **Flush, place, verify, then graphs.** Make every object durable (local disk: each file is flushed
-   by the worker that wrote it, then the folders; GCS acknowledges only durable writes). GCS only:
-   copy every missing object into the version folder server-side — from the building folder, or from
+   by the worker that wrote it, then the folders; GCS acknowledges only durable writes). GCS, building
+   placement only: copy every missing object into the version folder server-side — from the building folder, or from
    an identical object of an earlier version or the checkpoint (``dedupe``) — up to
    ``max(parallelism, metadata_parallelism)`` at once; *the window opens here*. Verify: on GCS every object of the version folder has the manifest's size and CRC32C
    as the store answered the copy or upload that made it (or listed it in step 4), under the lock —
@@ -107,6 +126,13 @@ it writes and lists the destination as TF Serving would):
   completes the version (it re-uses every placed and building object that matches), and retention
   deletes a numbered prefix without ``saved_model.pb``, marker or live lock. The building objects of
   a killed run stay until a rerun or retention collects them.
+* *GCS, direct placement:* numbered objects without ``saved_model.pb`` exist from the first upload
+  until the graph file, and a complete version without a marker until the marker — but none of it is
+  listed in ``models.config`` (only a marked version can be), so no host loads it.
+  ``tests/test_publish_direct.py`` kills a publishing process after every object it writes and checks
+  that the config is unchanged, that the version cannot be listed until its marker exists, and that a
+  rerun completes it, re-using every object that matches; retention deletes the numbered prefix a
+  killed run leaves (no ``saved_model.pb``, marker or live lock; never a listed or labelled version).
 * Objects are atomic on GCS and renamed into place on local disk, so no object is ever half-written.
 
 **Round trips in series** (what latency multiplies; GCS, one graph, ``n`` objects besides
@@ -133,7 +159,10 @@ it writes and lists the destination as TF Serving would):
   ===========================================  ==================  =========================================
 
   For the bench's 64 objects at ``p = m = 8``: 5 + 8 + 8 + 1 + 8 = **30** (HTTP: about 38, the uploads
-  being resumable); before issue 18 it was 32: a separate marker read and lock look, and a verifying
+  being resumable); with direct placement (no copies into place, no building deletes; uploads go
+  straight to the version folder) 5 + 8 + 1 = **14** (the bench measures 32 and 15: a pool's longest
+  chain of calls can be one longer than ``ceil(n/p)`` rounds; HTTP: about 24 vs the SDK's 18-20 for
+  the upload alone — the difference is the look, lock, inventory, marker and release, each above); before issue 18 it was 32: a separate marker read and lock look, and a verifying
   listing beside a lock renewal. With ``m = 16`` (real GCS, where wider metadata calls overlap) it
   would be 5 + 8 + 4 + 1 + 4 = 22. Zero cost now: the lock check before the graph files (fresh),
   verification (the stores' answers). Measured and not taken: deleting the building objects beside
@@ -151,12 +180,18 @@ it writes and lists the destination as TF Serving would):
   serves one request at a time and hashes every copied byte again (its rewrite computes MD5 and
   CRC32C), so copies and deletes queue at its socket instead of overlapping.
 
-**Closing the window on GCS: serving-config mode.** A TF Serving ``ModelServerConfig`` with
+  Direct placement (``serving.mode: labels``), same bench run (medians of 3; the machine was shared
+  with a CI run, load 2.3-3.3): ours / ``transfer_manager`` 1.01x, 1.19x, 0.76x at 20, 50, 100 ms
+  (4.61 s, 4.32 s, 5.18 s vs 4.66 s, 5.16 s, 3.95 s; ranges overlap: tm 3.80-6.88 s, ours 4.67-6.04 s
+  at 100 ms), 1.69x, 2.65x, 3.27x the sequential loop, 1.7-1.8x ours under ``latest``; emulator CPU
+  2.3-2.5 s, the same as ``transfer_manager``'s (no copy re-hashes a byte). What is left at 100 ms is
+  the five bookkeeping round trips in series the SDK does not make.
+
+**No window under ``serving.mode: labels``.** A TF Serving ``ModelServerConfig`` with
 ``model_version_policy { specific { versions: [...] } }`` loads only the listed versions and ignores
-every other integer-named prefix. When exportflow writes that config and adds version N only after
-N's commit marker exists (and moves a ``version_labels`` entry only once N is AVAILABLE), a host never
-tries to load a version inside its window: the window then costs nothing. That mode is a separate
-feature; until it exists, GCS serving hosts see the short window above.
+every other integer-named prefix; exportflow lists version N only after N's commit marker exists (and
+moves a ``version_labels`` entry only once N is AVAILABLE). That is why *Placement* above writes such
+versions directly: the building folder, the copies and the window all go.
 
 **Multi-graph sets.** All graphs' data files and manifests come before any graph's
 ``saved_model.pb``, and the entry graph's comes last (local disk: the entry graph's folder is renamed

@@ -72,6 +72,8 @@ def _emit(message: dict[str, Any]) -> None:
 
 def main(spec: dict[str, Any], observer: Observer | None = None) -> int:
     config = make_config(spec["destination"], Path(spec["base_dir"]), **spec.get("destination_fields", {}))
+    if "serving_fields" in spec:  # e.g. {"mode": "labels"}: the publish placement follows it
+        config = dataclasses.replace(config, serving=dataclasses.replace(config.serving, **spec["serving_fields"]))
     export = ExportArtifact.from_json(spec["export"])
     storage = destination_storage(config.destination)
     if "kill_after_bytes" in spec:
