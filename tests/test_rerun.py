@@ -88,11 +88,15 @@ def test_other_content_at_the_number_is_still_a_conflict(destination: str, tmp_p
 def test_run_checkpoint_again_on_the_example_model_publishes_nothing_new(
     trained_model: TrainedModel, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``exportflow run --checkpoint 300`` twice: the second run re-exports (other bytes) and reports the
-    published version instead of failing; ``--force`` publishes it under a fresh number."""
+    """``exportflow run --checkpoint 300`` twice (after a dry run, which keeps no staged copy): the second
+    run re-exports (other bytes) and reports the published version instead of failing; ``--force``
+    publishes it under a fresh number."""
     path = example_config_file(trained_model, tmp_path)
     published = tmp_path / "published" / "example"
     staging = tmp_path / "published" / ".exportflow" / "example" / "staging"
+    assert main(["run", "--config", str(path), "--checkpoint", "300", "--dry-run"]) == 0
+    assert not published.exists() and not list(staging.rglob("saved_model.pb"))  # a dry run leaves no staged copy
+
     assert main(["run", "--config", str(path), "--checkpoint", "300"]) == 0
     graph = (published / "300" / "saved_model.pb").read_bytes()
 
