@@ -13,8 +13,8 @@ import pytest
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact
 from components.config.schema import PipelineConfig
 from components.discovery import lease
-from components.pipeline.options import RunOptions
 from components.ledger.records import record_evaluation
+from components.pipeline.options import RunOptions
 from components.pipeline.stages import ledger_of, publish_stage
 from components.publish.errors import VersionConflict
 from components.publish.executor import publish
