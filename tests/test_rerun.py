@@ -52,7 +52,7 @@ def test_a_reexport_of_a_published_checkpoint_is_already_published_and_force_tak
     for pushed in (planned, again):
         assert (pushed.version, pushed.already_published, pushed.bytes_moved) == ("300", True, 0)
         assert pushed.uri == storage_for(destination).join(destination, "example", "300")
-    assert snapshot(destination) == before  # nothing moved, not even a lock
+    assert snapshot(destination) == before  # nothing moved, nothing left behind
     said = [r.getMessage() for r in caplog.records if REEXPORTED in r.getMessage()]
     assert len(said) == 2 and all("rerun with force to publish this export under a fresh version number" in m for m in said)
 

@@ -37,9 +37,8 @@ from components.manifest import (
     write_manifest,
 )
 from components.model_storage import destination_storage
-from components.publish.attempt import content_of
 from components.publish.conflict import dry_run_layout
-from components.publish.errors import ExportIncomplete
+from components.publish.errors import ExportIncomplete, VersionConflict
 from components.publish.layout import Layout, layout_for
 from components.publish.marker import MarkedExport, read_marker
 from components.publish.protocol import GraphSource, PublishSettings, publish_version
@@ -148,10 +147,8 @@ def _same_export_published(
     as this export already published, though its bytes differ (function names in ``saved_model.pb``
     carry a per-process counter, so no two exports are byte-identical). None when the number holds this
     exact content (the protocol's own idempotent rerun, which also repairs missing objects) or nothing
-    like it (then the protocol publishes, or refuses other content with ``VersionConflict``)."""
-    marker = read_marker(storage, layout.marker)
-    if marker is not None and marker.content == content_of(sources):
-        return None
+    like it (then the protocol publishes, or refuses other content with ``VersionConflict``).
+    Asked after the protocol refused the number, so the content there differs from ours."""
     settings = _settings_of(params, sources)
     return None if settings is None else _published_before(storage, layout, export, settings=settings)
 
@@ -225,19 +222,35 @@ def _publish_sources(
     sources: tuple[GraphSource, ...],
     observer: Observer | None,
 ) -> PushedModelArtifact:
-    destination = params.config.destination
     planned = _planned(params, export, storage, layout, sources)
-    republished = None if params.force else _same_export_published(params, storage, layout, export, sources)
-    if republished is not None:
-        log.info(
-            "%s already holds step %d of %s (checkpoint %s, exported with the same strategy settings, "
-            "signatures and TensorFlow): %s is a re-export of a published checkpoint and is not published "
-            "again — a SavedModel's bytes differ between exports, nothing moved%s; rerun with force to "
-            "publish this export under a fresh version number",
-            republished.primary_dir, export.step, export.strategy, export.checkpoint_uri, export.uri,
-            " (dry run)" * params.dry_run,
-        )
-        return dataclasses.replace(_at(planned, storage, republished), already_published=True)
+    try:
+        return _publish_planned(params, export, storage, layout, sources, observer, planned)
+    except VersionConflict:
+        # Looked for only now, so a publication that meets no conflict pays no extra round trip.
+        republished = None if params.force else _same_export_published(params, storage, layout, export, sources)
+        if republished is None:
+            raise
+    log.info(
+        "%s already holds step %d of %s (checkpoint %s, exported with the same strategy settings, "
+        "signatures and TensorFlow): %s is a re-export of a published checkpoint and is not published "
+        "again — a SavedModel's bytes differ between exports, nothing moved%s; rerun with force to "
+        "publish this export under a fresh version number",
+        republished.primary_dir, export.step, export.strategy, export.checkpoint_uri, export.uri,
+        " (dry run)" * params.dry_run,
+    )
+    return dataclasses.replace(_at(planned, storage, republished), already_published=True)
+
+
+def _publish_planned(
+    params: PublishParams,
+    export: ExportArtifact,
+    storage: Storage,
+    layout: Layout,
+    sources: tuple[GraphSource, ...],
+    observer: Observer | None,
+    planned: PushedModelArtifact,
+) -> PushedModelArtifact:
+    destination = params.config.destination
     if params.dry_run:
         found, already = dry_run_layout(storage, layout, sources, params.force)
         planned = _at(planned, storage, found) if found.version != planned.version else planned
