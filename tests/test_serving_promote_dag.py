@@ -125,3 +125,16 @@ def test_promoting_a_multi_graph_set_fails_the_check_naming_the_model_and_what_t
     assert "model 'example': version 100 of 'example' is a multi-graph set (graphs ['entry', 'ps_0'])" in summary["output"]
     assert "Serve a set with serving.mode: latest" in summary["output"]
     assert not (tmp_path / "published" / "models.config").exists()
+
+
+def test_a_misspelt_label_fails_the_check_before_any_approval(airflow_home: Path, tmp_path: Path) -> None:
+    """The form accepts any well-formed label (a servable's own labels are known only at run time), so the
+    check refuses one control would refuse, before a person is asked to approve it."""
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100)
+    configs = write_configs(tmp_path / "configs", {"example": serving_config_dict(tmp_path, approval=True)})
+    summary = run_dag_test(airflow_env(airflow_home, configs), PROMOTE, {"action": "promote", "version": 100, "label": "stabel"})
+    assert summary["tasks"]["check[-1]"]["state"] == "failed"
+    assert summary["tasks"]["approve[-1]"]["state"] != "success"
+    assert "label 'stabel' is not a label of servable 'example' (known: canary, stable)" in summary["output"]
+    assert not (tmp_path / "published" / "models.config").exists()

@@ -3,7 +3,9 @@
 This executor prepares the inputs — the export's manifest (written once, then only verified), the
 storage back-end and transfer settings from the destination config — and hands them to the publish
 protocol (``protocol.py``, which documents the order of writes, the version lock and the commit marker).
-A multi-graph export (``ExportArtifact.graphs``) publishes as one all-or-nothing set.
+A multi-graph export (``ExportArtifact.graphs``) publishes as one all-or-nothing set. A re-export of a
+checkpoint already published with the same settings is reported as published, not refused as other
+content (``_same_export_published``: SavedModels are not byte-reproducible); ``force`` publishes it anew.
 
 Where the bytes come from (the export's staged URI):
 
