@@ -16,11 +16,13 @@ from components.discovery import lease
 from components.ledger.records import record_evaluation
 from components.pipeline.options import RunOptions
 from components.pipeline.stages import ledger_of, publish_stage
-from components.publish.errors import VersionConflict
+from components.publish.errors import PublishInProgress, VersionConflict
 from components.publish.executor import publish
+from components.publish.layout import layout_for
 from components.staging.area import staging_area
 from components.staging.handover import stage_version
 from components.storage import storage_for
+from components.transfer.lock import VersionLock
 from tests.support.publishing import make_config, make_export, params_for, relative_objects
 
 CHECKPOINT = "/models/run-1/model.ckpt-300"
@@ -88,3 +90,18 @@ def test_a_staged_copy_another_run_still_holds_is_kept_until_that_run_lets_go(co
     publish_stage(config, exported, RunOptions(dry_run=True))  # its own lease does not keep it
     assert not is_staged(config)
     assert lease.count_leases(root) == 0  # and the stage let go of its own hold
+
+
+def test_a_retryable_failure_keeps_the_staged_copy_for_the_retry(config: PipelineConfig, tmp_path: Path) -> None:
+    """Another run holds the destination version's lock: ``PublishInProgress`` is retried, and the retry
+    publishes from this staged copy."""
+    exported = staged(config, tmp_path, seed=1)
+    storage = storage_for(config.destination.uri)
+    layout = layout_for(storage, config.destination.uri, "example", "300", [None])
+    other = VersionLock.acquire(storage, layout.lock, 60.0, "another run")
+    with pytest.raises(PublishInProgress):
+        publish_stage(config, exported, RunOptions())
+    assert is_staged(config)
+    other.release()
+    assert publish_stage(config, exported, RunOptions()).version == "300"  # the retry
+    assert not is_staged(config)
