@@ -1,8 +1,11 @@
 """The promote DAG of each model with ``serving.mode: labels``: ``exportflow__<model>__promote``.
 
 A manual run (UI form or REST) chooses among configured things only: promote or roll back, which label
-(``stable``, ``canary`` and the configured ``publish_label``), which of the model's servables, a version
-number (checked at run time against what is published: parsing does no I/O), and a reason. Tasks:
+(the form proposes ``components.serving.control.promotable_labels``: ``stable``, ``canary`` and the
+configured ``publish_label``; a label the servable already has is accepted too, as control accepts it,
+and anything else is refused by ``check`` — parsing does no I/O, so the servable's own labels are read
+at run time), which of the model's servables, a version number (checked at run time against what is
+published), and a reason. Tasks:
 
 ``check`` validates the request against the destination and decides whether a person must approve it
 (``serving.approval: true`` and the label ``stable``) → ``approve`` or ``no_approval_needed`` (Airflow's deferrable
@@ -26,7 +29,6 @@ from components.config import ConfigError, PipelineConfig, load_configs_dir
 log = logging.getLogger(__name__)
 APPROVAL_TIMEOUT = timedelta(hours=24)
 APPROVED_LABEL = "stable"
-DEFAULT_LABELS = ("stable", "canary")
 FORM_FIELDS = frozenset({"action", "version", "label", "servable", "reason"})
 
 
@@ -42,8 +44,10 @@ def serving_asset(destination: str, model: str) -> Asset:
 
 
 def labels_of(config: PipelineConfig) -> list[str]:
-    extra = [config.serving.publish_label] if config.serving.publish_label else []
-    return sorted(set(DEFAULT_LABELS) | set(extra))
+    """The labels the form proposes: control's own list, so the form and the move cannot disagree."""
+    from components.serving.control import promotable_labels
+
+    return promotable_labels(config)
 
 
 def servables_of(config: PipelineConfig) -> list[str]:
@@ -51,13 +55,16 @@ def servables_of(config: PipelineConfig) -> list[str]:
 
 
 def build_params(config: PipelineConfig) -> dict[str, Any]:
+    from components.serving.control import LABEL_PATTERN
+
     servables = servables_of(config)
     return {
         "action": Param("promote", type="string", enum=["promote", "rollback"], title="Action",
                         description="promote: point the label at the version; rollback: back to its previous version."),
         "version": Param(None, type=["null", "integer"], minimum=0, title="Version",
                          description="A published version (promote only); checked against the destination."),
-        "label": Param("stable", type="string", enum=labels_of(config), title="Label"),
+        "label": Param("stable", type="string", examples=labels_of(config), pattern=LABEL_PATTERN.pattern, title="Label",
+                       description="One proposed here, or a label the servable already has; checked before anything moves."),
         "servable": Param(servables[0], type="string", enum=servables, title="Servable"),
         "reason": Param("", type="string", maxLength=500, title="Reason", description="Recorded in the label history."),
     }
@@ -91,6 +98,7 @@ class CheckPromotionOperator(BaseBranchOperator):
             if params["action"] == "promote":
                 if params.get("version") is None:
                     raise AirflowFailException("promote needs a version: fill in the form's Version field")
+                control.check_known_label(config, target, servable, params["label"])  # before any approval
                 control.check_published(target, servable, int(params["version"]))
         except ExportflowError as exc:
             raise AirflowFailException(str(exc)) from exc

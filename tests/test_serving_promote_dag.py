@@ -36,10 +36,36 @@ def test_promote_dag_only_for_labels_models_with_a_form_of_configured_choices(ai
     dag = parsed["dags"][PROMOTE]
     assert set(dag["tasks"]) == {"check", "approve", "no_approval_needed", "move_label"}
     params = dag["params"]
-    assert params["label"]["enum"] == ["canary", "shadow", "stable"]
+    assert params["label"]["examples"] == ["canary", "shadow", "stable"]
     assert params["servable"]["enum"] == ["example"]
     assert params["action"]["enum"] == ["promote", "rollback"]
     assert params["version"]["type"] == ["null", "integer"]
+
+
+def test_the_form_proposes_exactly_the_labels_control_accepts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One list: control's. What the form proposes passes control's check with no label in the server
+    config yet; a misspelt one is refused by control, a malformed one by the form (no I/O at parse)."""
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    from components.errors import ExportflowError
+    from components.serving import control
+    from plugins.promote_dag import build_params
+
+    config = serving_config(tmp_path, publish_label="shadow")
+    publish_versions(config, tmp_path, 100)
+    target = control.target_for(config)
+    label = build_params(config)["label"]
+    assert label.schema["examples"] == control.promotable_labels(config) == ["canary", "shadow", "stable"]
+    for proposed in label.schema["examples"]:
+        label.resolve(proposed)
+        control.check_known_label(config, target, "example", proposed)
+    with pytest.raises(ExportflowError, match="'stabel' is not a label of servable 'example'"):
+        control.check_known_label(config, target, "example", "stabel")
+    with pytest.raises(ParamValidationError):
+        label.resolve("Stable!")  # not a label at all: the form refuses it before any task runs
+
+    monkeypatch.setattr(control, "STANDARD_LABELS", ("stable", "canary", "blue"))  # control's list changes ...
+    assert build_params(config)["label"].schema["examples"] == ["blue", "canary", "shadow", "stable"]  # ... so does the form
 
 
 def test_a_promotion_run_moves_the_label_and_records_the_run(airflow_home: Path, tmp_path: Path) -> None:
@@ -98,4 +124,17 @@ def test_promoting_a_multi_graph_set_fails_the_check_naming_the_model_and_what_t
     assert summary["tasks"]["move_label[-1]"]["state"] != "success"
     assert "model 'example': version 100 of 'example' is a multi-graph set (graphs ['entry', 'ps_0'])" in summary["output"]
     assert "Serve a set with serving.mode: latest" in summary["output"]
+    assert not (tmp_path / "published" / "models.config").exists()
+
+
+def test_a_misspelt_label_fails_the_check_before_any_approval(airflow_home: Path, tmp_path: Path) -> None:
+    """The form accepts any well-formed label (a servable's own labels are known only at run time), so the
+    check refuses one control would refuse, before a person is asked to approve it."""
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100)
+    configs = write_configs(tmp_path / "configs", {"example": serving_config_dict(tmp_path, approval=True)})
+    summary = run_dag_test(airflow_env(airflow_home, configs), PROMOTE, {"action": "promote", "version": 100, "label": "stabel"})
+    assert summary["tasks"]["check[-1]"]["state"] == "failed"
+    assert summary["tasks"]["approve[-1]"]["state"] != "success"
+    assert "label 'stabel' is not a label of servable 'example' (known: canary, stable)" in summary["output"]
     assert not (tmp_path / "published" / "models.config").exists()

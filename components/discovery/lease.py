@@ -364,6 +364,30 @@ def release(
     return True
 
 
+def held_by_another_run(
+    config: PipelineConfig, checkpoint_uri: str, holder: str, *, own: CheckpointArtifact | None = None
+) -> bool:
+    """Does a lease on the checkpoint at ``checkpoint_uri`` other than ``own``'s (another run's) still
+    hold it for ``holder``? Then that run has not published what it made of the checkpoint yet. A lease
+    root that cannot be read answers True (nothing is taken from a run that may need it)."""
+    try:
+        root, _ = lease_settings(config)
+        storage = storage_for(root)
+        names = storage.list_names(root)
+    except (ConfigError, StorageError) as exc:
+        log.warning("cannot tell whether another run holds %s (%s); assuming one does", checkpoint_uri, exc)
+        return True
+    _, prefix = _split(checkpoint_uri)
+    mine = _split(_split(own.pinned_uri)[0])[1] if own is not None and own.pinned_uri else None
+    for name in names:
+        match = _LEASE_NAME.match(name)
+        if match is None or match["prefix"] != prefix or name == mine:
+            continue
+        if _exists(storage, storage.join(root, name, f"{HOLD_PREFIX}{holder}")):
+            return True
+    return False
+
+
 def count_leases(root: str, *, storage: Storage | None = None) -> int:
     """How many leases are under ``root`` (what a failed run must bring back to zero)."""
     storage = storage or storage_for(root)

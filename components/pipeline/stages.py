@@ -41,11 +41,12 @@ from components.model_storage import ModelStorage
 from components.paths import work_dir
 from components.pipeline.options import RunOptions, selected_strategies, strategy_named
 from components.preflight import preflight
+from components.publish.errors import PublishError
 from components.publish.executor import publish
 from components.publish.spec import PublishParams
 from components.serving.protection import retire_old_versions
 from components.serving.publication import label_fresh_version
-from components.staging.release import release_staged
+from components.staging.release import release_staged, release_unpublished
 from components.storage import CredentialsSource
 from components.warmup.executor import inject_warmup
 from components.warmup.spec import WarmupParams
@@ -255,16 +256,26 @@ def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: Run
     """The export copied to the destination, verified, commit marker last (nothing written on a dry run).
 
     Then records the publication in the ledger (stamped with time and run), releases the staged copy,
-    labels the fresh version for serving and retires old versions by retention. Releases the strategy's
-    hold on the checkpoint, whether it succeeds or fails."""
+    labels the fresh version for serving and retires old versions by retention. A dry run, or a refusal
+    (a non-retryable publish error such as ``VersionConflict``), releases the staged copy too unless
+    another run still holds the checkpoint for this strategy. Releases the strategy's hold on the
+    checkpoint, whether it succeeds or fails."""
     ledger = ledger_of(config)
     record = ledger.load().record(exported.step)
     evaluation = record.evaluation if record else None
     strategy = strategy_named(config, exported.strategy)
-    pushed = publish(
-        PublishParams(config, strategy, evaluation, dry_run=options.dry_run, force=options.force), exported
-    )
-    if not options.dry_run:
+    checkpoint = evaluation.checkpoint if evaluation else None
+    try:
+        pushed = publish(
+            PublishParams(config, strategy, evaluation, dry_run=options.dry_run, force=options.force), exported
+        )
+    except PublishError as exc:
+        if not exc.retryable:  # refused (VersionConflict, ...): no retry will read the staged copy
+            release_unpublished(config, exported, checkpoint)
+        raise
+    if options.dry_run:
+        release_unpublished(config, exported, checkpoint)  # a dry run's export is never published
+    else:
         pushed = stamp_publication(pushed, record, options.run_id)
         record_publication(ledger, pushed, exported.checkpoint_uri, ranking_rule(config.evaluation.thresholds))
         # Published and recorded: its staged copy has done its job (a crash before this line leaves it to
@@ -272,6 +283,6 @@ def publish_stage(config: PipelineConfig, exported: ExportArtifact, options: Run
         release_staged(config, exported)
         label_fresh_version(config, strategy.servable or config.name, pushed.version, run_id=options.run_id)
         retire_old_versions(config, strategy.servable or config.name)
-    lease.release(evaluation.checkpoint if evaluation else None, holder=exported.strategy)
+    lease.release(checkpoint, holder=exported.strategy)
     return pushed
 

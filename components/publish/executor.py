@@ -3,7 +3,9 @@
 This executor prepares the inputs — the export's manifest (written once, then only verified), the
 storage back-end and transfer settings from the destination config — and hands them to the publish
 protocol (``protocol.py``, which documents the order of writes, the version lock and the commit marker).
-A multi-graph export (``ExportArtifact.graphs``) publishes as one all-or-nothing set.
+A multi-graph export (``ExportArtifact.graphs``) publishes as one all-or-nothing set. A re-export of a
+checkpoint already published with the same settings is reported as published, not refused as other
+content (``_same_export_published``: SavedModels are not byte-reproducible); ``force`` publishes it anew.
 
 Where the bytes come from (the export's staged URI):
 
@@ -29,6 +31,7 @@ from components.artifacts import ExportArtifact, FileEntry, PushedModelArtifact,
 from components.config.schema import PipelineConfig
 from components.layout import BOOKKEEPING, GRAPH_FILES, MANIFEST_PATH, PUBLISHED_SUFFIX, version_of
 from components.manifest import (
+    Manifest,
     build_manifest,
     missing_savedmodel_files,
     read_manifest,
@@ -37,13 +40,14 @@ from components.manifest import (
 )
 from components.model_storage import destination_storage
 from components.publish.conflict import dry_run_layout
-from components.publish.errors import ExportIncomplete
+from components.publish.errors import ExportIncomplete, VersionConflict
 from components.publish.layout import Layout, layout_for
 from components.publish.marker import MarkedExport, read_marker
 from components.publish.protocol import GraphSource, PublishSettings, publish_version
 from components.publish.spec import PublishParams
 from components.storage import (
     Storage,
+    StorageError,
     crc32c_of_bytes,
     crc32c_of_file,
     scheme_of,
@@ -98,18 +102,35 @@ def publish(
     return _publish_sources(params, export, storage, layout, sources, observer)
 
 
-def _published_before(storage: Storage, layout: Layout, export: ExportArtifact) -> Layout | None:
+def _published_before(
+    storage: Storage,
+    layout: Layout,
+    export: ExportArtifact,
+    *,
+    settings: dict[str | None, tuple[Any, ...]] | None = None,
+) -> Layout | None:
     """Where the destination holds this export, committed: the newest version, from ``layout``'s number
     up (a forced republish took a higher one), whose marker names the same model, strategy, step and
-    checkpoint and whose every graph holds ``saved_model.pb``."""
+    checkpoint and whose every graph holds ``saved_model.pb`` (and, given ``settings``, a manifest
+    recording those export settings)."""
     names = storage.list_names(storage.join(layout.base, BOOKKEEPING))
     marked = {v for v in (version_of(n, PUBLISHED_SUFFIX) for n in names) if v is not None}
     numbers = sorted((int(v) for v in marked if v.isdigit() and int(v) >= int(layout.version)), reverse=True)
     for number in numbers:
         candidate = dataclasses.replace(layout, version=str(number))
-        if _holds_export(storage, candidate, export):
+        if _holds_export(storage, candidate, export) and (settings is None or _exported_alike(storage, candidate, settings)):
             return candidate
     return None
+
+
+def _exported_alike(storage: Storage, layout: Layout, settings: dict[str | None, tuple[Any, ...]]) -> bool:
+    if set(settings) != set(layout.graphs):
+        return False
+    for graph in layout.graphs:
+        manifest = _read_manifest_at(storage, layout.graph_dir(graph))
+        if manifest is None or _export_settings(manifest) != settings[graph]:
+            return False
+    return True
 
 
 def _holds_export(storage: Storage, layout: Layout, export: ExportArtifact) -> bool:
@@ -126,6 +147,64 @@ def _holds_export(storage: Storage, layout: Layout, export: ExportArtifact) -> b
         any(storage.stat(storage.join(layout.graph_dir(g), name)) is not None for name in GRAPH_FILES)
         for g in layout.graphs
     )
+
+
+def _same_export_published(
+    params: PublishParams, storage: Storage, layout: Layout, export: ExportArtifact, sources: tuple[GraphSource, ...]
+) -> Layout | None:
+    """Without ``force``, the rule for re-exporting a published checkpoint: the newest committed version
+    (from ``layout``'s number up) that holds this very export — its marker names the same model,
+    strategy, step and checkpoint, and every graph's manifest records the same export settings — counts
+    as this export already published, though its bytes differ (function names in ``saved_model.pb``
+    carry a per-process counter, so no two exports are byte-identical). None when the number holds this
+    exact content (the protocol's own idempotent rerun, which also repairs missing objects) or nothing
+    like it (then the protocol publishes, or refuses other content with ``VersionConflict``).
+    Asked after the protocol refused the number, so the content there differs from ours."""
+    settings = _settings_of(params, sources)
+    return None if settings is None else _published_before(storage, layout, export, settings=settings)
+
+
+def _settings_of(params: PublishParams, sources: tuple[GraphSource, ...]) -> dict[str | None, tuple[Any, ...]] | None:
+    """Per graph, what decides an export's content besides its checkpoint, as its manifest records it."""
+    settings: dict[str | None, tuple[Any, ...]] = {}
+    for source in sources:
+        manifest = _read_manifest_at(_source_storage(params, source.local_dir), source.local_dir)
+        if manifest is None:
+            return None
+        settings[source.name] = _export_settings(manifest)
+    return settings
+
+
+def _export_settings(manifest: Manifest) -> tuple[Any, ...]:
+    """The strategy's config, the signatures, the TensorFlow that wrote it and the warmup it carries
+    (the config digest of the ledger covers evaluation only, and the marker records none)."""
+    return (
+        json.dumps(manifest.strategy, sort_keys=True),
+        manifest.signature_digest,
+        manifest.tensorflow_version,
+        manifest.extra.get("warmup_records"),
+    )
+
+
+def _source_storage(params: PublishParams, folder: str) -> Storage | None:
+    if scheme_of(folder) == "file":
+        return None
+    from components.staging.area import staging_area
+
+    return staging_area(params.config).storage
+
+
+def _read_manifest_at(storage: Storage | None, folder: str) -> Manifest | None:
+    """The manifest of a graph folder (read as a local folder when ``storage`` is None), or None when
+    absent or unreadable."""
+    try:
+        if storage is None:
+            return read_manifest_file(folder)
+        found = storage.read_versioned(storage.join(folder, MANIFEST_PATH))
+        return read_manifest(found[0]) if found is not None else None
+    except (OSError, StorageError, ValueError, TypeError) as exc:
+        log.warning("manifest of %s is unreadable (%s); not treated as the same export", folder, exc)
+        return None
 
 
 def _planned(
@@ -154,8 +233,35 @@ def _publish_sources(
     sources: tuple[GraphSource, ...],
     observer: Observer | None,
 ) -> PushedModelArtifact:
-    destination = params.config.destination
     planned = _planned(params, export, storage, layout, sources)
+    try:
+        return _publish_planned(params, export, storage, layout, sources, observer, planned)
+    except VersionConflict:
+        # Looked for only now, so a publication that meets no conflict pays no extra round trip.
+        republished = None if params.force else _same_export_published(params, storage, layout, export, sources)
+        if republished is None:
+            raise
+    log.info(
+        "%s already holds step %d of %s (checkpoint %s, exported with the same strategy settings, "
+        "signatures and TensorFlow): %s is a re-export of a published checkpoint and is not published "
+        "again — a SavedModel's bytes differ between exports, nothing moved%s; rerun with force to "
+        "publish this export under a fresh version number",
+        republished.primary_dir, export.step, export.strategy, export.checkpoint_uri, export.uri,
+        " (dry run)" * params.dry_run,
+    )
+    return dataclasses.replace(_at(planned, storage, republished), already_published=True)
+
+
+def _publish_planned(
+    params: PublishParams,
+    export: ExportArtifact,
+    storage: Storage,
+    layout: Layout,
+    sources: tuple[GraphSource, ...],
+    observer: Observer | None,
+    planned: PushedModelArtifact,
+) -> PushedModelArtifact:
+    destination = params.config.destination
     if params.dry_run:
         found, already = dry_run_layout(storage, layout, sources, params.force)
         planned = _at(planned, storage, found) if found.version != planned.version else planned

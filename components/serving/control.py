@@ -44,7 +44,7 @@ from components.serving.model_config import ServableEntry
 from components.storage import Storage, scheme_of, storage_for
 
 CONFIG_FILE = "models.config"
-STANDARD_LABELS = ("stable", "canary")  # what the promote DAG offers too, with the config's publish_label
+STANDARD_LABELS = ("stable", "canary")  # with the config's publish_label: ``promotable_labels``
 LABEL_PATTERN = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 
 
@@ -145,11 +145,17 @@ def check_label(label: str) -> str:
     return label
 
 
+def promotable_labels(config: PipelineConfig) -> list[str]:
+    """The labels any promotion of ``config`` may name, known without reading anything: ``stable``,
+    ``canary`` and the configured ``publish_label`` (the promote DAG's form offers exactly these)."""
+    return sorted({*STANDARD_LABELS, *([config.serving.publish_label] if config.serving.publish_label else [])})
+
+
 def check_known_label(config: PipelineConfig, target: ServingTarget, servable: str, label: str) -> None:
-    """A promotion may name ``stable``, ``canary``, the config's ``publish_label`` or a label the servable
-    already has: a misspelt new label would stay in the model server config (no command removes a label),
-    keeping its version loaded and out of retention's reach."""
-    known = {*STANDARD_LABELS, *([config.serving.publish_label] if config.serving.publish_label else [])}
+    """A promotion may name one of ``promotable_labels`` or a label the servable already has: a misspelt
+    new label would stay in the model server config (no command removes a label), keeping its version
+    loaded and out of retention's reach."""
+    known = set(promotable_labels(config))
     if label in known:
         return
     entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)

@@ -63,7 +63,7 @@ def make_export(
         strategy=strategy,
         version=str(step),
         step=step,
-        checkpoint_uri=checkpoint_uri or f"/nonexistent/model/model.ckpt-{step}",
+        checkpoint_uri=checkpoint_uri or f"/nonexistent/model-{seed}/model.ckpt-{step}",  # another seed: another run
         signatures={"serve": ("serving_default",)},
         metrics={"auc": 0.5 + step / 10_000, "loss": 1.0 - step / 10_000},
         graphs=graph_dirs,
