@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import struct
 
+from components.protowire import WireFormatError, as_int64, iter_fields, read_varint
+
 _MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48  # two block handles padded to 40 bytes, then the 8-byte magic
 _TRAILER_SIZE = 5  # block type (1 byte) + masked crc32c (4 bytes)
@@ -71,6 +73,13 @@ class BundleIndex:
 
 def parse_bundle_index(data: bytes) -> BundleIndex:
     """Parse and checksum-verify a tensor-bundle ``.index``; ``BundleIndexError`` says what is wrong."""
+    try:
+        return _parse(data)
+    except WireFormatError as exc:
+        raise BundleIndexError(f"malformed checkpoint index: {exc}") from exc
+
+
+def _parse(data: bytes) -> BundleIndex:
     if len(data) < _FOOTER_SIZE:
         raise BundleIndexError(
             f"{len(data)} bytes is too short for a checkpoint index (footer is {_FOOTER_SIZE})"
@@ -101,27 +110,12 @@ def parse_bundle_index(data: bytes) -> BundleIndex:
     return BundleIndex(num_shards=num_shards, entries=tuple(entries))
 
 
-# --- LevelDB table format ---------------------------------------------------------------------------
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise BundleIndexError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise BundleIndexError("varint longer than 64 bits")
+# --- LevelDB table format (its varints are protobuf's) ------------------------------------------------
 
 
 def _block_handle(buf: bytes, pos: int) -> tuple[tuple[int, int], int]:
-    offset, pos = _varint(buf, pos)
-    size, pos = _varint(buf, pos)
+    offset, pos = read_varint(buf, pos)
+    size, pos = read_varint(buf, pos)
     return (offset, size), pos
 
 
@@ -159,9 +153,9 @@ def _block_entries(block: bytes) -> list[tuple[bytes, bytes]]:
     entries = []
     pos, key = 0, b""
     while pos < limit:
-        shared, pos = _varint(block, pos)
-        unshared, pos = _varint(block, pos)
-        value_len, pos = _varint(block, pos)
+        shared, pos = read_varint(block, pos)
+        unshared, pos = read_varint(block, pos)
+        value_len, pos = read_varint(block, pos)
         if shared > len(key) or pos + unshared + value_len > limit:
             raise BundleIndexError("malformed block entry")
         key = key[:shared] + block[pos : pos + unshared]
@@ -174,49 +168,22 @@ def _block_entries(block: bytes) -> list[tuple[bytes, bytes]]:
 # --- the two protos, decoded by field number (tensorflow/core/protobuf/tensor_bundle.proto) ---------
 
 
-def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
-    out: list[tuple[int, int | bytes]] = []
-    pos = 0
-    while pos < len(buf):
-        tag, pos = _varint(buf, pos)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 1:
-            value, pos = int.from_bytes(buf[pos : pos + 8], "little"), pos + 8
-        elif wire == 2:
-            length, pos = _varint(buf, pos)
-            value, pos = buf[pos : pos + length], pos + length
-        elif wire == 5:
-            value, pos = int.from_bytes(buf[pos : pos + 4], "little"), pos + 4
-        else:
-            raise BundleIndexError(f"unsupported protobuf wire type {wire}")
-        if pos > len(buf):
-            raise BundleIndexError("truncated protobuf field")
-        out.append((number, value))
-    return out
-
-
-def _int64(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
 def _header(value: bytes) -> tuple[int]:
     num_shards = 0
-    for number, field in _fields(value):
+    for number, field in iter_fields(value):
         if number == 1 and isinstance(field, int):
-            num_shards = _int64(field)
+            num_shards = as_int64(field)
     return (num_shards,)
 
 
 def _shape(value: bytes) -> tuple[int, ...]:
     dims = []
-    for number, field in _fields(value):
+    for number, field in iter_fields(value):
         if number == 2 and isinstance(field, bytes):  # TensorShapeProto.dim
             size = 0
-            for dim_number, dim_field in _fields(field):
+            for dim_number, dim_field in iter_fields(field):
                 if dim_number == 1 and isinstance(dim_field, int):
-                    size = _int64(dim_field)
+                    size = as_int64(dim_field)
             dims.append(size)
     return tuple(dims)
 
@@ -225,17 +192,17 @@ def _entry(key: bytes, value: bytes) -> TensorEntry:
     dtype = shard_id = offset = size = 0
     shape: tuple[int, ...] = ()
     sliced = False
-    for number, field in _fields(value):
+    for number, field in iter_fields(value):
         if number == 1 and isinstance(field, int):
             dtype = field
         elif number == 2 and isinstance(field, bytes):
             shape = _shape(field)
         elif number == 3 and isinstance(field, int):
-            shard_id = _int64(field)
+            shard_id = as_int64(field)
         elif number == 4 and isinstance(field, int):
-            offset = _int64(field)
+            offset = as_int64(field)
         elif number == 5 and isinstance(field, int):
-            size = _int64(field)
+            size = as_int64(field)
         elif number == 7:
             sliced = True
     if offset < 0 or size < 0:

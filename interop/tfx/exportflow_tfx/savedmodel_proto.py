@@ -2,7 +2,8 @@
 
 The TFX environment cannot hold TensorFlow (TF 2.15 needs protobuf < 5, the TFX SDK protobuf >= 6), yet the
 manifest records the TF build that wrote the model and its signatures by tag set, as exportflow's own
-export does. Those sit in a few fields of the SavedModel proto, read here from the protobuf wire format:
+export does. Those sit in a few fields of the SavedModel proto, read here from the protobuf wire format
+(``components.protowire``):
 
     SavedModel.meta_graphs = 2 -> MetaGraphDef.meta_info_def = 1 -> MetaInfoDef.tags = 4,
                                                                    MetaInfoDef.tensorflow_version = 5
@@ -17,9 +18,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-from collections.abc import Iterator
 
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+from components.protowire import WireFormatError, iter_fields
 
 
 class SavedModelProtoError(ValueError):
@@ -42,22 +42,22 @@ def read_savedmodel_info(export_dir: str) -> SavedModelInfo:
     versions: list[str] = []
     signatures: dict[str, tuple[str, ...]] = {}
     try:
-        for number, meta_graph in _fields(data):
+        for number, meta_graph in iter_fields(data):
             if number != 2 or not isinstance(meta_graph, bytes):
                 continue
             tags: list[str] = []
             names: list[str] = []
-            for field, value in _fields(meta_graph):
+            for field, value in iter_fields(meta_graph):
                 if field == 1 and isinstance(value, bytes):
-                    for info_field, info_value in _fields(value):
+                    for info_field, info_value in iter_fields(value):
                         if info_field == 4 and isinstance(info_value, bytes):
                             tags.append(info_value.decode())
                         elif info_field == 5 and isinstance(info_value, bytes):
                             versions.append(info_value.decode())
                 elif field == 5 and isinstance(value, bytes):
-                    names += [v.decode() for f, v in _fields(value) if f == 1 and isinstance(v, bytes)]
+                    names += [v.decode() for f, v in iter_fields(value) if f == 1 and isinstance(v, bytes)]
             signatures[",".join(sorted(tags))] = tuple(sorted(names))
-    except (IndexError, UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, WireFormatError) as exc:
         raise SavedModelProtoError(f"{path} is not a SavedModel proto: {exc}") from exc
     if not signatures:
         raise SavedModelProtoError(f"{path} holds no MetaGraph: it is not a SavedModel")
@@ -82,37 +82,3 @@ def count_warmup_records(export_dir: str, warmup_path: str) -> int:
             raise SavedModelProtoError(f"{path} is truncated: record {count + 1} runs past the end of the file")
         count += 1
     return count
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int | bytes]]:
-    """(field number, value) of one message; LEN values as bytes, the rest as integers."""
-    position = 0
-    while position < len(data):
-        key, position = _varint(data, position)
-        number, kind = key >> 3, key & 7
-        if kind == _VARINT:
-            value, position = _varint(data, position)
-            yield number, value
-        elif kind == _LEN:
-            size, position = _varint(data, position)
-            if position + size > len(data):
-                raise ValueError(f"field {number} runs past the end of the message")
-            yield number, data[position : position + size]
-            position += size
-        elif kind in (_I64, _I32):
-            width = 8 if kind == _I64 else 4
-            yield number, int.from_bytes(data[position : position + width], "little")
-            position += width
-        else:
-            raise ValueError(f"unsupported wire type {kind} at byte {position}")
-
-
-def _varint(data: bytes, position: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[position]
-        position += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, position
-        shift += 7
