@@ -17,10 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import subprocess
-import tempfile
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -165,54 +161,15 @@ class StageOperator(BaseOperator):
 
     def _call_external(self, python: str, request: Any, credentials: Any) -> Any:
         """Run the stage in ``python``; its outcome comes from a result file, its stdout and stderr are logs."""
-        from components.pipeline.envelope import encode_request, read_outcome
-        from components.tf_logs import log_lines
+        from components.pipeline.external import run_stage_process
         from plugins.credentials import access_token_for
 
         self.log.info("running stage %s in %s", request.stage, python)
         request = dataclasses.replace(request, credentials=access_token_for(credentials))
-        with tempfile.TemporaryDirectory(prefix="exportflow-stage-") as folder:
-            result_path = os.path.join(folder, "outcome.json")
-            process = subprocess.Popen(
-                [python, "-m", "components.stage_entry", "--result", result_path],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            try:  # from the moment the child exists: a stop arriving before it is fed must reach it too
-                prefix = f"[{request.stage}] "
-                printed = threading.Thread(target=log_lines, args=(process.stdout, self.log, prefix), daemon=True)
-                printed.start()
-                with contextlib.suppress(BrokenPipeError):  # it died first: reported below, by its missing outcome
-                    process.stdin.write(encode_request(request))  # the token goes here only, never argv
-                    process.stdin.close()
-                log_lines(process.stderr, self.log, prefix)
-                returncode = process.wait()
-            except BaseException:  # the task is being stopped (SIGTERM, timeout): let the stage clean up
-                stop_child(process)
-                raise
-            printed.join()
-            outcome = read_outcome(result_path)
+        returncode, outcome = run_stage_process(python, request, log=self.log, prefix=f"[{request.stage}] ")
         if outcome is None:
             raise StageFailed(f"stage {request.stage} exited with {returncode} in {python} without an outcome")
         return outcome
-
-
-CHILD_STOP_GRACE_S = 30.0  # how long a stopped stage may take to release its leases before SIGKILL
-
-
-def stop_child(process: subprocess.Popen[str], grace: float = CHILD_STOP_GRACE_S) -> None:
-    """SIGTERM first, so the stage in the child releases its leases (it turns SIGTERM into an exception);
-    SIGKILL only when it has not ended within ``grace`` seconds (the next discovery reaps what is left)."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 class ReportRunOperator(BaseOperator):
