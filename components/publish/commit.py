@@ -8,10 +8,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from components.layout import GRAPH_FILES
+from components.ledger.ledger import utc_now
 from components.publish.attempt import Attempt
 from components.publish.errors import ChecksumMismatch, PublishInProgress
 from components.publish.inventory import Inventory
-from components.publish.marker import CommitMarker, MarkedExport, MarkedGraph, now_iso, write_marker
+from components.publish.marker import CommitMarker, MarkedExport, MarkedGraph, write_marker
 from components.publish.plan import Plan
 from components.storage import PreconditionFailed, StorageError, StorageFull, UploadChecksumMismatch
 from components.transfer.pool import TransferResult, run_transfers
@@ -75,7 +76,7 @@ def write_commit_marker(run: Attempt, export: MarkedExport | None) -> None:
             MarkedGraph(g.name, layout.graph_dir(g.name), g.manifest_crc32c, len(g.files), g.total_bytes)
             for g in run.graphs
         ),
-        published_at=now_iso(),
+        published_at=utc_now(),  # UTC, to the second, as every ledger time
         run=run.lock.owner if run.lock else None,
         export=export,
     )

@@ -10,7 +10,6 @@ published before still read, and keys a newer exportflow adds survive a rewrite 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import logging
 from typing import Any
@@ -153,10 +152,6 @@ class CommitMarker:
             raise MarkerFormatError(f"a JSON {type(value).__name__}, not an object")
         return cls.from_dict(value)
 
-
-def now_iso() -> str:
-    """The marker's ``published_at``: UTC, to the second."""
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def read_marker(storage: Storage, uri: str) -> CommitMarker | None:
