@@ -35,7 +35,7 @@ from components.staging.cache import ScratchCache
 from components.storage import Storage, storage_for
 from components.storage.gcs import GCSStorage
 from tests.support.example_pipeline import write_config
-from tests.support.keras_env import KerasModel, keras_config_dict, last_json, run_keras
+from tests.support.keras_env import KerasModel, keras_config_dict, last_json, run_keras, save_whole_model
 from tests.support.keras_published import CHECK_PUBLISHED
 
 PATTERN = "ckpt-{epoch:03d}.weights.h5"
@@ -279,18 +279,7 @@ def test_whole_keras_models_in_a_bucket_are_published_without_a_builder(
 ) -> None:
     """``ModelCheckpoint`` with a ``.keras`` filepath into the bucket: loaded as saved from the fetched file."""
     saved = tmp_path / "model-2.keras"
-    run_keras(
-        keras_trained.python,
-        """
-        import sys
-        from examples.keras.model import build_model
-        model = build_model()
-        model.load_weights(sys.argv[1])
-        model.save(sys.argv[2])
-        """,
-        str(keras_trained.model_dir / "ckpt-002.weights.h5"),
-        str(saved),
-    )
+    save_whole_model(keras_trained, 2, saved)
     config = keras_gcs_config(
         keras_trained, gcs_bucket, tmp_path, keras={"checkpoints": "model-{epoch}.keras"},
         strategies=[{"name": "latest", "kind": "latest"}],

@@ -23,7 +23,7 @@ from components.pipeline.contract import StageRequest, encode_request
 from components.pipeline.external import ExternalStageFailed
 from components.pipeline.runner import run_pipeline
 from tests.support.example_pipeline import write_config
-from tests.support.keras_env import KerasModel, keras_config_dict, last_json, run_keras
+from tests.support.keras_env import KerasModel, keras_config_dict, last_json, run_keras, save_whole_model
 from tests.support.keras_published import CHECK_PUBLISHED
 
 
@@ -155,18 +155,7 @@ def test_whole_keras_model_files_export_without_a_builder(keras_trained, tmp_pat
     """Checkpoints saved as whole ``.keras`` models (ModelCheckpoint with a .keras filepath): loaded as saved."""
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    run_keras(
-        keras_trained.python,
-        """
-        import sys
-        from examples.keras.model import build_model
-        model = build_model()
-        model.load_weights(sys.argv[1])
-        model.save(sys.argv[2])
-        """,
-        str(keras_trained.model_dir / "ckpt-002.weights.h5"),
-        str(model_dir / "model-2.keras"),
-    )
+    save_whole_model(keras_trained, 2, model_dir / "model-2.keras")
     config = keras_config(
         keras_trained,
         tmp_path,

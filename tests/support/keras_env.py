@@ -52,6 +52,24 @@ def last_json(output: str) -> Any:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def save_whole_model(model: KerasModel, epoch: int, target: Path) -> Path:
+    """The example model with epoch ``epoch``'s weights saved whole at ``target`` (a ``.keras`` file, as
+    ``ModelCheckpoint`` with a ``.keras`` filepath writes it), made in the Keras runtime."""
+    run_keras(
+        model.python,
+        """
+        import sys
+        from examples.keras.model import build_model
+        model = build_model()
+        model.load_weights(sys.argv[1])
+        model.save(sys.argv[2])
+        """,
+        str(model.model_dir / f"ckpt-{epoch:03d}.weights.h5"),
+        str(target),
+    )
+    return target
+
+
 def keras_config_dict(model: KerasModel, destination: str | Path, **overrides: Any) -> dict[str, Any]:
     """examples/keras/pipeline.yaml pointed at ``model`` and ``destination``, run in ``model.python``."""
     data = yaml.safe_load((PROJECT_ROOT / "examples" / "keras" / "pipeline.yaml").read_text())
