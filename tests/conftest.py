@@ -53,7 +53,6 @@ TIER_BY_MODULE = {
     "test_celery_executor": ("scale",),
     # the TFX interop environment (built from interop/tfx/uv.lock) fed a SavedModel exported here
     "test_tfx_interop": ("tf",),
-    "test_keras_airflow": ("live", "tf"),  # a Keras model through `dags test`, stages in the Keras runtime
     "test_keras_demo": ("live", "tf"),  # `exportflow demo --framework keras`: trains, then `dags test`
 }
 

@@ -19,6 +19,7 @@ import pytest
 from components.config import load_config
 from components.discovery import lease
 from components.ledger import Ledger
+from components.pipeline import external
 from components.pipeline.contract import StageRequest, encode_request
 from components.pipeline.external import ExternalStageFailed
 from components.pipeline.runner import run_pipeline
@@ -36,10 +37,28 @@ def published_versions(root: Path) -> list[str]:
     return sorted((p.name for p in root.iterdir() if p.name.isdigit()), key=int) if root.exists() else []
 
 
-def test_the_runner_publishes_keras_versions_that_answer_as_the_model(keras_trained, tmp_path) -> None:
+def started_children(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, StageRequest]]:
+    """Every stage interpreter the runner starts, recorded at our seam (``run_stage_process``) and still
+    started for real."""
+    started: list[tuple[str, StageRequest]] = []
+    real = external.run_stage_process
+
+    def counting(python: str, request: StageRequest, **kwargs: Any) -> Any:
+        started.append((python, request))
+        return real(python, request, **kwargs)
+
+    monkeypatch.setattr(external, "run_stage_process", counting)
+    return started
+
+
+def test_the_runner_publishes_keras_versions_that_answer_as_the_model(keras_trained, tmp_path, monkeypatch) -> None:
     config = keras_config(keras_trained, tmp_path)
+    children = started_children(monkeypatch)
     report = run_pipeline(config)
 
+    # one Keras interpreter for the whole run: both checkpoints, every stage after discovery
+    assert [(python, r.stage) for python, r in children] == [(str(keras_trained.python), "run_checkpoints")]
+    assert [c["step"] for c in children[0][1].inputs["checkpoints"]] == [1, 2]
     assert keras_trained.epochs == (1, 2)
     assert [e.checkpoint.step for e in report.evaluations] == [1, 2]
     assert all(e.blessed and "click_auc" in e.metrics and "value_loss" in e.metrics for e in report.evaluations)
@@ -65,6 +84,7 @@ def test_the_runner_publishes_keras_versions_that_answer_as_the_model(keras_trai
 
     again = run_pipeline(config)  # every checkpoint handled: nothing new
     assert again.published == () and again.evaluations == ()
+    assert len(children) == 1  # and nothing to run: no interpreter started
 
 
 def test_a_builder_that_does_not_match_the_weights_names_the_layer(keras_trained, tmp_path) -> None:
@@ -130,19 +150,16 @@ def test_a_keras_stage_in_the_estimator_runtime_fails_before_tensorflow_loads(ke
 
 def test_custom_and_final_strategies_export_a_keras_model(keras_trained, tmp_path) -> None:
     """kind custom: the user's ExportStrategy gets the Keras model; kind final: the step reached max_steps."""
-    from components.pipeline.options import RunOptions
-
     strategies = [
         {"name": "custom", "kind": "custom", "params": {"target": "examples.keras.strategies:model_export"},
          "servable": "example_keras_custom"},
         {"name": "final", "kind": "final", "params": {"max_steps": 2}},
     ]
     config = keras_config(keras_trained, tmp_path, strategies=strategies)
-    report = run_pipeline(config, RunOptions(checkpoint=1))
-    assert [p.strategy for p in report.published] == ["custom"]  # final declines step 1 (< max_steps)
-
-    report = run_pipeline(config, RunOptions(checkpoint=2))
-    assert sorted(p.strategy for p in report.published) == ["custom", "final"]
+    report = run_pipeline(config)  # both checkpoints in one run
+    by_step = {step: sorted(p.strategy for p in report.published if p.step == step) for step in (1, 2)}
+    assert by_step[1] == ["custom"]  # final declines step 1 (< max_steps)
+    assert by_step[2] == ["custom", "final"]
     assert published_versions(tmp_path / "published" / "example_keras_custom") == ["1", "2"]
     assert published_versions(tmp_path / "published" / "example_keras") == ["2"]
     checked = last_json(
@@ -171,7 +188,7 @@ def test_whole_keras_model_files_export_without_a_builder(keras_trained, tmp_pat
     assert checked["2"]["same_as_predict"] and checked["2"]["replayed"] == 20, checked
 
 
-def test_a_damaged_checkpoint_fails_alone_and_the_others_are_published(keras_trained, tmp_path) -> None:
+def test_a_damaged_checkpoint_fails_alone_and_the_others_are_published(keras_trained, tmp_path, monkeypatch) -> None:
     """A file whole by its size and superblock but damaged inside: discovery takes it, evaluation names it."""
     model_dir = tmp_path / "model"
     model_dir.mkdir()
@@ -181,8 +198,10 @@ def test_a_damaged_checkpoint_fails_alone_and_the_others_are_published(keras_tra
     (model_dir / "ckpt-002.weights.h5").write_bytes(damaged[:96] + b"\xff" * (len(damaged) - 96))  # superblock kept
     config = keras_config(keras_trained, tmp_path, model_dir=str(model_dir), strategies=[{"name": "latest", "kind": "latest"}])
 
+    children = started_children(monkeypatch)
     with pytest.raises(ExternalStageFailed) as caught:
         run_pipeline(config)
+    assert len(children) == 1  # the damaged checkpoint failed inside the one run, the good one went on
     assert caught.value.failure.error == "CorruptCheckpoint"
     assert "ckpt-002.weights.h5 (step 2): the weights file does not read as HDF5" in caught.value.failure.message
     assert published_versions(tmp_path / "published" / "example_keras") == ["1"]

@@ -96,3 +96,19 @@ def test_a_pod_gets_its_request_as_an_argument_and_leaves_the_outcome_in_a_file(
     assert (outcome.failure.error, outcome.failure.retryable) == ("ValueError", False)
     assert "unknown stage 'train'" in outcome.failure.message
     assert process.stdout == ""
+
+
+def test_a_run_checkpoints_request_rebuilds_each_checkpoint_and_refuses_another_artifact() -> None:
+    """The plain runner's one request for another interpreter: its list input is checked at the seam."""
+    from components.pipeline.envelope import STAGES, StageRequest, call_stage
+
+    checkpoints = [CheckpointArtifact(uri=f"/m/ckpt-{step:03d}.weights.h5", model_name="k", step=step) for step in (1, 2)]
+    spec = STAGES["run_checkpoints"]
+    rebuilt = spec.rebuilt({"checkpoints": [c.to_dict() for c in checkpoints]})
+    assert rebuilt == {"checkpoints": checkpoints}
+    spec.check_inputs(rebuilt)
+
+    export = {"type": "Model", "uri": "/e/1"}  # an export where a checkpoint belongs: refused by its type name
+    request = StageRequest("run_checkpoints", "/config/never/read.yaml", inputs={"checkpoints": [export]})
+    with pytest.raises(ValueError, match="expected a Checkpoint artifact, got 'Model'"):
+        call_stage(request)

@@ -1,5 +1,6 @@
 """The remote envelope: run one stage from a JSON request, the single entry point every Airflow task
-goes through (the plain runner calls the stages directly).
+goes through (the plain runner calls the stages directly, or, for a model whose stages need another
+interpreter, sends that interpreter one ``run_checkpoints`` request: every stage after discovery).
 
 One contract in every runtime:
 
@@ -82,6 +83,14 @@ def _publish(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]
     return publish_stage(config, inputs["export"], options).to_dict()
 
 
+def _run_checkpoints(config: PipelineConfig, options: RunOptions, inputs: dict[str, Any]) -> Any:
+    """The plain runner's stages after discovery, for a model whose stages need another interpreter:
+    one process for the whole run instead of one per stage (Airflow's DAG still runs one stage per task)."""
+    from components.pipeline.runner import run_checkpoints
+
+    return run_checkpoints(config, options, inputs["checkpoints"]).to_dict()
+
+
 # The stages a request may name. Each lists its artifact inputs: XCom's JSON is rebuilt and checked
 # against them here, at the one seam every task passes through.
 STAGES: dict[str, StageSpec] = {
@@ -92,6 +101,7 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("export", {"evaluation": EvaluationArtifact}, _export),
         StageSpec("warmup", {"export": ExportArtifact}, _warmup),
         StageSpec("publish", {"export": ExportArtifact}, _publish),
+        StageSpec("run_checkpoints", {"checkpoints": CheckpointArtifact}, _run_checkpoints),
     )
 }
 

@@ -1,6 +1,7 @@
 """The plain runner: the stages in their reference order, without Airflow.
 
-The CLI, tests and benchmarks use it; Airflow's DAG runs the same stage functions one per task.
+The CLI, tests and benchmarks use it; Airflow's DAG runs the same stage functions one per task. A model
+whose stages need another interpreter (Keras: TF 2.21) runs ``run_checkpoints`` there, one process per run.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import dataclasses
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from components.artifacts import CheckpointArtifact, EvaluationArtifact, ExportArtifact, PushedModelArtifact
 from components.config.schema import PipelineConfig
@@ -41,6 +43,18 @@ class RunReport:
     exports: tuple[ExportArtifact, ...] = ()
     published: tuple[PushedModelArtifact, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        """As the envelope's ``run_checkpoints`` returns it: each artifact as XCom carries one."""
+        return {field: [a.to_dict() for a in getattr(self, field)] for field in ("evaluations", "exports", "published")}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunReport:
+        return cls(
+            tuple(EvaluationArtifact.from_dict(d) for d in data["evaluations"]),
+            tuple(ExportArtifact.from_dict(d) for d in data["exports"]),
+            tuple(PushedModelArtifact.from_dict(d) for d in data["published"]),
+        )
+
 
 def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> RunReport:
     """Every stage for every new checkpoint. A checkpoint that cannot be read fails alone (as its own
@@ -59,6 +73,15 @@ def run_pipeline(config: PipelineConfig, options: RunOptions | None = None) -> R
 def _run(config: PipelineConfig, options: RunOptions, checkpoints: list[CheckpointArtifact]) -> RunReport:
     if config.framework == "keras":
         return _run_external(config, options, checkpoints)
+    return run_checkpoints(config, options, checkpoints)
+
+
+def run_checkpoints(
+    config: PipelineConfig, options: RunOptions, checkpoints: Sequence[CheckpointArtifact]
+) -> RunReport:
+    """Every stage after discovery for ``checkpoints``, in this interpreter: evaluate, then for each
+    selected strategy export, warmup and publish. A checkpoint that cannot be read fails alone: the
+    others are still published, then its error is raised. The caller holds (and releases) the leases."""
     strategies = selected_strategies(config, options)
     evaluations, exports, published = [], [], []
     unreadable: list[CheckpointError] = []
@@ -83,44 +106,20 @@ def _run(config: PipelineConfig, options: RunOptions, checkpoints: list[Checkpoi
 
 
 def _run_external(config: PipelineConfig, options: RunOptions, checkpoints: list[CheckpointArtifact]) -> RunReport:
-    """The TF stages of a model whose framework needs another runtime (Keras: TF 2.21), each through the
-    envelope in ``airflow.python``, in the same order as ``_run``; discovery stayed in this process."""
+    """``run_checkpoints`` in ``airflow.python``, one interpreter for the whole run (Keras: TF 2.21), through
+    the envelope's ``run_checkpoints`` request; discovery stayed in this process, which releases the leases.
+
+    Its failure comes back as ``ExternalStageFailed`` carrying the child's error (an unreadable
+    checkpoint's ``CorruptCheckpoint`` after the others were published, as ``run_checkpoints`` raises it)."""
     from components.pipeline.contract import StageRequest
-    from components.pipeline.external import ExternalStageFailed, call_external
+    from components.pipeline.external import call_external
 
-    python = config.airflow.python or ""
-
-    def call(stage: str, **inputs: object) -> object:
-        return call_external(python, StageRequest(stage, config.source, options, dict(inputs)))
-
-    evaluations, exports, published = [], [], []
-    unreadable: list[ExternalStageFailed] = []
-    for checkpoint in checkpoints:
-        try:
-            evaluation = EvaluationArtifact.from_dict(call("evaluate", checkpoint=checkpoint.to_dict()))
-        except ExternalStageFailed as exc:
-            if exc.failure.error not in CHECKPOINT_ERRORS:
-                raise
-            log.error("%s", exc)  # it fails alone, as in _run
-            unreadable.append(exc)
-            continue
-        evaluations.append(evaluation)
-        for strategy in selected_strategies(config, options):
-            exported = call("export", strategy=strategy.name, evaluation=evaluation.to_dict())
-            if exported is None:  # declined: the envelope says so with None, as XCom does
-                continue
-            warmed = ExportArtifact.from_dict(call("warmup", export=exported))
-            exports.append(warmed)
-            published.append(PushedModelArtifact.from_dict(call("publish", export=warmed.to_dict())))
-    if unreadable:
-        raise unreadable[0]
-    return RunReport(tuple(evaluations), tuple(exports), tuple(published))
-
-
-# ``CheckpointError`` and its subclasses by name, as a failure from another interpreter names them
-CHECKPOINT_ERRORS = frozenset(
-    {"CheckpointError", "IncompleteCheckpoint", "CorruptCheckpoint", "CheckpointUnreadable", "CheckpointVanished"}
-)
+    if not checkpoints:  # nothing to run: no interpreter to start
+        return RunReport()
+    request = StageRequest(
+        "run_checkpoints", config.source, options, {"checkpoints": [c.to_dict() for c in checkpoints]}
+    )
+    return RunReport.from_dict(call_external(config.airflow.python or "", request))
 
 
 @contextlib.contextmanager

@@ -29,11 +29,14 @@ class StageSpec:
     call: StageCall
 
     def rebuilt(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """``inputs`` as XCom carried them (JSON), with each artifact input rebuilt by its type."""
-        return {
-            name: self.inputs[name].from_dict(value) if name in self.inputs else value
-            for name, value in inputs.items()
-        }
+        """``inputs`` as XCom carried them (JSON), with each artifact input (or list of them) rebuilt by
+        its type."""
+        return {name: self._rebuilt(name, value) if name in self.inputs else value for name, value in inputs.items()}
+
+    def _rebuilt(self, name: str, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [self.inputs[name].from_dict(item) for item in value]
+        return self.inputs[name].from_dict(value)
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
         missing = set(self.inputs) - set(inputs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -54,19 +55,26 @@ def last_json(output: str) -> Any:
 
 def save_whole_model(model: KerasModel, epoch: int, target: Path) -> Path:
     """The example model with epoch ``epoch``'s weights saved whole at ``target`` (a ``.keras`` file, as
-    ``ModelCheckpoint`` with a ``.keras`` filepath writes it), made in the Keras runtime."""
-    run_keras(
-        model.python,
-        """
-        import sys
-        from examples.keras.model import build_model
-        model = build_model()
-        model.load_weights(sys.argv[1])
-        model.save(sys.argv[2])
-        """,
-        str(model.model_dir / f"ckpt-{epoch:03d}.weights.h5"),
-        str(target),
-    )
+    ``ModelCheckpoint`` with a ``.keras`` filepath writes it). Made in the Keras runtime once per trained
+    model and epoch (beside ``model.model_dir``), then copied: the tests that need one share its cost."""
+    saved = model.model_dir.parent / "whole" / f"model-{epoch}.keras"
+    if not saved.exists():
+        saved.parent.mkdir(exist_ok=True)
+        partial = saved.with_suffix(".partial.keras")  # Keras insists on the suffix
+        run_keras(
+            model.python,
+            """
+            import sys
+            from examples.keras.model import build_model
+            model = build_model()
+            model.load_weights(sys.argv[1])
+            model.save(sys.argv[2])
+            """,
+            str(model.model_dir / f"ckpt-{epoch:03d}.weights.h5"),
+            str(partial),
+        )
+        partial.replace(saved)  # whole or absent: a failed save is not taken by the next test
+    shutil.copyfile(saved, target)
     return target
 
 
