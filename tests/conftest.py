@@ -57,8 +57,44 @@ TIER_BY_MODULE = {
 }
 
 
+# Two workers (pytest-xdist, addopts in pyproject.toml). The tests that share an expensive session fixture
+# run on one worker, one after another, so it is built once: the live deployment's modules, the Keras
+# runtime's (its model is trained once), the TFX environment's. Every other module is its own group (its
+# module fixtures stay in one process). The longest groups are handed out first, so neither worker is left
+# with a long tail. Groups are told from node ids alone: the scheduler sees nothing else.
+SHARED_AIRFLOW_MODULES = frozenset({"test_airflow_live", "test_sensor", "test_serving_approval_live", "test_ui_plugin"})
+LONGEST_GROUPS_FIRST = ("keras", "shared_airflow", "test_demo_e2e", "tfx", "test_celery_executor")
+
+
+def worker_group(nodeid: str) -> str:
+    module = Path(nodeid.split("::", 1)[0]).stem
+    if module in SHARED_AIRFLOW_MODULES:
+        return "shared_airflow"
+    for prefix, group in (("test_keras_", "keras"), ("test_tfx_", "tfx")):
+        if module.startswith(prefix):
+            return group
+    return module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Hands out whole groups (``worker_group``), in the order the collection has them; an explicit
+    ``--dist`` other than the default ``load`` keeps xdist's own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    if config.getvalue("dist") != "load":
+        return None
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    config.option.loadscopereorder = False  # keep the order set in pytest_collection_modifyitems
+    return GroupScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _shared_airflow_tests_together(items)
+    _check_shared_airflow_modules(items)
+    _groups_together_longest_first(items)
     for item in items:
         module = item.path.stem
         tiers = {tier for fixture, tier in TIER_BY_FIXTURE.items() if fixture in item.fixturenames}
@@ -70,15 +106,28 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(tier)
 
 
-def _shared_airflow_tests_together(items: list[pytest.Item]) -> None:
-    """Moves the tests on the shared live deployment next to the first of them (each keeps its order), so the
-    deployment is up once and only while they run, instead of idling through the modules between them."""
-    shared = [item for item in items if "shared_airflow" in item.fixturenames]
-    if not shared:
-        return
-    first = items.index(shared[0])
-    others = [item for item in items if "shared_airflow" not in item.fixturenames]
-    items[:] = others[:first] + shared + others[first:]
+def _check_shared_airflow_modules(items: list[pytest.Item]) -> None:
+    strays = sorted({item.path.stem for item in items if "shared_airflow" in item.fixturenames} - SHARED_AIRFLOW_MODULES)
+    if strays:
+        raise pytest.UsageError(
+            f"{', '.join(strays)} use the shared_airflow fixture: add them to SHARED_AIRFLOW_MODULES in "
+            "tests/conftest.py, so they run on the worker that holds the deployment"
+        )
+
+
+def _groups_together_longest_first(items: list[pytest.Item]) -> None:
+    """Each group's tests next to each other (each keeps its order), the longest groups first; in a group,
+    the tests on the shared deployment before the others, so it is up once and only while they run."""
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_seen.setdefault(worker_group(item.nodeid), index)
+
+    def rank(item: pytest.Item) -> tuple[int, int, bool]:
+        group = worker_group(item.nodeid)
+        order = LONGEST_GROUPS_FIRST.index(group) if group in LONGEST_GROUPS_FIRST else len(LONGEST_GROUPS_FIRST)
+        return (order, first_seen[group], "shared_airflow" not in item.fixturenames)
+
+    items.sort(key=rank)
 
 
 SHARED_AIRFLOW = pytest.StashKey[Any]()
@@ -123,8 +172,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     deployment = item.config.stash.get(SHARED_AIRFLOW, None)
     if deployment is None or "shared_airflow" not in item.fixturenames:
         return
-    remaining = item.session.items[item.session.items.index(item) + 1 :]
-    if not any("shared_airflow" in later.fixturenames for later in remaining):
+    if nextitem is None or "shared_airflow" not in nextitem.fixturenames:  # the group's tests are together
         deployment.airflow.stop()  # idempotent: the session fixture's own stop finds nothing left to stop
 
 
