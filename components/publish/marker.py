@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from components.storage import ObjectInfo, PreconditionFailed, Storage
+from components.storage import ObjectInfo, ObjectNotFound, PreconditionFailed, Storage
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +155,15 @@ class CommitMarker:
 
 
 def read_marker(storage: Storage, uri: str) -> CommitMarker | None:
-    """The commit marker at ``uri``, or None (absent or unreadable — then the version is not published)."""
-    found = storage.read_versioned(uri)
-    if found is None:
+    """The commit marker at ``uri``, or None (absent or unreadable — then the version is not published).
+    One request on GCS (``read_versioned`` makes two): its generation is not needed here; a repair
+    replaces the marker by the generation it finds then."""
+    try:
+        data = storage.read_bytes(uri)
+    except ObjectNotFound:
         return None
     try:
-        return CommitMarker.from_json(found[0])
+        return CommitMarker.from_json(data)
     except MarkerFormatError as exc:
         log.warning("commit marker %s is unreadable (%s); treating the version as unpublished", uri, exc)
         return None
