@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.example_pipeline import TrainedModel, example_config, free_port
 from tests.support.keras_env import keras_runtime, keras_trained  # noqa: F401 - Keras runtime fixtures
+from tests.support.worker_groups import by_group, stray_shared_airflow_modules, worker_group
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,28 +58,9 @@ TIER_BY_MODULE = {
 }
 
 
-# Two workers (pytest-xdist, addopts in pyproject.toml). The tests that share an expensive session fixture
-# run on one worker, one after another, so it is built once: the live deployment's modules, the Keras
-# runtime's (its model is trained once), the TFX environment's. Every other module is its own group (its
-# module fixtures stay in one process). The longest groups are handed out first, so neither worker is left
-# with a long tail. Groups are told from node ids alone: the scheduler sees nothing else.
-SHARED_AIRFLOW_MODULES = frozenset({"test_airflow_live", "test_sensor", "test_serving_approval_live", "test_ui_plugin"})
-LONGEST_GROUPS_FIRST = ("keras", "shared_airflow", "test_demo_e2e", "tfx", "test_celery_executor")
-
-
-def worker_group(nodeid: str) -> str:
-    module = Path(nodeid.split("::", 1)[0]).stem
-    if module in SHARED_AIRFLOW_MODULES:
-        return "shared_airflow"
-    for prefix, group in (("test_keras_", "keras"), ("test_tfx_", "tfx")):
-        if module.startswith(prefix):
-            return group
-    return module
-
-
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Hands out whole groups (``worker_group``), in the order the collection has them; an explicit
-    ``--dist`` other than the default ``load`` keeps xdist's own."""
+    """Hands out whole groups (``tests/support/worker_groups.py``) in the order ``by_group`` gave the
+    collection; an explicit ``--dist`` other than the default ``load`` keeps xdist's own."""
     from xdist.scheduler import LoadScopeScheduling
 
     if config.getvalue("dist") != "load":
@@ -93,8 +75,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    _check_shared_airflow_modules(items)
-    _groups_together_longest_first(items)
+    strays = stray_shared_airflow_modules({item.path.stem for item in items if "shared_airflow" in item.fixturenames})
+    if strays:
+        raise pytest.UsageError(
+            f"{', '.join(strays)} use the shared_airflow fixture: add them to SHARED_AIRFLOW_MODULES in "
+            "tests/support/worker_groups.py, so they run on the worker that holds the deployment"
+        )
+    items[:] = by_group(items, lambda item: item.nodeid, lambda item: "shared_airflow" in item.fixturenames)
     for item in items:
         module = item.path.stem
         tiers = {tier for fixture, tier in TIER_BY_FIXTURE.items() if fixture in item.fixturenames}
@@ -104,30 +91,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             tiers.add("emulator")
         for tier in sorted(tiers) or ["unit"]:
             item.add_marker(tier)
-
-
-def _check_shared_airflow_modules(items: list[pytest.Item]) -> None:
-    strays = sorted({item.path.stem for item in items if "shared_airflow" in item.fixturenames} - SHARED_AIRFLOW_MODULES)
-    if strays:
-        raise pytest.UsageError(
-            f"{', '.join(strays)} use the shared_airflow fixture: add them to SHARED_AIRFLOW_MODULES in "
-            "tests/conftest.py, so they run on the worker that holds the deployment"
-        )
-
-
-def _groups_together_longest_first(items: list[pytest.Item]) -> None:
-    """Each group's tests next to each other (each keeps its order), the longest groups first; in a group,
-    the tests on the shared deployment before the others, so it is up once and only while they run."""
-    first_seen: dict[str, int] = {}
-    for index, item in enumerate(items):
-        first_seen.setdefault(worker_group(item.nodeid), index)
-
-    def rank(item: pytest.Item) -> tuple[int, int, bool]:
-        group = worker_group(item.nodeid)
-        order = LONGEST_GROUPS_FIRST.index(group) if group in LONGEST_GROUPS_FIRST else len(LONGEST_GROUPS_FIRST)
-        return (order, first_seen[group], "shared_airflow" not in item.fixturenames)
-
-    items.sort(key=rank)
 
 
 SHARED_AIRFLOW = pytest.StashKey[Any]()
