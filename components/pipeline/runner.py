@@ -45,7 +45,7 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         """As the envelope's ``run_checkpoints`` returns it: each artifact as XCom carries one."""
-        return {field: [a.to_dict() for a in getattr(self, field)] for field in ("evaluations", "exports", "published")}
+        return {f.name: [a.to_dict() for a in getattr(self, f.name)] for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunReport:
