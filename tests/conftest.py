@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.built_once import built_once
 from tests.support.example_pipeline import TrainedModel, example_config, free_port
 from tests.support.keras_env import keras_runtime, keras_trained  # noqa: F401 - Keras runtime fixtures
 from tests.support.worker_groups import by_group, stray_shared_airflow_modules, worker_group
@@ -98,13 +99,12 @@ SHARED_AIRFLOW = pytest.StashKey[Any]()
 
 @pytest.fixture(scope="session")
 def migrated_airflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite Airflow metadata database migrated once per session: every AIRFLOW_HOME the tests make gets
-    a copy of the file (milliseconds) instead of its own ``airflow db migrate`` (tens of seconds)."""
+    """A SQLite Airflow metadata database migrated once per test run (for both workers): every AIRFLOW_HOME
+    the tests make gets a copy of the file (milliseconds) instead of its own ``airflow db migrate``."""
     from tests.support.dag_test_run import airflow_env, migrate
 
-    home = tmp_path_factory.mktemp("airflow-db")
-    migrate(airflow_env(home, home))
-    return home / "airflow.db"
+    home = built_once(tmp_path_factory, "airflow-db", lambda home: migrate(airflow_env(home, home)))
+    return home / "airflow.db"  # only ever copied, so both workers can read the one file
 
 
 @pytest.fixture(scope="session")
@@ -153,12 +153,19 @@ def _unit_tests_load_no_tensorflow(request: pytest.FixtureRequest) -> Iterator[N
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    """The example model trained to step 300 with checkpoints at 0, 100, 200, 300. Treat as read-only."""
-    from examples.train import train
+    """The example model trained to step 300 with checkpoints at 0, 100, 200, 300. Treat as read-only.
 
+    Trained once per test run; each worker gets its own copy, since tests pin its checkpoints with leases."""
+    from examples.train import checkpoint_steps, train
+
+    def train_example(folder: Path) -> None:
+        train(str(folder / "model"), str(folder / "data"), steps=300, checkpoint_every=100)
+
+    trained = built_once(tmp_path_factory, "trained", train_example)
     root = tmp_path_factory.mktemp("trained")
-    steps = train(str(root / "model"), str(root / "data"), steps=300, checkpoint_every=100)
-    return TrainedModel(root / "model", root / "data", tuple(steps))
+    for part in ("model", "data"):
+        shutil.copytree(trained / part, root / part)
+    return TrainedModel(root / "model", root / "data", tuple(checkpoint_steps(str(root / "model"))))
 
 
 @pytest.fixture
