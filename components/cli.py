@@ -88,7 +88,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _serving(args: argparse.Namespace) -> int:
-    """``exportflow serving status|promote|rollback|pin|unpin``: labels in the model server config."""
+    """``exportflow serving status|promote|rollback|unlabel|pin|unpin``: labels in the model server config."""
     from components.config import load_config
     from components.serving import control
     from components.serving.report import format_move, format_status
@@ -104,6 +104,8 @@ def _serving(args: argparse.Namespace) -> int:
         print(format_move(move) if move else f"{args.label} already points at version {args.version}")
     elif args.action == "rollback":
         print(format_move(control.rollback(config, args.label, servable=args.servable, who=args.who, reason=args.reason)))
+    elif args.action == "unlabel":
+        print(format_move(control.unlabel(config, args.label, servable=args.servable, who=args.who, reason=args.reason)))
     elif args.action == "pin":
         changed = control.pin(config, args.version, servable=args.servable)
         print(f"pinned version {args.version}" if changed else f"version {args.version} was already pinned")
@@ -128,7 +130,7 @@ def _keras_env(args: argparse.Namespace) -> int:
 def _add_serving_parser(sub: argparse._SubParsersAction) -> None:
     import getpass
 
-    serving = sub.add_parser("serving", help="TF Serving version labels: status, promote, rollback, pin, unpin")
+    serving = sub.add_parser("serving", help="TF Serving version labels: status, promote, rollback, unlabel, pin, unpin")
     actions = serving.add_subparsers(dest="action", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", required=True, help="the model's YAML config")
@@ -142,6 +144,10 @@ def _add_serving_parser(sub: argparse._SubParsersAction) -> None:
     promote.add_argument("--label", default="stable")
     rollback = actions.add_parser("rollback", parents=[common, who], help="move a label back to its previous version")
     rollback.add_argument("--label", default="stable")
+    unlabel = actions.add_parser(
+        "unlabel", parents=[common, who], help="remove a label (its version stays loaded if still needed)"
+    )
+    unlabel.add_argument("--label", required=True)
     for name, text in (("pin", "keep a version loaded without a label"), ("unpin", "release a pinned version")):
         action = actions.add_parser(name, parents=[common], help=text)
         action.add_argument("--version", type=int, required=True)

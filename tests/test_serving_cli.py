@@ -1,4 +1,4 @@
-"""``exportflow serving status|promote|rollback|pin|unpin``: what it prints, and its exact errors."""
+"""``exportflow serving status|promote|rollback|unlabel|pin|unpin``: what it prints, and its exact errors."""
 
 from __future__ import annotations
 
@@ -53,6 +53,33 @@ def test_promote_rollback_pin_and_status(tmp_path: Path, capsys: pytest.CaptureF
     assert run(capsys, "serving", "unpin", "--config", path, "--version", "100")[1] == "unpinned version 100\n"
 
 
+def test_unlabel_removes_a_label_and_status_shows_it_in_the_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config_file_for(tmp_path)
+    publish_versions(load_config(path), tmp_path, 100, 200)
+    assert run(capsys, "serving", "promote", "--config", path, "--version", "100", "--who", "a")[0] == 0
+    assert run(capsys, "serving", "promote", "--config", path, "--version", "200", "--label", "canary", "--who", "a")[0] == 0
+
+    code, out, _ = run(capsys, "serving", "unlabel", "--config", path, "--label", "canary", "--who", "bob", "--reason", "canary over")
+    assert code == 0 and out.rstrip().endswith("remove    canary 200 -> (removed)  by bob: canary over")
+    code, out, _ = run(capsys, "serving", "status", "--config", path)
+    assert out.splitlines()[:4] == [
+        f"serving mode: labels; model server config: {config_path(tmp_path)}",
+        "example:",
+        "  loaded versions: 100",  # 200 was loaded only for canary
+        "  stable     -> 100",
+    ]
+    assert out.splitlines()[-1].endswith("remove    canary 200 -> (removed)  by bob: canary over")
+
+    code, _, err = run(capsys, "serving", "unlabel", "--config", path, "--label", "stable")
+    assert code == 1 and err == (
+        "exportflow: error: removing label 'stable' of 'example' would unload version 100, the only version it "
+        "serves, and leave TF Serving nothing to serve; promote another label or pin a version first "
+        "(nothing was changed)\n"
+    )
+    code, _, err = run(capsys, "serving", "unlabel", "--config", path, "--label", "canary")
+    assert code == 1 and err == "exportflow: error: servable 'example' has no label 'canary'; its labels: ['stable']\n"
+
+
 def test_bad_input_exact_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = config_file_for(tmp_path)
     publish_versions(load_config(path), tmp_path, 100)
@@ -98,9 +125,11 @@ def test_status_in_mode_latest_names_the_version_tf_serving_serves(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Under the latest policy the highest number serves, which after a forced republish is not the
-    checkpoint's step: status says which one, instead of 'not in the model server config'."""
+    checkpoint's step: status says which one, instead of 'not in the model server config'. No model server
+    config is read in this mode: a file at its place (someone else's, or half-edited) does not matter."""
     path = config_file_for(tmp_path, mode="latest")
     publish_versions(load_config(path), tmp_path, 100, 300, 200)
+    config_path(tmp_path).write_text("not a model server config {")
     code, out, _ = run(capsys, "serving", "status", "--config", path)
     assert code == 0 and out.splitlines() == [
         "serving mode: latest (no model server config: TF Serving serves each servable's highest version)",
@@ -129,16 +158,17 @@ def test_labels_and_pins_of_a_multi_graph_set_are_refused_naming_the_model_and_w
 
 
 def test_a_misspelt_label_is_refused_before_anything_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """No command removes a label, so a typo would stay in the model server config for good, keeping its
-    version loaded and out of retention's reach."""
+    """A typo would stay in the model server config until someone noticed, keeping its version loaded and
+    out of retention's reach."""
     path = config_file_for(tmp_path, publish_label="shadow")
     publish_versions(load_config(path), tmp_path, 100, 200)
     code, _, err = run(capsys, "serving", "promote", "--config", path, "--version", "100", "--label", "stabel")
     assert code == 1
     assert err == (
         "exportflow: error: label 'stabel' is not a label of servable 'example' (known: canary, shadow, stable); "
-        "check its spelling. No command removes a label once added, so a new one is refused: to use it, add it "
-        "to the model server config by hand or set it as serving.publish_label\n"
+        "check its spelling. A new label is refused so that a typo cannot keep a version loaded: to use one, set "
+        "it as serving.publish_label or add it to the model server config by hand (`exportflow serving unlabel` "
+        "removes a label)\n"
     )
     assert not config_path(tmp_path).exists()
     assert run(capsys, "serving", "promote", "--config", path, "--version", "100", "--label", "shadow")[0] == 0

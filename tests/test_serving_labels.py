@@ -156,3 +156,53 @@ def test_mode_latest_writes_no_config(tmp_path: Path) -> None:
     with pytest.raises(ServingModeOff, match="serving.mode is 'latest', so exportflow writes no model server config"):
         control.promote(config, 100, "stable", who="a")
     assert not config_path(tmp_path).exists()
+
+
+def test_unlabel_removes_a_label_and_unloads_its_version_only_when_nothing_else_needs_it(tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100, 200, 300)
+    control.promote(config, 100, "stable", who="a")
+    control.promote(config, 100, "canary", who="a")  # canary shares stable's version
+    removed = control.unlabel(config, "canary", who="bob", reason="shared")
+    assert (removed.from_version, removed.to_version, removed.action, removed.who) == (100, None, "remove", "bob")
+    assert entry(tmp_path).labels == {"stable": 100} and entry(tmp_path).versions == (100,)  # stable needs 100
+
+    control.promote(config, 200, "canary", who="a")
+    control.pin(config, 200)
+    control.unlabel(config, "canary", who="a")
+    assert entry(tmp_path).labels == {"stable": 100} and entry(tmp_path).versions == (100, 200)  # the pin needs 200
+
+    control.promote(config, 300, "canary", who="a")
+    control.unlabel(config, "canary", who="a")
+    assert entry(tmp_path).versions == (100, 200)  # 300 was loaded only for canary: unloaded with it
+    assert [(m.label, m.to_version) for m in history(tmp_path).moves][-2:] == [("canary", 300), ("canary", None)]
+
+    control.promote(config, 300, "canary", who="a")  # added again: no rollback to before the removal
+    with pytest.raises(ServingError, match="has no earlier version to roll back to"):
+        control.rollback(config, "canary", who="a")
+
+
+def test_unlabel_removes_a_label_added_by_hand_and_refuses_what_would_leave_nothing_served(tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100, 200)
+    control.promote(config, 100, "stable", who="a")
+    # someone added a misspelt label to the file by hand, listing version 200 for it
+    config_path(tmp_path).write_text(
+        "model_config_list {\n  config {\n    name: 'example'\n"
+        f"    base_path: '{tmp_path / 'published' / 'example'}'\n    model_platform: 'tensorflow'\n"
+        "    model_version_policy { specific { versions: 100 versions: 200 } }\n"
+        "    version_labels { key: 'stable' value: 100 }\n    version_labels { key: 'stabel' value: 200 }\n  }\n}\n"
+    )
+    assert entry(tmp_path).labels == {"stable": 100, "stabel": 200}, config_path(tmp_path).read_text()
+    control.unlabel(config, "stabel", who="a", reason="typo")
+    assert entry(tmp_path).labels == {"stable": 100} and entry(tmp_path).versions == (100,)
+
+    before = config_path(tmp_path).read_text()
+    with pytest.raises(ServingError, match=r"^removing label 'stable' of 'example' would unload version 100, the only"):
+        control.unlabel(config, "stable", who="a")
+    with pytest.raises(UnknownLabel, match=r"^servable 'example' has no label 'canary'; its labels: \['stable'\]$"):
+        control.unlabel(config, "canary", who="a")
+    with pytest.raises(UnknownLabel, match=r"must be lowercase letters"):
+        control.unlabel(config, "Canary!", who="a")
+    assert config_path(tmp_path).read_text() == before
+    assert [m.action for m in history(tmp_path).moves] == ["promote", "remove"]

@@ -172,6 +172,19 @@ def test_the_page_shows_the_panel_and_links_to_the_promote_form(served) -> None:
     assert f'class="button promote-link" data-airflow data-label="stable" href="/dags/{PROMOTE_DAG}?conf=' in text
 
 
+def test_a_removed_label_is_in_the_history_and_no_longer_in_the_labels(served, tmp_path: Path) -> None:
+    client, _ = served
+    config = parse_config(config_dict(tmp_path, "example", "labels"), base_dir=tmp_path)
+    control.unlabel(config, "canary", who="erin", reason="canary over")
+    (servable,) = client.get("/api/models/example/serving").json()["servables"]
+    canary = next(label for label in servable["labels"] if label["label"] == "canary")
+    assert (canary["version"], canary["rollback_to"], canary["rollback"]) == (None, None, None)
+    latest = servable["history"][0]
+    assert (latest["label"], latest["action"], latest["from_version"], latest["to_version"]) == ("canary", "remove", 300, None)
+    text = client.get("/ui/models/example").text
+    assert 'data-label="canary" data-from="300" data-to=""' in text and ">removed</td>" in text
+
+
 def test_a_latest_model_says_tf_serving_serves_the_highest_version(served) -> None:
     client, asked = served
     response = client.get("/api/models/plain/serving")

@@ -179,7 +179,7 @@ class ServingConfig:
 
     # latest: no model server config is written; TF Serving serves the highest published version.
     # labels: exportflow owns a ModelServerConfig listing each servable's versions and version_labels
-    # (stable, canary, ...), moved by `exportflow serving promote|rollback|pin|unpin`.
+    # (stable, canary, ...), moved by `exportflow serving promote|rollback|unlabel|pin|unpin`.
     mode: Literal["latest", "labels"] = "latest"
     # The ModelServerConfig text proto TF Serving reads (--model_config_file); default
     # <destination.uri>/models.config. Entries for servables this model does not publish are kept.

@@ -7,8 +7,8 @@ schema (and every reader of it) is unchanged::
       "schema_version": 1,
       "model": "example",
       "moves": [                                   # append-only, oldest first
-        {"servable": "example", "label": "stable", "from_version": 3, "to_version": 5,
-         "action": "promote" | "rollback", "who": "alice", "at": "<ISO 8601 UTC>",
+        {"servable": "example", "label": "stable", "from_version": 3, "to_version": 5 | null,
+         "action": "promote" | "rollback" | "remove", "who": "alice", "at": "<ISO 8601 UTC>",
          "run_id": "<DAG run id>" | null, "reason": "<free text>"}
       ],
       "pins": {"example": [3]}                     # versions kept loaded without a label
@@ -40,13 +40,13 @@ _MAX_ATTEMPTS = 10
 
 @dataclasses.dataclass(frozen=True)
 class LabelMove:
-    """One completed label move."""
+    """One completed label move (a removal is a move to no version)."""
 
     servable: str
     label: str
     from_version: int | None  # None: the label is new
-    to_version: int
-    action: Literal["promote", "rollback"]
+    to_version: int | None  # None: the label was removed (action "remove")
+    action: Literal["promote", "rollback", "remove"]
     who: str
     at: str
     run_id: str | None = None
@@ -71,10 +71,13 @@ class ServingHistory:
 
     def label_stack(self, servable: str, label: str) -> list[int]:
         """The label's versions, a promotion pushing and a rollback popping: ``[-1]`` is where it
-        points, ``[-2]`` where a rollback takes it."""
+        points, ``[-2]`` where a rollback takes it. A removal empties it: a label added again starts
+        with no rollback target."""
         stack: list[int] = []
         for move in self.moves_of(servable, label):
-            if move.action == "rollback" and len(stack) >= 2 and stack[-2] == move.to_version:
+            if move.to_version is None:
+                stack.clear()
+            elif move.action == "rollback" and len(stack) >= 2 and stack[-2] == move.to_version:
                 stack.pop()
             else:
                 stack.append(move.to_version)
@@ -133,8 +136,8 @@ class LabelHistory:
         servable: str,
         label: str,
         from_version: int | None,
-        to_version: int,
-        action: Literal["promote", "rollback"],
+        to_version: int | None,
+        action: Literal["promote", "rollback", "remove"],
         who: str,
         run_id: str | None,
         reason: str,

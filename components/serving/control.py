@@ -1,4 +1,5 @@
-"""Promote, roll back, pin and unpin: label moves on the model server config, recorded in the history.
+"""Promote, roll back, remove a label, pin and unpin: label moves on the model server config, recorded in
+the history.
 
 A label may point only at a version TF Serving has loaded, so a move is two writes of the config:
 
@@ -10,7 +11,8 @@ Between the two writes another promotion may move the same label: the second wri
 ``ServingConflict`` (the label is not where this move found it), takes back the version it listed (when
 nothing else needs it) and records nothing. Every completed move is appended to the serving history
 (``components.ledger.label_history``): from, to, who, when, run id, reason. A rollback moves the label
-to the version it held before its current one (see ``ServingHistory.label_stack``).
+to the version it held before its current one (see ``ServingHistory.label_stack``). Removing a label
+(``unlabel``) is one write: the label goes, and its version with it unless another label or a pin needs it.
 
 Only single-graph versions (``<destination>/<servable>/<version>``) can be labelled or pinned: a
 multi-graph set (``<base>/<graph>/<version>``) is several TF Serving models that no single config write
@@ -153,8 +155,7 @@ def promotable_labels(config: PipelineConfig) -> list[str]:
 
 def check_known_label(config: PipelineConfig, target: ServingTarget, servable: str, label: str) -> None:
     """A promotion may name one of ``promotable_labels`` or a label the servable already has: a misspelt
-    new label would stay in the model server config (no command removes a label), keeping its version
-    loaded and out of retention's reach."""
+    new label would keep its version loaded, out of retention's reach, until someone noticed and removed it."""
     known = set(promotable_labels(config))
     if label in known:
         return
@@ -164,8 +165,9 @@ def check_known_label(config: PipelineConfig, target: ServingTarget, servable: s
     labels = ", ".join(sorted(known | set(entry.labels if entry else ())))
     raise UnknownLabel(
         f"label {label!r} is not a label of servable {servable!r} (known: {labels}); check its spelling. "
-        "No command removes a label once added, so a new one is refused: to use it, add it to the model "
-        "server config by hand or set it as serving.publish_label"
+        "A new label is refused so that a typo cannot keep a version loaded: to use one, set it as "
+        "serving.publish_label or add it to the model server config by hand (`exportflow serving unlabel` "
+        "removes a label)"
     )
 
 
@@ -302,6 +304,51 @@ def rollback(
     return move
 
 
+def unlabel(
+    config: PipelineConfig,
+    label: str,
+    *,
+    servable: str | None = None,
+    who: str,
+    run_id: str | None = None,
+    reason: str = "",
+) -> LabelMove:
+    """Remove ``label`` (added by mistake, or a canary that is over): TF Serving stops answering it, and
+    its version is unloaded unless another label or a pin still needs it. Refused when that would leave the
+    servable with no version loaded: promote another label or pin a version first."""
+    check_mode(config)
+    target = target_for(config)
+    name = check_servable(target, servable)
+    check_label(label)
+    pins = set(target.history.load().pinned(name))
+    removed: list[int] = []
+
+    def remove(config_proto):
+        now = model_config.find(config_proto, name)
+        if now is None or label not in now.labels:
+            labels = sorted(now.labels) if now else []
+            raise UnknownLabel(f"servable {name!r} has no label {label!r}; its labels: {labels or 'none'}")
+        version = now.labels[label]
+        labels = {other: v for other, v in now.labels.items() if other != label}
+        versions = set(now.versions)
+        if version not in labels.values() and version not in pins:
+            versions.discard(version)
+        if not versions:
+            raise ServingError(
+                f"removing label {label!r} of {name!r} would unload version {version}, the only version it "
+                "serves, and leave TF Serving nothing to serve; promote another label or pin a version first "
+                "(nothing was changed)"
+            )
+        removed[:] = [version]
+        return model_config.with_servable(config_proto, name, target.base_path(name), versions, labels)
+
+    config_file.update(target.config_storage, target.config_uri, remove)
+    return target.history.record_move(
+        servable=name, label=label, from_version=removed[0], to_version=None,
+        action="remove", who=who, run_id=run_id, reason=reason,
+    )
+
+
 def pin(config: PipelineConfig, version: int, *, servable: str | None = None) -> bool:
     """Keep ``version`` loaded (and out of retention's reach) without a label; False if already pinned."""
     check_mode(config)
@@ -337,15 +384,16 @@ def status(config: PipelineConfig, storage: Storage | None = None) -> list[Serva
     """What each servable of the model loads and labels, its pins, rollback targets and label history
     (``storage``: as for ``target_for``)."""
     target = target_for(config, storage)
-    read = config_file.read(target.config_storage, target.config_uri)
+    # serving.mode latest: exportflow writes no model server config, so none is read (a file there is not ours)
+    server_config = config_file.read(target.config_storage, target.config_uri).config if config.serving.mode == "labels" else None
     history = target.history.load()
     return [
-        _status_of(name, read.config, history, tuple(published_versions(target, name))) for name in target.servables
+        _status_of(name, server_config, history, tuple(published_versions(target, name))) for name in target.servables
     ]
 
 
 def _status_of(name: str, config, history: ServingHistory, published: tuple[int, ...]) -> ServableStatus:
-    entry = model_config.find(config, name)
+    entry = model_config.find(config, name) if config is not None else None
     targets = {}
     for label in sorted(set(entry.labels if entry else ()) | set(history.labels_of(name))):
         back = history.rollback_target(name, label)

@@ -10,9 +10,10 @@ from components.serving.control import ServableStatus
 
 def format_move(move: LabelMove) -> str:
     start = "(new)" if move.from_version is None else str(move.from_version)
+    end = "(removed)" if move.to_version is None else str(move.to_version)
     run = f" run {move.run_id}" if move.run_id else ""
     reason = f": {move.reason}" if move.reason else ""
-    return f"{move.at}  {move.action:<8}  {move.label} {start} -> {move.to_version}  by {move.who}{run}{reason}"
+    return f"{move.at}  {move.action:<8}  {move.label} {start} -> {end}  by {move.who}{run}{reason}"
 
 
 def format_status(statuses: Iterable[ServableStatus], mode: str, config_uri: str, history: int = 10) -> str:

@@ -46,7 +46,7 @@ class LabelView:
 class MoveView:
     label: str
     from_version: int | None
-    to_version: int
+    to_version: int | None  # None: the label was removed
     action: str
     who: str
     at: str
