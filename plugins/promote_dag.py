@@ -1,18 +1,19 @@
 """The promote DAG of each model with ``serving.mode: labels``: ``exportflow__<model>__promote``.
 
-A manual run (UI form or REST) chooses among configured things only: promote or roll back, which label
-(the form proposes ``components.serving.control.promotable_labels``: ``stable``, ``canary`` and the
-configured ``publish_label``; a label the servable already has is accepted too, as control accepts it,
-and anything else is refused by ``check`` — parsing does no I/O, so the servable's own labels are read
-at run time), which of the model's servables, a version number (checked at run time against what is
-published), and a reason. Tasks:
+A manual run (UI form or REST) chooses among configured things only: promote, roll back or remove
+(``unlabel``) a label, which label (the form proposes ``components.serving.control.promotable_labels``:
+``stable``, ``canary`` and the configured ``publish_label``; a label the servable already has is accepted
+too, as control accepts it, and anything else is refused by ``check`` — parsing does no I/O, so the
+servable's own labels are read at run time), which of the model's servables, a version number (checked at
+run time against what is published), and a reason. Tasks:
 
 ``check`` validates the request against the destination and decides whether a person must approve it
 (``serving.approval: true`` and the label ``stable``) → ``approve`` or ``no_approval_needed`` (Airflow's deferrable
 ``ApprovalOperator``: no worker slot while it waits; *Reject*, or no answer within
 ``APPROVAL_TIMEOUT``, skips the move and changes nothing) → ``move_label`` (the two-phase move of
-``components.serving.control``, recorded in the label history as done by the approver, or by the user
-who triggered the run, with the run id and reason; it emits an event on the model's serving asset).
+``components.serving.control``, or the label's removal, recorded in the label history as done by the
+approver, or by the user who triggered the run, with the run id and reason; it emits an event on the
+model's serving asset).
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def build_params(config: PipelineConfig) -> dict[str, Any]:
 
     servables = servables_of(config)
     return {
-        "action": Param("promote", type="string", enum=["promote", "rollback"], title="Action",
-                        description="promote: point the label at the version; rollback: back to its previous version."),
+        "action": Param("promote", type="string", enum=["promote", "rollback", "unlabel"], title="Action",
+                        description="promote: point the label at the version; rollback: back to its previous "
+                                    "version; unlabel: remove the label (its version stays loaded while needed)."),
         "version": Param(None, type=["null", "integer"], minimum=0, title="Version",
                          description="A published version (promote only); checked against the destination."),
         "label": Param("stable", type="string", examples=labels_of(config), pattern=LABEL_PATTERN.pattern, title="Label",
@@ -100,6 +102,8 @@ class CheckPromotionOperator(BaseBranchOperator):
                     raise AirflowFailException("promote needs a version: fill in the form's Version field")
                 control.check_known_label(config, target, servable, params["label"])  # before any approval
                 control.check_published(target, servable, int(params["version"]))
+            elif params["action"] == "unlabel":
+                control.labelled_version(target, servable, params["label"])  # refused before any approval
         except ExportflowError as exc:
             raise AirflowFailException(str(exc)) from exc
         needs_approval = config.serving.approval and params["label"] == APPROVED_LABEL
@@ -107,7 +111,8 @@ class CheckPromotionOperator(BaseBranchOperator):
 
 
 class MoveLabelOperator(BaseOperator):
-    """Promote or roll back as the form asks; the approver (or the triggering user) is recorded."""
+    """Promote, roll back or remove the label as the form asks; the approver (or the triggering user) is
+    recorded."""
 
     def __init__(self, *, config_path: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -127,6 +132,9 @@ class MoveLabelOperator(BaseOperator):
             if params["action"] == "rollback":
                 move = control.rollback(config, params["label"], servable=params["servable"], who=who,
                                         run_id=context.get("run_id"), reason=params.get("reason") or "")
+            elif params["action"] == "unlabel":
+                move = control.unlabel(config, params["label"], servable=params["servable"], who=who,
+                                       run_id=context.get("run_id"), reason=params.get("reason") or "")
             else:
                 move = control.promote(config, int(params["version"]), params["label"], servable=params["servable"],
                                        who=who, run_id=context.get("run_id"), reason=params.get("reason") or "")
@@ -174,7 +182,10 @@ def build_promote_dag(config: PipelineConfig) -> DAG:
         check = CheckPromotionOperator(task_id="check", config_path=config.source)
         approve = ApprovalOperator(
             task_id="approve",
-            subject=f"{config.name}: {{{{ params.action }}}} {{{{ params.label }}}} to version {{{{ params.version }}}}",
+            subject=(
+                f"{config.name}: {{{{ params.action }}}} {{{{ params.label }}}}"
+                "{% if params.action == 'promote' %} to version {{ params.version }}{% endif %}"
+            ),
             body="Reason: {{ params.reason }}\n\nRequested by run {{ run_id }}.",
             defaults="Reject",  # no answer within the timeout: nothing moves
             response_timeout=APPROVAL_TIMEOUT,

@@ -9,7 +9,7 @@ import pytest
 
 from components.ledger.label_history import LabelHistory
 from components.publish.executor import publish
-from components.serving import config_file, model_config
+from components.serving import config_file, control, model_config
 from components.storage import storage_for
 from tests.support.airflow_live import airflow_home_from
 from tests.support.dag_test_run import airflow_env, parse_dags, run_dag_test
@@ -38,7 +38,7 @@ def test_promote_dag_only_for_labels_models_with_a_form_of_configured_choices(ai
     params = dag["params"]
     assert params["label"]["examples"] == ["canary", "shadow", "stable"]
     assert params["servable"]["enum"] == ["example"]
-    assert params["action"]["enum"] == ["promote", "rollback"]
+    assert params["action"]["enum"] == ["promote", "rollback", "unlabel"]
     assert params["version"]["type"] == ["null", "integer"]
 
 
@@ -138,3 +138,27 @@ def test_a_misspelt_label_fails_the_check_before_any_approval(airflow_home: Path
     assert summary["tasks"]["approve[-1]"]["state"] != "success"
     assert "label 'stabel' is not a label of servable 'example' (known: canary, stable)" in summary["output"]
     assert not (tmp_path / "published" / "models.config").exists()
+
+
+def test_an_unlabel_run_removes_the_label_and_a_missing_label_fails_the_check(airflow_home: Path, tmp_path: Path) -> None:
+    config = serving_config(tmp_path)
+    publish_versions(config, tmp_path, 100, 200)
+    control.promote(config, 100, "stable", who="alice")
+    control.promote(config, 200, "canary", who="alice")
+    configs = write_configs(tmp_path / "configs", {"example": serving_config_dict(tmp_path, approval=True)})
+    env = airflow_env(airflow_home, configs)
+
+    missing = run_dag_test(env, PROMOTE, {"action": "unlabel", "label": "shadow"})
+    assert missing["tasks"]["check[-1]"]["state"] == "failed"
+    assert "servable 'example' has no label 'shadow'; its labels: ['canary', 'stable']" in missing["output"]
+
+    summary = run_dag_test(env, PROMOTE, {"action": "unlabel", "label": "canary", "reason": "canary over"})
+    assert summary["state"] == "success", summary["output"][-3000:]
+    assert summary["tasks"]["approve[-1]"]["state"] == "skipped"  # approval guards stable only
+    read = config_file.read(storage_for(str(tmp_path)), str(tmp_path / "published" / "models.config"))
+    entry = model_config.find(read.config, "example")
+    assert entry.labels == {"stable": 100} and entry.versions == (100,)
+    moves = LabelHistory(storage_for(str(tmp_path)), str(tmp_path / "published"), "example").load().moves
+    assert (moves[-1].action, moves[-1].from_version, moves[-1].to_version, moves[-1].run_id, moves[-1].reason) == (
+        "remove", 200, None, summary["run_id"], "canary over"
+    )

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, NoReturn
 
 from components.config.schema import PipelineConfig
 from components.layout import BOOKKEEPING, GRAPH_FILES, PUBLISHED_SUFFIX, version_of
@@ -281,11 +281,7 @@ def rollback(
     name = check_servable(target, servable)
     check_label(label)
     history = target.history.load()
-    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, name)
-    current = entry.labels.get(label) if entry else None
-    if current is None:
-        labels = sorted(entry.labels) if entry else []
-        raise UnknownLabel(f"servable {name!r} has no label {label!r}; its labels: {labels or 'none'}")
+    current = labelled_version(target, name, label)
     stack = history.label_stack(name, label)
     if not stack or stack[-1] != current:
         raise ServingError(
@@ -302,6 +298,19 @@ def rollback(
     )
     assert move is not None  # previous != current: the stack never holds a version twice in a row
     return move
+
+
+def labelled_version(target: ServingTarget, servable: str, label: str) -> int:
+    """The version ``label`` points at in the model server config now; ``UnknownLabel`` when it has none."""
+    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)
+    if entry is None or label not in entry.labels:
+        _no_such_label(servable, label, entry)
+    return entry.labels[label]
+
+
+def _no_such_label(servable: str, label: str, entry: ServableEntry | None) -> NoReturn:
+    labels = sorted(entry.labels) if entry else []
+    raise UnknownLabel(f"servable {servable!r} has no label {label!r}; its labels: {labels or 'none'}")
 
 
 def unlabel(
@@ -326,8 +335,7 @@ def unlabel(
     def remove(config_proto):
         now = model_config.find(config_proto, name)
         if now is None or label not in now.labels:
-            labels = sorted(now.labels) if now else []
-            raise UnknownLabel(f"servable {name!r} has no label {label!r}; its labels: {labels or 'none'}")
+            _no_such_label(name, label, now)
         version = now.labels[label]
         labels = {other: v for other, v in now.labels.items() if other != label}
         versions = set(now.versions)
