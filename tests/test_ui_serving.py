@@ -115,6 +115,10 @@ def test_serving_json_shows_labels_loaded_versions_pins_history_and_links(served
     assert (labels["stable"]["version"], labels["canary"]["version"]) == (100, 300)
     # stable went 100 → 200 → back to 100: nothing earlier to roll back to; canary never moved twice
     assert labels["stable"]["rollback"] is None and labels["canary"]["rollback"] is None
+    remove = labels["canary"]["remove"]  # each label in the config has a link to the promote DAG's unlabel
+    assert remove["conf"] == conf_of(remove["url"]) == {
+        "action": "unlabel", "label": "canary", "servable": "example", "version": None, "reason": "remove canary (was 300)",
+    }
 
     history = servable["history"]  # newest first
     assert [(m["label"], m["action"], m["from_version"], m["to_version"], m["who"]) for m in history] == [
@@ -166,6 +170,7 @@ def test_the_page_shows_the_panel_and_links_to_the_promote_form(served) -> None:
     assert 'id="serving" data-mode="labels"' in text
     assert '<tr data-label="stable" data-version="100">' in text
     assert 'data-label="stable" data-from="200" data-to="100"' in text  # the rollback row of the history
+    assert '<a class="button unlabel-link" data-airflow href="/dags/' in text and "Remove canary…</a>" in text
     assert f'href="/dags/{PROMOTE_DAG}/runs/manual__rollback-1"' in text
     assert 'data-run-id="manual__dry" data-state="success" data-dry-run="true"' in text
     assert 'data-run-id="scheduled__broken" data-state="failed"' in text
@@ -178,7 +183,7 @@ def test_a_removed_label_is_in_the_history_and_no_longer_in_the_labels(served, t
     control.unlabel(config, "canary", who="erin", reason="canary over")
     (servable,) = client.get("/api/models/example/serving").json()["servables"]
     canary = next(label for label in servable["labels"] if label["label"] == "canary")
-    assert (canary["version"], canary["rollback_to"], canary["rollback"]) == (None, None, None)
+    assert (canary["version"], canary["rollback_to"], canary["rollback"], canary["remove"]) == (None, None, None, None)
     latest = servable["history"][0]
     assert (latest["label"], latest["action"], latest["from_version"], latest["to_version"]) == ("canary", "remove", 300, None)
     text = client.get("/ui/models/example").text

@@ -1,5 +1,5 @@
-"""The model page's "Serving" panel: what TF Serving is told to serve, label history, promote / roll back
-links, and the model's recent DAG runs (dry runs and failures included).
+"""The model page's "Serving" panel: what TF Serving is told to serve, label history, promote / roll back /
+remove links, and the model's recent DAG runs (dry runs and failures included).
 
 Built from ``components.serving.control.status`` (the model server config and the serving history beside
 the ledger) and from DAG-run rows the app reads from Airflow's public REST API (``RunRow``). Pure functions, no I/O: the page and the JSON
@@ -27,9 +27,9 @@ LATEST_NOTE = "TF Serving serves the highest version"
 class ActionLink:
     """A link to the promote DAG's page with the trigger form's values (see ``trigger_url``)."""
 
-    action: Literal["promote", "rollback"]
+    action: Literal["promote", "rollback", "unlabel"]
     label: str
-    version: int | None  # the version the label would point at
+    version: int | None  # the version the label would point at (None: promote's choice, or a removal)
     conf: Mapping[str, Any]  # the promote DAG's Params, as its form takes them
     url: str
 
@@ -40,6 +40,7 @@ class LabelView:
     version: int | None  # None: the label is in the history but not in the config any more
     rollback_to: int | None  # where a rollback takes it; None: no earlier version
     rollback: ActionLink | None
+    remove: ActionLink | None = None  # the promote DAG's unlabel; None when the label is not in the config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +143,7 @@ def _servable_view(
     current = dict(entry.labels) if entry else {}
     names = sorted(set(current) | {m.label for m in status.moves})
 
-    def link(action: Literal["promote", "rollback"], label: str, version: int | None, reason: str) -> ActionLink:
+    def link(action: Literal["promote", "rollback", "unlabel"], label: str, version: int | None, reason: str) -> ActionLink:
         conf = {"action": action, "label": label, "servable": status.servable, "version": version, "reason": reason}
         return ActionLink(action, label, version, conf, trigger_url(root, dag_id, conf))
 
@@ -152,7 +153,8 @@ def _servable_view(
         rollback = None
         if back is not None and name in current:
             rollback = link("rollback", name, back, f"roll {name} back from {current[name]} to {back}")
-        labels.append(LabelView(name, current.get(name), back, rollback))
+        remove = link("unlabel", name, None, f"remove {name} (was {current[name]})") if name in current else None
+        labels.append(LabelView(name, current.get(name), back, rollback, remove))
     loaded = tuple(entry.versions) if entry else ()
     newest = max(published) if published else None
     promote = tuple(
