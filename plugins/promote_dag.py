@@ -103,7 +103,7 @@ class CheckPromotionOperator(BaseBranchOperator):
                 control.check_known_label(config, target, servable, params["label"])  # before any approval
                 control.check_published(target, servable, int(params["version"]))
             elif params["action"] == "unlabel":
-                control.labelled_version(target, servable, params["label"])  # refused before any approval
+                control.check_unlabel(target, servable, params["label"])  # refused before any approval
         except ExportflowError as exc:
             raise AirflowFailException(str(exc)) from exc
         needs_approval = config.serving.approval and params["label"] == APPROVED_LABEL

@@ -198,11 +198,15 @@ def test_unlabel_removes_a_label_added_by_hand_and_refuses_what_would_leave_noth
     assert entry(tmp_path).labels == {"stable": 100} and entry(tmp_path).versions == (100,)
 
     before = config_path(tmp_path).read_text()
-    with pytest.raises(ServingError, match=r"^removing label 'stable' of 'example' would unload version 100, the only"):
-        control.unlabel(config, "stable", who="a")
+    target = control.target_for(config)
+    for attempt in (lambda: control.unlabel(config, "stable", who="a"), lambda: control.check_unlabel(target, "example", "stable")):
+        with pytest.raises(ServingError, match=r"^removing label 'stable' of 'example' would unload version 100, the only"):
+            attempt()  # the promote DAG's check refuses it as unlabel would, before anyone approves
     with pytest.raises(UnknownLabel, match=r"^servable 'example' has no label 'canary'; its labels: \['stable'\]$"):
         control.unlabel(config, "canary", who="a")
     with pytest.raises(UnknownLabel, match=r"must be lowercase letters"):
         control.unlabel(config, "Canary!", who="a")
     assert config_path(tmp_path).read_text() == before
     assert [m.action for m in history(tmp_path).moves] == ["promote", "remove"]
+    control.pin(config, 200)
+    assert control.check_unlabel(target, "example", "stable") == 100  # the pinned 200 would still be served

@@ -333,20 +333,7 @@ def unlabel(
     removed: list[int] = []
 
     def remove(config_proto):
-        now = model_config.find(config_proto, name)
-        if now is None or label not in now.labels:
-            _no_such_label(name, label, now)
-        version = now.labels[label]
-        labels = {other: v for other, v in now.labels.items() if other != label}
-        versions = set(now.versions)
-        if version not in labels.values() and version not in pins:
-            versions.discard(version)
-        if not versions:
-            raise ServingError(
-                f"removing label {label!r} of {name!r} would unload version {version}, the only version it "
-                "serves, and leave TF Serving nothing to serve; promote another label or pin a version first "
-                "(nothing was changed)"
-            )
+        version, versions, labels = _without_label(model_config.find(config_proto, name), name, label, pins)
         removed[:] = [version]
         return model_config.with_servable(config_proto, name, target.base_path(name), versions, labels)
 
@@ -355,6 +342,33 @@ def unlabel(
         servable=name, label=label, from_version=removed[0], to_version=None,
         action="remove", who=who, run_id=run_id, reason=reason,
     )
+
+
+def check_unlabel(target: ServingTarget, servable: str, label: str) -> int:
+    """Would ``unlabel`` be allowed now (the label exists, a version stays loaded)? Returns the label's
+    version; raises what ``unlabel`` would raise. The promote DAG asks before anyone approves."""
+    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)
+    return _without_label(entry, servable, label, set(target.history.load().pinned(servable)))[0]
+
+
+def _without_label(
+    entry: ServableEntry | None, servable: str, label: str, pins: set[int]
+) -> tuple[int, set[int], dict[str, int]]:
+    """The label's version, and the servable's versions and labels once it is removed."""
+    if entry is None or label not in entry.labels:
+        _no_such_label(servable, label, entry)
+    version = entry.labels[label]
+    labels = {other: v for other, v in entry.labels.items() if other != label}
+    versions = set(entry.versions)
+    if version not in labels.values() and version not in pins:
+        versions.discard(version)
+    if not versions:
+        raise ServingError(
+            f"removing label {label!r} of {servable!r} would unload version {version}, the only version it "
+            "serves, and leave TF Serving nothing to serve; promote another label or pin a version first "
+            "(nothing was changed)"
+        )
+    return version, versions, labels
 
 
 def pin(config: PipelineConfig, version: int, *, servable: str | None = None) -> bool:
