@@ -40,9 +40,15 @@ def labels(workspace: Path) -> dict[str, int]:
     return dict(entry.labels) if entry else {}
 
 
-def answer(live, run_id: str, option: str) -> None:
+def answer(live, run_id: str, option: str) -> dict:
+    """Answer the approval step with ``option``; returns what it asked (subject, body, options)."""
     path = f"/api/v2/dags/{PROMOTE}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
-    wait_for(lambda: live.request("GET", path)[0] == 200, 180, "the approval step to ask for an answer")
+
+    def details() -> dict | None:
+        status, body = live.request("GET", path)
+        return body if status == 200 else None
+
+    asked = wait_for(details, 180, "the approval step to ask for an answer")
     # Airflow 3.3 pauses the step (state awaiting_input) and its executor then reports the worker done;
     # an answer that lands before the scheduler has taken that report resumes a task it then marks
     # failed. So answer once the scheduler has seen the pause.
@@ -55,6 +61,7 @@ def answer(live, run_id: str, option: str) -> None:
     )
     status, body = live.request("PATCH", path, {"chosen_options": [option], "params_input": {}})
     assert status == 200, body
+    return asked
 
 
 def test_approve_moves_stable_and_reject_changes_nothing(live, workspace: Path) -> None:
@@ -62,7 +69,8 @@ def test_approve_moves_stable_and_reject_changes_nothing(live, workspace: Path) 
 
     status, run = live.trigger(PROMOTE, {"action": "promote", "version": 100, "label": "stable", "reason": "first"})
     assert status == 200, run
-    answer(live, run["dag_run_id"], "Approve")
+    asked = answer(live, run["dag_run_id"], "Approve")
+    assert asked["subject"] == f"{NAME}: promote stable to version 100", asked  # the approver sees what moves
     assert live.wait_for_run(PROMOTE, run["dag_run_id"])["state"] == "success", live.log_tail("scheduler")
     assert labels(workspace) == {"stable": 100}
     (move,) = LabelHistory(storage_for(str(workspace)), str(workspace / "published"), NAME).load().moves
