@@ -1,5 +1,6 @@
-"""Start-up of a stage or task process: importing TensorFlow (and Airflow) from the bytecode ``uv sync``
-compiled at install (``compile-bytecode`` in pyproject.toml) against compiling the sources on import.
+"""Start-up of a stage or task process: importing TensorFlow (and Airflow) from the bytecode compiled at
+install (``uv sync --compile-bytecode``: .ci/run, the Keras and TFX environments) against compiling the
+sources on import.
 
 Every Airflow task, every external-python stage and many test children are fresh interpreters, and where
 ``PYTHONDONTWRITEBYTECODE`` is set (CI machines, most container images) nothing compiled on import is
@@ -7,10 +8,10 @@ kept, so without the install-time bytecode each of them compiles TensorFlow agai
 in the same interpreters:
 
 * baseline — ``PYTHONDONTWRITEBYTECODE=1`` with ``-X pycache_prefix`` pointing at an empty folder: Python
-  finds no ``.pyc`` and compiles every module it imports, as it did before the setting;
-* ours — the environment as ``uv sync`` left it: the ``.pyc`` files beside the sources are read.
+  finds no ``.pyc`` and compiles every module it imports, as in an environment synced without the flag;
+* ours — the environment as ``uv sync --compile-bytecode`` left it: the ``.pyc`` files beside the sources.
 
-    uv run python bench/bench_imports.py [--runs 3]
+    uv sync --locked --compile-bytecode && uv run python bench/bench_imports.py [--runs 3]
 """
 
 from __future__ import annotations

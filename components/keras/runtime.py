@@ -29,8 +29,10 @@ def keras_python(env: str | os.PathLike[str] = KERAS_ENV) -> Path:
 
 
 def sync_command(uv: str = "uv") -> list[str]:
-    """``uv sync`` of the Keras group alone (the project itself included, without the dev tools)."""
-    return [uv, "sync", "--locked", "--no-default-groups", "--group", KERAS_GROUP]
+    """``uv sync`` of the Keras group alone (the project itself included, without the dev tools), compiled
+    to bytecode: every Keras stage is a fresh interpreter, which then imports TensorFlow from the ``.pyc``
+    files (~3 s of CPU) instead of compiling it where ``PYTHONDONTWRITEBYTECODE`` keeps nothing (~10 s)."""
+    return [uv, "sync", "--locked", "--compile-bytecode", "--no-default-groups", "--group", KERAS_GROUP]
 
 
 def build_keras_env(env: str | os.PathLike[str] = KERAS_ENV, *, quiet: bool = True) -> Path:
