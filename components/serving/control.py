@@ -171,6 +171,14 @@ def check_known_label(config: PipelineConfig, target: ServingTarget, servable: s
     )
 
 
+def _command_target(config: PipelineConfig, servable: str | None) -> tuple[ServingTarget, str]:
+    """What every serving command checks first (labels mode, a servable of this model): its target and
+    the servable's name."""
+    check_mode(config)
+    target = target_for(config)
+    return target, check_servable(target, servable)
+
+
 def check_servable(target: ServingTarget, servable: str | None) -> str:
     if servable is None:
         if len(target.servables) == 1:
@@ -255,9 +263,7 @@ def promote(
     reason: str = "",
     wait: AvailabilityWait | None = None,
 ) -> LabelMove | None:
-    check_mode(config)
-    target = target_for(config)
-    name = check_servable(target, servable)
+    target, name = _command_target(config, servable)
     check_known_label(config, target, name, check_label(label))
     return move_label(
         target, name, label, int(version), wait=wait or _wait_of(config),
@@ -276,9 +282,7 @@ def rollback(
     wait: AvailabilityWait | None = None,
 ) -> LabelMove:
     """Move ``label`` back to the version it held before its current one."""
-    check_mode(config)
-    target = target_for(config)
-    name = check_servable(target, servable)
+    target, name = _command_target(config, servable)
     check_label(label)
     history = target.history.load()
     current = labelled_version(target, name, label)
@@ -325,9 +329,7 @@ def unlabel(
     """Remove ``label`` (added by mistake, or a canary that is over): TF Serving stops answering it, and
     its version is unloaded unless another label or a pin still needs it. Refused when that would leave the
     servable with no version loaded: promote another label or pin a version first."""
-    check_mode(config)
-    target = target_for(config)
-    name = check_servable(target, servable)
+    target, name = _command_target(config, servable)
     check_label(label)
     pins = set(target.history.load().pinned(name))
     removed: list[int] = []
@@ -373,9 +375,7 @@ def _without_label(
 
 def pin(config: PipelineConfig, version: int, *, servable: str | None = None) -> bool:
     """Keep ``version`` loaded (and out of retention's reach) without a label; False if already pinned."""
-    check_mode(config)
-    target = target_for(config)
-    name = check_servable(target, servable)
+    target, name = _command_target(config, servable)
     check_published(target, name, int(version))
     if int(version) in target.history.load().pinned(name):
         return False
@@ -392,9 +392,7 @@ def pin(config: PipelineConfig, version: int, *, servable: str | None = None) ->
 
 def unpin(config: PipelineConfig, version: int, *, servable: str | None = None) -> None:
     """Stop keeping ``version`` loaded for its pin; it stays listed while a label points at it."""
-    check_mode(config)
-    target = target_for(config)
-    name = check_servable(target, servable)
+    target, name = _command_target(config, servable)
     pins = set(target.history.load().pinned(name))
     if int(version) not in pins:
         raise ServingError(f"version {version} of {name!r} is not pinned; pinned versions: {sorted(pins) or 'none'}")
