@@ -141,6 +141,16 @@ def check_mode(config: PipelineConfig) -> None:
         )
 
 
+def current_entry(target: ServingTarget, servable: str) -> ServableEntry | None:
+    """``servable``'s entry in the model server config as it is now (None: not in it)."""
+    return model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)
+
+
+def _needed(version: int, labels: Mapping[str, int], pins: set[int]) -> bool:
+    """Must ``version`` stay listed? While a label points at it or it is pinned."""
+    return version in labels.values() or version in pins
+
+
 def check_label(label: str) -> str:
     if not isinstance(label, str) or not LABEL_PATTERN.match(label):
         raise UnknownLabel(f"label {label!r} must be lowercase letters, digits, '_' or '-', e.g. stable or canary")
@@ -159,7 +169,7 @@ def check_known_label(config: PipelineConfig, target: ServingTarget, servable: s
     known = set(promotable_labels(config))
     if label in known:
         return
-    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)
+    entry = current_entry(target, servable)
     if entry is not None and label in entry.labels:
         return
     labels = ", ".join(sorted(known | set(entry.labels if entry else ())))
@@ -231,7 +241,7 @@ def move_label(
                 raise _label_moved(label, servable, previous, now.labels.get(label) if now else None)
             labels = {**now.labels, label: version}
             versions = set(now.versions) | {version}
-            if previous is not None and previous not in labels.values() and previous not in pins:
+            if previous is not None and not _needed(previous, labels, pins):
                 versions.discard(previous)
             return model_config.with_servable(config, servable, target.base_path(servable), versions, labels)
 
@@ -306,7 +316,7 @@ def rollback(
 
 def labelled_version(target: ServingTarget, servable: str, label: str) -> int:
     """The version ``label`` points at in the model server config now; ``UnknownLabel`` when it has none."""
-    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)
+    entry = current_entry(target, servable)
     if entry is None or label not in entry.labels:
         _no_such_label(servable, label, entry)
     return entry.labels[label]
@@ -349,7 +359,7 @@ def unlabel(
 def check_unlabel(target: ServingTarget, servable: str, label: str) -> int:
     """Would ``unlabel`` be allowed now (the label exists, a version stays loaded)? Returns the label's
     version; raises what ``unlabel`` would raise. The promote DAG asks before anyone approves."""
-    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)
+    entry = current_entry(target, servable)
     return _without_label(entry, servable, label, set(target.history.load().pinned(servable)))[0]
 
 
@@ -362,7 +372,7 @@ def _without_label(
     version = entry.labels[label]
     labels = {other: v for other, v in entry.labels.items() if other != label}
     versions = set(entry.versions)
-    if version not in labels.values() and version not in pins:
+    if not _needed(version, labels, pins):
         versions.discard(version)
     if not versions:
         raise ServingError(
@@ -426,7 +436,7 @@ def _status_of(name: str, config, history: ServingHistory, published: tuple[int,
 def _unlist_if_unneeded(target: ServingTarget, servable: str, version: int, pins: set[int]) -> None:
     def drop(config):
         now = model_config.find(config, servable)
-        if now is None or version not in now.versions or version in now.labels.values() or version in pins:
+        if now is None or version not in now.versions or _needed(version, now.labels, pins):
             return config
         return model_config.with_servable(
             config, servable, target.base_path(servable), set(now.versions) - {version}, now.labels

@@ -15,7 +15,6 @@ from components.config.schema import PipelineConfig
 from components.ledger.errors import LedgerError
 from components.publish.errors import PublishError
 from components.publish.retention import RetentionReport, policy_for, prune_published_versions, servables_of
-from components.serving import config_file, model_config
 from components.serving.errors import ServingError
 from components.storage import StorageError
 
@@ -26,11 +25,11 @@ def serving_needs(config: PipelineConfig, servable: str) -> dict[str, str]:
     """Version -> why serving needs it. Read whatever the mode: a config written while the model was in
     ``labels`` mode still protects its versions. A malformed config raises ``MalformedServingConfig``
     (then retention deletes nothing)."""
-    from components.serving.control import target_for
+    from components.serving.control import current_entry, target_for
 
     target = target_for(config)
     needs: dict[int, list[str]] = {}
-    entry = model_config.find(config_file.read(target.config_storage, target.config_uri).config, servable)
+    entry = current_entry(target, servable)
     if entry is not None:
         for label, version in sorted(entry.labels.items()):
             needs.setdefault(version, []).append(f"label {label}")
